@@ -48,7 +48,8 @@ PRODUCT_FAMILIES = ("deposit", "fund", "insurance", "liability")
 MAX_RISK_LEVEL_FOR = {"conservative": "R2", "balanced": "R3", "aggressive": "R5"}
 
 DIRECTIONS = ("in", "out")
-CHANNELS = ("branch", "mobile", "web", "atm", "pos", "advisor")
+# "system": credits and debits the bank books itself (salary via payroll, interest, fees, loan auto-debits).
+CHANNELS = ("branch", "mobile", "web", "atm", "pos", "advisor", "system")
 TXN_CATEGORIES = (
     "salary",
     "card_spend",
@@ -76,4 +77,9 @@ TOPICS = (
     "insurance",
     "promotions",
     "fx",
+    "complaints",
 )
+
+LIFECYCLE_STAGES = ("young_professional", "family_growth", "retirement")
+# Life events the simulator plants (truth.life_event).
+LIFE_EVENTS = ("home_purchase", "child_study_abroad", "retirement")

@@ -1,0 +1,42 @@
+"""`clientlens simulate`: write a simulated bank (five raw tables plus `truth`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clientlens.commands._common import DebugOpt, JsonOpt, progress, run
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("simulate")
+    def simulate(
+        customers: Annotated[int, typer.Option("--customers", min=1, help="Number of customers.")] = 2_000,
+        months: Annotated[int, typer.Option("--months", min=1, max=240, help="Months of history.")] = 18,
+        seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed (same seed, same files).")] = 7,
+        out: Annotated[Path, typer.Option("--out", help="Output folder for the Parquet tables.")] = Path("data/raw"),
+        start: Annotated[
+            datetime, typer.Option("--start", formats=["%Y-%m-%d"], help="First simulated month (its first day).")
+        ] = datetime(2024, 1, 1),
+        chunk_size: Annotated[
+            int,
+            typer.Option("--chunk-size", min=1, help="Customers per written chunk (bounds memory; data unchanged)."),
+        ] = 20_000,
+        as_json: JsonOpt = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        """Simulate a bank: customers, holdings, transactions, events, market and the hidden `truth`."""
+
+        def action() -> dict:
+            from features.simulate import simulate as do_simulate
+
+            with progress("simulating customers", total=customers, enabled=not as_json) as advance:
+                rows = do_simulate(
+                    out, customers, months, seed, start=start.date(), chunk_size=chunk_size, on_chunk=advance
+                )
+            return {"out": out.resolve(), "rows": rows, "customers": customers, "months": months, "seed": seed}
+
+        run(action, as_json=as_json, debug=debug)

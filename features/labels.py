@@ -1,0 +1,122 @@
+"""Labels at horizon H after an as-of date T (DESIGN §5). Exact definitions in `LABELS_DOC`.
+
+Labels look only at (T, T+H]: holdings at the last snapshot <= T+H (which must be later
+than T's snapshot), transactions with T + 1 day <= ts < T + H + 1 day. They also use the
+state at T (AUM at T's snapshot, stated risk known at T) as the base, which is allowed:
+that is information available at T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from features import vocab
+from features.build import (
+    DAY_NS,
+    RISK_MAX_LEVEL,
+    Prepared,
+    _last_at_or_before,
+    _ratio,
+    aum_at,
+    prepare,
+    stated_risk_at,
+    tier_of,
+)
+from features.config import FeatureConfig, LabelConfig
+
+LABELS_DOC = """
+## Labels
+
+Labels sit beside the features in `panel.parquet` (not in `latest.parquet`). Horizon H
+defaults to 90 days (`LabelConfig.horizon_days`, `--horizon-days`). They look only at the
+interval (T, T+H]: holdings at **S_H = the last snapshot <= T+H**, transactions with
+T + 1 day <= `ts` < T + H + 1 day. The base values at T (AUM at S_T = the last snapshot
+<= T, `stated_risk` known at T) are information available at T. Every label is
+null/NaN when S_H does not exist or is not later than S_T (no information after T).
+
+| label | type | definition |
+|---|---|---|
+| `tier_future` | string mass / affluent / hnw | tier of AUM at S_H with the configured thresholds (default mass < 500,000 <= affluent < 10,000,000 <= hnw). A customer holding nothing at S_H is `mass`. |
+| `churn` | float 1.0 / 0.0 / NaN | defined (0/1) only for customers with AUM at S_T >= `churn_min_aum` (default 10,000), NaN otherwise. 1.0 if AUM at S_H <= `churn_aum_fraction` (default 0.5) x AUM at S_T, or the customer holds no product at all (assets or liabilities) at S_H; else 0.0. |
+| `revealed_risk` | string conservative / balanced / aggressive / null | defined only for customers **free to act on their appetite**: stated risk at T allows buying R4 or above at the bank (`vocab.MAX_RISK_LEVEL_FOR` -> only `aggressive`; `balanced` is capped at R3, so an aggressive appetite could not show in its bank holdings and its label would be censored; those customers get null, as do conservative ones and customers whose stated risk is unknown at T). Over (T, T+H]: base B = AUM at S_H + investment_buy amounts + outflows to brokerages; high-risk amount A = AUM in R4-R5 at S_H + investment_buy amounts of R4-R5 products (risk from `product_type`) + outflows to brokerages; mid-risk amount M = AUM in R3 at S_H + investment_buy amounts of R3 products. `aggressive` if A / B >= 0.30, else `balanced` if (A + M) / B >= 0.15, else `conservative`; null when B < 10,000 (nothing to reveal). Thresholds are `LabelConfig` fields. |
+"""
+
+
+def labels_at(
+    prep: Prepared,
+    as_of,
+    config: LabelConfig | None = None,
+    feature_config: FeatureConfig | None = None,
+) -> pd.DataFrame:
+    """`customer_id`, `tier_future`, `churn`, `revealed_risk` for every customer in `prep` at `as_of`."""
+    config = config or LabelConfig()
+    feature_config = feature_config or FeatureConfig()
+    as_of = pd.Timestamp(as_of).normalize()
+    t_end = (as_of + pd.Timedelta(days=1)).value
+    h_end = t_end + config.horizon_days * DAY_NS
+    n = prep.n
+    tier_future = np.full(n, None, dtype=object)
+    churn = np.full(n, np.nan)
+    revealed = np.full(n, None, dtype=object)
+    out = pd.DataFrame({"customer_id": prep.customer_ids})
+    snaps = prep.snapshot_dates
+    i_t, i_h = _last_at_or_before(snaps, t_end - 1), _last_at_or_before(snaps, h_end - 1)
+    if prep.ho is None or i_h < 0 or i_h <= i_t:
+        out["tier_future"], out["churn"], out["revealed_risk"] = tier_future, churn, revealed
+        return out
+    s_h = int(snaps[i_h])
+    s_t = int(snaps[i_t]) if i_t >= 0 else None
+    aum_t, aum_h = aum_at(prep, [s_t, s_h]).T
+    tier_future = tier_of(aum_h, feature_config)
+
+    ho = prep.ho
+    at_h = ho["snap"] == s_h
+    products_h = np.bincount(ho["cust"][at_h], minlength=n)
+    eligible = aum_t >= config.churn_min_aum  # False where aum_t is NaN
+    churned = (aum_h <= config.churn_aum_fraction * aum_t) | (products_h == 0)
+    churn = np.where(eligible, churned.astype(np.float64), np.nan)
+
+    # revealed risk
+    stated = stated_risk_at(prep, t_end)
+    min_level = int(config.revealed_min_allowed_level[1])
+    free = np.array([r is not None and RISK_MAX_LEVEL.get(r, 0) >= min_level for r in stated], dtype=bool)
+    asset_h = at_h & ~ho["liab"]
+    by_risk = np.bincount(ho["cust"][asset_h] * 6 + ho["risk"][asset_h], weights=ho["value"][asset_h],
+                          minlength=n * 6).reshape(n, 6)
+    high = by_risk[:, 4] + by_risk[:, 5]
+    mid = by_risk[:, 3].copy()
+    base = aum_h.copy()
+    if prep.tx is not None:
+        tx = prep.tx
+        w = (tx["ts"] >= t_end) & (tx["ts"] < h_end)
+        buy = w & (tx["cat"] == vocab.TXN_CATEGORIES.index("investment_buy"))
+        broker = w & (tx["cp"] == vocab.COUNTERPARTIES.index("brokerage")) & (
+            tx["dir"] == vocab.DIRECTIONS.index("out")) & ~buy
+        for mask, add_high, add_mid in (
+            (buy, buy & (tx["risk"] >= 4), buy & (tx["risk"] == 3)),
+            (broker, broker, None),
+        ):
+            base += np.bincount(tx["cust"][mask], weights=tx["amount"][mask], minlength=n)
+            high += np.bincount(tx["cust"][add_high], weights=tx["amount"][add_high], minlength=n)
+            if add_mid is not None:
+                mid += np.bincount(tx["cust"][add_mid], weights=tx["amount"][add_mid], minlength=n)
+    share_high, share_mid = _ratio(high, base), _ratio(high + mid, base)
+    label = np.where(share_high >= config.revealed_aggressive_share, "aggressive",
+                     np.where(share_mid >= config.revealed_balanced_share, "balanced", "conservative")).astype(object)
+    label[~free | ~(base >= config.revealed_min_base)] = None
+    revealed = label
+    out["tier_future"], out["churn"], out["revealed_risk"] = tier_future, churn, revealed
+    return out
+
+
+def build_labels(
+    tables: Mapping[str, pd.DataFrame | None],
+    as_of,
+    config: LabelConfig | None = None,
+    feature_config: FeatureConfig | None = None,
+) -> pd.DataFrame:
+    """Labels at `as_of` + horizon from raw frames (see `LABELS_DOC`)."""
+    return labels_at(prepare(tables), as_of, config, feature_config)

@@ -1,0 +1,536 @@
+"""The training panel and the latest feature table, partitioned by customer (DESIGN §5, §9).
+
+`build_panel(raw_dir, out_dir, ...)` writes `panel.parquet` (features + labels per as-of
+date) and `latest.parquet` (features at the last date in the data, no labels).
+
+Work is split into contiguous `customer_id` ranges. A partition is a pure pandas function
+of that range's rows (`partition_tables`: features and labels for every as-of date); the
+worker that runs it reads only its range from Parquet (row groups chosen by their
+`customer_id` statistics, rows then filtered by customer range and by the time window the
+requested dates need), validates them with `features.contract.validate_frame`, and writes
+its rows to a part file, so memory grows with partition size, not with total transactions. The same `run_partition` runs in
+this process (`workers=1`), in local processes (`ProcessPoolExecutor`) or on a Dask cluster.
+Parts are concatenated in customer order into the final files, written under a temporary
+name and renamed. Rows are ordered by (`customer_id`, `as_of`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import registry, vocab
+from features.build import N_WEEKS, Prepared, features_at, prepare
+from features.config import FeatureConfig, LabelConfig
+from features.labels import labels_at
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITION_SIZE = 20_000
+WARMUP_MONTHS = 6
+TIME_COLUMN = {"transactions": "ts", "events": "ts", "holdings": "snapshot_date", "market": "date"}
+
+
+# --------------------------------------------------------------------------- pure core
+
+
+def partition_tables(
+    tables: dict[str, pd.DataFrame | None],
+    as_of: Sequence[pd.Timestamp],
+    latest: pd.Timestamp | None,
+    snapshot_dates: Sequence | None = None,
+    feature_config: FeatureConfig | None = None,
+    label_config: LabelConfig | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Panel rows (features + labels at each as-of) and latest rows for one customer range's tables."""
+    return partition_prepared(prepare(tables, snapshot_dates), as_of, latest, feature_config, label_config)
+
+
+def partition_prepared(
+    prep: Prepared,
+    as_of: Sequence[pd.Timestamp],
+    latest: pd.Timestamp | None,
+    feature_config: FeatureConfig | None = None,
+    label_config: LabelConfig | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """`partition_tables` on already prepared arrays."""
+    feature_config = feature_config or FeatureConfig()
+    label_config = label_config or LabelConfig()
+    frames = []
+    for t in as_of:
+        feats = features_at(prep, t, feature_config)
+        labels = labels_at(prep, t, label_config, feature_config)
+        frames.append(feats.merge(labels, on="customer_id", how="left", validate="one_to_one"))
+    schema_cols = registry.arrow_schema(labels=True).names
+    panel = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=schema_cols))
+    panel = panel.sort_values(["customer_id", "as_of"], kind="stable").reset_index(drop=True)
+    latest_frame = features_at(prep, latest, feature_config) if latest is not None else None
+    return panel, latest_frame
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+def raw_paths(raw_dir: Path) -> dict[str, Path]:
+    """The raw tables present in `raw_dir` (customers is required)."""
+    from clientlens.errors import InputError
+
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise InputError(f"raw folder {raw_dir} does not exist")
+    paths = {t: raw_dir / f"{t}.parquet" for t in vocab.TABLES if (raw_dir / f"{t}.parquet").exists()}
+    if "customers" not in paths:
+        raise InputError(f"raw folder {raw_dir}: customers.parquet is required (found: {sorted(paths) or 'nothing'})")
+    return paths
+
+
+def _column_range(path: Path, column: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Min and max of a timestamp column from Parquet row-group statistics (no data read)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    idx = meta.schema.to_arrow_schema().get_field_index(column)
+    lo = hi = None
+    for rg in range(meta.num_row_groups):
+        col = meta.row_group(rg).column(idx)
+        st = col.statistics
+        if st is None or not st.has_min_max:
+            # fall back to reading the column
+            import pyarrow.compute as pc
+
+            values = pq.read_table(path, columns=[column])[column]
+            mm = pc.min_max(values)
+            return (pd.Timestamp(mm["min"].as_py()) if mm["min"].is_valid else None,
+                    pd.Timestamp(mm["max"].as_py()) if mm["max"].is_valid else None)
+        a, b = pd.Timestamp(st.min), pd.Timestamp(st.max)
+        lo = a if lo is None or a < lo else lo
+        hi = b if hi is None or b > hi else hi
+    return lo, hi
+
+
+def data_dates(paths: dict[str, Path]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last calendar day of customer activity (transactions, events, holdings; else market)."""
+    from clientlens.errors import InputError
+
+    firsts, lasts = [], []
+    for table in ("transactions", "events", "holdings"):
+        if table in paths:
+            lo, hi = _column_range(paths[table], TIME_COLUMN[table])
+            if lo is not None:
+                firsts.append(lo)
+                lasts.append(hi)
+    if not firsts and "market" in paths:
+        lo, hi = _column_range(paths["market"], "date")
+        if lo is not None:
+            firsts.append(lo)
+            lasts.append(hi)
+    if not firsts:
+        raise InputError("raw data has no dated rows (transactions, events, holdings or market) to choose as-of dates")
+    return min(firsts).normalize(), max(lasts).normalize()
+
+
+def default_as_of_dates(
+    first: pd.Timestamp, last: pd.Timestamp, horizon_days: int, every_months: int = 1
+) -> list[pd.Timestamp]:
+    """Month-ends from `WARMUP_MONTHS` after the data start to the last date minus the horizon.
+
+    Six months of history give every 30/90/180-day window and the 1/3/6-month AUM changes
+    a full look-back; stopping at last - H gives every label a complete horizon. Counted
+    back from the latest eligible month-end so the most recent dates (the out-of-time
+    validation dates) are always included.
+    """
+    start = (first + pd.offsets.MonthEnd(0)) + pd.offsets.MonthEnd(WARMUP_MONTHS)
+    stop = last - pd.Timedelta(days=horizon_days)
+    ends = pd.date_range(start, stop, freq="ME")
+    return [pd.Timestamp(t) for t in ends[::-1][::every_months][::-1]]
+
+
+def _read_range(
+    path: Path, ids: tuple[int, int] | None, time_col: str | None, lower, upper, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Rows of a Parquet file with lo <= customer_id <= hi and lower <= time < upper.
+
+    Selects row groups from their `customer_id` statistics, reads them whole (faster than
+    pyarrow's dataset filters on this layout), then filters the Arrow table.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    groups = list(range(pf.metadata.num_row_groups))
+    if ids is not None:
+        idx = pf.schema_arrow.get_field_index("customer_id")
+        keep = []
+        for g in groups:
+            st = pf.metadata.row_group(g).column(idx).statistics if idx >= 0 else None
+            if st is None or not st.has_min_max or (st.max >= ids[0] and st.min <= ids[1]):
+                keep.append(g)
+        groups = keep
+    table = pf.read_row_groups(groups, columns=columns) if groups else pf.schema_arrow.empty_table()
+    mask = None
+
+    def both(m, new):
+        return new if m is None else pc.and_(m, new)
+
+    if ids is not None and "customer_id" in table.column_names:
+        c = table["customer_id"]
+        mask = both(mask, pc.and_(pc.greater_equal(c, ids[0]), pc.less_equal(c, ids[1])))
+    if time_col is not None and time_col in table.column_names:
+        typ = table.schema.field(time_col).type
+        if lower is not None:
+            mask = both(mask, pc.greater_equal(table[time_col], pa.scalar(pd.Timestamp(lower), typ)))
+        if upper is not None:
+            mask = both(mask, pc.less(table[time_col], pa.scalar(pd.Timestamp(upper), typ)))
+    if mask is not None:
+        table = table.filter(mask)
+    return table.to_pandas(self_destruct=True)
+
+
+def read_partition(
+    raw_dir: Path, lo: int, hi: int, start: pd.Timestamp | None, stop: pd.Timestamp | None,
+    holdings_start: pd.Timestamp | None = None,
+) -> dict[str, pd.DataFrame | None]:
+    """Validated rows of customers lo..hi (inclusive) of every present table.
+
+    Parquet reads push the customer range down to row groups and keep transactions and events
+    in [start, stop) and holdings from `holdings_start` (what the requested dates can use);
+    each frame is then checked and normalised by `features.contract.validate_frame` (the
+    contract's checks, on the rows actually used) plus referential integrity against the
+    range's customers. Raises `InputError` on any violation.
+    """
+    from clientlens.errors import InputError
+    from features.contract import validate_frame
+
+    paths = raw_paths(raw_dir)
+    out: dict[str, pd.DataFrame | None] = dict.fromkeys(vocab.TABLES)
+    max_date = None
+    order = sorted(paths, key=lambda t: (t != "market", vocab.TABLES.index(t)))  # market bounds the others
+    for table in order:
+        path = paths[table]
+        lower = holdings_start if table == "holdings" else start if table in ("transactions", "events") else None
+        col = TIME_COLUMN.get(table)
+        try:
+            frame = _read_range(path, None if table == "market" else (int(lo), int(hi)), col, lower,
+                                stop if table in ("transactions", "events", "holdings") else None)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise InputError(f"{path}: cannot read as Parquet: {exc}") from exc
+        frame = validate_frame(table, frame, max_date=max_date)
+        if table == "market" and len(frame):
+            max_date = frame["date"].max()
+        out[table] = frame
+    ids = out["customers"]["customer_id"].to_numpy()
+    for table in ("holdings", "transactions", "events"):
+        frame = out[table]
+        if frame is not None and len(frame):
+            unknown = ~np.isin(frame["customer_id"].to_numpy(), ids)
+            if unknown.any():
+                raise InputError(
+                    f"{table}.customer_id: rule 'exists in customers' fails for {int(unknown.sum())} rows, e.g.\n"
+                    f"{frame.loc[unknown].head(5).to_string()}")
+    return out
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """Everything a worker needs to build one customer range (picklable, no open handles)."""
+
+    index: int
+    lo: int
+    hi: int
+    raw_dir: str
+    as_of: tuple[pd.Timestamp, ...]
+    latest: pd.Timestamp | None
+    snapshot_dates: tuple[pd.Timestamp, ...] | None
+    feature_config: FeatureConfig
+    label_config: LabelConfig
+    parts_dir: str
+
+
+def run_partition(task: PartitionTask) -> dict[str, Any]:
+    """Read one customer range, build its panel and latest rows, write them as part files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dates = list(task.as_of) + ([task.latest] if task.latest is not None else [])
+    lookback = max(task.feature_config.recency_lookback_days, 7 * N_WEEKS) + 1
+    start = min(dates) - pd.Timedelta(days=lookback) if dates else None
+    stop = (max(task.as_of) + pd.Timedelta(days=task.label_config.horizon_days + 1)) if task.as_of else None
+    if task.latest is not None:
+        stop = max(stop, task.latest + pd.Timedelta(days=1)) if stop is not None else task.latest + pd.Timedelta(days=1)
+    # prepare straight from the reader so the raw frames are freed before the features are computed
+    # holdings: the AUM history features and labels need 6 months before the earliest date
+    holdings_start = (min(dates) - pd.DateOffset(months=8)) if dates else None
+    prep = prepare(read_partition(Path(task.raw_dir), task.lo, task.hi, start, stop, holdings_start),
+                   task.snapshot_dates)
+    panel, latest = partition_prepared(prep, task.as_of, task.latest, task.feature_config, task.label_config)
+    del prep
+    result: dict[str, Any] = {"index": task.index, "panel_rows": len(panel), "latest_rows": 0}
+    parts = Path(task.parts_dir)
+    if task.as_of:
+        schema = registry.arrow_schema(labels=True)
+        pq.write_table(pa.Table.from_pandas(panel[schema.names], schema=schema, preserve_index=False),
+                       parts / f"panel-{task.index:05d}.parquet")
+    if latest is not None:
+        lschema = registry.arrow_schema(labels=False)
+        pq.write_table(pa.Table.from_pandas(latest[lschema.names], schema=lschema, preserve_index=False),
+                       parts / f"latest-{task.index:05d}.parquet")
+        result["latest_rows"] = len(latest)
+    return result
+
+
+def _row_group_starts(path: Path) -> np.ndarray | None:
+    """First customer_id of each row group, if the file's row groups hold disjoint, ordered id ranges."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    idx = meta.schema.to_arrow_schema().get_field_index("customer_id")
+    if idx < 0 or meta.num_row_groups < 2:
+        return None
+    lo, hi = [], []
+    for g in range(meta.num_row_groups):
+        st = meta.row_group(g).column(idx).statistics
+        if st is None or not st.has_min_max:
+            return None
+        lo.append(st.min)
+        hi.append(st.max)
+    lo, hi = np.array(lo), np.array(hi)
+    if not (lo[1:] > hi[:-1]).all():
+        return None
+    return lo
+
+
+def plan_partitions(
+    customers_path: Path, partition_size: int, workers: int, layout_path: Path | None = None
+) -> list[tuple[int, int]]:
+    """Contiguous customer_id ranges (inclusive) of at most about `partition_size` customers.
+
+    When `layout_path` (the largest table, transactions) has row groups with disjoint, ordered
+    customer ranges, partitions follow row-group boundaries, so no row group is decoded by two
+    workers; a row group with more than `partition_size` customers is split evenly. There are
+    at least `workers` partitions (when there are that many customers).
+    """
+    import pyarrow.parquet as pq
+
+    ids = np.unique(pq.read_table(customers_path, columns=["customer_id"])["customer_id"].to_numpy())
+    if len(ids) == 0:
+        return []
+    starts = _row_group_starts(layout_path) if layout_path is not None and layout_path.exists() else None
+    if starts is None:
+        n_parts = max(min(workers, len(ids)), -(-len(ids) // partition_size))
+        chunks = np.array_split(ids, n_parts)
+    else:
+        group = np.maximum(np.searchsorted(starts, ids, side="right") - 1, 0)
+        chunks, current = [], []
+        for g in np.unique(group):
+            members = ids[group == g]
+            if len(members) > partition_size:
+                if current:
+                    chunks.append(np.concatenate(current))
+                    current = []
+                chunks.extend(np.array_split(members, -(-len(members) // partition_size)))
+            elif sum(len(c) for c in current) + len(members) > partition_size:
+                chunks.append(np.concatenate(current))
+                current = [members]
+            else:
+                current.append(members)
+        if current:
+            chunks.append(np.concatenate(current))
+        while len(chunks) < min(workers, len(ids)):  # keep every worker busy
+            i = max(range(len(chunks)), key=lambda k: len(chunks[k]))
+            big = chunks.pop(i)
+            chunks[i:i] = np.array_split(big, 2)
+    return [(int(c[0]), int(c[-1])) for c in chunks if len(c)]
+
+
+def _concat_parts(parts: list[Path], dest: Path, schema) -> int:
+    """Stream part files into one Parquet file (temporary name, then rename)."""
+    import pyarrow.parquet as pq
+
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for part in parts:
+                table = pq.read_table(part, schema=schema)
+                if table.num_rows:
+                    writer.write_table(table)
+                    rows += table.num_rows
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def _run_local(tasks: list[PartitionTask], workers: int, on_done: Callable[[], None]) -> list[dict]:
+    if workers <= 1 or len(tasks) <= 1:
+        results = []
+        for task in tasks:
+            results.append(run_partition(task))
+            on_done()
+        return results
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # forkserver, not fork: forking a parent that already ran pyarrow's thread pool can deadlock. The
+    # server imports the heavy modules once, then forks each worker from that clean state.
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["features.panel", "features.contract"])
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+        futures = [pool.submit(run_partition, t) for t in tasks]
+        results = []
+        for fut in as_completed(futures):
+            results.append(fut.result())
+            on_done()
+    return results
+
+
+def _run_dask(tasks: list[PartitionTask], workers: int, scheduler: str | None, on_done: Callable[[], None]):
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.WARNING)
+        client = Client(cluster)
+    try:
+        futures = client.map(run_partition, tasks, pure=False)
+        results = []
+        for fut in as_completed(futures):
+            results.append(fut.result())
+            on_done()
+        return results
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def build_panel(
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    as_of: Sequence | None = None,
+    *,
+    horizon_days: int = 90,
+    every_months: int = 1,
+    workers: int = 1,
+    engine: str = "local",
+    scheduler: str | None = None,
+    partition_size: int = DEFAULT_PARTITION_SIZE,
+    feature_config: FeatureConfig | None = None,
+    label_config: LabelConfig | None = None,
+    latest: bool = True,
+    panel: bool = True,
+    on_partition: Callable[[], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Build `panel.parquet` (+ `latest.parquet`) in `out_dir`; return the summary.
+
+    `as_of`: dates for the panel (default `default_as_of_dates`); `horizon_days` sets the
+    label horizon (overrides `label_config.horizon_days`). Summary keys: `rows`, `columns`,
+    `as_of`, `latest_as_of`, `latest_rows`, `out`, `panel`, `latest`, `missing_tables`,
+    `incomplete_families` (family -> features left NaN because a table is missing),
+    `partitions`, `engine`, `workers`, `seconds`.
+    """
+    from clientlens.errors import InputError
+
+    t0 = time.perf_counter()
+    if engine not in ("local", "dask"):
+        raise InputError(f"engine must be 'local' or 'dask', got {engine!r}")
+    if workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
+    feature_config = feature_config or FeatureConfig()
+    if horizon_days < 1:
+        raise InputError(f"horizon_days must be >= 1, got {horizon_days}")
+    label_config = (label_config or LabelConfig()).model_copy(update={"horizon_days": horizon_days})
+    paths = raw_paths(Path(raw_dir))
+    missing = [t for t in vocab.TABLES if t not in paths]
+    first, last = data_dates(paths)
+    if not panel:
+        dates = []
+    elif as_of:
+        dates = sorted({pd.Timestamp(d).normalize() for d in as_of})
+    else:
+        dates = default_as_of_dates(first, last, horizon_days, every_months)
+        if not dates:
+            raise InputError(
+                f"data from {first.date()} to {last.date()} is too short for a panel: need {WARMUP_MONTHS} months of "
+                f"history plus a {horizon_days}-day horizon; pass --as-of dates explicitly")
+    snapshot_dates = None
+    if "holdings" in paths:
+        import pyarrow.parquet as pq
+
+        col = pq.read_table(paths["holdings"], columns=["snapshot_date"])["snapshot_date"]
+        import pyarrow.compute as pc
+
+        snapshot_dates = tuple(pd.Timestamp(x) for x in pc.unique(col).to_pandas().sort_values())
+    ranges = plan_partitions(paths["customers"], partition_size, workers, paths.get("transactions"))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    parts_dir = out / f".parts-{uuid.uuid4().hex[:12]}"
+    parts_dir.mkdir()
+    tasks = [
+        PartitionTask(i, lo, hi, str(Path(raw_dir).resolve()), tuple(dates),
+                      last if latest else None, snapshot_dates, feature_config, label_config, str(parts_dir.resolve()))
+        for i, (lo, hi) in enumerate(ranges)
+    ]
+    if on_plan:
+        on_plan(len(tasks))
+    done = on_partition or (lambda: None)
+    try:
+        if engine == "dask":
+            results = _run_dask(tasks, workers, scheduler, done)
+        else:
+            results = _run_local(tasks, workers, done)
+        order = sorted(r["index"] for r in results)
+        rows, panel_path = 0, None
+        if panel:
+            panel_path = out / "panel.parquet"
+            rows = _concat_parts([parts_dir / f"panel-{i:05d}.parquet" for i in order], panel_path,
+                                 registry.arrow_schema(labels=True))
+        latest_rows, latest_path = 0, None
+        if latest:
+            latest_path = out / "latest.parquet"
+            latest_rows = _concat_parts([parts_dir / f"latest-{i:05d}.parquet" for i in order], latest_path,
+                                        registry.arrow_schema(labels=False))
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    uncomputable = registry.features_needing(set(missing))
+    incomplete: dict[str, int] = {}
+    for name in uncomputable:
+        fam = registry.feature(name).family
+        incomplete[fam] = incomplete.get(fam, 0) + 1
+    if missing:
+        log.warning("raw folder lacks %s: %d features left NaN (%s)", missing, len(uncomputable), incomplete)
+    return {
+        "rows": rows,
+        "columns": len(registry.arrow_schema(labels=True)),
+        "as_of": [d.date().isoformat() for d in dates],
+        "horizon_days": horizon_days,
+        "latest_as_of": last.date().isoformat() if latest else None,
+        "latest_rows": latest_rows,
+        "out": str(out),
+        "panel": str(panel_path) if panel_path else None,
+        "latest": str(latest_path) if latest_path else None,
+        "missing_tables": missing,
+        "incomplete_families": incomplete,
+        "partitions": len(tasks),
+        "engine": engine,
+        "workers": workers,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+__all__ = ["build_panel", "partition_tables", "default_as_of_dates", "read_partition", "run_partition"]
