@@ -1,0 +1,411 @@
+"""Serving latency and throughput vs in-process LightGBM: `python -m benchmarks.bench_serving`.
+
+Setup (skipped with `--home DIR` pointing at a previous run's home): simulate a bank, build
+features and labels, train tier / churn / risk with `--rounds` trees each (no early stopping)
+through the training package, register and promote them in MLflow (all under a temporary
+clientlens home). Then start the real service (`serving.process.running_service`, i.e.
+`bentoml serve serving.service:Clientlens`) on a loopback port and measure, in one run:
+
+- single-customer latency: POST /score with one customer (all three models, no explain),
+  a new TCP connection per request, sequential; p50 / p90 / p99;
+- batch throughput: POST /score with 1,000 customers per request on keep-alive connections,
+  with 1 and 2 client threads; customers/s;
+- the lower bound, in this process on the same rows: the three boosters' `predict` on the
+  numpy matrices (single row: p50 of one row through all three; batch: rows/s in 1,000-row
+  batches), and `training.scoring.score_frame` in process for reference;
+- sustained load: `--sustain-seconds` at a fixed `--rate` of single-customer requests
+  (plus one 100-customer batch a second), errors counted, the server's RSS (arbiter + workers)
+  sampled every second: start, end, max and the least-squares slope.
+
+Prints a table and writes `benchmarks/out/serving.json`; `--markdown` prints the RESULTS.md section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+TARGETS = {"p50_ms": 4.0, "p99_ms": 15.0, "batch_customers_per_s": 20_000}
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "cpu": cpu,
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def prepare_home(home: Path, customers: int, rounds: int, seed: int) -> dict:
+    """Simulate, build features, train and promote the three champions under `home`."""
+    from tests.serving.champions import build_tables, train_champions
+
+    t0 = time.perf_counter()
+    tables = build_tables(home / "work", customers=customers, months=15, seed=seed)
+    versions = train_champions(tables["panel"], tables["truth"], seed=seed, max_rounds=rounds, full_rounds=True)
+    return {"latest": str(tables["latest"]), "versions": versions, "setup_seconds": time.perf_counter() - t0}
+
+
+def percentiles(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"n": len(a), "p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}  # fmt: skip
+
+
+def post(host: str, port: int, path: str, body: bytes, headers: dict, conn: http.client.HTTPConnection | None = None):
+    """One POST; a fresh connection unless `conn` is given. Returns (status, seconds, conn)."""
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection(host, port, timeout=120)
+    t = time.perf_counter()
+    conn.request("POST", path, body=body, headers=headers)
+    resp = conn.getresponse()
+    resp.read()
+    elapsed = time.perf_counter() - t
+    if own:
+        conn.close()
+    return resp.status, elapsed, conn
+
+
+def single_latency(host, port, bodies: list[bytes], headers, n: int, warmup: int = 100) -> dict:
+    ms = []
+    for i in range(n + warmup):
+        status, elapsed, _ = post(host, port, "/score", bodies[i % len(bodies)], headers)
+        if status != 200:
+            raise RuntimeError(f"single request failed with {status}")
+        if i >= warmup:
+            ms.append(elapsed * 1000)
+    return percentiles(ms)
+
+
+def floor_latency(host, port, n: int, warmup: int = 50) -> dict:
+    """GET /livez with a new connection per request: the HTTP + BentoML floor under any endpoint."""
+    ms = []
+    for i in range(n + warmup):
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        t = time.perf_counter()
+        conn.request("GET", "/livez")
+        resp = conn.getresponse()
+        resp.read()
+        elapsed = time.perf_counter() - t
+        conn.close()
+        if i >= warmup:
+            ms.append(elapsed * 1000)
+    return percentiles(ms)
+
+
+def batch_throughput(host, port, bodies: list[bytes], headers, per_thread: int, threads: int, batch: int) -> dict:
+    errors = []
+
+    def worker(k: int) -> None:
+        conn = http.client.HTTPConnection(host, port, timeout=300)
+        for i in range(per_thread):
+            status, _, conn = post(host, port, "/score", bodies[(k + i) % len(bodies)], headers, conn)
+            if status != 200:
+                errors.append(status)
+        conn.close()
+
+    worker(0)  # warm-up on one thread
+    t = time.perf_counter()
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    wall = time.perf_counter() - t
+    rows = per_thread * threads * batch
+    return {"threads": threads, "requests": per_thread * threads, "customers": rows, "seconds": wall,
+            "customers_per_s": rows / wall, "errors": len(errors)}  # fmt: skip
+
+
+def in_process_bound(frame, batch: int, n_single: int) -> dict:
+    """The three boosters' predict on numpy (the lower bound) and score_frame, in this process."""
+    from serving.models_store import load_model_set
+    from training.scoring import score_frame
+
+    models = load_model_set()
+    cores = models.cores
+    rows = frame.head(batch)
+    mats = {t: c.matrix(rows) for t, c in cores.items()}
+    boosters = {t: c.booster for t, c in cores.items()}
+    trees = {t: int(b.num_trees() / max(1, b.num_model_per_iteration())) for t, b in boosters.items()}
+
+    def predict_all(i0: int, i1: int) -> None:
+        for t, b in boosters.items():
+            b.predict(mats[t][i0:i1], num_threads=1)
+
+    for _ in range(20):
+        predict_all(0, 1)
+    single = []
+    for i in range(n_single):
+        t = time.perf_counter()
+        predict_all(i % batch, i % batch + 1)
+        single.append((time.perf_counter() - t) * 1000)
+    reps = 10
+    predict_all(0, batch)
+    t = time.perf_counter()
+    for _ in range(reps):
+        predict_all(0, batch)
+    booster_rate = reps * batch / (time.perf_counter() - t)
+    score_frame(rows, cores)
+    t = time.perf_counter()
+    for _ in range(3):
+        score_frame(rows, cores)
+    score_frame_rate = 3 * batch / (time.perf_counter() - t)
+    one = frame.head(1)
+    sf_single = []
+    for _ in range(200):
+        t = time.perf_counter()
+        score_frame(one, cores)
+        sf_single.append((time.perf_counter() - t) * 1000)
+    return {
+        "trees_per_model": trees,
+        "versions": models.versions,
+        "boosters_single_row": percentiles(single),
+        "boosters_batch_rows_per_s": booster_rate,
+        "score_frame_batch_rows_per_s": score_frame_rate,
+        "score_frame_single_row": percentiles(sf_single),
+    }
+
+
+def server_rss(pid: int) -> int:
+    import psutil
+
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+
+
+def server_pid(port: int) -> int:
+    """The `bentoml serve` arbiter listening on `port` (the process group leader we started)."""
+    import psutil
+
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "serve" in cmd and "--port" in cmd and str(port) in cmd:
+            return proc.info["pid"]
+    raise RuntimeError("server process not found")
+
+
+def sustained(host, port, single_bodies, batch_body, headers, seconds: float, rate: float, pid: int) -> dict:
+    """Fixed-rate single-customer requests (+ one 100-customer batch per second) for `seconds`."""
+    stop = threading.Event()
+    samples: list[tuple[float, int]] = []
+
+    def sampler() -> None:
+        t0 = time.monotonic()
+        while not stop.is_set():
+            samples.append((time.monotonic() - t0, server_rss(pid)))
+            stop.wait(1.0)
+
+    sampler_thread = threading.Thread(target=sampler, daemon=True)
+    sampler_thread.start()
+    errors, ms, late = 0, [], 0
+    start = time.monotonic()
+    i = 0
+    next_batch = start
+    while True:
+        due = start + i / rate
+        now = time.monotonic()
+        if now - start >= seconds:
+            break
+        if due > now:
+            time.sleep(due - now)
+        elif now - due > 1.0:
+            late += 1
+        if time.monotonic() >= next_batch:
+            status, _, _ = post(host, port, "/score", batch_body, headers)
+            errors += status != 200
+            next_batch += 1.0
+        try:
+            status, elapsed, _ = post(host, port, "/score", single_bodies[i % len(single_bodies)], headers)
+            errors += status != 200
+            ms.append(elapsed * 1000)
+        except OSError:
+            errors += 1
+        i += 1
+    stop.set()
+    sampler_thread.join()
+    t = np.array([s[0] for s in samples])
+    rss = np.array([s[1] for s in samples]) / 2**20
+    slope = float(np.polyfit(t, rss, 1)[0] * 60) if len(t) > 2 else float("nan")
+    # Memory after warm-up: first 10% of the samples are start-up allocations (caches, pools).
+    settled = rss[max(1, len(rss) // 10):]
+    return {
+        "seconds": seconds, "rate_per_s": rate, "requests": i, "errors": errors, "late_by_1s": late,
+        "latency": percentiles(ms) if ms else {}, "rss_mib_start": float(rss[0]), "rss_mib_end": float(rss[-1]),
+        "rss_mib_max": float(rss.max()), "rss_mib_settled_min": float(settled.min()),
+        "rss_mib_settled_max": float(settled.max()), "rss_slope_mib_per_min": slope,
+    }  # fmt: skip
+
+
+def markdown(result: dict) -> str:
+    m, s, b, lb, sus = (result["machine"], result["single"], result["batch"], result["in_process"], result["sustained"])
+    best = max(b, key=lambda r: r["customers_per_s"])
+    lines = [
+        "## Serving",
+        "",
+        f"`{result['command']}` on {result['date']} (UTC). Machine: {m['nproc']} CPUs ({m['cpu']}), "
+        f"{m['memory_gib']} GiB RAM; **shared with other engineers' jobs running at the same time** "
+        f"(1-min load average {m['loadavg_1m_at_start']} at start, {result['loadavg_1m_at_end']} at end), "
+        "so absolute numbers are noisy; the ratios are taken within the same run.",
+        "",
+        f"Service: `bentoml serve serving.service:Clientlens`, {result['workers']} worker(s), loopback. Models: "
+        f"tier / churn / risk champions with {', '.join(f'{k} {v}' for k, v in lb['trees_per_model'].items())} "
+        f"trees (iterations), {result['features']} features, trained on a simulated bank of {result['customers']} customers.",
+        "",
+        "| measure | value | target | in-process bound | ratio |",
+        "|---|---|---|---|---|",
+        f"| single customer, p50 (new connection per request) | {s['p50_ms']:.2f} ms | ≤ {TARGETS['p50_ms']} ms | "
+        f"{lb['boosters_single_row']['p50_ms']:.3f} ms (3 boosters, 1 row) | {s['p50_ms'] / lb['boosters_single_row']['p50_ms']:.1f}× |",
+        f"| single customer, p99 | {s['p99_ms']:.2f} ms | ≤ {TARGETS['p99_ms']} ms | "
+        f"{lb['boosters_single_row']['p99_ms']:.3f} ms | {s['p99_ms'] / lb['boosters_single_row']['p99_ms']:.1f}× |",
+    ]
+    for r in b:
+        lines.append(
+            f"| batch of 1,000, {r['threads']} client thread(s) | {r['customers_per_s']:,.0f} customers/s | "
+            f"≥ {TARGETS['batch_customers_per_s']:,} /s | {lb['boosters_batch_rows_per_s']:,.0f} rows/s (3 boosters) | "
+            f"{lb['boosters_batch_rows_per_s'] / r['customers_per_s']:.1f}× slower |"
+        )
+    fl = result.get("floor_livez")
+    if fl:
+        lines.append(f"| floor: GET /livez, new connection per request | {fl['p50_ms']:.2f} ms p50 / {fl['p99_ms']:.2f} ms p99 | | | |")
+    lines += [
+        f"| `score_frame` in process, 1 row | {lb['score_frame_single_row']['p50_ms']:.2f} ms p50 | | | |",
+        f"| `score_frame` in process, 1,000 rows | {lb['score_frame_batch_rows_per_s']:,.0f} rows/s | | | |",
+        "",
+        f"Sustained: {sus['seconds']:.0f} s at {sus['rate_per_s']:.0f} single-customer requests/s plus one "
+        f"100-customer batch per second: {sus['requests']:,} requests, **{sus['errors']} errors**, latency p50 "
+        f"{sus['latency'].get('p50_ms', float('nan')):.2f} ms / p99 {sus['latency'].get('p99_ms', float('nan')):.2f} ms; "
+        f"server RSS (arbiter + workers) {sus['rss_mib_start']:.0f} → {sus['rss_mib_end']:.0f} MiB "
+        f"(after warm-up {sus['rss_mib_settled_min']:.0f}–{sus['rss_mib_settled_max']:.0f} MiB, "
+        f"slope {sus['rss_slope_mib_per_min']:+.2f} MiB/min).",
+        "",
+        f"Best batch throughput {best['customers_per_s']:,.0f} customers/s. Raw numbers: `benchmarks/out/serving.json`.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_serving", description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, help="reuse a clientlens home from a previous run (skips training)")
+    parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=300, help="trees per booster")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--single", type=int, default=2000, help="single-customer requests")
+    parser.add_argument("--batches", type=int, default=20, help="1,000-customer requests per client thread")
+    parser.add_argument("--workers", type=int, default=2, help="service worker processes")
+    parser.add_argument("--sustain-seconds", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=100.0, help="single-customer requests/s while sustained")
+    parser.add_argument("--markdown", action="store_true", help="print the RESULTS.md section")
+    args = parser.parse_args(argv)
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="clientlens-bench-serving-"))
+    env = {
+        "CLIENTLENS_HOME": str(home),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "BENTOML_HOME": str(home / "bentoml"),
+        "CLIENTLENS_INFERENCE_LOG": str(home / "inference_log"),
+    }
+    os.environ.update(env)
+    info = {}
+    if args.home is None:
+        home.mkdir(parents=True, exist_ok=True)
+        print(f"training champions under {home} ...", file=sys.stderr)
+        info = prepare_home(home, args.customers, args.rounds, args.seed)
+    latest_path = home / "work" / "features" / "latest.parquet"
+
+    import pandas as pd
+
+    from features.registry import FEATURES
+    from serving.process import import_models, running_service
+    from tests.serving.champions import to_request_rows
+
+    frame = pd.read_parquet(latest_path).reset_index(drop=True)
+    rows = to_request_rows(frame)
+    single_bodies = [json.dumps({"customers": [r]}).encode() for r in rows[:500]]
+    batch = 1000
+    batch_bodies = [json.dumps({"customers": rows[i:i + batch]}).encode()
+                    for i in range(0, max(batch, len(rows) - batch + 1), batch)][:4]  # fmt: skip
+    batch_bodies = [b for b in batch_bodies if b.count(b'"customer_id"') == batch] or batch_bodies
+    small_batch = json.dumps({"customers": rows[:100]}).encode()
+
+    import_models(env)  # the service's store; the in-process bound loads the same models from it
+    print("in-process bound ...", file=sys.stderr)
+    bound = in_process_bound(frame, batch, 2000)
+    headers = {"content-type": "application/json"}
+    serve_env = {**env, "CLIENTLENS_FEATURES_TABLE": str(latest_path), "CLIENTLENS_WORKERS": str(args.workers),
+                 "CLIENTLENS_RELOAD_SECONDS": "30"}  # fmt: skip
+    result: dict = {
+        "command": "uv run python -m benchmarks.bench_serving " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "workers": args.workers,
+        "customers": args.customers,
+        "features": len(FEATURES),
+        "setup": info,
+        "in_process": bound,
+        "targets": TARGETS,
+    }
+    with running_service(env=serve_env, log_path=home / "bench-server.log") as url:
+        parsed = urlparse(url)
+        host, port = parsed.hostname, parsed.port
+        pid = server_pid(port)
+        result["floor_livez"] = floor_latency(host, port, min(args.single, 1000))
+        print("single-customer latency ...", file=sys.stderr)
+        result["single"] = single_latency(host, port, single_bodies, headers, args.single)
+        print("batch throughput ...", file=sys.stderr)
+        result["batch"] = [
+            batch_throughput(host, port, batch_bodies, headers, args.batches, threads, batch) for threads in (1, 2)
+        ]
+        print(f"sustained load {args.sustain_seconds:.0f}s ...", file=sys.stderr)
+        result["sustained"] = sustained(host, port, single_bodies, small_batch, headers, args.sustain_seconds,
+                                        args.rate, pid)  # fmt: skip
+    result["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    OUT_DIR.mkdir(exist_ok=True)
+    (OUT_DIR / "serving.json").write_text(json.dumps(result, indent=2))
+
+    s, lb = result["single"], result["in_process"]
+    print(f"{'measure':<44}{'service':>16}{'in-process':>16}{'ratio':>8}")
+    print(f"{'single customer p50 (ms)':<44}{s['p50_ms']:>16.2f}{lb['boosters_single_row']['p50_ms']:>16.3f}"
+          f"{s['p50_ms'] / lb['boosters_single_row']['p50_ms']:>8.1f}")  # fmt: skip
+    print(f"{'single customer p99 (ms)':<44}{s['p99_ms']:>16.2f}{lb['boosters_single_row']['p99_ms']:>16.3f}"
+          f"{s['p99_ms'] / lb['boosters_single_row']['p99_ms']:>8.1f}")  # fmt: skip
+    for r in result["batch"]:
+        print(f"{'batch 1,000 customers/s, threads=' + str(r['threads']):<44}{r['customers_per_s']:>16,.0f}"
+              f"{lb['boosters_batch_rows_per_s']:>16,.0f}{lb['boosters_batch_rows_per_s'] / r['customers_per_s']:>8.1f}")  # fmt: skip
+    fl = result["floor_livez"]
+    print(f"{'floor: GET /livez p50 / p99 (ms)':<44}{fl['p50_ms']:>8.2f} / {fl['p99_ms']:.2f}")
+    print(f"{'score_frame in process, 1 row p50 (ms)':<44}{lb['score_frame_single_row']['p50_ms']:>16.2f}")
+    sus = result["sustained"]
+    print(f"sustained: {sus['requests']} requests, {sus['errors']} errors, RSS {sus['rss_mib_start']:.0f} -> "
+          f"{sus['rss_mib_end']:.0f} MiB (slope {sus['rss_slope_mib_per_min']:+.2f} MiB/min)")  # fmt: skip
+    print(f"wrote {OUT_DIR / 'serving.json'}")
+    if args.markdown:
+        print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

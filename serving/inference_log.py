@@ -1,0 +1,330 @@
+"""The inference log: every scored customer, with its inputs, outputs and model versions.
+
+Layout (docs/ARCHITECTURE.md, "Inference log"):
+
+    <inference_log_dir>/date=YYYY-MM-DD/part-<utc timestamp>-<uuid>.parquet
+
+Each part is written to a hidden temporary name in the same folder, fsynced, then renamed,
+so a reader never sees a half-written file and a crash leaves at most a `.tmp` file that
+readers ignore. Columns: `ts` (UTC), `request_id`, `customer_id`, every feature column, every
+output column of `training.scoring.score_frame`, and `version_tier`, `version_churn`,
+`version_risk`.
+
+The service appends to an `InferenceLogWriter`, which buffers in memory and writes parts
+from a background thread (off the request's hot path), and on `close()` at shutdown.
+`read_inference_log()` is what monitoring reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clientlens import config
+
+logger = logging.getLogger(__name__)
+
+VERSION_COLUMNS = ("version_tier", "version_churn", "version_risk")
+KEY_COLUMNS = ("ts", "request_id", "customer_id")
+PART_GLOB = "date=*/part-*.parquet"
+
+
+def _utc(value: str | date | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
+    """A bound as a UTC timestamp; naive values and dates are taken as UTC."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def log_frame(
+    features: pd.DataFrame | Mapping[str, np.ndarray],
+    outputs: pd.DataFrame | Mapping[str, np.ndarray],
+    *,
+    customer_ids: Sequence[int] | np.ndarray,
+    request_id: str,
+    versions: Mapping[str, str],
+    ts: datetime | None = None,
+) -> pd.DataFrame:
+    """Assemble log rows: key columns, the features as scored, the outputs, the versions.
+
+    `features` and `outputs` (frames or mappings of column -> array) align row by row with
+    `customer_ids`.
+    """
+    n = len(customer_ids)
+    stamp = _utc(ts or datetime.now(timezone.utc))
+    data: dict[str, object] = {
+        "ts": pd.Series([stamp] * n, dtype="datetime64[ns, UTC]"),
+        "request_id": np.full(n, request_id, dtype=object),
+        "customer_id": np.asarray(customer_ids, dtype=np.int64),
+    }
+    for part in (features, outputs):
+        for col in part.keys():
+            if col not in data:
+                values = part[col]
+                data[col] = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    for task in ("tier", "churn", "risk"):
+        data[f"version_{task}"] = np.full(n, str(versions.get(task, "")), dtype=object)
+    return pd.DataFrame(data)
+
+
+def _to_table(frame: pd.DataFrame) -> pa.Table:
+    # Categoricals are stored as plain strings so every part has the same schema whatever
+    # categories a batch happened to contain.
+    frame = frame.copy()
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def write_part(frame: pd.DataFrame, root: Path | None = None) -> list[Path]:
+    """Write log rows as one part per UTC day they fall on; atomic (temp file + rename).
+
+    Returns the paths written (none for an empty frame).
+    """
+    if frame.empty:
+        return []
+    root = Path(root) if root is not None else config.inference_log_dir()
+    ts = pd.to_datetime(frame["ts"], utc=True)
+    written: list[Path] = []
+    for day, rows in frame.groupby(ts.dt.strftime("%Y-%m-%d"), sort=True):
+        folder = root / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        name = f"part-{stamp}-{uuid.uuid4().hex}.parquet"
+        tmp = folder / f".{name}.tmp"
+        table = _to_table(rows.reset_index(drop=True))
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / name)
+        written.append(folder / name)
+    return written
+
+
+def list_parts(root: Path | None = None, since=None, until=None) -> list[Path]:
+    """The committed part files, oldest day first, pruned to the days in [since, until]."""
+    root = Path(root) if root is not None else config.inference_log_dir()
+    if not root.exists():
+        return []
+    lo, hi = _utc(since), _utc(until)
+    parts = []
+    for path in sorted(root.glob(PART_GLOB)):
+        day = path.parent.name.removeprefix("date=")
+        try:
+            day_start = pd.Timestamp(day, tz="UTC")
+        except ValueError:
+            continue
+        if lo is not None and day_start + pd.Timedelta(days=1) <= lo.floor("D"):
+            continue
+        if hi is not None and day_start > hi:
+            continue
+        parts.append(path)
+    return parts
+
+
+def read_inference_log(
+    since: str | date | datetime | pd.Timestamp | None = None,
+    until: str | date | datetime | pd.Timestamp | None = None,
+    *,
+    root: Path | None = None,
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Logged inferences with `since <= ts < until` (UTC; naive bounds are taken as UTC).
+
+    Parts written with different feature sets (e.g. before and after a new feature) are
+    unioned; missing columns come back as nulls. Rows are ordered by `ts`.
+    """
+    lo, hi = _utc(since), _utc(until)
+    tables = []
+    for path in list_parts(root, lo, hi):
+        table = pq.read_table(path, columns=list(columns) if columns else None)
+        if lo is not None or hi is not None:
+            ts = table.column("ts") if "ts" in table.column_names else None
+            if ts is not None:
+                import pyarrow.compute as pc
+
+                mask = None
+                if lo is not None:
+                    mask = pc.greater_equal(ts, pa.scalar(lo.to_pydatetime(), ts.type))
+                if hi is not None:
+                    m = pc.less(ts, pa.scalar(hi.to_pydatetime(), ts.type))
+                    mask = m if mask is None else pc.and_(mask, m)
+                table = table.filter(mask)
+        tables.append(table)
+    if not tables:
+        cols = list(columns) if columns else [*KEY_COLUMNS, *VERSION_COLUMNS]
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        if "ts" in empty:
+            empty["ts"] = pd.Series(dtype="datetime64[ns, UTC]")
+        return empty
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    if "ts" in frame.columns:
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    return frame
+
+
+class InferenceLogWriter:
+    """Buffers log rows in memory; a daemon thread writes a part every `flush_seconds`
+    or as soon as `flush_rows` rows are waiting. `close()` flushes what is left.
+
+    `append` only takes a lock and appends a reference, so it adds microseconds to a request.
+    If writing fails (disk full, permissions) the rows stay buffered, up to `max_rows`;
+    beyond that the oldest are dropped with an error in the log — scoring never fails
+    because logging does.
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        flush_seconds: float = 2.0,
+        flush_rows: int = 20_000,
+        max_rows: int = 2_000_000,
+    ) -> None:
+        self.root = Path(root) if root is not None else config.inference_log_dir()
+        self.flush_seconds = flush_seconds
+        self.flush_rows = flush_rows
+        self.max_rows = max_rows
+        self._pending: list[pd.DataFrame | tuple] = []
+        self._pending_rows = 0
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.rows_written = 0
+        self.rows_dropped = 0
+
+    def start(self) -> InferenceLogWriter:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="inference-log-writer", daemon=True)
+            self._thread.start()
+        return self
+
+    def append(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        with self._lock:
+            self._pending.append(frame)
+            self._pending_rows += len(frame)
+            wake = self._pending_rows >= self.flush_rows
+        if wake:
+            self._wake.set()
+
+    def append_scored(
+        self,
+        *,
+        ts: datetime | np.datetime64,
+        request_id: str,
+        customer_ids: np.ndarray,
+        features: Mapping[str, np.ndarray],
+        outputs: pd.DataFrame | Mapping[str, np.ndarray],
+        versions: Mapping[str, str],
+    ) -> None:
+        """Buffer one request's rows by reference; the writer thread turns them into columns.
+
+        Costs microseconds on the request path: nothing is copied or converted here, so the
+        caller must not mutate `features`/`outputs` afterwards (the service never does).
+        """
+        if len(customer_ids) == 0:
+            return
+        with self._lock:
+            self._pending.append((ts, request_id, customer_ids, features, outputs, dict(versions)))
+            self._pending_rows += len(customer_ids)
+            wake = self._pending_rows >= self.flush_rows
+        if wake:
+            self._wake.set()
+
+    @staticmethod
+    def _record(item: tuple) -> dict[str, np.ndarray]:
+        ts, request_id, ids, features, outputs, versions = item
+        n = len(ids)
+        stamp = np.datetime64(_utc(ts).tz_localize(None), "ns") if not isinstance(ts, np.datetime64) else ts
+        record = {
+            "ts": np.full(n, stamp, dtype="datetime64[ns]"),
+            "request_id": np.full(n, request_id, dtype=object),
+            "customer_id": np.asarray(ids, dtype=np.int64),
+        }
+        record.update(features)
+        for col in outputs.keys():
+            if col not in record:
+                values = outputs[col]
+                record[col] = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+        for task in ("tier", "churn", "risk"):
+            record[f"version_{task}"] = np.full(n, str(versions.get(task, "")), dtype=object)
+        return record
+
+    @staticmethod
+    def _assemble(batch: list[pd.DataFrame | tuple]) -> pd.DataFrame:
+        frames = [b for b in batch if isinstance(b, pd.DataFrame)]
+        records = [InferenceLogWriter._record(b) for b in batch if isinstance(b, tuple)]
+        if records:
+            # Column-wise concatenation: cheap even for thousands of one-customer requests.
+            columns = list(dict.fromkeys(c for r in records for c in r))
+            merged = {}
+            for c in columns:
+                parts = [r[c] if c in r else np.full(len(r["customer_id"]), None, dtype=object) for r in records]
+                merged[c] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            frame = pd.DataFrame(merged)
+            frame["ts"] = frame["ts"].dt.tz_localize("UTC")
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def flush(self) -> list[Path]:
+        """Write everything buffered now; returns the parts written."""
+        with self._write_lock:
+            with self._lock:
+                batch, self._pending, self._pending_rows = self._pending, [], 0
+            if not batch:
+                return []
+            frame = self._assemble(batch)
+            try:
+                paths = write_part(frame, self.root)
+            except Exception:  # noqa: BLE001 - keep the rows and retry at the next flush
+                logger.exception("could not write the inference log to %s; will retry", self.root)
+                with self._lock:
+                    self._pending.insert(0, frame)
+                    self._pending_rows += len(frame)
+                    while self._pending_rows > self.max_rows and self._pending:
+                        dropped = self._pending.pop(0)
+                        self._pending_rows -= len(dropped)
+                        self.rows_dropped += len(dropped)
+                        logger.error("inference log buffer full: dropped %d rows", len(dropped))
+                return []
+            self.rows_written += len(frame)
+            return paths
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            self.flush()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the background thread and write what is buffered."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.flush()
+
+    def __enter__(self) -> InferenceLogWriter:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,258 @@
+"""Champions from MLflow into the BentoML model store, and from there into memory.
+
+- `import_champions()` copies the MLflow version behind each task's `champion` alias into the
+  BentoML model store (`config.bentoml_home()`), as `clientlens-<task>`, recording the MLflow
+  name, version and run id as labels (and training date and headline metrics as metadata).
+  It resolves the alias to a version first and imports `models:/<name>/<version>`, so the
+  recorded version is exactly the one copied even if the alias moves meanwhile. Importing is
+  idempotent: nothing is copied when the store's latest `clientlens-<task>` already is that
+  version, so `clientlens-<task>:latest` always names the current champion.
+- `load_model_set()` loads the latest stored model of each task and unwraps the MLflow pyfunc
+  once into its `training.model.TabularModel` core, which is what the service calls.
+- `champion_versions()` asks MLflow which version each alias points at (the service polls it
+  to pick up a newly promoted champion).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from clientlens import config
+from clientlens.errors import ClientlensError
+
+logger = logging.getLogger(__name__)
+
+TASKS: tuple[str, ...] = ("tier", "churn", "risk")
+CHAMPION = "champion"
+# Headline metric names (DESIGN §11); anything else a run logs stays in MLflow.
+HEADLINE_METRICS = (
+    "roc_auc", "pr_auc", "ks", "brier", "lift_at_10", "macro_f1", "log_loss", "accuracy", "rmse", "r2",
+    "upgrade_auc", "hidden_aggressive_auc", "hidden_aggressive_precision_at_5pct",
+)  # fmt: skip
+
+
+def model_name(task: str) -> str:
+    """Registered model name in MLflow (`training.registry.model_name`), also used in the BentoML store."""
+    from training.registry import model_name as registered_name
+
+    return registered_name(task)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One task's model in memory: the `TabularModel` core plus where it came from."""
+
+    task: str
+    core: Any  # training.model.TabularModel
+    version: str  # MLflow model version
+    bento_tag: str
+    run_id: str | None = None
+    trained_at: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    def info(self, aliases: Iterable[str] = (CHAMPION,)) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "name": model_name(self.task),
+            "version": self.version,
+            "aliases": sorted(aliases),
+            "bento_tag": self.bento_tag,
+            "run_id": self.run_id,
+            "trained_at": self.trained_at,
+            "metrics": dict(self.metrics),
+        }
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The models a request is scored with. Immutable: a reload builds a new set and swaps it."""
+
+    models: Mapping[str, LoadedModel]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {task: m.version for task, m in self.models.items()}
+
+    @property
+    def cores(self) -> dict[str, Any]:
+        return {task: m.core for task, m in self.models.items()}
+
+    def replace(self, **loaded: LoadedModel) -> ModelSet:
+        return ModelSet({**self.models, **loaded})
+
+
+def _bentoml():
+    """The bentoml module, using the configured store (BentoML reads BENTOML_HOME once per process)."""
+    import os
+
+    os.environ.setdefault("BENTOML_HOME", str(config.bentoml_home()))
+    import bentoml
+
+    return bentoml
+
+
+def _client():
+    import mlflow
+
+    _bentoml()
+
+    uri = config.tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def champion_info(tasks: Iterable[str] = TASKS, alias: str = CHAMPION) -> dict[str, dict[str, Any] | None]:
+    """Per task, the MLflow version `alias` points at and all its aliases (None when unset)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    out: dict[str, dict[str, Any] | None] = {}
+    for task in tasks:
+        try:
+            mv = client.get_model_version_by_alias(model_name(task), alias)
+            out[task] = {"version": str(mv.version), "aliases": sorted(getattr(mv, "aliases", None) or [alias])}
+        except MlflowException:
+            out[task] = None
+    return out
+
+
+def champion_versions(tasks: Iterable[str] = TASKS, alias: str = CHAMPION) -> dict[str, str | None]:
+    """The MLflow version each task's `alias` points at (None when unset or unregistered)."""
+    return {task: (info or {}).get("version") for task, info in champion_info(tasks, alias).items()}
+
+
+def _stored(task: str) -> list[Any]:
+    bentoml = _bentoml()
+    from bentoml.exceptions import NotFound
+
+    try:
+        models = [m for m in bentoml.models.list(model_name(task)) if m.tag.name == model_name(task)]
+    except NotFound:
+        return []
+    return sorted(models, key=lambda m: m.info.creation_time)
+
+
+def latest_stored(task: str):
+    """The newest `clientlens-<task>` in the BentoML store, or None."""
+    models = _stored(task)
+    return models[-1] if models else None
+
+
+def _headline(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Headline metrics, whether logged bare (`roc_auc`) or with a split prefix (`test_roc_auc`)."""
+    out: dict[str, float] = {}
+    for key, value in sorted(metrics.items()):
+        for name in HEADLINE_METRICS:
+            if key == name or key.endswith(f"_{name}") and key.split("_")[0] in ("test", "holdout", "valid"):
+                out.setdefault(name if key == name else key, float(value))
+    return out
+
+
+def import_champion(task: str, alias: str = CHAMPION):
+    """Copy the MLflow version behind `alias` into the BentoML store (idempotent); returns the bento model."""
+    bentoml = _bentoml()
+
+    client = _client()
+    name = model_name(task)
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several types for "not there"
+        raise ClientlensError(
+            f"no {alias!r} version of {name} in MLflow at {config.tracking_uri()}: "
+            f"train it (`clientlens train {task}`) and promote it (`clientlens promote {task}`)"
+        ) from exc
+    version = str(mv.version)
+    latest = latest_stored(task)
+    if latest is not None and latest.info.labels.get("mlflow_version") == version and latest.info.labels.get(
+        "mlflow_run_id"
+    ) == str(mv.run_id):
+        return latest
+    run = client.get_run(mv.run_id) if mv.run_id else None
+    metrics = _headline(run.data.metrics) if run else {}
+    trained_at = (
+        datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+        if run and run.info.start_time
+        else None
+    )
+    labels = {"task": task, "mlflow_name": name, "mlflow_version": version, "mlflow_run_id": str(mv.run_id)}
+    metadata: dict[str, Any] = {
+        "mlflow_name": name,
+        "mlflow_version": version,
+        "mlflow_run_id": str(mv.run_id),
+        "mlflow_alias_at_import": alias,
+        "tracking_uri": config.tracking_uri(),
+        "trained_at": trained_at or "",
+        **{f"metric_{k}": v for k, v in metrics.items()},
+    }
+    logger.info("importing %s version %s into the BentoML store", name, version)
+    return bentoml.mlflow.import_model(
+        name, f"models:/{name}/{version}", labels=labels, metadata=metadata
+    )
+
+
+def import_champions(tasks: Iterable[str] = TASKS, alias: str = CHAMPION) -> dict[str, str]:
+    """Import every task's champion into the BentoML store; returns task → bento tag."""
+    return {task: str(import_champion(task, alias).tag) for task in tasks}
+
+
+def load_stored(bento_model) -> LoadedModel:
+    """Load one stored model and unwrap its pyfunc once into the `TabularModel` core."""
+    bentoml = _bentoml()
+
+    pyfunc = bentoml.mlflow.load_model(bento_model)
+    python_model = pyfunc.unwrap_python_model()
+    core = getattr(python_model, "core", None)
+    if core is None:
+        raise ClientlensError(f"{bento_model.tag}: the MLflow model carries no `core` TabularModel")
+    labels, meta = bento_model.info.labels, bento_model.info.metadata
+    return LoadedModel(
+        task=labels.get("task") or bento_model.tag.name.removeprefix("clientlens-"),
+        core=core,
+        version=labels.get("mlflow_version", "unknown"),
+        bento_tag=str(bento_model.tag),
+        run_id=labels.get("mlflow_run_id"),
+        trained_at=meta.get("trained_at") or None,
+        metrics={k.removeprefix("metric_"): float(v) for k, v in meta.items() if k.startswith("metric_")},
+    )
+
+
+def load_task(task: str) -> LoadedModel:
+    model = latest_stored(task)
+    if model is None:
+        raise ClientlensError(
+            f"no {model_name(task)} in the BentoML store at {config.bentoml_home()}: run `clientlens serve` "
+            "with MLflow reachable, or `serving.models_store.import_champions()`"
+        )
+    return load_stored(model)
+
+
+def load_model_set(tasks: Iterable[str] = TASKS) -> ModelSet:
+    """The latest stored model of every task, loaded."""
+    return ModelSet({task: load_task(task) for task in tasks})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m serving.models_store`: import every champion into the BentoML store, print JSON."""
+    import argparse
+    import json
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m serving.models_store", description=main.__doc__)
+    parser.add_argument("--alias", default=CHAMPION)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("BENTOML_HOME", str(config.bentoml_home()))
+    try:
+        print(json.dumps(import_champions(alias=args.alias)))
+    except ClientlensError as exc:
+        print(f"error: {exc}", file=__import__("sys").stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""Start and stop a real `bentoml serve` process (for `clientlens demo`, tests and benchmarks).
+
+    with running_service() as base_url:
+        httpx.post(f"{base_url}/score", json={...})
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from clientlens import config
+from clientlens.errors import ClientlensError
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "serving.service:Clientlens"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def service_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a service process: the caller's, with every store made explicit."""
+    env = dict(os.environ)
+    env.setdefault("CLIENTLENS_HOME", str(config.home()))
+    env["BENTOML_HOME"] = str(config.bentoml_home())
+    env["MLFLOW_TRACKING_URI"] = config.tracking_uri()
+    env.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra or {})
+    return env
+
+
+def serve_command(host: str, port: int, target: str = SERVICE) -> list[str]:
+    return [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port),
+            "--working-dir", str(PROJECT_ROOT)]  # fmt: skip
+
+
+def import_models(env: Mapping[str, str] | None = None, timeout: float = 300.0) -> dict[str, str]:
+    """Import the MLflow champions into the BentoML store, in a subprocess with the service's
+    environment (BentoML fixes its store per process, so this never touches the caller's)."""
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "serving.models_store"],
+        cwd=PROJECT_ROOT, env=service_env(env), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
+        raise ClientlensError(f"importing the champion models failed: {message.removeprefix('error: ')}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def wait_ready(base_url: str, proc: subprocess.Popen | None = None, timeout: float = 120.0) -> None:
+    """Poll `/readyz` until it answers 200; fail early if the process exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ClientlensError(f"the service exited with code {proc.returncode} before it was ready")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise ClientlensError(f"the service at {base_url} was not ready after {timeout:.0f}s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
+    """Ask the server to shut down (SIGTERM to its process group: the arbiter and its workers
+    flush the inference log), then kill it if it does not stop in `timeout` seconds."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("service did not stop in %.0fs; killing it", timeout)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+@contextmanager
+def running_service(
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    *,
+    env: Mapping[str, str] | None = None,
+    ready_timeout: float = 120.0,
+    log_path: Path | None = None,
+    import_champions: bool = False,
+    target: str = SERVICE,
+) -> Iterator[str]:
+    """Run `bentoml serve <target>` (default `serving.service:Clientlens`; a Bento tag also works)
+    in a subprocess; yield its base URL once
+    `/readyz` answers 200; stop it cleanly on exit.
+
+    The server itself copies the MLflow champions into the BentoML store at start-up (its
+    deployment hook); `import_champions=True` does it beforehand in a separate process, to fail
+    early with a clear message when a champion is missing. Server output goes to `log_path` (default: a temporary file, whose
+    tail is included in the error if the service fails to start)."""
+    if import_champions:
+        import_models(env)
+    port = port or free_port(host)
+    base_url = f"http://{host}:{port}"
+    log_file = open(log_path, "wb") if log_path else tempfile.NamedTemporaryFile(  # noqa: SIM115
+        prefix="clientlens-serve-", suffix=".log", delete=False
+    )
+    proc = subprocess.Popen(
+        serve_command(host, port, target),
+        cwd=PROJECT_ROOT,
+        env=service_env(env),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so stop() reaches the workers too
+    )
+    try:
+        try:
+            wait_ready(base_url, proc, ready_timeout)
+        except ClientlensError as exc:
+            log_file.flush()
+            tail = Path(log_file.name).read_text(errors="replace")[-3000:]
+            raise ClientlensError(f"{exc}; server log ({log_file.name}):\n{tail}") from None
+        logger.info("service ready at %s (pid %d, log %s)", base_url, proc.pid, log_file.name)
+        yield base_url
+    finally:
+        stop(proc)
+        log_file.close()

@@ -1,0 +1,266 @@
+"""Request and response models of the HTTP API, generated from the feature registry.
+
+One declaration per feature (`features.registry`) feeds the feature table, this request
+model and the drift columns, so the API can never drift from what the models were trained on.
+
+Input rules (documented in the OpenAPI schema, enforced by pydantic before any model runs):
+- every feature is optional; a missing or `null` feature is scored as missing, exactly as a
+  missing value in the feature table is during training (NaN, LightGBM's missing branch);
+- numbers are strict: JSON numbers only (no strings, no booleans), finite (NaN/Infinity are
+  rejected), `int` features take whole numbers (`3` or `3.0`, not `3.5`), and values must lie
+  within the feature's bounds when the registry declares them;
+- booleans are JSON `true`/`false`;
+- categories must be one of the registry's categories: an unknown category is **rejected**
+  (400, naming the field and the allowed values) rather than silently scored as missing,
+  because at the API boundary it is almost always a caller's typo or a stale vocabulary;
+- unknown fields are rejected (`extra="forbid"`), as are empty batches and batches over
+  `max_batch_size()` customers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Annotated, Any, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
+
+DEFAULT_MAX_BATCH = 10_000
+MAX_SAFE_INT = 2**53  # integers beyond this lose precision once LightGBM sees them as doubles
+MAX_CUSTOMER_ID = 2**63 - 1
+
+
+class FeatureLike(Protocol):
+    """What the request model needs from a `features.registry.Feature`."""
+
+    name: str
+    dtype: str  # "float" | "int" | "category" | "bool"
+    description: str
+    categories: Sequence[str] | None
+
+
+def max_batch_size() -> int:
+    """Largest accepted batch (`CLIENTLENS_MAX_BATCH`, default 10,000 customers)."""
+    return int(os.environ.get("CLIENTLENS_MAX_BATCH", DEFAULT_MAX_BATCH))
+
+
+def _bounds(feature: Any) -> dict[str, Any]:
+    """Bounds the registry may declare (`lower`/`upper`, `min_value`/`max_value` or `bounds`)."""
+    lo = hi = None
+    if getattr(feature, "bounds", None):
+        lo, hi = feature.bounds
+    for name in ("lower", "min_value", "minimum", "ge"):
+        lo = getattr(feature, name, None) if lo is None else lo
+    for name in ("upper", "max_value", "maximum", "le"):
+        hi = getattr(feature, name, None) if hi is None else hi
+    out = {}
+    if lo is not None:
+        out["ge"] = lo
+    if hi is not None:
+        out["le"] = hi
+    return out
+
+
+def feature_annotation(feature: FeatureLike) -> Any:
+    """The pydantic type of one feature (always optional: `None` means missing)."""
+    description = (feature.description or "").strip() or feature.name
+    window = getattr(feature, "window", None)
+    if window:
+        description = f"{description} (window: {window})"
+    bounds = _bounds(feature)
+    if feature.dtype == "float":
+        inner = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
+    elif feature.dtype == "int":
+        # Whole numbers, stored as float64 in feature tables: accept 3 and 3.0, reject 3.5.
+        bounds.setdefault("ge", -MAX_SAFE_INT)
+        bounds.setdefault("le", MAX_SAFE_INT)
+        inner = Annotated[float, Field(strict=True, allow_inf_nan=False, multiple_of=1, **bounds)]
+        description = f"{description} Whole number."
+    elif feature.dtype == "bool":
+        inner = StrictBool
+    elif feature.dtype == "category":
+        categories = tuple(feature.categories or ())
+        if not categories:
+            raise ValueError(f"category feature {feature.name!r} declares no categories")
+        inner = Literal[categories]  # type: ignore[valid-type]
+    else:
+        raise ValueError(f"feature {feature.name!r} has unsupported dtype {feature.dtype!r}")
+    return Annotated[inner | None, Field(default=None, description=description)]
+
+
+CustomerId = Annotated[
+    int,
+    Field(strict=True, ge=0, le=MAX_CUSTOMER_ID, description="The bank's customer id (int64).", examples=[1001]),
+]
+
+
+def customer_model(features: Sequence[FeatureLike]) -> type[BaseModel]:
+    """`Customer`: `customer_id` plus every feature as an optional, typed field."""
+    fields: dict[str, Any] = {"customer_id": (CustomerId, ...)}
+    for feature in features:
+        if feature.name in fields:
+            raise ValueError(f"duplicate feature {feature.name!r}")
+        fields[feature.name] = (feature_annotation(feature), None)
+    return create_model(
+        "Customer",
+        __config__=ConfigDict(extra="forbid", title="Customer"),
+        __doc__="One customer's features. Missing or null features are scored as missing.",
+        **fields,
+    )
+
+
+def score_request_model(customer: type[BaseModel], max_batch: int | None = None) -> type[BaseModel]:
+    """`ScoreRequest`: `{"customers": [...], "explain": false, "top_k": 3}`."""
+    max_batch = max_batch or max_batch_size()
+    return create_model(
+        "ScoreRequest",
+        __config__=ConfigDict(extra="forbid", title="ScoreRequest"),
+        customers=(
+            Annotated[
+                list[customer],  # type: ignore[valid-type]
+                Field(min_length=1, max_length=max_batch, description=f"1 to {max_batch} customers."),
+            ],
+            ...,
+        ),
+        explain=(StrictBool, Field(default=False, description="Add the top reasons of each prediction.")),
+        top_k=(Annotated[int, Field(strict=True, ge=1, le=20)], Field(default=3, description="Reasons per model.")),
+    )
+
+
+def score_ids_request_model(max_batch: int | None = None) -> type[BaseModel]:
+    """`ScoreIdsRequest`: `{"customer_ids": [...], "explain": false, "top_k": 3}`."""
+    max_batch = max_batch or max_batch_size()
+    return create_model(
+        "ScoreIdsRequest",
+        __config__=ConfigDict(extra="forbid", title="ScoreIdsRequest"),
+        customer_ids=(
+            Annotated[
+                list[CustomerId],
+                Field(min_length=1, max_length=max_batch, description=f"1 to {max_batch} customer ids."),
+            ],
+            ...,
+        ),
+        explain=(StrictBool, Field(default=False, description="Add the top reasons of each prediction.")),
+        top_k=(Annotated[int, Field(strict=True, ge=1, le=20)], Field(default=3, description="Reasons per model.")),
+    )
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+class Reason(BaseModel):
+    """One driver of a prediction, from LightGBM's per-prediction contributions (raw score units;
+    positive = towards the predicted class, or towards churn)."""
+
+    feature: str
+    value: float | str | None = Field(description="The feature's value as scored (null = missing).")
+    contribution: float
+
+
+class TierScore(BaseModel):
+    label: str = Field(description="Predicted value tier at the horizon (mass / affluent / hnw).")
+    probabilities: dict[str, float] = Field(description="Calibrated probability per tier.")
+    upgrade_probability: float | None = Field(
+        default=None, description="Probability of a tier above the current one (null when the current tier is unknown)."
+    )
+
+
+class ChurnScore(BaseModel):
+    probability: float = Field(description="Calibrated probability of churn within the horizon.")
+    flag: bool = Field(description="Probability above the model's decision threshold.")
+
+
+class RiskScore(BaseModel):
+    label: str = Field(description="Most likely latent risk appetite (conservative / balanced / aggressive).")
+    probabilities: dict[str, float] = Field(description="Calibrated probability per risk class.")
+    hidden_aggressive: bool = Field(
+        description="Rated conservative but behaves like an aggressive investor: a candidate for a "
+        "suitability re-assessment (never an automatic product push)."
+    )
+
+
+class CustomerScore(BaseModel):
+    customer_id: int
+    tier: TierScore
+    churn: ChurnScore
+    risk_appetite: RiskScore
+    segment: str
+    next_action: str
+    reasons: dict[str, list[Reason]] | None = Field(
+        default=None, description="Top reasons per model (`tier`, `churn`, `risk`), when `explain` is true."
+    )
+
+
+class ModelVersions(BaseModel):
+    tier: str
+    churn: str
+    risk: str
+
+
+class ScoreResponse(BaseModel):
+    request_id: str
+    versions: ModelVersions
+    results: list[CustomerScore]
+
+
+class ItemError(BaseModel):
+    index: int = Field(description="Position of the id in the request.")
+    customer_id: int
+    error: str
+
+
+class ScoreIdsResponse(BaseModel):
+    request_id: str
+    versions: ModelVersions
+    as_of: str | None = Field(default=None, description="As-of date of the feature table scored.")
+    results: list[CustomerScore]
+    errors: list[ItemError] = Field(description="Ids that could not be scored, with the reason.")
+
+
+class ModelInfo(BaseModel):
+    task: str
+    name: str = Field(description="Registered model name in MLflow.")
+    version: str = Field(description="MLflow model version being served.")
+    aliases: list[str]
+    bento_tag: str = Field(description="Tag of the model in the BentoML model store.")
+    run_id: str | None = None
+    trained_at: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+# --- request -> frame -------------------------------------------------------------------------
+
+
+def customers_to_columns(
+    customers: Sequence[BaseModel], features: Sequence[FeatureLike]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Customer ids and one array per feature, typed as the model reads the feature table.
+
+    Floats, ints and bools become float64 with NaN for missing (what LightGBM sees: bools
+    as 1/0, exactly as the booster reads a bool column of the feature table); categories
+    object arrays of strings with None for missing (the model artefact applies its own
+    category map). One 2-D conversion for all numeric features keeps this cheap for big batches.
+    """
+    numeric = [f.name for f in features if f.dtype != "category"]
+    categorical = [f.name for f in features if f.dtype == "category"]
+    rows = [c.__dict__ for c in customers]
+    n = len(rows)
+    ids = np.fromiter((r["customer_id"] for r in rows), dtype=np.int64, count=n)
+    columns: dict[str, np.ndarray] = {}
+    if numeric:
+        get = itemgetter(*numeric)
+        matrix = np.array(list(map(get, rows)), dtype=np.float64).reshape(n, len(numeric))
+        columns.update(zip(numeric, np.ascontiguousarray(matrix.T)))
+    if categorical:
+        get = itemgetter(*categorical)
+        cats = np.empty((n, len(categorical)), dtype=object)
+        cats[:] = np.array(list(map(get, rows)), dtype=object).reshape(n, len(categorical))
+        columns.update(zip(categorical, cats.T.copy()))
+    return ids, {f.name: columns[f.name] for f in features}

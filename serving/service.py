@@ -1,0 +1,519 @@
+"""The clientlens HTTP service (BentoML): the champions of tier, churn and risk behind one API.
+
+Endpoints (DESIGN §7):
+- `POST /score`      `{"customers": [{"customer_id": 1, <feature>: value, ...}], "explain": false}`
+- `POST /score_ids`  `{"customer_ids": [1, 2]}`, scored from the latest materialised feature table
+- `GET  /models`     names, versions, aliases, training date and headline metrics
+- `GET  /livez`, `/readyz` (ready once every champion is loaded), `/metrics` (Prometheus)
+
+Scoring goes through `training.scoring.score_frame`, the same function `clientlens score`
+uses, on the `TabularModel` cores unwrapped once at load. The models a request uses are read
+once from an immutable `ModelSet`; a background thread polls the MLflow `champion` aliases
+every `CLIENTLENS_RELOAD_SECONDS` (default 30, 0 = never), imports a newly promoted version into
+the BentoML store, loads it and swaps the set, so in-flight requests finish on the models they
+started with. Every scored customer is appended to the inference log off the hot path.
+Requests of up to 64 customers are scored inline on the event loop (no thread hand-off);
+bigger batches run on one worker thread so they never hold up health checks or small requests.
+
+Settings (environment): `CLIENTLENS_API_KEY` (require `Authorization: Bearer <key>` or
+`X-API-Key: <key>` on the API endpoints; health, metrics and docs stay open),
+`CLIENTLENS_MAX_BATCH` (default 10,000), `CLIENTLENS_RELOAD_SECONDS`,
+`CLIENTLENS_FEATURES_TABLE` (default `<features dir>/latest.parquet`), `CLIENTLENS_WORKERS`
+(default 1), `CLIENTLENS_LOG_FLUSH_SECONDS` (default 2) and `CLIENTLENS_LOG_FLUSH_ROWS` (default
+20,000): the log is written every so many seconds or rows, and on shutdown.
+
+Run: `clientlens serve` or `bentoml serve serving.service:Clientlens`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+import anyio
+import bentoml
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI
+from pydantic_core import to_json
+from starlette.responses import JSONResponse, Response
+
+from features.registry import FEATURES
+from serving import models_store
+from serving.feature_table import FeatureTable
+from serving.inference_log import InferenceLogWriter
+from serving.schemas import (
+    ModelsResponse,
+    ScoreIdsResponse,
+    ScoreResponse,
+    customer_model,
+    customers_to_columns,
+    score_ids_request_model,
+    score_request_model,
+)
+
+logger = logging.getLogger(__name__)
+
+Customer = customer_model(FEATURES)
+ScoreRequest = score_request_model(Customer)
+ScoreIdsRequest = score_ids_request_model()
+
+FEATURE_NAMES = [f.name for f in FEATURES]
+INLINE_MAX_CUSTOMERS = 64  # up to this many customers a request is scored on the event loop
+OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+class ApiKeyMiddleware:
+    """Require the API key (`CLIENTLENS_API_KEY`) on every path but health, metrics and docs.
+
+    Accepted as `Authorization: Bearer <key>` or `X-API-Key: <key>`; compared in constant time.
+    Without `CLIENTLENS_API_KEY` the middleware lets everything through.
+    """
+
+    def __init__(self, app, api_key: str | None = None) -> None:
+        self.app = app
+        key = api_key if api_key is not None else os.environ.get("CLIENTLENS_API_KEY", "")
+        self.key = key.encode() if key else None
+
+    def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        for name, value in headers:
+            if name == b"x-api-key" and hmac.compare_digest(value.strip(), self.key):
+                return True
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key):
+                    return True
+        return False
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (
+            self.key is None
+            or scope["type"] != "http"
+            or scope["path"] in OPEN_PATHS
+            or scope["path"].startswith("/static_content/")
+            or self._authorised(scope.get("headers", []))
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body.encode()})
+
+
+def _where(loc: list | tuple) -> str:
+    """`("customers", 3, "age")` -> `customers[3].age`."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def explain_validation_errors(payload: dict[str, Any]) -> dict[str, Any]:
+    """BentoML's 400 body (`detail` = pydantic errors) as `{"error": "<field>: <reason>; ...", "errors": [...]}`.
+
+    The message names each field and reason; `errors` lists them as `{field, reason, type}`
+    (documented in the served OpenAPI schema, see `complete_openapi`).
+    """
+    detail = payload.get("detail")
+    if not isinstance(detail, list):
+        return payload
+    errors = [
+        {"field": _where(e.get("loc", ())), "reason": e.get("msg", ""), "type": e.get("type", "")}
+        for e in detail
+        if isinstance(e, dict)
+    ]
+    shown = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:10])
+    more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+    summary = f"invalid request: {shown}{more}"
+    return {"error": summary, "errors": errors}
+
+
+class ErrorFormatMiddleware:
+    """Bodies of POST requests are JSON whatever their Content-Type says (so a form or pickle
+    body is a 400 "invalid JSON", never a parser crash), and BentoML's 4xx errors are rewritten
+    into messages that name each field and reason."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
+        scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        start: dict | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                start = message
+                return
+            if start is not None and message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                body = b"".join(chunks)
+                try:
+                    payload = json.loads(body)
+                    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+                        payload = payload[0]  # BentoML wraps other 4xx errors in a list
+                    body = json.dumps(explain_validation_errors(payload)).encode()
+                except (ValueError, TypeError):
+                    pass
+                headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
+                await send({**start, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, capture)
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string", "description": "What is wrong, naming each field and reason."}},
+}
+VALIDATION_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "Summary naming each invalid field and the reason."},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "reason", "type"],
+                "properties": {
+                    "field": {"type": "string", "examples": ["customers[3].region"]},
+                    "reason": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def complete_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    """What BentoML's generated schema leaves out: request bodies are required, 400 bodies list
+    the invalid fields, and the API answers 401 (API key) and 503 (no champion/feature table)."""
+    def response(description: str, schema: dict) -> dict:
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    for path, item in spec.get("paths", {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or path in OPEN_PATHS:
+                continue
+            responses = op.setdefault("responses", {})
+            if "requestBody" in op:
+                op["requestBody"]["required"] = True
+                responses["400"] = response("Invalid request: the fields and reasons are listed.", VALIDATION_ERROR_SCHEMA)
+            responses.setdefault("401", response("Missing or wrong API key (when CLIENTLENS_API_KEY is set).", ERROR_SCHEMA))
+            responses.setdefault("503", response("No champion models loaded yet, or no feature table.", ERROR_SCHEMA))
+    return spec
+
+
+class OpenAPIMiddleware:
+    """Serve `/docs.json` completed by `complete_openapi`."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/docs.json":
+            await self.app(scope, receive, send)
+            return
+        start: dict | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            if start is not None and start["status"] == 200:
+                try:
+                    body = json.dumps(complete_openapi(json.loads(body))).encode()
+                except ValueError:
+                    pass
+            headers = [(k, v) for k, v in (start or {}).get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, capture)
+
+
+def _unavailable(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=503)
+
+
+def _frame(ids: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The feature frame handed to `score_frame`. A few rows become one object block (cheap to
+    build, and `score_frame` reads small frames as one block); bigger batches typed columns."""
+    if len(ids) <= 32:
+        block = np.empty((len(ids), len(columns) + 1), dtype=object)
+        block[:, 0] = ids
+        for j, values in enumerate(columns.values(), start=1):
+            block[:, j] = values
+        return pd.DataFrame(block, columns=["customer_id", *columns], copy=False)
+    return pd.DataFrame({"customer_id": ids, **columns}, copy=False)
+
+
+def _results(ids: list[int], out: pd.DataFrame, explain: bool) -> list[dict[str, Any]]:
+    """`score_frame` output as response items (plain Python values, serialised once)."""
+    col = {c: out[c].tolist() for c in out.columns}
+    tier_classes = [c.removeprefix("tier_proba_") for c in out.columns if c.startswith("tier_proba_")]
+    risk_classes = [c.removeprefix("risk_proba_") for c in out.columns if c.startswith("risk_proba_")]
+    tier_p = [col[f"tier_proba_{c}"] for c in tier_classes]
+    risk_p = [col[f"risk_proba_{c}"] for c in risk_classes]
+    upgrade = [None if v != v else v for v in col["upgrade_proba"]]  # NaN when the current tier is unknown
+    reasons = {t: col[f"reasons_{t}"] for t in ("tier", "churn", "risk") if f"reasons_{t}" in col} if explain else None
+    items = []
+    for i, cid in enumerate(ids):
+        item = {
+            "customer_id": cid,
+            "tier": {
+                "label": col["tier"][i],
+                "probabilities": {c: p[i] for c, p in zip(tier_classes, tier_p)},
+                "upgrade_probability": upgrade[i],
+            },
+            "churn": {"probability": col["churn_proba"][i], "flag": bool(col["churn"][i])},
+            "risk_appetite": {
+                "label": col["risk_appetite"][i],
+                "probabilities": {c: p[i] for c, p in zip(risk_classes, risk_p)},
+                "hidden_aggressive": bool(col["hidden_aggressive"][i]),
+            },
+            "segment": col["segment"][i],
+            "next_action": col["next_action"][i],
+        }
+        if reasons is not None:
+            item["reasons"] = {task: rows[i] for task, rows in reasons.items()}
+        items.append(item)
+    return items
+
+
+fastapi_app = FastAPI(title="clientlens", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@bentoml.service(
+    name="clientlens",
+    workers=int(os.environ.get("CLIENTLENS_WORKERS", "1")),
+    traffic={"timeout": 120},
+    http={"max_request_size": 200 * 1024 * 1024},
+)
+@bentoml.asgi_app(fastapi_app, path="/")
+class Clientlens:
+    """Value tier, churn and latent risk appetite for bank customers, from the champion models."""
+
+    # Models are not class attributes (`BentoModel("clientlens-tier:latest")`): BentoML resolves
+    # those before any hook runs, so the store would have to be filled by a separate process
+    # first. Instead the deployment hook below fills it from MLflow once per server, workers load
+    # from it, and `bentoml build` packs the store's models via `serving/bentofile.yaml`.
+
+    @bentoml.on_deployment
+    def import_champions() -> None:
+        """Once per server, before workers start: copy the MLflow champions into the BentoML store."""
+        try:
+            tags = models_store.import_champions()
+            logger.info("champions in the BentoML store: %s", tags)
+        except Exception as exc:  # noqa: BLE001 - no MLflow (e.g. in a container): serve the store
+            logger.warning("could not import champions from MLflow (%s); serving the BentoML store", exc)
+
+    def __init__(self) -> None:
+        self._models: models_store.ModelSet | None = None
+        self._aliases: dict[tuple[str, str], list[str]] = {}  # (task, MLflow version) -> aliases
+        self._reload_lock = threading.Lock()
+        self._batch_limiter: anyio.CapacityLimiter | None = None
+        self._stop = threading.Event()
+        self.log = InferenceLogWriter(
+            flush_seconds=_env_float("CLIENTLENS_LOG_FLUSH_SECONDS", 2.0),
+            flush_rows=int(_env_float("CLIENTLENS_LOG_FLUSH_ROWS", 20_000)),
+        ).start()
+        self.features = FeatureTable()
+        self.reload_seconds = _env_float("CLIENTLENS_RELOAD_SECONDS", 30.0)
+        self.refresh_models(initial=True)
+        self._watcher = None
+        if self.reload_seconds > 0:
+            self._watcher = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
+            self._watcher.start()
+
+    # -- models ---------------------------------------------------------------------------------
+    def refresh_models(self, *, initial: bool = False) -> bool:
+        """Load champions that changed in MLflow; swap the model set atomically. True if swapped.
+
+        When MLflow cannot be reached (e.g. a containerised Bento), the models already in the
+        BentoML store are served.
+        """
+        with self._reload_lock:
+            current = self._models
+            try:
+                info = models_store.champion_info()
+                wanted = {t: (i or {}).get("version") for t, i in info.items()}
+                self._aliases = {(t, i["version"]): i["aliases"] for t, i in info.items() if i}
+            except Exception:  # noqa: BLE001 - MLflow down: keep serving what we have
+                logger.warning("cannot reach MLflow at startup/reload; serving the BentoML store", exc_info=True)
+                wanted = None
+            try:
+                if wanted is None:
+                    if current is None:
+                        self._models = models_store.load_model_set()
+                    return current is None
+                have = current.versions if current is not None else {}
+                changed = [t for t, v in wanted.items() if v is not None and v != have.get(t)]
+                if current is None and any(v is None for v in wanted.values()):
+                    missing = [t for t, v in wanted.items() if v is None]
+                    if initial:
+                        logger.warning("no champion yet for %s; not ready until one is promoted", missing)
+                    return False
+                if not changed:
+                    return False
+                loaded = {}
+                for task in changed:
+                    models_store.import_champion(task)
+                    loaded[task] = models_store.load_task(task)
+                    if loaded[task].version != wanted[task]:  # alias moved while importing: next round
+                        logger.info("champion of %s moved during import; retrying later", task)
+                new = current.replace(**loaded) if current is not None else models_store.ModelSet(loaded)
+                self._models = new  # the swap: one reference assignment
+                logger.info("serving versions %s", new.versions)
+                return True
+            except Exception:  # noqa: BLE001 - a failed reload never takes the service down
+                logger.exception("reloading champions failed; still serving %s", current.versions if current else None)
+                return False
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.reload_seconds):
+            self.refresh_models()
+
+    def __is_ready__(self) -> bool:
+        return self._models is not None
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self._stop.set()
+        self.log.close()
+
+    # -- scoring --------------------------------------------------------------------------------
+    def _score(
+        self, models: models_store.ModelSet, ids: np.ndarray, columns: dict[str, np.ndarray], explain: bool, top_k: int
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """Score through `training.scoring.score_frame` (the batch path), log, shape the response items."""
+        from training.scoring import score_frame
+
+        out = score_frame(_frame(ids, columns), models.cores, explain=top_k if explain else 0)
+        request_id = uuid.uuid4().hex
+        self.log.append_scored(
+            ts=np.datetime64(time.time_ns(), "ns"),
+            request_id=request_id,
+            customer_ids=ids,
+            features=columns,
+            outputs=out.drop(columns=[c for c in out.columns if c.startswith("reasons_")]) if explain else out,
+            versions=models.versions,
+        )
+        return request_id, _results(ids.tolist(), out, explain)
+
+    async def _run(self, n: int, fn, *args):
+        """Small requests run inline on the event loop: no thread hand-offs, which cost whole
+        scheduler slices on a busy machine. Big batches go to one worker thread, so health checks
+        and small requests are not stuck behind them."""
+        if n <= INLINE_MAX_CUSTOMERS:
+            return fn(*args)
+        if self._batch_limiter is None:
+            self._batch_limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._batch_limiter)
+
+    def _score_customers(self, customers: list, explain: bool, top_k: int) -> Response:
+        models = self._models
+        if models is None:
+            return _unavailable("no champion models loaded yet: train and promote tier, churn and risk")
+        ids, columns = customers_to_columns(customers, FEATURES)
+        request_id, results = self._score(models, ids, columns, explain, top_k)
+        body = {"request_id": request_id, "versions": models.versions, "results": results}
+        return Response(to_json(body), media_type="application/json")
+
+    def _score_ids(self, customer_ids: list[int], explain: bool, top_k: int) -> Response:
+        models = self._models
+        if models is None:
+            return _unavailable("no champion models loaded yet: train and promote tier, churn and risk")
+        snap = self.features.snapshot()
+        if snap is None:
+            return _unavailable(
+                f"no materialised feature table at {self.features.path}: run `clientlens features` "
+                "or set CLIENTLENS_FEATURES_TABLE"
+            )
+        wanted = np.asarray(customer_ids, dtype=np.int64)
+        pos = snap.index.get_indexer(wanted)
+        found = pos >= 0
+        errors = [
+            {"index": int(i), "customer_id": int(wanted[i]),
+             "error": f"unknown customer_id (not in the feature table as of {snap.as_of})"}
+            for i in np.flatnonzero(~found)
+        ]  # fmt: skip
+        results: list[dict[str, Any]] = []
+        request_id = uuid.uuid4().hex
+        if found.any():
+            rows = pos[found]
+            columns = {}
+            for name in FEATURE_NAMES:
+                values = snap.frame[name].to_numpy()[rows]
+                columns[name] = values.astype(np.float64) if values.dtype == bool else values
+            request_id, results = self._score(models, wanted[found], columns, explain, top_k)
+        body = {
+            "request_id": request_id,
+            "versions": models.versions,
+            "as_of": snap.as_of,
+            "results": results,
+            "errors": errors,
+        }
+        return Response(to_json(body), media_type="application/json")
+
+    @bentoml.api(route="/score", input_spec=ScoreRequest, output_spec=ScoreResponse)
+    async def score(self, customers: list, explain: bool = False, top_k: int = 3) -> ScoreResponse:
+        """Score customers from the features in the request (missing features are scored as missing)."""
+        return await self._run(len(customers), self._score_customers, customers, explain, top_k)
+
+    @bentoml.api(route="/score_ids", input_spec=ScoreIdsRequest, output_spec=ScoreIdsResponse)
+    async def score_ids(self, customer_ids: list[int], explain: bool = False, top_k: int = 3) -> ScoreIdsResponse:
+        """Score customers by id from the latest materialised feature table; unknown ids are per-item errors."""
+        return await self._run(len(customer_ids), self._score_ids, customer_ids, explain, top_k)
+
+    @fastapi_app.get("/models", response_model=ModelsResponse, summary="Models being served")
+    def models(self) -> ModelsResponse:
+        """Names, MLflow versions, aliases, training date and headline metrics of the served models."""
+        current = self._models
+        if current is None:
+            return ModelsResponse(models=[])
+        return ModelsResponse(
+            models=[m.info(self._aliases.get((t, m.version), ["champion"])) for t, m in current.models.items()]
+        )
+
+
+Clientlens.add_asgi_middleware(OpenAPIMiddleware)
+Clientlens.add_asgi_middleware(ErrorFormatMiddleware)
+Clientlens.add_asgi_middleware(ApiKeyMiddleware)

@@ -1,0 +1,26 @@
+"""The frame the service builds from a request scores exactly like the feature table's rows."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("n", [1, 32, 33, 300])
+def test_request_frames_score_like_the_feature_table(use_serving_env, latest, request_rows, n):
+    from features.registry import FEATURES
+    from serving.schemas import customer_model, customers_to_columns, score_request_model
+    from serving.service import _frame
+    from training.registry import load_champion
+    from training.scoring import score_frame
+
+    models = {task: load_champion(task)[0] for task in ("tier", "churn", "risk")}
+    rows = latest.head(n).reset_index(drop=True)
+    request = score_request_model(customer_model(FEATURES)).model_validate({"customers": request_rows(rows)})
+    ids, columns = customers_to_columns(request.customers, FEATURES)
+    for explain in (0, 2):
+        expected = score_frame(rows, models, explain=explain)
+        got = score_frame(_frame(ids, columns), models, explain=explain)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_exact=True)

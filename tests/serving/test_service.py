@@ -1,0 +1,202 @@
+"""The HTTP service against a real `bentoml serve` process (see conftest.py)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.registry import feature_names
+from tests.serving.conftest import API_KEY, LOG_FLUSH_ROWS, MAX_BATCH
+
+pytestmark = pytest.mark.slow
+
+
+def test_health_and_metrics_need_no_key(service):
+    for path in ("/livez", "/readyz", "/healthz"):
+        assert httpx.get(f"{service.url}{path}").status_code == 200, path
+    service.client.post("/score_ids", json={"customer_ids": [1]})
+    metrics = httpx.get(f"{service.url}/metrics")
+    assert metrics.status_code == 200
+    assert "bentoml_service_request_total" in metrics.text or "request_total" in metrics.text
+
+
+@pytest.mark.parametrize("path", ["/score", "/score_ids", "/models"])
+def test_api_key_is_required(service, path):
+    method = httpx.get if path == "/models" else httpx.post
+    body = {"/score": {"customers": [{"customer_id": 1}]}, "/score_ids": {"customer_ids": [1]}}
+    kwargs = {"json": body[path]} if path in body else {}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}):
+        resp = method(f"{service.url}{path}", headers=headers, **kwargs)
+        assert resp.status_code == 401, (path, headers)
+        assert "API key" in resp.json()["error"]
+    ok = method(f"{service.url}{path}", headers={"X-API-Key": API_KEY}, **kwargs)
+    assert ok.status_code == 200
+
+
+def test_models_lists_the_champions(service, serving_env):
+    models = service.client.get("/models").json()["models"]
+    assert [m["task"] for m in models] == ["tier", "churn", "risk"]
+    for m in models:
+        assert m["name"] == f"clientlens-{m['task']}"
+        assert "champion" in m["aliases"]
+        assert m["version"].isdigit() and m["run_id"] and m["trained_at"]
+        assert m["bento_tag"].startswith(f"clientlens-{m['task']}:")
+    by_task = {m["task"]: m for m in models}
+    assert {"roc_auc", "pr_auc", "brier"} <= set(by_task["churn"]["metrics"])
+    assert {"macro_f1", "log_loss"} <= set(by_task["tier"]["metrics"])
+
+
+def test_score_returns_every_prediction(service, latest, request_rows):
+    rows = request_rows(latest.head(3))
+    body = service.client.post("/score", json={"customers": rows}).json()
+    assert set(body["versions"]) == {"tier", "churn", "risk"} and body["request_id"]
+    assert [r["customer_id"] for r in body["results"]] == [r["customer_id"] for r in rows]
+    first = body["results"][0]
+    assert first["tier"]["label"] in ("mass", "affluent", "hnw")
+    assert sum(first["tier"]["probabilities"].values()) == pytest.approx(1.0)
+    assert 0.0 <= first["churn"]["probability"] <= 1.0 and isinstance(first["churn"]["flag"], bool)
+    risk = first["risk_appetite"]
+    assert risk["label"] in ("conservative", "balanced", "aggressive")
+    assert set(risk["probabilities"]) == {"conservative", "balanced", "aggressive"}
+    assert isinstance(risk["hidden_aggressive"], bool)
+    assert first["segment"].count("/") == 2 and first["next_action"]
+    assert "reasons" not in first or first["reasons"] is None
+
+
+def test_explain_adds_top_reasons(service, latest, request_rows):
+    rows = request_rows(latest.head(2))
+    body = service.client.post("/score", json={"customers": rows, "explain": True, "top_k": 4}).json()
+    reasons = body["results"][0]["reasons"]
+    assert set(reasons) == {"tier", "churn", "risk"}
+    for items in reasons.values():
+        assert len(items) == 4
+        assert all(r["feature"] in feature_names() and isinstance(r["contribution"], float) for r in items)
+
+
+def test_a_customer_with_no_features_is_scored_as_all_missing(service):
+    resp = service.client.post("/score", json={"customers": [{"customer_id": 42}]})
+    assert resp.status_code == 200
+    assert resp.json()["results"][0]["segment"].count("/") == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "field", "reason"),
+    [
+        ('{"customers": [{"customer_id": 1, "aum": "a lot"}]}', "customers[0].aum", "valid number"),
+        ('{"customers": [{"customer_id": 1}, {"customer_id": 2, "aum": NaN}]}', "customers[1].aum", "finite"),
+        ('{"customers": [{"customer_id": 1, "aum": -Infinity}]}', "customers[0].aum", "finite"),
+        ('{"customers": [{"customer_id": 1, "region": "mars"}]}', "customers[0].region", "'metro', 'urban', 'suburban' or 'rural'"),
+        ('{"customers": [{"customer_id": 1, "shoe_size": 44}]}', "customers[0].shoe_size", "Extra inputs"),
+        ('{"customers": [{"aum": 1.0}]}', "customers[0].customer_id", "Field required"),
+        ('{"customers": [{"customer_id": 1, "txn_count_30d": 1.5}]}', "customers[0].txn_count_30d", "multiple of 1"),
+        ('{"customers": [{"customer_id": 1, "payroll_at_bank": "yes"}]}', "customers[0].payroll_at_bank", "valid boolean"),
+        ('{"customers": []}', "customers", "at least 1"),
+        ('{"explain": true}', "customers", "Field required"),
+        ('{"customers": [{"customer_id": 1}], "explain": "yes"}', "explain", "valid boolean"),
+        ('{"customers": [', "body", "Invalid JSON"),
+        ("", "customers", "Field required"),
+        ("[1, 2]", "body", "object"),
+    ],
+)
+def test_bad_input_is_a_400_naming_field_and_reason(service, content, field, reason):
+    resp = service.client.post("/score", content=content, headers={"content-type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    assert any(e["field"] == field and reason in e["reason"] for e in body["errors"]), body
+    assert field in body["error"]
+
+
+def test_oversized_batches_are_rejected(service):
+    too_many = {"customers": [{"customer_id": i} for i in range(MAX_BATCH + 1)]}
+    resp = service.client.post("/score", json=too_many)
+    assert resp.status_code == 400 and f"at most {MAX_BATCH}" in resp.json()["error"]
+    resp = service.client.post("/score_ids", json={"customer_ids": list(range(MAX_BATCH + 1))})
+    assert resp.status_code == 400
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded",
+                                          "application/vnd.bentoml+pickle", None])  # fmt: skip
+def test_any_content_type_is_read_as_json(service, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    ok = service.client.post("/score_ids", content=b'{"customer_ids": [1]}', headers=headers)
+    assert ok.status_code == 200
+    bad = service.client.post("/score_ids", content=b"customer_ids=1", headers=headers)
+    assert bad.status_code == 400 and "Invalid JSON" in bad.json()["error"]
+
+
+def test_score_ids_reports_unknown_ids_per_item(service, latest):
+    known = latest["customer_id"].head(2).tolist()
+    resp = service.client.post("/score_ids", json={"customer_ids": [known[0], 987654321, known[1]]})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert [r["customer_id"] for r in body["results"]] == known
+    assert body["errors"] == [
+        {"index": 1, "customer_id": 987654321, "error": f"unknown customer_id (not in the feature table as of {body['as_of']})"}
+    ]
+    assert body["as_of"] == str(pd.Timestamp(latest["as_of"].max()).date())
+
+
+def _flat(results: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        row = {"customer_id": r["customer_id"], "tier": r["tier"]["label"], "churn_proba": r["churn"]["probability"],
+               "churn": r["churn"]["flag"], "risk_appetite": r["risk_appetite"]["label"],
+               "hidden_aggressive": r["risk_appetite"]["hidden_aggressive"], "segment": r["segment"],
+               "next_action": r["next_action"], "upgrade_proba": r["tier"]["upgrade_probability"]}  # fmt: skip
+        row.update({f"tier_proba_{k}": v for k, v in r["tier"]["probabilities"].items()})
+        row.update({f"risk_proba_{k}": v for k, v in r["risk_appetite"]["probabilities"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_http_and_batch_scoring_agree(service, latest, request_rows, use_serving_env):
+    """No training/serving skew: the same rows through HTTP and through score_frame (1e-9)."""
+    from training.registry import load_model
+    from training.scoring import score_frame
+
+    sample = latest.sample(300, random_state=3).reset_index(drop=True)
+    by_features = service.client.post("/score", json={"customers": request_rows(sample)}).json()
+    by_ids = service.client.post("/score_ids", json={"customer_ids": sample["customer_id"].tolist()}).json()
+    assert by_features["versions"] == by_ids["versions"]
+    models = {task: load_model(task, version)[0] for task, version in by_features["versions"].items()}
+    batch = score_frame(sample, models)
+    for body in (by_features, by_ids):
+        http = _flat(body["results"])
+        for col in http.columns:
+            expected, got = batch[col].to_numpy(), http[col].to_numpy()
+            if col.endswith(("proba",)) or "_proba_" in col:
+                np.testing.assert_allclose(got.astype(float), expected.astype(float), rtol=0, atol=1e-9, err_msg=col)
+            else:
+                assert got.tolist() == expected.tolist(), col
+
+
+def test_every_inference_is_logged(service, serving_env, latest, request_rows):
+    from serving.inference_log import read_inference_log
+
+    sample = latest.head(LOG_FLUSH_ROWS)  # enough rows to make the server write a part now
+    body = service.client.post("/score", json={"customers": request_rows(sample)}).json()
+    deadline = time.monotonic() + 15
+    rows = pd.DataFrame()
+    while time.monotonic() < deadline:
+        log = read_inference_log(root=serving_env.log_dir)
+        rows = log[log["request_id"] == body["request_id"]] if not log.empty else log
+        if len(rows) == LOG_FLUSH_ROWS:
+            break
+        time.sleep(0.3)
+    assert len(rows) == LOG_FLUSH_ROWS
+    assert rows["customer_id"].tolist() == sample["customer_id"].tolist()
+    assert set(feature_names()) <= set(rows.columns)
+    assert {"tier", "tier_proba_mass", "churn_proba", "churn", "risk_appetite", "hidden_aggressive", "segment",
+            "next_action"} <= set(rows.columns)  # fmt: skip
+    np.testing.assert_allclose(rows["aum"].to_numpy(), sample["aum"].to_numpy())
+    assert rows["region"].tolist() == sample["region"].tolist()
+    for task in ("tier", "churn", "risk"):
+        assert rows[f"version_{task}"].unique().tolist() == [body["versions"][task]]
+    assert rows["churn_proba"].tolist() == [r["churn"]["probability"] for r in body["results"]]
+    assert (rows["ts"].dt.tz is not None) and rows["ts"].notna().all()
+    parts = list(serving_env.log_dir.glob("date=*/part-*.parquet"))
+    assert parts and not list(serving_env.log_dir.rglob("*.tmp"))
