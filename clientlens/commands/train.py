@@ -1,0 +1,68 @@
+"""`clientlens train TASK --features DIR` / `clientlens train --spec FILE`: tune, evaluate, log, register."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clientlens.commands._common import DebugOpt, JsonOpt, progress, run
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        task: Annotated[str | None, typer.Argument(help="Built-in task: tier, churn or risk.")] = None,
+        features: Annotated[Path | None, typer.Option("--features", help="Feature folder holding panel.parquet.")] = None,
+        spec: Annotated[Path | None, typer.Option("--spec", help="A task spec YAML (any table).")] = None,
+        trials: Annotated[int | None, typer.Option("--trials", min=1, help="Optuna trial budget (default: spec).")] = None,
+        timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Tuning time budget in seconds.")] = None,
+        seed: Annotated[int, typer.Option("--seed", help="Seed for split, sampler and LightGBM.")] = 0,
+        truth: Annotated[Path | None, typer.Option(
+            "--truth", help="Simulator truth.parquet or its raw folder (risk evaluation; default: found via --features)."
+        )] = None,
+        no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip evaluation figures.")] = False,
+        as_json: JsonOpt = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        """Tune LightGBM with Optuna, calibrate, compare with the baseline, log to MLflow, register as challenger."""
+
+        def action() -> dict:
+            import logging
+
+            import optuna
+
+            from clientlens.errors import InputError
+            from training.spec import builtin_spec, load_spec
+            from training.train import run_training
+
+            optuna.logging.set_verbosity(logging.DEBUG if debug else logging.WARNING)
+            if spec is not None and task is not None:
+                raise InputError("give either TASK (with --features) or --spec FILE, not both")
+            if spec is not None:
+                task_spec = load_spec(spec)
+            elif task is not None:
+                if features is None:
+                    raise InputError(f"train {task}: --features DIR is required for built-in tasks")
+                if not (features / "panel.parquet").is_file():
+                    raise InputError(f"--features {features}: panel.parquet not found (run `clientlens features`)")
+                task_spec = builtin_spec(task, features)
+            else:
+                raise InputError("give a TASK (tier, churn, risk) with --features DIR, or --spec FILE")
+            n = trials or task_spec.tuning.trials
+            with progress(f"tuning {task_spec.name}", total=n, enabled=not as_json) as advance:
+                return run_training(task_spec, seed=seed, trials=trials, timeout=timeout, truth_path=truth,
+                                    plots=not no_plots, progress=advance)
+
+        def human(s: dict) -> None:
+            typer.echo(f"{s['model']} v{s['version']} (run {s['run_id']}), alias challenger")
+            typer.echo(f"  {'metric':<40}{'model':>10}{'baseline':>10}")
+            for k, v in s["metrics"].items():
+                b = s["baseline"].get(k)
+                typer.echo(f"  {k:<40}{v:>10.4f}{'' if b is None else f'{b:>10.4f}'}")
+            typer.echo(f"  baseline: {s['baseline_description']}")
+            for note in s.get("notes", []):
+                typer.echo(f"  note: {note}")
+
+        run(action, as_json=as_json, debug=debug, human=human)

@@ -1,0 +1,79 @@
+"""MLflow: run logging, registry aliases, promotion gate, loaders, batch scoring CLI (real SQLite store)."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from clientlens.cli import app
+from training import registry as R
+
+runner = CliRunner()
+
+
+def _json(result) -> dict:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_train_register_promote_load_and_score(features_dir, tmp_path):
+    first = _json(runner.invoke(app, ["train", "churn", "--features", str(features_dir), "--trials", "2", "--seed", "1", "--json"]))
+    assert {"task", "model", "version", "run_id", "metrics", "baseline"} <= set(first)
+    assert first["model"] == "clientlens-churn" and first["version"] == "1"
+    assert set(first["metrics"]) == {"roc_auc", "pr_auc", "ks", "brier", "lift_at_10"}
+
+    c = R.client()
+    run = c.get_run(first["run_id"])
+    assert "baseline_roc_auc" in run.data.metrics and "calibration_ece_after" in run.data.metrics
+    assert run.data.tags["dataset_fingerprint"] and run.data.params["lgb_num_leaves"]
+    artefacts = {a.path for a in c.list_artifacts(first["run_id"])}
+    assert {"reference.parquet", "holdout.parquet", "plots", "evaluation.json", "spec.json"} <= artefacts
+    plots = {a.path for a in c.list_artifacts(first["run_id"], "plots")}
+    assert {"plots/roc_pr.png", "plots/calibration.png", "plots/confusion_matrix.png", "plots/importance.png"} <= plots
+    assert str(c.get_model_version_by_alias("clientlens-churn", "challenger").version) == "1"
+
+    # first promotion: no champion yet
+    p1 = _json(runner.invoke(app, ["promote", "churn", "--json"]))
+    assert p1["promoted"] is True and p1["champion"] == "1" and "first" in p1["reason"]
+
+    # same data/spec/seed -> same metrics -> no gain -> rejected, with the numbers recorded as tags
+    second = _json(runner.invoke(app, ["train", "churn", "--features", str(features_dir), "--trials", "2", "--seed", "1", "--json"]))
+    assert second["version"] == "2" and second["metrics"] == first["metrics"]
+    p2 = _json(runner.invoke(app, ["promote", "churn", "--margin", "0.001", "--json"]))
+    assert p2["promoted"] is False and p2["champion"] == "1"
+    tags = c.get_model_version("clientlens-churn", "2").tags
+    assert tags["promotion_decision"] == "rejected"
+    assert float(tags["promotion_challenger_score"]) == pytest.approx(float(tags["promotion_champion_score"]))
+    assert "margin" in tags["promotion_reason"]
+
+    core, info = R.load_champion("churn")
+    assert info["version"] == "1" and "champion" in info["aliases"] and "roc_auc" in info["metrics"]
+    ref = R.load_reference("churn")
+    assert {"prediction", "proba"} <= set(ref.columns) and set(core.features) <= set(ref.columns)
+    assert 0 < len(ref) <= 5000
+
+    # the pyfunc itself: signature + input example, predict gives the core's numbers
+    pyfunc = mlflow.pyfunc.load_model("models:/clientlens-churn@champion")
+    assert pyfunc.metadata.get_input_schema() is not None
+    example = ref[core.features].head(4).reset_index(drop=True)
+    out = pyfunc.predict(example)
+    pd.testing.assert_series_equal(out["proba"], pd.Series(core.predict_proba(example)[:, 1], name="proba"))
+
+    # batch scoring with the champion
+    scored = tmp_path / "scores.parquet"
+    s = _json(runner.invoke(app, ["score", "--features", str(features_dir / "latest.parquet"), "--out", str(scored),
+                                  "--tasks", "churn", "--json"]))
+    assert s["rows"] == len(pd.read_parquet(features_dir / "latest.parquet")) and s["versions"] == {"churn": "1"}
+    frame = pd.read_parquet(scored)
+    assert {"customer_id", "churn_proba", "churn", "segment", "next_action", "version_churn"} <= set(frame.columns)
+
+
+def test_promote_without_challenger_is_input_error():
+    result = runner.invoke(app, ["promote", "churn", "--json"])
+    assert result.exit_code == 2
+    assert "challenger" in result.output

@@ -1,0 +1,64 @@
+"""End to end on the simulator: simulate → features → train tier, churn, risk (few trials) → each beats its baseline.
+
+The full-size numbers (20,000 customers, default budgets) are in benchmarks/RESULTS.md, "## Models".
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from training.spec import builtin_spec
+from training.train import find_truth, fit_task
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    from features.panel import build_panel
+    from features.simulate import simulate
+
+    root = tmp_path_factory.mktemp("sim")
+    simulate(root / "raw", customers=4000, months=15, seed=11)
+    build_panel(root / "raw", root / "features")
+    return root
+
+
+@pytest.fixture(scope="module")
+def panel(simulated):
+    import pandas as pd
+
+    return pd.read_parquet(simulated / "features" / "panel.parquet")
+
+
+@pytest.fixture(scope="module")
+def truth(simulated):
+    import pandas as pd
+
+    return pd.read_parquet(simulated / "raw" / "truth.parquet")
+
+
+def test_churn_beats_logistic_regression(simulated, panel):
+    r = fit_task(builtin_spec("churn", simulated / "features"), panel, seed=0, trials=3)
+    assert r.metrics["roc_auc"] > r.baseline["roc_auc"]
+    assert r.metrics["pr_auc"] > r.baseline["pr_auc"]
+
+
+def test_tier_beats_persistence(simulated, panel):
+    r = fit_task(builtin_spec("tier", simulated / "features"), panel, seed=0, trials=3)
+    assert r.metrics["log_loss"] < r.baseline["log_loss"]
+    assert r.metrics["upgrade_auc"] > r.baseline["upgrade_auc"]
+
+
+def test_risk_beats_browsing_heuristic_on_hidden_aggressive(simulated, panel, truth):
+    r = fit_task(builtin_spec("risk", simulated / "features"), panel, seed=0, trials=3, truth=truth)
+    assert r.metrics["log_loss"] < r.baseline["log_loss"]
+    assert r.metrics["hidden_aggressive_auc"] > r.baseline["hidden_aggressive_auc"]
+    # 20k customers give ~0.78 (see RESULTS.md); this 4k-customer panel is noisier.
+    assert r.metrics["hidden_aggressive_auc"] >= 0.70
+
+
+def test_truth_is_found_next_to_the_features_or_given(simulated, tmp_path):
+    assert find_truth(tmp_path) is None
+    (tmp_path / "metadata.json").write_text('{"raw_dir": "%s"}' % (simulated / "raw"))
+    assert find_truth(tmp_path) == simulated / "raw" / "truth.parquet"

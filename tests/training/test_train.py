@@ -1,0 +1,78 @@
+"""The training path on a small generated panel: reproducible, beats baselines, risk excludes capped features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.spec import builtin_spec, load_spec
+from training.train import fit_task
+
+from .conftest import small_data_spec
+
+TRIALS = 3
+
+
+@pytest.fixture(scope="module")
+def churn_runs(panel_and_truth, tmp_path_factory):
+    panel, _ = panel_and_truth
+    spec = builtin_spec("churn", tmp_path_factory.mktemp("f"))
+    return [fit_task(spec, panel, seed=s, trials=TRIALS, timeout=None) for s in (3, 3, 4)]
+
+
+def test_same_data_spec_seed_give_same_metrics(churn_runs):
+    a, b, c = churn_runs
+    assert a.metrics == b.metrics
+    assert a.baseline == b.baseline
+    assert a.fingerprint == b.fingerprint
+    assert a.tuning.params == b.tuning.params
+    assert a.model.booster.model_to_string() == b.model.booster.model_to_string()
+    assert c.tuning.params != a.tuning.params  # the seed matters
+
+
+def test_binary_metrics_and_baseline_side_by_side(churn_runs):
+    r = churn_runs[0]
+    names = {"roc_auc", "pr_auc", "ks", "brier", "lift_at_10"}
+    assert set(r.metrics) == names and set(r.baseline) == names
+    assert r.metrics["roc_auc"] > 0.6
+    assert set(r.calibration) == {"ece_before", "ece_after", "brier_before", "brier_after"}
+    assert 0 < r.model.thresholds["positive"] < 1
+    assert r.split["kind"] == "time" and r.split["test_time"] > r.split["valid_time"]
+    # reference sample: features + prediction columns, from the test rows
+    assert {"prediction", "proba", "target"} <= set(r.reference.columns)
+    assert set(r.model.features) <= set(r.reference.columns)
+
+
+def test_tier_adds_upgrade_auc_and_beats_persistence_log_loss(panel_and_truth, tmp_path):
+    panel, _ = panel_and_truth
+    r = fit_task(builtin_spec("tier", tmp_path), panel, seed=0, trials=TRIALS)
+    assert set(r.metrics) == {"macro_f1", "log_loss", "accuracy", "upgrade_auc"}
+    assert set(r.baseline) == set(r.metrics)
+    assert r.metrics["log_loss"] < r.baseline["log_loss"]
+    assert r.metrics["upgrade_auc"] > 0.5
+
+
+def test_risk_learns_from_free_customers_and_ranks_conservatives(panel_and_truth, tmp_path):
+    panel, truth = panel_and_truth
+    r = fit_task(small_data_spec(builtin_spec("risk", tmp_path)), panel, seed=0, trials=TRIALS, truth=truth)
+    # capped-by-suitability features are not used; stated_risk is not a feature
+    assert "aum_r4" not in r.model.features and "stated_risk" not in r.model.features
+    assert {"hidden_aggressive_auc", "hidden_aggressive_precision_at_5pct"} <= set(r.metrics)
+    assert r.metrics["hidden_aggressive_auc"] >= 0.8
+    assert r.metrics["hidden_aggressive_auc"] > r.baseline["hidden_aggressive_auc"] - 0.05
+    assert 0 < r.model.thresholds["hidden_aggressive"] < 1
+    # without truth the metrics are skipped, not invented
+    r2 = fit_task(small_data_spec(builtin_spec("risk", tmp_path)), panel, seed=0, trials=2)
+    assert "hidden_aggressive_auc" not in r2.metrics and any("truth" in n for n in r2.notes)
+
+
+def test_regression_spec(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400), "g": rng.choice(["x", "y"], 400)})
+    frame["y"] = 2 * frame["a"] - frame["b"] + (frame["g"] == "x") + rng.normal(0, 0.1, 400)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "s.yaml").write_text("name: reg\nsource: t.csv\ntarget: {column: y, kind: regression}\n")
+    r = fit_task(load_spec(tmp_path / "s.yaml"), frame, seed=0, trials=2)
+    assert set(r.metrics) == {"rmse", "r2"} and r.metrics["r2"] > 0.8 and r.metrics["r2"] > r.baseline["r2"] - 0.05

@@ -1,0 +1,108 @@
+"""Metrics named as DESIGN §11. Pure functions of labels, scores and optional weights."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def ks_statistic(y: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None) -> float:
+    fpr, tpr, _ = skm.roc_curve(y, score, sample_weight=weight)
+    return float(np.max(tpr - fpr))
+
+
+def lift_at(y: np.ndarray, score: np.ndarray, share: float = 0.10, weight: np.ndarray | None = None) -> float:
+    """Positive rate among the top `share` by score divided by the overall positive rate."""
+    w = np.ones_like(score, dtype=float) if weight is None else np.asarray(weight, dtype=float)
+    order = np.argsort(-score, kind="stable")
+    cw = np.cumsum(w[order])
+    top = order[cw <= share * cw[-1] + 1e-12]
+    if len(top) == 0:
+        top = order[:1]
+    base = np.average(y, weights=w)
+    return float(np.average(y[top], weights=w[top]) / base) if base > 0 else float("nan")
+
+
+def precision_at(y: np.ndarray, score: np.ndarray, share: float) -> float:
+    k = max(1, int(round(share * len(score))))
+    top = np.argsort(-score, kind="stable")[:k]
+    return float(np.mean(y[top]))
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> float:
+    """ECE of the top-label (multiclass) or positive-class (binary, `proba` 1-d) probability, equal-width bins."""
+    if proba.ndim == 2:
+        conf = proba.max(axis=1)
+        correct = (proba.argmax(axis=1) == y).astype(float)
+    else:
+        conf, correct = proba, y.astype(float)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            ece += m.mean() * abs(conf[m].mean() - correct[m].mean())
+    return float(ece)
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:
+    return {
+        "roc_auc": float(skm.roc_auc_score(y, p, sample_weight=weight)),
+        "pr_auc": float(skm.average_precision_score(y, p, sample_weight=weight)),
+        "ks": ks_statistic(y, p, weight),
+        "brier": float(skm.brier_score_loss(y, p, sample_weight=weight)),
+        "lift_at_10": lift_at(y, p, 0.10, weight),
+    }
+
+
+def multiclass_metrics(
+    y: np.ndarray, proba: np.ndarray, weight: np.ndarray | None = None
+) -> dict[str, float]:
+    k = proba.shape[1]
+    pred = proba.argmax(axis=1)
+    return {
+        "macro_f1": float(skm.f1_score(y, pred, average="macro", labels=list(range(k)), sample_weight=weight)),
+        "log_loss": float(skm.log_loss(y, np.clip(proba, 1e-15, 1), labels=list(range(k)), sample_weight=weight)),
+        "accuracy": float(skm.accuracy_score(y, pred, sample_weight=weight)),
+    }
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:
+    return {
+        "rmse": float(np.sqrt(skm.mean_squared_error(y, pred, sample_weight=weight))),
+        "r2": float(skm.r2_score(y, pred, sample_weight=weight)),
+    }
+
+
+def task_metrics(kind: str, y: np.ndarray, proba: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:
+    """The headline metrics of a task kind; `proba` is (n, 2) / (n, k) probabilities or (n,) predictions."""
+    if kind == "binary":
+        return binary_metrics(y, proba[:, 1] if proba.ndim == 2 else proba, weight)
+    if kind == "multiclass":
+        return multiclass_metrics(y.astype(int), proba, weight)
+    return regression_metrics(y, proba, weight)
+
+
+def upgrade_auc(current_rank: np.ndarray, future_rank: np.ndarray, proba: np.ndarray) -> float:
+    """AUC of P(future tier above current tier) = sum of the probabilities of the higher classes."""
+    k = proba.shape[1]
+    higher = np.arange(k)[None, :] > current_rank[:, None]
+    score = (proba * higher).sum(axis=1)
+    label = (future_rank > current_rank).astype(int)
+    ok = current_rank >= 0
+    if label[ok].min() == label[ok].max():
+        return float("nan")
+    return float(skm.roc_auc_score(label[ok], score[ok]))
+
+
+def hidden_aggressive_metrics(truth_positive: np.ndarray, score: np.ndarray, share: float = 0.05) -> dict[str, float]:
+    """Among stated-conservative customers: AUC of the aggressive score vs truth, precision in the top `share`."""
+    y = truth_positive.astype(int)
+    if len(y) == 0 or y.min() == y.max():
+        return {"hidden_aggressive_auc": float("nan"), "hidden_aggressive_precision_at_5pct": float("nan")}
+    return {
+        "hidden_aggressive_auc": float(skm.roc_auc_score(y, score)),
+        "hidden_aggressive_precision_at_5pct": precision_at(y, score, share),
+        "hidden_aggressive_base_rate": float(y.mean()),
+    }

@@ -1,0 +1,271 @@
+"""The model artefact: `TabularModel` (pure prediction core) wrapped once in an MLflow pyfunc.
+
+`TabularModel` carries everything needed to go from a raw feature frame to calibrated
+probabilities: the feature order, the category maps (string → code, unknown → NaN; the
+booster was trained on these codes, so LightGBM never sees pandas categories and the
+"categorical_feature do not match" trap of LightGBM #5244 cannot happen), the LightGBM
+booster, the calibrator, the class labels and the decision thresholds.
+
+Serving unwraps the pyfunc once (`training.registry.load_champion`) and calls the core
+directly; `matrix` + `proba_from_matrix` are the hot path (numpy only).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from clientlens.errors import InputError
+
+_EPS = 1e-6
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+class Calibrator:
+    """Maps raw scores to calibrated probabilities; per class one-vs-rest for multiclass, then normalised.
+
+    `sigmoid` (Platt on the logit) keeps the ranking, so AUC is unchanged; `isotonic` is a
+    step function stored as interpolation knots.
+    """
+
+    def __init__(self, method: str = "sigmoid"):
+        self.method = method
+
+    def fit(self, proba: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Calibrator:
+        from sklearn.isotonic import IsotonicRegression
+        from sklearn.linear_model import LogisticRegression
+
+        proba = np.atleast_2d(proba)
+        k = proba.shape[1]
+        cols = [1] if k == 2 else list(range(k))
+        self.params_: list[tuple[np.ndarray, np.ndarray] | tuple[float, float]] = []
+        for c in cols:
+            target = (y == c).astype(int)
+            if target.min() == target.max():  # a class absent from the calibration rows: identity
+                self.params_.append((1.0, 0.0) if self.method == "sigmoid" else (np.array([0.0, 1.0]),) * 2)
+                continue
+            if self.method == "sigmoid":
+                lr = LogisticRegression(C=1e6, max_iter=1000)
+                lr.fit(_logit(proba[:, c]).reshape(-1, 1), target, sample_weight=weight)
+                self.params_.append((float(lr.coef_[0, 0]), float(lr.intercept_[0])))
+            else:
+                iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+                iso.fit(proba[:, c], target, sample_weight=weight)
+                self.params_.append((np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_)))
+        self.n_classes_ = k
+        return self
+
+    def _one(self, p: np.ndarray, params) -> np.ndarray:
+        if self.method == "sigmoid":
+            a, b = params
+            return 1.0 / (1.0 + np.exp(-(a * _logit(p) + b)))
+        xs, ys = params
+        return np.interp(p, xs, ys)
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        if self.n_classes_ == 2:
+            p1 = np.clip(self._one(proba[:, 1], self.params_[0]), 0.0, 1.0)
+            return np.column_stack([1.0 - p1, p1])
+        out = np.column_stack([self._one(proba[:, c], prm) for c, prm in enumerate(self.params_)])
+        out = np.clip(out, _EPS, None)
+        return out / out.sum(axis=1, keepdims=True)
+
+
+class TabularModel:
+    """Feature list + category maps + booster + calibrator + classes + thresholds.
+
+    - `predict_proba(frame) -> (n, classes)` calibrated; binary gives `[1-p, p]`.
+    - `predict(frame)`: class labels (binary: 0/1 at `thresholds['positive']`), regression values.
+    - `reasons(frame, top_k)`: top contributions per row from LightGBM `pred_contrib`.
+    """
+
+    def __init__(
+        self,
+        *,
+        task: str,
+        kind: str,
+        features: list[str],
+        categories: dict[str, list[str]],
+        booster: Any,
+        calibrator: Calibrator | None,
+        classes: list[str] | None,
+        thresholds: dict[str, float] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ):
+        self.task = task
+        self.kind = kind
+        self.features = list(features)
+        self.categories = {k: list(v) for k, v in categories.items()}
+        self.booster = booster
+        self.calibrator = calibrator
+        self.classes = list(classes) if classes else None
+        self.thresholds = dict(thresholds or {})
+        self.metadata = dict(metadata or {})
+        self._build_lookups()
+
+    # -- pickling: keep the booster as its text model (portable across LightGBM builds) -------------
+    def _build_lookups(self) -> None:
+        self._lookup = {c: {v: float(i) for i, v in enumerate(cats)} for c, cats in self.categories.items()}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("booster", "_lookup")}
+        state["booster_model"] = self.booster.model_to_string()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import lightgbm as lgb
+
+        model = state.pop("booster_model")
+        self.__dict__.update(state)
+        self.booster = lgb.Booster(model_str=model)
+        self._build_lookups()
+
+    # -- preprocessing ------------------------------------------------------------------------------
+    @property
+    def categorical(self) -> list[str]:
+        return list(self.categories)
+
+    def matrix(self, data: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """Raw features (a frame or a mapping of column → array) to the float matrix the booster was trained on."""
+        missing = [f for f in self.features if f not in data]
+        if missing:
+            raise InputError(f"model {self.task}: missing feature column(s) {missing[:10]}")
+        first = data[self.features[0]]
+        n = len(first)
+        X = np.empty((n, len(self.features)), dtype=np.float64)
+        for j, f in enumerate(self.features):
+            col = data[f]
+            lookup = self._lookup.get(f)
+            if lookup is not None:
+                if n <= 32:
+                    X[:, j] = [lookup.get(_as_key(v), np.nan) for v in np.asarray(col, dtype=object)]
+                else:
+                    X[:, j] = pd.Series(np.asarray(col, dtype=object)).map(
+                        lambda v, lk=lookup: lk.get(_as_key(v), np.nan)
+                    ).to_numpy(dtype=np.float64)
+                continue
+            try:
+                X[:, j] = np.asarray(col, dtype=np.float64)
+            except (TypeError, ValueError):
+                X[:, j] = pd.to_numeric(pd.Series(np.asarray(col, dtype=object)), errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan
+                )
+        return X
+
+    def frame_for(self, matrix: np.ndarray) -> pd.DataFrame:
+        """Inverse of `matrix` for display: codes back to category strings."""
+        out = pd.DataFrame(matrix, columns=self.features)
+        for c, cats in self.categories.items():
+            codes = out[c].to_numpy()
+            out[c] = [cats[int(v)] if v == v else None for v in codes]
+        return out
+
+    # -- prediction ---------------------------------------------------------------------------------
+    def raw_from_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Uncalibrated booster output: (n, classes) probabilities, or (n,) for regression."""
+        raw = self.booster.predict(X, num_threads=1)
+        if self.kind == "binary":
+            return np.column_stack([1.0 - raw, raw])
+        return raw
+
+    def proba_from_matrix(self, X: np.ndarray) -> np.ndarray:
+        raw = self.raw_from_matrix(X)
+        if self.kind == "regression" or self.calibrator is None:
+            return raw
+        return self.calibrator.transform(raw)
+
+    def predict_proba(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        if self.kind == "regression":
+            raise InputError(f"model {self.task}: a regression model has no probabilities")
+        return self.proba_from_matrix(self.matrix(frame))
+
+    def labels_from_proba(self, proba: np.ndarray) -> np.ndarray:
+        if self.kind == "binary":
+            return (proba[:, 1] >= self.thresholds.get("positive", 0.5)).astype(int)
+        return np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
+
+    def predict(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        X = self.matrix(frame)
+        if self.kind == "regression":
+            return self.raw_from_matrix(X)
+        return self.labels_from_proba(self.proba_from_matrix(X))
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Predictions as a frame: `prediction` plus `proba` (binary) or `proba_<class>` (multiclass)."""
+        X = self.matrix(frame)
+        if self.kind == "regression":
+            return pd.DataFrame({"prediction": self.raw_from_matrix(X)}, index=frame.index)
+        proba = self.proba_from_matrix(X)
+        out = {"prediction": self.labels_from_proba(proba)}
+        if self.kind == "binary":
+            out["proba"] = proba[:, 1]
+        else:
+            out.update({f"proba_{c}": proba[:, i] for i, c in enumerate(self.classes)})
+        return pd.DataFrame(out, index=frame.index)
+
+    def reasons(self, frame: pd.DataFrame | Mapping[str, Any], top_k: int = 3, *, matrix: np.ndarray | None = None):
+        """Per row, the `top_k` features by |contribution| to the predicted class (raw score units).
+
+        Each reason is `{"feature", "value", "contribution"}`; multiclass reasons explain the
+        predicted class, binary ones the positive class (positive contribution = more likely).
+        """
+        X = self.matrix(frame) if matrix is None else matrix
+        contrib = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
+        nf = len(self.features)
+        if self.kind == "multiclass":
+            k = len(self.classes)
+            contrib = contrib.reshape(len(X), k, nf + 1)
+            chosen = np.argmax(self.proba_from_matrix(X), axis=1)
+            contrib = contrib[np.arange(len(X)), chosen, :]
+        contrib = contrib[:, :nf]
+        order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_k]
+        out = []
+        for i in range(len(X)):
+            row = []
+            for j in order[i]:
+                f = self.features[j]
+                v = X[i, j]
+                if f in self.categories:
+                    value: Any = self.categories[f][int(v)] if v == v else None
+                else:
+                    value = None if v != v else float(v)
+                row.append({"feature": f, "value": value, "contribution": float(contrib[i, j])})
+            out.append(row)
+        return out
+
+    def importance(self) -> pd.Series:
+        gain = self.booster.feature_importance(importance_type="gain")
+        return pd.Series(gain, index=self.features).sort_values(ascending=False)
+
+
+def _as_key(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+        return None
+    return v if isinstance(v, str) else str(v)
+
+
+with warnings.catch_warnings():
+    # MLflow suggests type hints on `predict`; the signature is given explicitly at logging instead.
+    warnings.simplefilter("ignore", UserWarning)
+
+    class ClientlensPyfunc(mlflow.pyfunc.PythonModel):
+        """The one registered artefact: a pyfunc whose `core` is the `TabularModel`.
+
+        `predict` returns `prediction` and probability columns; serving should call `core`.
+        """
+
+        def __init__(self, core: TabularModel):
+            self.core = core
+
+        def predict(self, context, model_input, params=None):  # noqa: ARG002 - pyfunc protocol
+            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            return self.core.predict_frame(frame)

@@ -1,0 +1,218 @@
+"""Task specs: one typed description of a training task (DESIGN §6, §11).
+
+A spec names the source table, the id, the target, the feature columns, the split and the
+tuning budget. YAML is read only here, at the edge (`load_spec`); everything downstream
+receives a validated `TaskSpec`. Built-in tasks (`tier`, `churn`, `risk`) are specs in
+`training/tasks/` whose source is resolved against the feature folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clientlens.errors import InputError
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+SPECS_DIR = Path(__file__).parent / "specs"
+BUILTIN_TASKS = ("tier", "churn", "risk")
+
+# Where real public data lives: `../shared/data` beside the repository. Specs point at it
+# with a path relative to the spec file; CLIENTLENS_SHARED_DATA moves the whole root.
+SHARED_DATA_ENV = "CLIENTLENS_SHARED_DATA"
+_SHARED_MARKER = "shared/data/"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetSpec(_Strict):
+    """What to predict: a column, or a pandas expression over the source columns."""
+
+    column: str | None = None
+    expr: str | None = None
+    kind: Literal["binary", "multiclass", "regression"]
+    positive: str | int | float | bool | None = Field(
+        default=None, description="Binary only: the value of `column` that counts as the positive class."
+    )
+    classes: list[str] | None = Field(
+        default=None, description="Multiclass only: class order (ordinal tasks list them low to high)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TargetSpec:
+        if (self.column is None) == (self.expr is None):
+            raise ValueError("give exactly one of target.column or target.expr")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.column or "target"
+
+
+class SplitSpec(_Strict):
+    """random: stratified shuffle; group: whole groups go to one side; time: out-of-time.
+
+    For `time`, the last distinct value of `time_column` is the test set, the one before it
+    the validation set, and everything earlier trains. Otherwise `test_size` of the rows
+    (or groups) is the test set and `valid_size` of the rest validates.
+    """
+
+    kind: Literal["random", "group", "time"] = "random"
+    test_size: float = Field(default=0.2, gt=0, lt=1)
+    valid_size: float = Field(default=0.2, gt=0, lt=1)
+    time_column: str | None = None
+
+    @model_validator(mode="after")
+    def _time_needs_column(self) -> SplitSpec:
+        if self.kind == "time" and not self.time_column:
+            raise ValueError("split.kind 'time' needs split.time_column")
+        return self
+
+
+class TuningSpec(_Strict):
+    trials: int = Field(default=25, ge=1)
+    timeout: float | None = Field(default=120.0, gt=0, description="Seconds for the whole study.")
+    early_stopping_rounds: int = Field(default=50, ge=5)
+    max_rounds: int = Field(default=2000, ge=10)
+    space: dict[Literal["learning_rate", "num_leaves", "min_child_samples", "feature_fraction", "bagging_fraction",
+                        "lambda_l1", "lambda_l2"], tuple[float, float]] = Field(
+        default_factory=dict, description="Overrides of the search bounds, e.g. num_leaves: [3, 15]."
+    )
+
+
+class BaselineSpec(_Strict):
+    """The stated baseline, trained and scored on the same split as the model.
+
+    - `logistic`: standardised numeric features (median-imputed) + one-hot categoricals.
+    - `persistence`: predict `column` (e.g. future tier = current tier).
+    - `heuristic`: score = mean percentile rank of `columns` (sign -1 for `negative`); turned
+      into probabilities by binning the score on the training rows.
+    - `prior`: the training class distribution / mean.
+    """
+
+    kind: Literal["logistic", "persistence", "heuristic", "prior"] = "logistic"
+    column: str | None = None
+    columns: list[str] = Field(default_factory=list)
+    negative: list[str] = Field(default_factory=list)
+    bins: int = Field(default=20, ge=2)
+
+
+class HiddenAggressiveSpec(_Strict):
+    """Latent risk evaluation: among customers rated `stated_value`, find those whose truth is `truth_value`."""
+
+    stated_column: str = "stated_risk"
+    stated_value: str = "conservative"
+    positive_class: str = "aggressive"
+    truth_column: str = "latent_risk"
+    flag_share: float = Field(default=0.05, gt=0, lt=1, description="Share of stated-conservatives flagged.")
+
+
+class UpgradeSpec(_Strict):
+    """Tier evaluation: score 'future tier above current tier' from the class probabilities."""
+
+    current_column: str = "tier"
+
+
+class TaskSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    description: str = ""
+    source: str
+    id: str | None = None
+    target: TargetSpec
+    where: str | None = Field(default=None, description="pandas query selecting the rows of the task.")
+    features: list[str] | None = None
+    categorical: list[str] = Field(default_factory=list)
+    drop: list[str] = Field(default_factory=list)
+    group: str | None = None
+    weight: str | None = None
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    tuning: TuningSpec = Field(default_factory=TuningSpec)
+    baseline: BaselineSpec = Field(default_factory=BaselineSpec)
+    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    primary_metric: str | None = None
+    upgrade: UpgradeSpec | None = None
+    hidden_aggressive: HiddenAggressiveSpec | None = None
+    keep_columns: list[str] = Field(
+        default_factory=list,
+        description="Non-feature columns carried into the holdout for evaluation (e.g. current tier).",
+    )
+    # Set by the loader: the folder `source` is relative to.
+    base_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        if self.split.kind == "group" and not self.group:
+            raise ValueError("split.kind 'group' needs `group`")
+        if self.target.kind == "binary" and self.target.column and self.target.positive is None:
+            raise ValueError("a binary target.column needs target.positive (the value that counts as 1)")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return f"clientlens-{self.name}"
+
+    @property
+    def metric(self) -> str:
+        """The headline metric used for promotion."""
+        if self.primary_metric:
+            return self.primary_metric
+        return {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}[self.target.kind]
+
+    def source_path(self) -> Path:
+        return resolve_source(self.source, Path(self.base_dir) if self.base_dir else Path.cwd())
+
+
+LOWER_IS_BETTER = {"log_loss", "brier", "rmse", "ece"}
+
+
+def resolve_source(source: str, base_dir: Path) -> Path:
+    """Resolve `source` against `base_dir`; `CLIENTLENS_SHARED_DATA` replaces everything up to `shared/data/`."""
+    root = os.environ.get(SHARED_DATA_ENV)
+    norm = source.replace("\\", "/")
+    if root and _SHARED_MARKER in norm:
+        return Path(root) / norm.split(_SHARED_MARKER, 1)[1]
+    path = Path(source)
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def _fmt_validation(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
+        parts.append(f"{loc}: {err['msg']}")
+    return f"bad task spec {where}: " + "; ".join(parts)
+
+
+def spec_from_dict(data: dict, *, base_dir: Path, where: str = "") -> TaskSpec:
+    if not isinstance(data, dict):
+        raise InputError(f"bad task spec {where}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return TaskSpec.model_validate({**data, "base_dir": str(base_dir)})
+    except ValidationError as exc:
+        raise InputError(_fmt_validation(exc, where)) from None
+
+
+def load_spec(path: str | Path, *, base_dir: Path | None = None) -> TaskSpec:
+    """Read a YAML spec. `source` is relative to the spec file unless `base_dir` says otherwise."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"task spec {path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"task spec {path}: not valid YAML ({exc})") from None
+    return spec_from_dict(data, base_dir=base_dir or path.parent.resolve(), where=str(path))
+
+
+def builtin_spec(task: str, features_dir: str | Path) -> TaskSpec:
+    """The built-in spec for `task` with its source (`panel.parquet`) in `features_dir`."""
+    if task not in BUILTIN_TASKS:
+        raise InputError(f"unknown task {task!r}: choose one of {', '.join(BUILTIN_TASKS)} or use --spec FILE")
+    return load_spec(TASKS_DIR / f"{task}.yaml", base_dir=Path(features_dir).resolve())

@@ -1,0 +1,376 @@
+"""The one training path: spec + frame → tuned, calibrated, evaluated model (no MLflow here).
+
+`fit_task` is a function of a frame, a spec and a seed; `training.registry.log_training`
+records its result. Metrics and baselines are computed on the same test rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clientlens.errors import InputError
+from training import metrics as M
+from training.baselines import Baseline, fit_baseline
+from training.data import Prepared, Split, fingerprint, prepare, split
+from training.model import Calibrator, TabularModel
+from training.spec import TaskSpec
+from training.tune import TuneResult, datasets, tune
+
+log = logging.getLogger(__name__)
+
+REFERENCE_ROWS = 5000
+TARGET_COLUMN = "__target__"
+WEIGHT_COLUMN = "__weight__"
+
+
+@dataclass
+class TrainResult:
+    spec: TaskSpec
+    model: TabularModel
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    baseline_description: str
+    calibration: dict[str, float]
+    tuning: TuneResult
+    split: dict[str, Any]
+    fingerprint: str
+    seed: int
+    reference: pd.DataFrame
+    holdout: pd.DataFrame
+    seconds: float
+    # For plots: test labels, calibrated and raw scores, baseline scores.
+    y_test: np.ndarray = field(repr=False, default=None)
+    proba_test: np.ndarray = field(repr=False, default=None)
+    raw_test: np.ndarray = field(repr=False, default=None)
+    baseline_test: np.ndarray = field(repr=False, default=None)
+    notes: list[str] = field(default_factory=list)
+
+
+def _take(a: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
+    return None if a is None else a[idx]
+
+
+def _best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    grid = np.unique(np.quantile(p, np.linspace(0.5, 0.995, 100)))
+    best_t, best_f = 0.5, -1.0
+    for t in grid:
+        pred = p >= t
+        tp = float((pred & (y == 1)).sum())
+        f = 2 * tp / (pred.sum() + (y == 1).sum()) if pred.sum() else 0.0
+        if f > best_f:
+            best_t, best_f = float(t), f
+    return best_t
+
+
+def _calibration_report(kind: str, y: np.ndarray, raw: np.ndarray, cal: np.ndarray) -> dict[str, float]:
+    if kind == "binary":
+        return {
+            "ece_before": M.expected_calibration_error(y, raw[:, 1]),
+            "ece_after": M.expected_calibration_error(y, cal[:, 1]),
+            "brier_before": float(np.mean((raw[:, 1] - y) ** 2)),
+            "brier_after": float(np.mean((cal[:, 1] - y) ** 2)),
+        }
+    onehot = np.eye(raw.shape[1])[y.astype(int)]
+    return {
+        "ece_before": M.expected_calibration_error(y.astype(int), raw),
+        "ece_after": M.expected_calibration_error(y.astype(int), cal),
+        "brier_before": float(np.mean(np.sum((raw - onehot) ** 2, axis=1))),
+        "brier_after": float(np.mean(np.sum((cal - onehot) ** 2, axis=1))),
+    }
+
+
+def _prediction_columns(model: TabularModel, proba: np.ndarray) -> dict[str, np.ndarray]:
+    if model.kind == "regression":
+        return {"prediction": proba}
+    out: dict[str, np.ndarray] = {"prediction": model.labels_from_proba(proba)}
+    if model.kind == "binary":
+        out["proba"] = proba[:, 1]
+    else:
+        out.update({f"proba_{c}": proba[:, i] for i, c in enumerate(model.classes)})
+    return out
+
+
+def fit_task(
+    spec: TaskSpec,
+    frame: pd.DataFrame,
+    *,
+    seed: int = 0,
+    trials: int | None = None,
+    timeout: float | None = None,
+    truth: pd.DataFrame | None = None,
+    threads: int | None = None,
+    progress=None,
+) -> TrainResult:
+    """Tune, calibrate and evaluate a LightGBM model for `spec` on `frame`, with its baseline on the same split."""
+    t0 = time.perf_counter()
+    prep = prepare(frame, spec)
+    sp = split(prep, seed)
+    kind = spec.target.kind
+    k = len(prep.classes) if prep.classes and kind == "multiclass" else 2
+    core = TabularModel(
+        task=spec.name, kind=kind, features=prep.features, categories=prep.categories,
+        booster=None, calibrator=None, classes=prep.classes if kind != "regression" else None,
+    )
+    X_all = core.matrix(prep.X)
+    cat_idx = [prep.features.index(c) for c in prep.categorical]
+    tr, va, te = sp.train, sp.valid, sp.test
+    for name, idx in (("train", tr), ("valid", va), ("test", te)):
+        if len(idx) == 0:
+            raise InputError(f"spec {spec.name!r} field split: the {name} set is empty")
+        if kind != "regression" and len(np.unique(prep.y[idx])) < 2:
+            raise InputError(f"spec {spec.name!r} field split: the {name} set has a single class")
+    dtrain, dvalid = datasets(
+        X_all[tr], prep.y[tr], _take(prep.weight, tr), X_all[va], prep.y[va], _take(prep.weight, va),
+        cat_idx, prep.features,
+    )
+    tr_spec = spec.tuning
+    result = tune(
+        kind, k, dtrain, dvalid,
+        trials=trials or tr_spec.trials,
+        timeout=timeout if timeout is not None else tr_spec.timeout,
+        seed=seed,
+        early_stopping_rounds=tr_spec.early_stopping_rounds,
+        max_rounds=tr_spec.max_rounds,
+        threads=threads,
+        space=dict(tr_spec.space),
+        progress=progress,
+    )
+    core.booster = result.booster
+
+    notes: list[str] = []
+    y_te, w_te = prep.y[te], _take(prep.weight, te)
+    raw_va, raw_te = core.raw_from_matrix(X_all[va]), core.raw_from_matrix(X_all[te])
+    calibration: dict[str, float] = {}
+    if kind != "regression":
+        core.calibrator = Calibrator(spec.calibration).fit(raw_va, prep.y[va].astype(int), _take(prep.weight, va))
+        proba_va, proba_te = core.calibrator.transform(raw_va), core.calibrator.transform(raw_te)
+        calibration = _calibration_report(kind, y_te, raw_te, proba_te)
+        if kind == "binary":
+            core.thresholds["positive"] = _best_f1_threshold(prep.y[va], proba_va[:, 1])
+    else:
+        proba_va, proba_te = raw_va, raw_te
+
+    metrics = M.task_metrics(kind, y_te, proba_te, w_te)
+
+    baseline: Baseline = fit_baseline(
+        spec.baseline, task_kind=kind, classes=prep.classes, categorical=prep.categorical,
+        X=prep.X.iloc[tr], extras=prep.extras.iloc[tr], y=prep.y[tr], weight=_take(prep.weight, tr), seed=seed,
+    )
+    X_te, ex_te = prep.X.iloc[te].reset_index(drop=True), prep.extras.iloc[te].reset_index(drop=True)
+    base_te = baseline.predict_proba(X_te, ex_te)
+    base_metrics = M.task_metrics(kind, y_te, base_te, w_te)
+
+    if spec.upgrade is not None and kind == "multiclass":
+        lookup = {c: i for i, c in enumerate(prep.classes)}
+        col = spec.upgrade.current_column
+        cur_src = X_te[col] if col in X_te.columns else ex_te[col]
+        current = np.array([lookup.get(str(v), -1) for v in cur_src])
+        metrics["upgrade_auc"] = M.upgrade_auc(current, y_te.astype(int), proba_te)
+        base_metrics["upgrade_auc"] = M.upgrade_auc(current, y_te.astype(int), base_te)
+
+    if spec.hidden_aggressive is not None and kind == "multiclass":
+        ha = _hidden_aggressive(spec, prep, sp, core, baseline, truth)
+        metrics.update(ha["model"])
+        base_metrics.update(ha["baseline"])
+        if "threshold" in ha:
+            core.thresholds["hidden_aggressive"] = ha["threshold"]
+        notes.extend(ha.get("notes", []))
+
+    pos_cls = spec.hidden_aggressive.positive_class if spec.hidden_aggressive else None
+    core.metadata = {
+        "task": spec.name,
+        "target": spec.target.name,
+        "seed": seed,
+        "metric": spec.metric,
+        "positive_class": pos_cls,
+        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "best_iteration": result.best_iteration,
+    }
+
+    # Reference sample for monitoring (raw feature values + predictions) and the holdout for promotion.
+    rng = np.random.default_rng(seed)
+    ref_idx = np.sort(rng.permutation(len(te))[: min(REFERENCE_ROWS, len(te))])
+    reference = X_te.iloc[ref_idx].reset_index(drop=True).copy()
+    for name, values in _prediction_columns(core, proba_te[ref_idx]).items():
+        reference[name] = values
+    reference["target"] = _decode_target(prep, y_te[ref_idx])
+    holdout = pd.concat([X_te, ex_te[[c for c in ex_te.columns if c not in X_te.columns]]], axis=1)
+    if spec.id:
+        holdout.insert(0, spec.id, prep.ids[te])
+    holdout[TARGET_COLUMN] = y_te
+    if w_te is not None:
+        holdout[WEIGHT_COLUMN] = w_te
+
+    return TrainResult(
+        spec=spec, model=core, metrics=metrics, baseline=base_metrics,
+        baseline_description=baseline.description, calibration=calibration, tuning=result,
+        split={"kind": spec.split.kind, **sp.describe()}, fingerprint=fingerprint(frame, spec), seed=seed,
+        reference=reference, holdout=holdout, seconds=time.perf_counter() - t0,
+        y_test=y_te, proba_test=proba_te, raw_test=raw_te, baseline_test=base_te, notes=notes,
+    )
+
+
+def _decode_target(prep: Prepared, y: np.ndarray) -> np.ndarray:
+    kind = prep.spec.target.kind
+    if kind == "multiclass":
+        return np.asarray(prep.classes, dtype=object)[y.astype(int)]
+    return y
+
+
+def _hidden_aggressive(
+    spec: TaskSpec, prep: Prepared, sp: Split, core: TabularModel, baseline: Baseline, truth: pd.DataFrame | None
+) -> dict[str, Any]:
+    """Score stated-conservatives at the test date (labelled or not) and check against truth when given."""
+    ha = spec.hidden_aggressive
+    pos = prep.classes.index(ha.positive_class)
+    cols = list(dict.fromkeys([c for c in (spec.id, spec.split.time_column) if c] + [ha.stated_column] + prep.features))
+    lab = pd.concat([prep.X, prep.extras[[c for c in prep.extras.columns if c not in prep.X.columns]]], axis=1)
+    if spec.id:
+        lab[spec.id] = prep.ids
+    if spec.split.time_column:
+        lab[spec.split.time_column] = prep.times
+    parts = [lab.iloc[sp.test]]
+    if prep.unlabelled is not None:
+        unl = prep.unlabelled
+        if sp.test_time is not None:
+            unl = unl[pd.to_datetime(unl[spec.split.time_column]).to_numpy() == sp.test_time]
+        parts.append(unl)
+    missing = [c for c in cols if c not in parts[0].columns]
+    if missing:
+        raise InputError(f"spec {spec.name!r} field hidden_aggressive: columns {missing} not available (add to keep_columns)")
+    pop = pd.concat([p[cols] for p in parts], ignore_index=True)
+    pop = pop[pop[ha.stated_column].astype(str) == ha.stated_value].reset_index(drop=True)
+    out: dict[str, Any] = {"model": {}, "baseline": {}, "notes": []}
+    if pop.empty:
+        out["notes"].append(f"no {ha.stated_value} customers at the test date; hidden-aggressive metrics skipped")
+        return out
+    score = core.predict_proba(pop)[:, pos]
+    out["threshold"] = float(np.quantile(score, 1 - ha.flag_share))
+    if truth is None:
+        out["notes"].append("no truth table: hidden_aggressive metrics need --truth (simulated data)")
+        return out
+    if not spec.id or spec.id not in truth.columns or ha.truth_column not in truth.columns:
+        raise InputError(f"truth table needs columns {spec.id!r} and {ha.truth_column!r}")
+    t = pop[[spec.id]].merge(truth[[spec.id, ha.truth_column]].drop_duplicates(spec.id), on=spec.id, how="left")
+    known = t[ha.truth_column].notna().to_numpy()
+    y = (t[ha.truth_column].astype(str) == ha.positive_class).to_numpy()[known]
+    out["model"] = M.hidden_aggressive_metrics(y, score[known], ha.flag_share)
+    base_score = baseline.score(pop.drop(columns=[c for c in (spec.id,) if c]), pop, pos)
+    out["baseline"] = M.hidden_aggressive_metrics(y, base_score[known], ha.flag_share)
+    out["model"]["hidden_aggressive_n"] = float(known.sum())
+    return out
+
+
+# ----------------------------------------------------------------------------- jobs (I/O)
+
+_META_FILES = ("metadata.json", "manifest.json", "panel.json", "_metadata.json", "features.json")
+
+
+def find_truth(features_dir: Path | str | None) -> Path | None:
+    """Locate the simulator's `truth.parquet` for a feature folder.
+
+    Looks at `DIR/truth.parquet`, then at a raw folder named by the features stage: in a JSON
+    metadata file in DIR (`raw`, `raw_dir`) or in `panel.parquet`'s key-value metadata.
+    """
+    if features_dir is None:
+        return None
+    d = Path(features_dir)
+    if (d / "truth.parquet").is_file():
+        return d / "truth.parquet"
+    candidates: list[str] = []
+    for name in _META_FILES:
+        f = d / name
+        if f.is_file():
+            try:
+                meta = json.loads(f.read_text())
+            except ValueError:
+                continue
+            candidates += _raw_dirs_in(meta)
+    panel = d / "panel.parquet"
+    if panel.is_file():
+        try:
+            import pyarrow.parquet as pq
+
+            kv = pq.read_schema(panel).metadata or {}
+            for k, v in kv.items():
+                if k.decode(errors="ignore").startswith(("clientlens", "raw")):
+                    try:
+                        candidates += _raw_dirs_in(json.loads(v))
+                    except ValueError:
+                        candidates.append(v.decode(errors="ignore"))
+        except Exception:  # noqa: BLE001 - metadata is a hint, never a failure
+            pass
+    for c in candidates:
+        p = Path(c)
+        if not p.is_absolute():
+            p = (d / p).resolve()
+        if p.is_file() and p.name == "truth.parquet":
+            return p
+        if (p / "truth.parquet").is_file():
+            return p / "truth.parquet"
+    return None
+
+
+def _raw_dirs_in(meta) -> list[str]:
+    out: list[str] = []
+    if isinstance(meta, dict):
+        for k, v in meta.items():
+            if isinstance(v, str) and ("raw" in k.lower() or "truth" in k.lower()):
+                out.append(v)
+            elif isinstance(v, dict | list):
+                out += _raw_dirs_in(v)
+    elif isinstance(meta, list):
+        for v in meta:
+            out += _raw_dirs_in(v)
+    return out
+
+
+def run_training(
+    spec: TaskSpec,
+    *,
+    seed: int = 0,
+    trials: int | None = None,
+    timeout: float | None = None,
+    truth_path: Path | str | None = None,
+    plots: bool = True,
+    progress=None,
+) -> dict[str, Any]:
+    """Read the source, fit, log to MLflow, register (alias `challenger`); return the `--json` summary."""
+    from training.data import read_source
+    from training.registry import log_training
+
+    frame = read_source(spec)
+    truth = None
+    if spec.hidden_aggressive is not None:
+        path = Path(truth_path) if truth_path else find_truth(spec.source_path().parent)
+        if path is not None and path.is_dir():
+            path = path / "truth.parquet"
+        if truth_path and not path.is_file():
+            raise InputError(f"--truth {truth_path}: no truth.parquet there")
+        if path is not None:
+            from features.contract import read_truth  # raw data is read through the contract
+
+            truth = read_truth(path.parent) if path.name == "truth.parquet" else pd.read_parquet(path)
+    result = fit_task(spec, frame, seed=seed, trials=trials, timeout=timeout, truth=truth, progress=progress)
+    logged = log_training(result, plots=plots)
+    return {
+        "task": spec.name,
+        **logged,
+        "metrics": result.metrics,
+        "baseline": result.baseline,
+        "baseline_description": result.baseline_description,
+        "calibration": result.calibration,
+        "split": result.split,
+        "tuning": {"trials": result.tuning.n_trials, "pruned": result.tuning.n_pruned,
+                   "seconds": round(result.tuning.seconds, 2), "best_valid": result.tuning.best_value},
+        "dataset_fingerprint": result.fingerprint,
+        "notes": result.notes,
+    }
