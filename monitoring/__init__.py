@@ -1,0 +1,12 @@
+"""Monitoring: data and prediction drift, realised and estimated performance, drift history.
+
+Entry points (`monitoring.drift`):
+- `run_file_drift(reference_df, current_df, out_dir=None, config=None, *, task=None, labels=None) -> DriftResult`
+- `run_task_drift(task, since=None, out_dir=None, config=None, *, labels=None, until=None) -> DriftResult`
+- `evaluate(reference, current, config=None) -> DriftResult` (pure: no files, no Evidently)
+
+Building blocks: `stats` (Evidently's default drift tests, vectorised), `psi`, `cbpe`
+(performance before labels), `performance` (after labels), `workspace` (Evidently history),
+`sources` (files, inference log, champion's MLflow run), `config` (thresholds),
+`scenarios` (synthetic windows and market shifts for tests and benchmarks).
+"""

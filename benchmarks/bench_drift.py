@@ -1,0 +1,294 @@
+"""Drift-report time and memory, clientlens vs plain Evidently: `python -m benchmarks.bench_drift`.
+
+Data: `monitoring.scenarios.feature_window` (feature-table-like marginals) widened to 100
+features (+ 7 score columns), a current window with injected shifts (a rate cut on five
+deposit-flow features, a channel-mix change on three, two generic columns moved), seeded.
+
+Jobs, each in its own child process so its peak RSS (ru_maxrss) is its own:
+- `clientlens` on ROWS x 100 (default 1M): `monitoring.drift.run_file_drift` end to end, i.e.
+  the vectorised statistics on every row, the Evidently HTML report on a 10k-row sample
+  (`--max-evidently-rows`),
+  JSON + HTML written, snapshot added to an Evidently workspace;
+- `evidently` on each of --evidently-rows (default 50k and 100k) x 100: plain
+  `Report([DataDriftPreset()]).run(current, reference)` (+ `get_html_str` separately), and
+  `clientlens` on the same rows, to compare verdicts column by column and time as a ratio.
+Evidently's time at ROWS is extrapolated linearly from its two largest sizes.
+
+Prints a table and writes `benchmarks/out/drift-<ROWS>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+FEATURES = 100
+SEED = 2026
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "cpu": cpu,
+        "loadavg_1m_at_start": os.getloadavg()[0],
+    }
+
+
+def windows(rows: int):
+    """Reference and shifted current window, ROWS x 100 features (+ scores), and the injected columns."""
+    from monitoring import scenarios
+
+    extra = FEATURES - 30  # feature_window has 30 features of its own
+    ref = scenarios.feature_window(rows, seed=SEED, extra_numeric=extra)
+    cur = scenarios.feature_window(rows, seed=SEED + 1, extra_numeric=extra)
+    cur = scenarios.channel_mix(scenarios.rate_cut(cur))
+    cur["behaviour_extra_0"] = cur["behaviour_extra_0"] + 0.3  # normal(0, 1) -> mean +0.3 sd
+    cur["behaviour_extra_3"] = cur["behaviour_extra_3"] * 1.5  # a share, scaled
+    injected = [c for c in (*scenarios.SCENARIO_COLUMNS["rate_cut"], *scenarios.SCENARIO_COLUMNS["channel_mix"])]
+    injected += ["behaviour_extra_0", "behaviour_extra_3"]
+    return ref, cur, injected
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _PeakRss:
+    """Samples this process's RSS every 20 ms while a block runs: the block's own peak."""
+
+    def __enter__(self):
+        import gc
+        import threading
+
+        import psutil
+
+        gc.collect()
+        try:  # hand freed heap back to the OS so the baseline is what is really held
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
+        self._proc = psutil.Process()
+        self.start_mib = self.peak_mib = self._proc.memory_info().rss / 2**20
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak_mib = max(self.peak_mib, self._proc.memory_info().rss / 2**20)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mib = max(self.peak_mib, self._proc.memory_info().rss / 2**20)
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process, all threads (less sensitive than wall time to other users' load)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _child_clientlens(rows: int, out: str, max_evidently_rows: int) -> dict:
+    import evidently.presets  # noqa: F401 - import cost (~10 s) is per process, not per report: excluded for both
+
+    from monitoring.config import DriftConfig
+    from monitoring.drift import run_file_drift
+
+    ref, cur, injected = windows(rows)
+    with _PeakRss() as mem:
+        c0 = _cpu_s()
+        t0 = time.perf_counter()
+        result = run_file_drift(ref, cur, out, DriftConfig(evidently_max_rows=max_evidently_rows))
+        seconds = time.perf_counter() - t0
+        cpu = _cpu_s() - c0
+    return {
+        "job": "clientlens",
+        "rows": rows,
+        "features": len(result.roles.features),
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "timings": result.timings,
+        "peak_rss_mib": mem.peak_mib,
+        "rss_before_mib": mem.start_mib,
+        "added_rss_mib": mem.peak_mib - mem.start_mib,
+        "process_max_rss_mib": _rss_mib(),
+        "status": result.status,
+        "drifted": sorted(result.drifted),
+        "injected": sorted(injected),
+        "verdicts": {c.column: c.drifted for c in result.columns},
+        "statistics": {c.column: c.statistic for c in result.columns},
+        "evidently_sample": result.evidently,
+    }
+
+
+def _child_evidently(rows: int) -> dict:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    from monitoring.drift import prepare, resolve_columns
+    from monitoring.stats import is_drift
+
+    ref, cur, injected = windows(rows)
+    roles = resolve_columns(ref, cur)
+    ref, cur = prepare(ref, roles, what="reference"), prepare(cur, roles, what="current")
+    cols = roles.features
+    definition = DataDefinition(numerical_columns=roles.numerical, categorical_columns=roles.categorical)
+    ref, cur = ref[cols], cur[cols]
+    with _PeakRss() as mem:
+        c0 = _cpu_s()
+        t0 = time.perf_counter()
+        snap = Report([DataDriftPreset()]).run(
+            Dataset.from_pandas(cur, data_definition=definition),
+            Dataset.from_pandas(ref, data_definition=definition),
+        )
+        seconds = time.perf_counter() - t0
+        cpu = _cpu_s() - c0
+    t1 = time.perf_counter()
+    snap.get_html_str(as_iframe=False)
+    html_seconds = time.perf_counter() - t1
+    verdicts, statistics = {}, {}
+    for metric in snap.dict()["metrics"]:
+        conf = metric["config"]
+        if conf["type"].endswith("ValueDrift"):
+            verdicts[conf["column"]] = bool(is_drift(conf["method"], float(metric["value"]), float(conf["threshold"])))
+            statistics[conf["column"]] = float(metric["value"])
+    return {
+        "job": "evidently",
+        "rows": rows,
+        "features": len(cols),
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "html_seconds": html_seconds,
+        "peak_rss_mib": mem.peak_mib,
+        "rss_before_mib": mem.start_mib,
+        "added_rss_mib": mem.peak_mib - mem.start_mib,
+        "process_max_rss_mib": _rss_mib(),
+        "drifted": sorted(c for c, v in verdicts.items() if v),
+        "injected": sorted(injected),
+        "verdicts": verdicts,
+        "statistics": statistics,
+    }
+
+
+def _run_child(args: list[str]) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_drift", "--child", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(a: dict, b: dict, injected: list[str]) -> dict:
+    common = sorted(set(a["verdicts"]) & set(b["verdicts"]))
+    differ = [c for c in common if a["verdicts"][c] != b["verdicts"][c]]
+    return {
+        "columns_compared": len(common),
+        "verdicts_differ": differ,
+        "injected_agree": all(a["verdicts"].get(c) == b["verdicts"].get(c) for c in injected),
+        "injected_detected": {"a": sorted(c for c in injected if a["verdicts"].get(c)),
+                              "b": sorted(c for c in injected if b["verdicts"].get(c))},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per window for clientlens")
+    parser.add_argument("--evidently-rows", default="50000,100000", help="sizes for plain Evidently (comma-separated)")
+    parser.add_argument("--max-evidently-rows", type=int, default=10_000, help="clientlens' Evidently sample per side")
+    parser.add_argument("--child", choices=["clientlens", "evidently"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-rows", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        os.environ.setdefault("CLIENTLENS_HOME", args.child_out or tempfile.mkdtemp())
+        if args.child == "clientlens":
+            res = _child_clientlens(args.child_rows, args.child_out, args.max_evidently_rows)
+        else:
+            res = _child_evidently(args.child_rows)
+        print(json.dumps(res, default=float))
+        return res
+
+    info = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+            "command": "uv run python -m benchmarks.bench_drift " + " ".join(argv if argv is not None else sys.argv[1:])}
+    sizes = [int(s) for s in args.evidently_rows.split(",") if s]
+    results: dict = {"info": info, "clientlens": {}, "evidently": {}, "comparison": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        env_home = Path(tmp)
+        for rows in [*sizes, args.rows]:
+            out = env_home / f"clientlens-{rows}"
+            print(f"clientlens {rows:,} x {FEATURES} ...", file=sys.stderr, flush=True)
+            results["clientlens"][rows] = _run_child(
+                ["clientlens", "--child-rows", str(rows), "--child-out", str(out),
+                 "--max-evidently-rows", str(args.max_evidently_rows)]
+            )
+        for rows in sizes:
+            print(f"plain Evidently {rows:,} x {FEATURES} ...", file=sys.stderr, flush=True)
+            results["evidently"][rows] = _run_child(["evidently", "--child-rows", str(rows)])
+    injected = results["clientlens"][args.rows]["injected"]
+    for rows in sizes:
+        results["comparison"][f"clientlens@{rows} vs evidently@{rows}"] = compare(
+            results["clientlens"][rows], results["evidently"][rows], injected
+        )
+    if sizes:
+        biggest = max(sizes)
+        results["comparison"][f"clientlens@{args.rows} vs evidently@{biggest}"] = compare(
+            results["clientlens"][args.rows], results["evidently"][biggest], injected
+        )
+    if len(sizes) >= 2:
+        (n1, n2) = sorted(sizes)[-2:]
+        extra = {}
+        for key, name in (("seconds", "wall"), ("cpu_seconds", "cpu")):
+            t1, t2 = results["evidently"][n1][key], results["evidently"][n2][key]
+            extra[name] = t2 + (t2 - t1) / (n2 - n1) * (args.rows - n2)
+        results["evidently_extrapolated_seconds"] = {args.rows: extra}
+    results["info"]["loadavg_1m_at_end"] = os.getloadavg()[0]
+
+    print(f"\nDrift report, {FEATURES} features, {len(injected)} injected shifts ({info['machine']['nproc']} CPUs, "
+          f"load {info['machine']['loadavg_1m_at_start']:.1f})")
+    print(f"{'job':<12}{'rows':>11}{'wall s':>9}{'CPU s':>9}{'data MiB':>10}{'+peak MiB':>11}  drifted")
+    for job in ("clientlens", "evidently"):
+        for rows, r in sorted(results[job].items()):
+            print(f"{job:<12}{rows:>11,}{r['seconds']:>9.1f}{r['cpu_seconds']:>9.1f}{r['rss_before_mib']:>10.0f}"
+                  f"{r['added_rss_mib']:>11.0f}  {len(r['drifted'])}" + (f"  {r['timings']}" if "timings" in r else ""))
+    for rows, t in results.get("evidently_extrapolated_seconds", {}).items():
+        print(f"{'evidently':<12}{rows:>11,}{t['wall']:>9.0f}{t['cpu']:>9.0f}{'':>21}  (linear extrapolation)")
+    for name, c in results["comparison"].items():
+        print(f"{name}: injected agree={c['injected_agree']}, verdicts differ on {len(c['verdicts_differ'])}/"
+              f"{c['columns_compared']} {c['verdicts_differ']}")
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.max_evidently_rows == 10_000 else f"-sample{args.max_evidently_rows}"
+    path = OUT_DIR / f"drift-{args.rows}{suffix}.json"
+    path.write_text(json.dumps(results, indent=1, default=float))
+    print(f"wrote {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,708 @@
+"""Drift reports: feature drift, prediction drift (PSI of scores), performance, one status.
+
+Two entry points, used by `clientlens drift` and `clientlens demo`:
+
+- `run_file_drift(reference_df, current_df, out_dir, config)`: any two frames;
+- `run_task_drift(task, since=None, out_dir=None)`: the inference log against the champion's
+  reference sample (`reference.parquet` of its MLflow run).
+
+Both go through `evaluate()` (pure: frames in, `DriftResult` out) and then write the report:
+Evidently's HTML with a clientlens summary on top, and a JSON file for machines, both
+written atomically; add the Evidently snapshot to the workspace; in task mode attach the
+files to the champion's MLflow run.
+
+Verdicts come from `monitoring.stats` (Evidently's default tests, vectorised, on every row);
+Evidently renders the report on at most `config.evidently_max_rows` rows per side, and the
+result records where Evidently's own verdicts on those rows differ from ours.
+
+Error of the sample Evidently sees (n rows per side, default 10k): each empirical CDF is
+within eps = sqrt(ln(2/a) / 2n) of the full window's with probability 1 - a (DKW), i.e.
+0.016 at n = 10k, a = 1% — so its histograms and any K-S distance are that close. The normed
+Wasserstein distance has no distribution-free bound (heavy tails); the result reports the
+largest observed difference between Evidently's statistic on the sample and ours on every
+row (`evidently.max_statistic_difference`), and the columns whose verdicts differ. The
+status never depends on the sample.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clientlens import config as paths
+from clientlens.errors import InputError
+from monitoring.config import DriftConfig, DriftThresholds
+from monitoring.performance import is_score_column, task_info
+from monitoring.psi import psi_table
+from monitoring.stats import ColumnDrift, is_drift, table_drift
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ("ok", "warn", "drift")
+# Keys, timestamps, versions and model outputs: never monitored as features.
+NON_FEATURE_COLUMNS = {"customer_id", "as_of", "ts", "request_id", "date", "index", "__index_level_0__"}
+NON_FEATURE_PREFIXES = ("version_",)
+OUTPUT_COLUMNS = {
+    "churn", "risk_appetite", "hidden_aggressive", "segment", "next_action", "tier_future", "revealed_risk",
+    "prediction", "target",
+}
+HTML_NAME = "drift_report.html"
+JSON_NAME = "drift_report.json"
+
+
+# --- columns ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnRoles:
+    """Which columns are monitored, and how."""
+
+    numerical: list[str]
+    categorical: list[str]
+    scores: list[str]
+    ignored: list[str]
+    source: str  # "registry", "dtypes" or "registry+dtypes"
+
+    @property
+    def features(self) -> list[str]:
+        return self.numerical + self.categorical
+
+
+def _registry_columns() -> tuple[list[str], list[str]] | None:
+    try:
+        from features.registry import categorical_features, numerical_features
+    except ImportError:  # the feature registry is optional for two-file drift
+        return None
+    return list(numerical_features()), list(categorical_features())
+
+
+def resolve_columns(reference: pd.DataFrame, current: pd.DataFrame, *, use_registry: bool = True) -> ColumnRoles:
+    """Monitored columns: the feature registry's types for registry features, else dtypes.
+
+    Score columns (`*_proba`, `*_proba_<class>`) are prediction drift, not features. Keys
+    (`customer_id`, `as_of`, `ts`, `request_id`), `version_*` and model outputs (`churn`,
+    `segment`, `next_action`, ...) and datetimes are never monitored; any other common column
+    outside the registry is typed by its dtype (numbers and bools numerical, the rest categorical).
+    """
+    if reference.empty or len(reference.columns) == 0:
+        raise InputError("reference: no rows")
+    if current.empty or len(current.columns) == 0:
+        raise InputError("current: no rows")
+    common = [c for c in reference.columns if c in set(current.columns)]
+    if not common:
+        raise InputError(
+            "reference and current have no column in common "
+            f"(reference: {', '.join(map(str, reference.columns[:8]))}; current: {', '.join(map(str, current.columns[:8]))})"
+        )
+    scores = [c for c in common if is_score_column(str(c)) and pd.api.types.is_numeric_dtype(reference[c])]
+    rest = [c for c in common if c not in scores]
+    registry = _registry_columns() if use_registry else None
+    num_reg, cat_reg = (set(registry[0]), set(registry[1])) if registry is not None else (set(), set())
+    numerical, categorical, from_registry = [], [], 0
+    for c in rest:
+        if c in num_reg or c in cat_reg:
+            (numerical if c in num_reg else categorical).append(c)
+            from_registry += 1
+            continue
+        if c in NON_FEATURE_COLUMNS or str(c).startswith(NON_FEATURE_PREFIXES) or c in OUTPUT_COLUMNS:
+            continue
+        dtype = reference[c].dtype
+        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+            numerical.append(c)
+        elif pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.PeriodDtype):
+            continue
+        else:
+            categorical.append(c)
+    typed_by_dtype = len(numerical) + len(categorical) - from_registry
+    source = "registry" if typed_by_dtype == 0 else ("dtypes" if from_registry == 0 else "registry+dtypes")
+    used = set(numerical) | set(categorical) | set(scores)
+    ignored = [c for c in common if c not in used]
+    if not numerical and not categorical and not scores:
+        raise InputError(f"no monitorable column among the {len(common)} common columns ({', '.join(map(str, common[:8]))})")
+    return ColumnRoles(numerical, categorical, scores, ignored, source)
+
+
+def prepare(frame: pd.DataFrame, roles: ColumnRoles, *, what: str) -> pd.DataFrame:
+    """The monitored columns with one dtype per role: float for numerical (bools as 0/1), strings for categories."""
+    out = {}
+    for col in roles.numerical + roles.scores:
+        s = frame[col]
+        if pd.api.types.is_bool_dtype(s.dtype):
+            out[col] = s.astype(np.float64)
+        elif pd.api.types.is_numeric_dtype(s.dtype):
+            out[col] = s.astype(np.float64, copy=False)
+        else:
+            coerced = pd.to_numeric(s, errors="coerce")
+            bad = s[coerced.isna() & s.notna()]
+            if len(bad):
+                raise InputError(f"{what}: column {col!r} should be numerical; non-numeric values e.g. {bad.head(3).tolist()}")
+            out[col] = coerced.astype(np.float64)
+    for col in roles.categorical:
+        s = frame[col]
+        out[col] = s if s.dtype == object else s.astype(object).where(s.notna(), None)
+    return pd.DataFrame(out, index=frame.index)
+
+
+# --- the result ---------------------------------------------------------------------------
+
+
+@dataclass
+class DriftResult:
+    """Everything a drift run found, and where it wrote it."""
+
+    status: str
+    reasons: list[str]
+    share_drifted: float
+    drifted: list[str]
+    psi: dict[str, float]
+    columns: list[ColumnDrift]
+    roles: ColumnRoles
+    rows_reference: int
+    rows_current: int
+    thresholds: DriftThresholds
+    task: str | None = None
+    performance: dict[str, Any] | None = None
+    estimated_performance: dict[str, Any] | None = None
+    evidently: dict[str, Any] = field(default_factory=dict)
+    report: Path | None = None
+    json_path: Path | None = None
+    workspace: dict[str, str] | None = None
+    mlflow: dict[str, str] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def summary(self) -> dict[str, Any]:
+        """The `--json` summary (DESIGN §11): status, share_drifted, drifted, psi, report, json."""
+        out: dict[str, Any] = {
+            "status": self.status,
+            "share_drifted": round(self.share_drifted, 6),
+            "drifted": self.drifted,
+            "psi": {k: _finite(v) for k, v in self.psi.items()},
+            "report": str(self.report) if self.report else None,
+            "json": str(self.json_path) if self.json_path else None,
+            "reasons": self.reasons,
+            "features": len(self.roles.features),
+            "rows_reference": self.rows_reference,
+            "rows_current": self.rows_current,
+        }
+        if self.task:
+            out["task"] = self.task
+        if self.performance:
+            out["performance"] = _clean_json(self.performance)
+        if self.estimated_performance:
+            out["estimated_performance"] = _clean_json(self.estimated_performance)
+        if self.workspace:
+            out["workspace"] = self.workspace
+        if self.mlflow:
+            out["mlflow"] = self.mlflow
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable report body (without Evidently's own metrics)."""
+        return _clean_json(
+            {
+                "clientlens": {**self.summary(), "created": self.created, "column_types_from": self.roles.source},
+                "thresholds": self.thresholds.model_dump(),
+                "columns": [c.as_dict() for c in self.columns],
+                "scores": self.roles.scores,
+                "ignored_columns": self.roles.ignored,
+                "evidently_comparison": self.evidently,
+                "timings_s": self.timings,
+            }
+        )
+
+
+def _finite(x):
+    if isinstance(x, float | np.floating) and not math.isfinite(float(x)):
+        return None
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _clean_json(obj):
+    if isinstance(obj, dict):
+        return {str(k): _clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean_json(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return _finite(obj)
+
+
+# --- pure evaluation ----------------------------------------------------------------------
+
+
+def decide_status(share_drifted: float, psi: dict[str, float], thresholds: DriftThresholds) -> tuple[str, list[str]]:
+    """ok / warn / drift from the drifted-feature share and the score PSIs, with the reasons."""
+    level, reasons = 0, []
+    if share_drifted >= thresholds.share_drift:
+        level = 2
+        reasons.append(f"{share_drifted:.0%} of features drifted (>= {thresholds.share_drift:.0%})")
+    elif share_drifted >= thresholds.share_warn:
+        level = 1
+        reasons.append(f"{share_drifted:.0%} of features drifted (>= {thresholds.share_warn:.0%})")
+    for score, value in psi.items():
+        if value is None or not math.isfinite(value):
+            continue
+        if value >= thresholds.psi_drift:
+            level = 2
+            reasons.append(f"PSI of {score} = {value:.3f} (>= {thresholds.psi_drift})")
+        elif value >= thresholds.psi_warn:
+            level = max(level, 1)
+            reasons.append(f"PSI of {score} = {value:.3f} (>= {thresholds.psi_warn})")
+    return STATUSES[level], reasons
+
+
+def estimate_performance(current: pd.DataFrame, task: str | None = None) -> dict[str, Any] | None:
+    """CBPE on the current window's scores: churn (binary) metrics; expected accuracy for multiclass."""
+    from monitoring.cbpe import estimate_binary_performance
+
+    out: dict[str, Any] = {}
+    if "churn_proba" in current.columns and task in (None, "churn"):
+        out["churn"] = estimate_binary_performance(current["churn_proba"].to_numpy(dtype=float))
+    for name in ("tier", "risk"):
+        if task not in (None, name):
+            continue
+        cols = task_info(name).score_columns(current.columns)
+        if len(cols) >= 2:
+            p = current[cols].to_numpy(dtype=float)
+            p = p[np.isfinite(p).all(axis=1)]
+            if len(p):
+                out[name] = {"accuracy": float(p.max(axis=1).mean()), "rows": len(p)}
+    return out or None
+
+
+def evaluate(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    config: DriftConfig | None = None,
+    *,
+    roles: ColumnRoles | None = None,
+    task: str | None = None,
+) -> DriftResult:
+    """Feature drift, score PSI and status of `current` against `reference` (no I/O)."""
+    config = config or DriftConfig()
+    roles = roles or resolve_columns(reference, current)
+    t0 = time.perf_counter()
+    ref = prepare(reference, roles, what="reference")
+    cur = prepare(current, roles, what="current")
+    t1 = time.perf_counter()
+    columns = table_drift(
+        ref, cur, roles.numerical, roles.categorical, config.thresholds, psi_bins=config.psi_bins, workers=config.workers
+    )
+    tested = [c for c in columns if c.method != "empty"]
+    drifted = [c.column for c in tested if c.drifted]
+    share = len(drifted) / len(tested) if tested else 0.0
+    psi = psi_table(ref, cur, roles.scores, config.psi_bins)
+    t2 = time.perf_counter()
+    status, reasons = decide_status(share, psi, config.thresholds)
+    empty = [c.column for c in columns if c.method == "empty"]
+    if empty:
+        reasons.append(f"not tested (no values on one side): {', '.join(empty)}")
+    return DriftResult(
+        status=status,
+        reasons=reasons,
+        share_drifted=share,
+        drifted=drifted,
+        psi=psi,
+        columns=columns,
+        roles=roles,
+        rows_reference=len(reference),
+        rows_current=len(current),
+        thresholds=config.thresholds,
+        task=task,
+        estimated_performance=estimate_performance(current, task),
+        timings={"prepare": round(t1 - t0, 3), "statistics": round(t2 - t1, 3)},
+    )
+
+
+# --- Evidently ----------------------------------------------------------------------------
+
+
+def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    if len(frame) <= rows:
+        return frame
+    idx = np.random.default_rng(seed).choice(len(frame), size=rows, replace=False)
+    idx.sort()
+    return frame.iloc[idx]
+
+
+def evidently_snapshot(reference: pd.DataFrame, current: pd.DataFrame, result: DriftResult, config: DriftConfig):
+    """Evidently's DataDriftPreset on the monitored columns (a uniform sample above the cap).
+
+    Returns (snapshot, comparison): comparison lists where Evidently's verdicts on the rows it
+    saw differ from the verdicts on all rows, and the largest statistic difference.
+    """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    roles = result.roles
+    tested = [c.column for c in result.columns if c.method != "empty"]
+    numerical = [c for c in roles.numerical if c in tested] + roles.scores
+    categorical = [c for c in roles.categorical if c in tested]
+    cols = numerical + categorical
+    cap = config.evidently_max_rows
+    # sample first, then convert: a large window is never copied whole for Evidently
+    ref_s = prepare(_sample(reference, cap, config.seed), roles, what="reference")[cols]
+    cur_s = prepare(_sample(current, cap, config.seed + 1), roles, what="current")[cols]
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    tags = ["clientlens", result.status] + ([result.task] if result.task else ["adhoc"])
+    metadata = {
+        "status": result.status,
+        "share_drifted": f"{result.share_drifted:.4f}",
+        "drifted": ", ".join(result.drifted) or "-",
+        "psi": json.dumps({k: round(v, 4) for k, v in result.psi.items() if math.isfinite(v)}),
+    }
+    preset = DataDriftPreset(columns=cols, drift_share=config.thresholds.share_drift)
+    report = Report([preset], tags=tags, metadata=metadata)
+    snapshot = report.run(
+        Dataset.from_pandas(cur_s, data_definition=definition),
+        Dataset.from_pandas(ref_s, data_definition=definition),
+        name=f"clientlens drift {result.task or 'adhoc'} {result.created}",
+    )
+    ours = {c.column: c for c in result.columns}
+    disagreements, max_delta = [], 0.0
+    for metric in snapshot.dict()["metrics"]:
+        conf = metric.get("config", {})
+        col = conf.get("column")
+        if conf.get("type", "").endswith("ValueDrift") and col in ours:
+            value = float(metric["value"])
+            mine = ours[col]
+            theirs = is_drift(conf.get("method", ""), value, float(conf.get("threshold", mine.threshold)))
+            if conf.get("method") == mine.method:
+                max_delta = max(max_delta, abs(value - mine.statistic))
+            if theirs != mine.drifted:
+                disagreements.append(
+                    {"column": col, "ours": mine.drifted, "evidently": theirs, "statistic": mine.statistic,
+                     "evidently_statistic": value, "method": mine.method}
+                )
+    sampled = len(ref_s) < len(reference) or len(cur_s) < len(current)
+    comparison = {
+        "rows_reference": len(ref_s),
+        "rows_current": len(cur_s),
+        "sampled": sampled,
+        "columns": len(cols),
+        "disagreements": disagreements,
+        "max_statistic_difference": max_delta,
+    }
+    return snapshot, comparison
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is an ordinary file
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return html.escape(str(x))
+
+
+_STATUS_COLOURS = {"ok": "#1b7f3b", "warn": "#b26a00", "drift": "#b3261e"}
+
+
+def header_html(result: DriftResult) -> str:
+    """The clientlens summary shown above Evidently's report."""
+    colour = _STATUS_COLOURS[result.status]
+    t = result.thresholds
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in result.reasons) or "<li>no threshold crossed</li>"
+    psi_rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td class='num'>{_fmt(v)}</td><td>{_psi_band(v, t)}</td></tr>"
+        for k, v in result.psi.items()
+    ) or "<tr><td colspan=3>no score columns in both windows</td></tr>"
+    top = sorted(result.columns, key=lambda c: (not c.drifted, -_norm_stat(c)))[:15]
+    col_rows = "".join(
+        f"<tr class='{'drifted' if c.drifted else ''}'><td>{html.escape(c.column)}</td><td>{c.kind}</td>"
+        f"<td>{html.escape(c.method)}</td><td class='num'>{_fmt(c.statistic)}</td><td class='num'>{_fmt(c.threshold)}</td>"
+        f"<td class='num'>{_fmt(c.psi)}</td><td>{'drift' if c.drifted else 'ok'}</td></tr>"
+        for c in top
+    )
+    perf = _perf_html(result)
+    ev = result.evidently
+    note = ""
+    if ev.get("error"):
+        note = f"Evidently's report could not be computed ({ev['error']}); the verdicts above are complete."
+    elif ev:
+        note = (
+            f"Evidently's report below was computed on {ev['rows_reference']:,} reference and {ev['rows_current']:,} "
+            f"current rows{' (uniform sample)' if ev['sampled'] else ''}; the verdicts above use all rows. "
+            f"Verdicts that differ: {len(ev['disagreements'])}"
+            + (f" ({', '.join(d['column'] for d in ev['disagreements'])})" if ev["disagreements"] else "")
+            + f"; largest statistic difference {ev['max_statistic_difference']:.4f}. "
+            f"Evidently's 'Dataset Drift' line counts the {len(result.roles.scores)} score columns as columns too "
+            f"(with its share rule at {t.share_drift:.0%}); the clientlens status counts features only and judges "
+            "scores by PSI."
+        )
+    return f"""
+<section id="clientlens-summary" style="font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif;
+  margin: 16px 24px 8px; padding: 16px 20px; border: 1px solid #ddd; border-radius: 8px; background: #fafafa; color: #222;">
+<style>
+#clientlens-summary table {{ border-collapse: collapse; margin: 6px 16px 10px 0; font-size: 13px; }}
+#clientlens-summary td, #clientlens-summary th {{ border-bottom: 1px solid #e3e3e3; padding: 3px 10px; text-align: left; }}
+#clientlens-summary td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+#clientlens-summary tr.drifted td {{ color: #b3261e; font-weight: 600; }}
+#clientlens-summary .flex {{ display: flex; flex-wrap: wrap; gap: 8px 32px; align-items: flex-start; }}
+#clientlens-summary h2 {{ margin: 0 0 6px; font-size: 20px; }}
+#clientlens-summary h3 {{ margin: 10px 0 2px; font-size: 14px; color: #444; }}
+#clientlens-summary .badge {{ display: inline-block; padding: 2px 12px; border-radius: 12px; color: white;
+  background: {colour}; font-weight: 700; letter-spacing: .5px; }}
+</style>
+<h2>clientlens drift — {html.escape(result.task or 'two-file comparison')} <span class="badge">{result.status.upper()}</span></h2>
+<div style="font-size:13px;color:#555">{result.created} · reference {result.rows_reference:,} rows · current
+ {result.rows_current:,} rows · {len(result.roles.features)} features (types from {result.roles.source}) ·
+ drifted {len(result.drifted)} = {result.share_drifted:.1%} (warn ≥ {t.share_warn:.0%}, drift ≥ {t.share_drift:.0%}) ·
+ score PSI warn ≥ {t.psi_warn}, drift ≥ {t.psi_drift}</div>
+<ul style="margin:6px 0 0 0;font-size:13px">{reasons}</ul>
+<div class="flex">
+<div><h3>Prediction drift (PSI of scores)</h3><table><tr><th>score</th><th>PSI</th><th></th></tr>{psi_rows}</table></div>
+{perf}
+</div>
+<h3>Features, drifted first (top 15 of {len(result.columns)})</h3>
+<table><tr><th>feature</th><th>type</th><th>test</th><th>statistic</th><th>threshold</th><th>PSI</th><th>verdict</th></tr>{col_rows}</table>
+<div style="font-size:12px;color:#666">{html.escape(note)}</div>
+</section>
+"""
+
+
+def _norm_stat(c: ColumnDrift) -> float:
+    if not math.isfinite(c.statistic):
+        return -1.0
+    if c.method.endswith("p_value"):
+        return 1.0 - c.statistic
+    return c.statistic
+
+
+def _psi_band(v: float, t: DriftThresholds) -> str:
+    if v is None or not math.isfinite(v):
+        return ""
+    if v >= t.psi_drift:
+        return "<b style='color:#b3261e'>drift</b>"
+    if v >= t.psi_warn:
+        return "<b style='color:#b26a00'>warn</b>"
+    return "ok"
+
+
+def _perf_html(result: DriftResult) -> str:
+    parts = []
+    if result.performance:
+        perf = result.performance
+        training = perf.get("training", {})
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td class='num'>{_fmt(v)}</td><td class='num'>{_fmt(training.get(k))}</td></tr>"
+            for k, v in perf.get("metrics", {}).items()
+            if k != "rows"
+        )
+        parts.append(
+            f"<div><h3>Realised performance ({perf.get('rows_matched', 0):,} labelled predictions)</h3>"
+            f"<table><tr><th>metric</th><th>now</th><th>at training</th></tr>{rows}</table></div>"
+        )
+    if result.estimated_performance:
+        for name, metrics in result.estimated_performance.items():
+            at = metrics.get("threshold")
+            labels = {k: f"{k} (p ≥ {at:.2f})" for k in ("precision", "recall", "f1", "accuracy")} if at is not None else {}
+            labels.update(precision_top10="precision, top 10%", recall_top10="recall, top 10%",
+                          training_roc_auc="roc_auc at training")
+            rows = "".join(
+                f"<tr><td>{html.escape(labels.get(k, k))}</td><td class='num'>{_fmt(v)}</td></tr>"
+                for k, v in metrics.items()
+                if k not in ("rows", "threshold")
+            )
+            parts.append(
+                f"<div><h3>Estimated {html.escape(name)} performance before labels (CBPE)</h3>"
+                f"<table><tr><th>metric</th><th>expected</th></tr>{rows}</table></div>"
+            )
+    return "".join(parts)
+
+
+def _inject(evidently_html: str, header: str) -> str:
+    lower = evidently_html.lower()
+    start = lower.find("<body")
+    if start < 0:
+        return header + evidently_html
+    end = evidently_html.find(">", start) + 1
+    return evidently_html[:end] + header + evidently_html[end:]
+
+
+def write_report(result: DriftResult, snapshot, out_dir: Path) -> tuple[Path, Path]:
+    """Write `drift_report.html` and `drift_report.json` into `out_dir` (each temp + rename)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path, json_path = out_dir / HTML_NAME, out_dir / JSON_NAME
+    result.report, result.json_path = html_path, json_path
+    header = header_html(result)
+    if snapshot is not None:
+        page = _inject(snapshot.get_html_str(as_iframe=False), header)
+    else:
+        page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>clientlens drift</title></head><body>{header}</body></html>"
+    body = result.to_json()
+    if snapshot is not None:
+        body["evidently"] = _clean_json(json.loads(snapshot.json()))  # NaN -> null: strict JSON for machines
+    _atomic_write(json_path, json.dumps(body, indent=1, default=str, allow_nan=False))
+    _atomic_write(html_path, page)
+    return html_path, json_path
+
+
+def default_out_dir(task: str | None) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return paths.reports_dir() / "drift" / (task or "adhoc") / stamp
+
+
+# --- entry points -------------------------------------------------------------------------
+
+
+def _finish(
+    result: DriftResult,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    out_dir: Path | str | None,
+    config: DriftConfig,
+) -> DriftResult:
+    snapshot = None
+    if config.evidently_report:
+        t0 = time.perf_counter()
+        try:
+            snapshot, result.evidently = evidently_snapshot(reference, current, result, config)
+        except Exception as exc:  # noqa: BLE001 - the verdicts stand without the HTML detail
+            logger.warning("Evidently's report failed (%s: %s); writing the clientlens summary only", type(exc).__name__, exc)
+            snapshot, result.evidently = None, {"error": f"{type(exc).__name__}: {exc}"}
+        result.timings["evidently"] = round(time.perf_counter() - t0, 3)
+        if result.evidently.get("disagreements") and not result.evidently.get("sampled"):
+            logger.warning("Evidently's verdicts differ from clientlens' on %s", result.evidently["disagreements"])
+    t0 = time.perf_counter()
+    if snapshot is not None and config.workspace:
+        from monitoring.workspace import add_snapshot
+
+        result.workspace = add_snapshot(snapshot, result.task)
+    write_report(result, snapshot, Path(out_dir) if out_dir is not None else default_out_dir(result.task))
+    result.timings["write"] = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def run_file_drift(
+    reference_df: pd.DataFrame,
+    current_df: pd.DataFrame,
+    out_dir: Path | str | None = None,
+    config: DriftConfig | None = None,
+    *,
+    task: str | None = None,
+    labels: pd.DataFrame | None = None,
+) -> DriftResult:
+    """Drift of `current_df` against `reference_df`; writes the report into `out_dir`.
+
+    With `task` and `labels` (a panel with the task's label), also realised performance of
+    the current window's predictions.
+    """
+    config = config or DriftConfig()
+    if task is not None:
+        task_info(task)
+    result = evaluate(reference_df, current_df, config, task=task)
+    if labels is not None:
+        if task is None:
+            raise InputError("labels need a task (which label column and scores to compare)")
+        from monitoring.performance import realised_performance
+
+        result.performance = realised_performance(task, current_df, labels)
+    return _finish(result, reference_df, current_df, out_dir, config)
+
+
+def align_reference(task: str, reference: pd.DataFrame) -> pd.DataFrame:
+    """Name the training run's prediction columns as serving logs them.
+
+    `training` writes `proba` (binary) / `proba_<class>` (multiclass) into `reference.parquet`;
+    the inference log has `churn_proba`, `tier_proba_<class>`, `risk_proba_<class>`.
+    """
+    info = task_info(task)
+    renames = {}
+    for col in reference.columns:
+        if info.kind == "binary" and col == "proba":
+            renames[col] = info.score_prefix
+        elif info.kind == "multiclass" and col.startswith("proba_"):
+            renames[col] = info.score_prefix + col.removeprefix("proba_")
+    return reference.rename(columns=renames)
+
+
+def training_metrics_for(names, run_metrics: dict[str, float]) -> dict[str, float]:
+    """The champion run's metric for each realised metric name (tolerates test_/holdout_ prefixes)."""
+    out = {}
+    for name in names:
+        for key in (name, f"test_{name}", f"holdout_{name}", f"test.{name}", f"val_{name}", f"valid_{name}"):
+            if key in run_metrics:
+                out[name] = run_metrics[key]
+                break
+    return out
+
+
+def run_task_drift(
+    task: str,
+    since=None,
+    out_dir: Path | str | None = None,
+    config: DriftConfig | None = None,
+    *,
+    labels: pd.DataFrame | None = None,
+    until=None,
+    attach: bool = True,
+) -> DriftResult:
+    """The inference log (ts >= `since`) against the champion's reference sample.
+
+    With `labels` (a later `panel.parquet`), adds realised performance next to the champion's
+    training-time metrics. Attaches the report to the champion's MLflow run (`drift/<time>/`).
+    """
+    from monitoring import sources
+
+    config = config or DriftConfig()
+    info = task_info(task)
+    champ = sources.champion(task)
+    current = sources.read_window(since, until)
+    reference = align_reference(task, champ.reference)
+    # Compare like with like: the log holds every task's scores; keep this task's.
+    others = [c for c in current.columns if is_score_column(c) and c not in info.score_columns(current.columns)]
+    result = evaluate(reference, current.drop(columns=others), config, task=task)
+    if labels is not None:
+        from monitoring.performance import realised_performance
+
+        perf = realised_performance(task, current, labels)
+        perf["training"] = training_metrics_for(perf["metrics"], champ.metrics)
+        result.performance = perf
+    if result.estimated_performance and info.kind == "binary":
+        result.estimated_performance[task]["training_roc_auc"] = training_metrics_for(["roc_auc"], champ.metrics).get(
+            "roc_auc"
+        )
+    stamp = result.created.replace(":", "").replace("-", "")
+    result.mlflow = {"model": champ.model_name, "version": champ.version, "run_id": champ.run_id}
+    if attach:
+        result.mlflow["artifact_path"] = f"drift/{stamp}"
+    result = _finish(result, reference, current, out_dir, config)
+    if attach:
+        sources.attach_to_run(champ.run_id, [result.report, result.json_path], f"drift/{stamp}")
+    return result

@@ -1,0 +1,139 @@
+"""Drift on simulated windows: injected market shifts are caught on the right features,
+same-distribution windows do not raise false alarms, and the report is written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clientlens.errors import InputError
+from monitoring import scenarios
+from monitoring.config import DriftConfig, DriftThresholds
+from monitoring.drift import decide_status, evaluate, resolve_columns, run_file_drift
+
+FEATURE_SCENARIO_COLUMNS = {
+    name: {c for c in cols if c not in scenarios.SCORE_COLUMNS} for name, cols in scenarios.SCENARIO_COLUMNS.items()
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(scenarios.SCENARIOS))
+def test_injected_shift_is_reported_on_the_right_features(windows, scenario):
+    reference, current = windows
+    shifted = scenarios.SCENARIOS[scenario](current)
+    result = evaluate(reference, shifted)
+    assert set(result.drifted) == FEATURE_SCENARIO_COLUMNS[scenario]
+    assert result.status in ("warn", "drift")
+    # and nothing drifts without the shift
+    assert evaluate(reference, current).drifted == []
+
+
+def test_bull_market_moves_the_scores_psi_to_drift(windows):
+    reference, current = windows
+    result = evaluate(reference, scenarios.bull_market(current))
+    assert result.psi["risk_proba_aggressive"] >= 0.25
+    assert result.status == "drift"
+    assert any("risk_proba_aggressive" in r for r in result.reasons)
+    assert result.psi["tier_proba_hnw"] < 0.1  # wealth did not move
+
+
+@pytest.mark.parametrize("rows", [800, 3000], ids=["p-value tests", "distance tests"])
+def test_twenty_same_distribution_splits_give_at_most_two_false_drifts(big_window, rows):
+    rng = np.random.default_rng(rows)
+    statuses = []
+    for _ in range(20):
+        idx = rng.permutation(len(big_window))
+        ref, cur = big_window.iloc[idx[:rows]], big_window.iloc[idx[rows : 2 * rows]]
+        statuses.append(evaluate(ref, cur, DriftConfig(workers=1)).status)
+    assert statuses.count("drift") <= 2, statuses
+
+
+def test_status_thresholds():
+    t = DriftThresholds()
+    assert decide_status(0.0, {"churn_proba": 0.05}, t)[0] == "ok"
+    assert decide_status(0.1, {}, t)[0] == "warn"
+    assert decide_status(0.3, {}, t)[0] == "drift"
+    assert decide_status(0.0, {"churn_proba": 0.1}, t)[0] == "warn"
+    assert decide_status(0.0, {"churn_proba": 0.25, "x_proba": 0.0}, t)[0] == "drift"
+    assert decide_status(0.0, {"churn_proba": float("nan")}, t)[0] == "ok"
+    with pytest.raises(ValueError):
+        DriftThresholds(share_warn=0.5, share_drift=0.3)
+
+
+def test_columns_typed_by_registry_when_they_match_it(windows):
+    reference, current = windows
+    roles = resolve_columns(reference, current)
+    assert roles.source == "registry"
+    assert "region" in roles.categorical and "tier" in roles.categorical
+    assert "payroll_at_bank" in roles.numerical  # registry bools monitor as 0/1
+    assert "customer_id" in roles.ignored
+    assert "churn_proba" in roles.scores and "churn_proba" not in roles.features
+
+
+def test_columns_typed_by_dtype_otherwise():
+    ref = pd.DataFrame({"customer_id": [1, 2], "balance": [1.0, 2.0], "segment_x": ["a", "b"], "flag": [True, False],
+                        "when": pd.to_datetime(["2024-01-01", "2024-02-01"]), "score_proba": [0.1, 0.2]})
+    roles = resolve_columns(ref, ref.copy())
+    assert roles.source == "dtypes"
+    assert roles.numerical == ["balance", "flag"]
+    assert roles.categorical == ["segment_x"]
+    assert roles.scores == ["score_proba"]
+    assert set(roles.ignored) == {"customer_id", "when"}
+
+
+def test_bad_input_is_an_input_error():
+    a = pd.DataFrame({"x": [1.0, 2.0]})
+    with pytest.raises(InputError, match="no column in common"):
+        evaluate(a, pd.DataFrame({"y": [1.0]}))
+    with pytest.raises(InputError, match="no rows"):
+        evaluate(a, a.iloc[:0])
+    with pytest.raises(InputError, match="should be numerical"):
+        evaluate(a, pd.DataFrame({"x": ["high", "low"]}))
+
+
+def test_report_files_workspace_and_evidently_agreement(tmp_path, isolated_home):
+    reference = scenarios.feature_window(2_500, seed=5)
+    current = scenarios.channel_mix(scenarios.feature_window(2_500, seed=6))
+    cols = ["customer_id", "digital_txn_share_90d", "branch_txn_count_90d", "advisor_txn_count_90d", "aum", "region",
+            "payroll_at_bank", "churn_proba"]
+    # a cap below the window size: Evidently sees a sample, the verdicts still use every row
+    config = DriftConfig(evidently_max_rows=2_000)
+    result = run_file_drift(reference[cols], current[cols], tmp_path / "out", config)
+    assert set(result.drifted) == FEATURE_SCENARIO_COLUMNS["channel_mix"]
+    assert result.evidently["sampled"] and result.evidently["rows_current"] == 2_000
+    assert result.evidently["disagreements"] == []
+    assert result.report == tmp_path / "out" / "drift_report.html"
+    page = result.report.read_text()
+    assert 'id="clientlens-summary"' in page and "digital_txn_share_90d" in page
+    body = json.loads(result.json_path.read_text())
+    assert body["clientlens"]["status"] == result.status
+    assert {c["column"] for c in body["columns"] if c["drifted"]} == set(result.drifted)
+    assert body["evidently"]["metrics"]
+    # written atomically: no temporary file left behind
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["drift_report.html", "drift_report.json"]
+    # history: the snapshot is in the adhoc project of the workspace under the home folder
+    from evidently.ui.workspace import Workspace
+
+    ws = Workspace.create(str(isolated_home / "evidently_workspace"))
+    project = ws.search_project("clientlens-adhoc")[0]
+    assert result.workspace["project_id"] == str(project.id)
+    assert len(ws.list_runs(project.id)) == 1
+    summary = result.summary()
+    assert set(summary) >= {"status", "share_drifted", "drifted", "psi", "report", "json"}
+    json.dumps(summary)
+
+
+def test_summary_report_still_written_when_evidently_fails(tmp_path, monkeypatch, windows):
+    from monitoring import drift
+
+    def boom(*args, **kwargs):
+        raise ValueError("An empty column 'x' was provided")
+
+    monkeypatch.setattr(drift, "evidently_snapshot", boom)
+    reference, current = windows
+    result = drift.run_file_drift(reference.iloc[:500], current.iloc[:500], tmp_path)
+    assert "error" in result.evidently
+    assert "could not be computed" in result.report.read_text()
+    assert json.loads(result.json_path.read_text())["clientlens"]["status"] == result.status

@@ -1,0 +1,88 @@
+"""Realised performance: logged predictions joined with labels from a later feature build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from clientlens.errors import InputError
+from monitoring.performance import binary_metrics, join_labels, multiclass_metrics, realised_performance
+
+
+def _panel(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for as_of in ("2025-01-31", "2025-02-28"):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "customer_id": np.arange(n, dtype=np.int64),
+                    "as_of": pd.Timestamp(as_of),
+                    "churn": np.where(rng.random(n) < 0.1, np.nan, (rng.random(n) < 0.2).astype(float)),
+                    "tier_future": rng.choice(["mass", "affluent", "hnw"], n, p=[0.7, 0.25, 0.05]),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_join_on_as_of_when_logged():
+    panel = _panel()
+    preds = pd.DataFrame({"customer_id": [1, 2, 3], "as_of": pd.to_datetime(["2025-02-28"] * 3), "churn_proba": [0.1, 0.2, 0.3]})
+    joined = join_labels(preds, panel, "churn")
+    expected = panel[(panel.as_of == "2025-02-28") & panel.customer_id.isin([1, 2, 3])].dropna(subset=["churn"])
+    assert list(joined["customer_id"]) == list(expected["customer_id"])
+    assert list(joined["churn"]) == list(expected["churn"])
+
+
+def test_join_on_ts_takes_the_latest_as_of_before_the_prediction():
+    panel = _panel()
+    preds = pd.DataFrame(
+        {
+            "customer_id": [5, 5, 6],
+            "ts": pd.to_datetime(["2025-02-10 10:00", "2025-03-05 09:00", "2024-06-01 00:00"], utc=True),
+            "churn_proba": [0.1, 0.2, 0.3],
+        }
+    )
+    joined = join_labels(preds, panel.fillna({"churn": 0.0}), "churn")
+    assert len(joined) == 2  # customer 6's prediction predates every labelled as_of
+    assert list(joined["as_of"]) == [pd.Timestamp("2025-01-31"), pd.Timestamp("2025-02-28")]
+
+
+def test_realised_binary_performance_and_no_match_error():
+    panel = _panel(2000)
+    latest = panel[panel.as_of == "2025-02-28"].dropna(subset=["churn"])
+    rng = np.random.default_rng(1)
+    proba = np.clip(0.2 + 0.3 * (latest["churn"].to_numpy() - 0.2) + rng.normal(0, 0.1, len(latest)), 0.001, 0.999)
+    preds = latest[["customer_id", "as_of"]].assign(churn_proba=proba)
+    perf = realised_performance("churn", preds, panel)
+    assert perf["rows_matched"] == len(latest)
+    assert perf["metrics"]["roc_auc"] == pytest.approx(roc_auc_score(latest["churn"], proba))
+    assert set(perf["metrics"]) >= {"roc_auc", "pr_auc", "ks", "brier", "lift_at_10"}
+    with pytest.raises(InputError, match="matched a label"):
+        realised_performance("churn", preds.assign(as_of=pd.Timestamp("2030-01-01")), panel)
+    with pytest.raises(InputError, match="unknown task"):
+        realised_performance("nope", preds, panel)
+
+
+def test_realised_multiclass_performance():
+    panel = _panel(600)
+    latest = panel[panel.as_of == "2025-01-31"]
+    onehot = pd.get_dummies(latest["tier_future"]).reindex(columns=["mass", "affluent", "hnw"], fill_value=0).to_numpy(float)
+    proba = 0.7 * onehot + 0.1
+    preds = latest[["customer_id", "as_of"]].copy()
+    for i, c in enumerate(["mass", "affluent", "hnw"]):
+        preds[f"tier_proba_{c}"] = proba[:, i]
+    perf = realised_performance("tier", preds, panel)
+    assert perf["metrics"]["accuracy"] == pytest.approx(1.0)
+    assert perf["metrics"]["macro_f1"] == pytest.approx(1.0)
+    assert perf["metrics"]["log_loss"] == pytest.approx(-np.log(0.8), rel=1e-6)
+
+
+def test_metric_functions_on_edge_cases():
+    out = binary_metrics([0, 0, 0], [0.1, 0.2, 0.3])
+    assert np.isnan(out["roc_auc"]) and out["rows"] == 3
+    m = multiclass_metrics(["a", "b"], pd.DataFrame({"a": [0.9, 0.2], "b": [0.1, 0.8]}), ["a", "b"])
+    assert m["accuracy"] == 1.0

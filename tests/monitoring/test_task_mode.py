@@ -1,0 +1,102 @@
+"""Task mode end to end against a real MLflow store and a real inference log.
+
+The champion here is a registered model version whose run carries a `reference.parquet`
+artefact in the layout `training` writes (features + `proba` + `prediction` + `target`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clientlens.errors import InputError
+from monitoring import scenarios
+
+FEATURES = ["aum", "deposit_share", "outflow_external_bank_90d", "login_count_30d", "digital_txn_share_90d",
+            "deposit_rate_1y", "region", "stated_risk", "payroll_at_bank"]
+
+
+def _fake_champion(tmp_path, reference: pd.DataFrame) -> str:
+    import mlflow
+
+    from clientlens import config
+
+    mlflow.set_tracking_uri(config.tracking_uri())
+    client = mlflow.MlflowClient(tracking_uri=config.tracking_uri())
+    exp = client.create_experiment("clientlens-churn", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=exp) as run:
+        mlflow.log_metrics({"roc_auc": 0.81, "pr_auc": 0.4, "brier": 0.06})
+        path = tmp_path / "reference.parquet"
+        reference.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path))
+    client.create_registered_model("clientlens-churn")
+    mv = client.create_model_version("clientlens-churn", source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias("clientlens-churn", "champion", mv.version)
+    return run.info.run_id
+
+
+def _log(frame: pd.DataFrame, ts: str) -> None:
+    from serving.inference_log import write_part
+
+    rows = frame.copy()
+    rows.insert(0, "request_id", "req-1")
+    rows.insert(0, "ts", pd.Timestamp(ts, tz="UTC"))
+    rows["churn"] = rows["churn_proba"] >= 0.5
+    for task in ("tier", "churn", "risk"):
+        rows[f"version_{task}"] = "1"
+    write_part(rows)
+
+
+@pytest.mark.slow
+def test_task_drift_on_the_inference_log_against_the_champion(tmp_path, isolated_home):
+    from monitoring.config import DriftConfig
+    from monitoring.drift import run_task_drift
+
+    window = scenarios.feature_window(4_000, seed=21)
+    reference = window.iloc[:2_000][FEATURES].assign(
+        proba=window["churn_proba"].iloc[:2_000].to_numpy(), prediction=0, target=0
+    )
+    run_id = _fake_champion(tmp_path, reference)
+
+    later = scenarios.rate_cut(window.iloc[2_000:].reset_index(drop=True))
+    logged = later[["customer_id", *FEATURES, "churn_proba", "risk_proba_aggressive"]]
+    _log(logged.iloc[:500], "2025-03-01 10:00")  # before --since: ignored
+    _log(logged.iloc[500:], "2025-03-02 10:00")
+
+    # labels from a later feature build, for the customers scored after --since
+    rng = np.random.default_rng(0)
+    scored = logged.iloc[500:]
+    panel = pd.DataFrame(
+        {"customer_id": scored["customer_id"].to_numpy(), "as_of": pd.Timestamp("2025-02-28"),
+         "churn": (rng.random(len(scored)) < scored["churn_proba"].to_numpy()).astype(float)}
+    )
+    result = run_task_drift("churn", since="2025-03-02", config=DriftConfig(), labels=panel)
+
+    assert result.rows_current == 1_500 and result.rows_reference == 2_000
+    assert {"deposit_share", "outflow_external_bank_90d", "deposit_rate_1y"} <= set(result.drifted)
+    assert "login_count_30d" not in result.drifted
+    assert list(result.psi) == ["churn_proba"]  # only this task's score, matched with the reference's `proba`
+    assert result.performance["rows_matched"] == 1_500
+    assert result.performance["training"]["roc_auc"] == pytest.approx(0.81)
+    assert 0.5 < result.estimated_performance["churn"]["roc_auc"] < 1
+    assert result.estimated_performance["churn"]["training_roc_auc"] == pytest.approx(0.81)
+    # history and MLflow
+    assert result.workspace["project"] == "clientlens-churn"
+    assert result.report.parent.parent == isolated_home / "reports" / "drift" / "churn"
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    folder = result.mlflow["artifact_path"]
+    names = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, folder)}
+    assert names == {"drift_report.html", "drift_report.json"}
+    assert json.loads(result.json_path.read_text())["clientlens"]["mlflow"]["run_id"] == run_id
+
+
+def test_task_mode_without_a_champion_is_an_input_error():
+    from monitoring.drift import run_task_drift
+
+    with pytest.raises(InputError, match="no champion"):
+        run_task_drift("churn")
