@@ -1,0 +1,3 @@
+from clientlens.cli import main
+
+main()

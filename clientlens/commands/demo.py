@@ -1,0 +1,43 @@
+"""`clientlens demo`: simulate → validate → features → train ×3 → promote → score → serve → drift."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clientlens.commands._common import DebugOpt, JsonOpt, run
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(
+        customers: Annotated[int, typer.Option("--customers", min=200, help="Simulated customers.")] = 3_000,
+        months: Annotated[int, typer.Option("--months", min=12, help="Simulated months of history.")] = 18,
+        trials: Annotated[int, typer.Option("--trials", min=1, help="Optuna trials per model.")] = 8,
+        seed: Annotated[int, typer.Option("--seed")] = 42,
+        as_json: JsonOpt = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        """Run the whole main job on embedded defaults (under CLIENTLENS_HOME) and print where each output is."""
+
+        def say(line: str) -> None:
+            if not as_json:
+                typer.echo(line)
+
+        def action() -> dict:
+            from clientlens.demo import DemoConfig, outputs, run_demo
+
+            return outputs(run_demo(DemoConfig(customers=customers, months=months, seed=seed, trials=trials), say))
+
+        def human(s: dict) -> None:
+            typer.echo("\nWhere everything is:")
+            for key, value in s.items():
+                if key == "models":
+                    for task, ref in value.items():
+                        typer.echo(f"  {'model ' + task:<16}{ref} (alias champion)")
+                elif key != "seconds":
+                    typer.echo(f"  {key:<16}{value}")
+            typer.echo("  seconds         " + ", ".join(f"{k} {v}" for k, v in s["seconds"].items()))
+
+        run(action, as_json=as_json, debug=debug, human=human)

@@ -1,0 +1,140 @@
+"""The whole main job on embedded defaults, stage by stage, through the real CLI.
+
+Each stage runs as `clientlens <command> --json` in a subprocess, exactly as a scheduler
+would run it, so the demo exercises the command-line contract rather than a private path.
+The summary of every stage (the last stdout line, one JSON object) is kept and the paths
+of every output are printed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clientlens import config
+from clientlens.errors import ClientlensError
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("tier", "churn", "risk")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    customers: int = 3_000
+    months: int = 18
+    seed: int = 42
+    trials: int = 8
+    timeout: int = 40  # seconds of tuning per model, so the demo stays within a few minutes
+    workers: int = 2
+
+
+@dataclass
+class DemoRun:
+    home: Path
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_stage(name: str, args: list[str], run: DemoRun, say: Callable[[str], None]) -> dict[str, Any]:
+    """Run `clientlens ARGS --json`; keep and return its summary, or fail naming the stage."""
+    say(f"[{name}] clientlens {' '.join(args)}")
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "clientlens", *args, "--json"], capture_output=True, text=True
+    )
+    run.seconds[name] = time.perf_counter() - started
+    lines = proc.stdout.strip().splitlines()
+    summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    if proc.returncode != 0:
+        reason = summary.get("error") or (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ClientlensError(f"demo stage '{name}' failed (exit {proc.returncode}): {reason}")
+    run.summaries[name] = summary
+    return summary
+
+
+def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> DemoRun:
+    home = config.home()
+    demo = home / "demo"
+    raw, feats = demo / "raw", demo / "features"
+    run = DemoRun(home=home)
+    run_stage("simulate", ["simulate", "--customers", str(cfg.customers), "--months", str(cfg.months),
+                           "--seed", str(cfg.seed), "--out", str(raw)], run, say)  # fmt: skip
+    run_stage("validate", ["validate", "--raw", str(raw)], run, say)
+    panel = run_stage("features", ["features", "--raw", str(raw), "--out", str(feats),
+                                   "--workers", str(cfg.workers)], run, say)  # fmt: skip
+    say(f"         panel: {panel.get('rows')} rows x {panel.get('columns')} columns over {len(panel.get('as_of', []))} as-of dates")
+    for task in TASKS:
+        extra = ["--truth", str(raw / "truth.parquet")] if task == "risk" else []
+        s = run_stage(f"train {task}", ["train", task, "--features", str(feats), "--trials", str(cfg.trials),
+                                        "--timeout", str(cfg.timeout), "--seed", str(cfg.seed), *extra], run, say)  # fmt: skip
+        say(f"         {s['model']} v{s['version']}: " + _versus(s["metrics"], s["baseline"]))
+    for task in TASKS:
+        s = run_stage(f"promote {task}", ["promote", task], run, say)
+        say(f"         champion v{s.get('champion')}: {s.get('reason')}")
+    scores = demo / "scores.parquet"
+    run_stage("score", ["score", "--features", str(feats / "latest.parquet"), "--out", str(scores)], run, say)
+    call_service(run, feats, say)
+    drift = run_stage("drift", ["drift", "--task", "churn"], run, say)
+    say(f"         drift status: {drift.get('status')} (share drifted {drift.get('share_drifted')})")
+    return run
+
+
+def _versus(metrics: dict[str, float], baseline: dict[str, float]) -> str:
+    shown = [k for k in ("roc_auc", "macro_f1", "hidden_aggressive_auc", "upgrade_auc") if k in metrics][:2]
+    return ", ".join(f"{k} {metrics[k]:.3f} (baseline {baseline.get(k, float('nan')):.3f})" for k in shown)
+
+
+def call_service(run: DemoRun, feats: Path, say: Callable[[str], None]) -> None:
+    """Start the real BentoML service, call every endpoint once, stop it."""
+    import httpx
+    import pandas as pd
+
+    from serving.process import running_service
+
+    latest = pd.read_parquet(feats / "latest.parquet")
+    row = latest.drop(columns=["as_of"]).head(1)
+    customer = json.loads(row.to_json(orient="records"))[0]
+    ids = [int(i) for i in latest["customer_id"].head(2)] + [int(latest["customer_id"].max()) + 1]  # the last is unknown
+    say("[serve] bentoml serve serving.service:Clientlens (loopback, stopped after the calls)")
+    started = time.perf_counter()
+    log_path = run.home / "demo" / "serve.log"
+    env = {"CLIENTLENS_FEATURES": str(feats)}
+    with running_service(log_path=log_path, env=env) as url, httpx.Client(base_url=url, timeout=60) as http:
+        models = http.get("/models").raise_for_status().json()
+        scored = http.post("/score", json={"customers": [customer], "explain": True}).raise_for_status().json()
+        by_id = http.post("/score_ids", json={"customer_ids": ids}).raise_for_status().json()
+        # A campaign engine scoring the whole book, so the inference log holds a real window.
+        book = [int(i) for i in latest["customer_id"]]
+        for start in range(0, len(book), 1_000):
+            http.post("/score_ids", json={"customer_ids": book[start : start + 1_000]}).raise_for_status()
+    run.seconds["serve"] = time.perf_counter() - started
+    run.summaries["serve"] = {"url": url, "log": str(log_path), "models": models, "score": scored, "score_ids": by_id}
+    say(f"         GET /models, POST /score, POST /score_ids ({len(ids)} ids, the last unknown), then the whole book of {len(book)} customers by id")
+    say("         POST /score response (one customer, explain=true):")
+    say("         " + json.dumps(scored, indent=2, default=str).replace("\n", "\n         "))
+
+
+def outputs(run: DemoRun) -> dict[str, Any]:
+    """Where everything the demo made lives."""
+    s = run.summaries
+    return {
+        "home": str(run.home),
+        "raw": s["simulate"]["out"],
+        "features": str(run.home / "demo" / "features"),
+        "models": {t: f"{s[f'train {t}']['model']} v{s[f'train {t}']['version']}" for t in TASKS},
+        "mlflow_ui": f"uv run mlflow ui --backend-store-uri {config.tracking_uri()}",
+        "scores": s["score"].get("out"),
+        "serve_log": s["serve"]["log"],
+        "inference_log": str(config.inference_log_dir()),
+        "drift_report": s["drift"].get("report"),
+        "drift_status": s["drift"].get("status"),
+        "seconds": {k: round(v, 1) for k, v in run.seconds.items()},
+    }
