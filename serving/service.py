@@ -274,7 +274,8 @@ def _unavailable(message: str) -> JSONResponse:
 
 
 def _frame(ids: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
-    """The feature frame handed to `score_frame`. A few rows become one object block (cheap to
+    """The request as the feature frame `score_frame` takes (the service itself hands the column
+    arrays to `score_columns`, skipping the frame). A few rows become one object block (cheap to
     build, and `score_frame` reads small frames as one block); bigger batches typed columns."""
     if len(ids) <= 32:
         block = np.empty((len(ids), len(columns) + 1), dtype=object)
@@ -285,11 +286,11 @@ def _frame(ids: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame({"customer_id": ids, **columns}, copy=False)
 
 
-def _results(ids: list[int], out: pd.DataFrame, explain: bool) -> list[dict[str, Any]]:
-    """`score_frame` output as response items (plain Python values, serialised once)."""
-    col = {c: out[c].tolist() for c in out.columns}
-    tier_classes = [c.removeprefix("tier_proba_") for c in out.columns if c.startswith("tier_proba_")]
-    risk_classes = [c.removeprefix("risk_proba_") for c in out.columns if c.startswith("risk_proba_")]
+def _results(ids: list[int], out: pd.DataFrame | dict[str, Any], explain: bool) -> list[dict[str, Any]]:
+    """`score_columns` (or `score_frame`) output as response items (plain Python values, serialised once)."""
+    col = {c: (v if isinstance(v, list) else v.tolist()) for c, v in out.items()}
+    tier_classes = [c.removeprefix("tier_proba_") for c in col if c.startswith("tier_proba_")]
+    risk_classes = [c.removeprefix("risk_proba_") for c in col if c.startswith("risk_proba_")]
     tier_p = [col[f"tier_proba_{c}"] for c in tier_classes]
     risk_p = [col[f"risk_proba_{c}"] for c in risk_classes]
     upgrade = [None if v != v else v for v in col["upgrade_proba"]]  # NaN when the current tier is unknown
@@ -423,17 +424,18 @@ class Clientlens:
     def _score(
         self, models: models_store.ModelSet, ids: np.ndarray, columns: dict[str, np.ndarray], explain: bool, top_k: int
     ) -> tuple[str, list[dict[str, Any]]]:
-        """Score through `training.scoring.score_frame` (the batch path), log, shape the response items."""
-        from training.scoring import score_frame
+        """Score through `training.scoring.score_columns` (the core of `score_frame`, the batch path)
+        on the request's column arrays, log, shape the response items."""
+        from training.scoring import score_columns
 
-        out = score_frame(_frame(ids, columns), models.cores, explain=top_k if explain else 0)
+        out = score_columns(columns, len(ids), models.cores, explain=top_k if explain else 0)
         request_id = uuid.uuid4().hex
         self.log.append_scored(
             ts=np.datetime64(time.time_ns(), "ns"),
             request_id=request_id,
             customer_ids=ids,
             features=columns,
-            outputs=out.drop(columns=[c for c in out.columns if c.startswith("reasons_")]) if explain else out,
+            outputs={c: v for c, v in out.items() if not c.startswith("reasons_")},
             versions=models.versions,
         )
         return request_id, _results(ids.tolist(), out, explain)

@@ -115,9 +115,10 @@ class TabularModel:
     # -- pickling: keep the booster as its text model (portable across LightGBM builds) -------------
     def _build_lookups(self) -> None:
         self._lookup = {c: {v: float(i) for i, v in enumerate(cats)} for c, cats in self.categories.items()}
+        self._index: dict[str, pd.Index] = {}  # built lazily by `_codes`
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("booster", "_lookup")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("booster", "_lookup", "_index")}
         state["booster_model"] = self.booster.model_to_string()
         return state
 
@@ -146,12 +147,11 @@ class TabularModel:
             col = data[f]
             lookup = self._lookup.get(f)
             if lookup is not None:
+                values = np.asarray(col, dtype=object)
                 if n <= 32:
-                    X[:, j] = [lookup.get(_as_key(v), np.nan) for v in np.asarray(col, dtype=object)]
+                    X[:, j] = [lookup.get(_as_key(v), np.nan) for v in values]
                 else:
-                    X[:, j] = pd.Series(np.asarray(col, dtype=object)).map(
-                        lambda v, lk=lookup: lk.get(_as_key(v), np.nan)
-                    ).to_numpy(dtype=np.float64)
+                    X[:, j] = self._codes(f, values, lookup)
                 continue
             try:
                 X[:, j] = np.asarray(col, dtype=np.float64)
@@ -160,6 +160,23 @@ class TabularModel:
                     dtype=np.float64, na_value=np.nan
                 )
         return X
+
+    def _codes(self, feature: str, values: np.ndarray, lookup: dict[Any, float]) -> np.ndarray:
+        """Category codes of an object array, vectorised: a hash look-up of the exact strings
+        (`Index.get_indexer`), then the per-value rule of `_as_key` for the misses only
+        (missing values, unknown categories, non-string values), so the result is exactly
+        `lookup.get(_as_key(v), NaN)` for every value."""
+        index = self._index.get(feature)
+        if index is None:
+            index = self._index[feature] = pd.Index(self.categories[feature], dtype=object)
+        if not index.is_unique:  # duplicated categories: the dict keeps the last code
+            return np.array([lookup.get(_as_key(v), np.nan) for v in values], dtype=np.float64)
+        pos = index.get_indexer(values)
+        codes = pos.astype(np.float64)
+        miss = np.flatnonzero(pos < 0)
+        if len(miss):
+            codes[miss] = [lookup.get(_as_key(v), np.nan) for v in values[miss]]
+        return codes
 
     def frame_for(self, matrix: np.ndarray) -> pd.DataFrame:
         """Inverse of `matrix` for display: codes back to category strings."""

@@ -86,12 +86,11 @@ def score_frame(
     Returns one row per input row (same index) with `customer_id` (if present) and the
     columns of the tasks given, then `segment` and `next_action`. With `explain=k`, adds
     `reasons_<task>`: the top-k `{feature, value, contribution}` per row.
+
+    A thin frame wrapper around `score_columns` (which the HTTP service calls on the request's
+    column arrays directly): both paths run exactly the same code on the same values.
     """
-    playbook = playbook or DEFAULT_PLAYBOOK
-    unknown = set(models) - set(TASKS)
-    if unknown:
-        raise InputError(f"score_frame: unknown task(s) {sorted(unknown)}; expected {TASKS}")
-    n = len(features_df)
+    _check_tasks(models)
     needed = {"customer_id", "tier", "stated_risk", "relationship_depth"}
     for m in models.values():
         needed.update(m.features)
@@ -99,6 +98,44 @@ def score_frame(
     out: dict[str, Any] = {}
     if "customer_id" in features_df.columns:
         out["customer_id"] = features_df["customer_id"].to_numpy()  # keep its dtype (cols may be an object block)
+    out.update(score_columns(cols, len(features_df), models, playbook, explain=explain))
+    return pd.DataFrame(out, index=features_df.index)
+
+
+def _shared_matrix(model: Any, cols: Mapping[str, Any], built: list[tuple[Any, np.ndarray]]) -> np.ndarray:
+    """`model.matrix(cols)`, reused from a model with the same features and category maps (the
+    matrix is then identical; nothing writes to it)."""
+    for other, X in built:
+        if other.features == model.features and other.categories == model.categories:
+            return X
+    X = model.matrix(cols)
+    built.append((model, X))
+    return X
+
+
+def _check_tasks(models: Mapping[str, Any]) -> None:
+    unknown = set(models) - set(TASKS)
+    if unknown:
+        raise InputError(f"score_frame: unknown task(s) {sorted(unknown)}; expected {TASKS}")
+
+
+def score_columns(
+    cols: Mapping[str, Any],
+    n: int,
+    models: Mapping[str, Any],
+    playbook: Playbook | None = None,
+    *,
+    explain: int = 0,
+) -> dict[str, Any]:
+    """The scoring core of `score_frame` on column arrays (`{column: array of n values}`).
+
+    Returns `{output column: array}` in `score_frame`'s column order (without `customer_id`);
+    `reasons_<task>` are lists. No DataFrame is built or read, which keeps single-customer
+    HTTP requests cheap.
+    """
+    playbook = playbook or DEFAULT_PLAYBOOK
+    _check_tasks(models)
+    out: dict[str, Any] = {}
     current_tier = _as_str(cols.get("tier"), n)
     stated = _as_str(cols.get("stated_risk"), n)
 
@@ -107,12 +144,13 @@ def score_frame(
     hidden = np.zeros(n, dtype=bool)
     risk_label = np.full(n, None, dtype=object)
     reasons: dict[str, list] = {}
+    built: list[tuple[Any, np.ndarray]] = []  # models reading the same features share one matrix
 
     for task in TASKS:
         model = models.get(task)
         if model is None:
             continue
-        X = model.matrix(cols)
+        X = _shared_matrix(model, cols, built)
         proba = model.proba_from_matrix(X)
         if explain:
             reasons[task] = model.reasons(None, explain, matrix=X)
@@ -122,7 +160,7 @@ def score_frame(
             for i, c in enumerate(model.classes):
                 out[f"tier_proba_{c}"] = proba[:, i]
             rank = {c: i for i, c in enumerate(model.classes)}
-            cur = np.array([rank.get(t, -1) for t in current_tier])
+            cur = np.array([rank.get(t, -1) for t in current_tier], dtype=np.int64)
             higher = np.arange(len(model.classes))[None, :] > cur[:, None]
             upgrade = np.where(cur >= 0, (proba * higher).sum(axis=1), np.nan)
             out["upgrade_proba"] = upgrade
@@ -152,7 +190,7 @@ def score_frame(
     out["next_action"] = next_actions(playbook, asset_tier, churn_p, hidden, upgrade, risk_label)
     for task, rs in reasons.items():
         out[f"reasons_{task}"] = rs
-    return pd.DataFrame(out, index=features_df.index)
+    return out
 
 
 def next_actions(

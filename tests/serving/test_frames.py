@@ -14,7 +14,7 @@ def test_request_frames_score_like_the_feature_table(use_serving_env, latest, re
     from serving.schemas import customer_model, customers_to_columns, score_request_model
     from serving.service import _frame
     from training.registry import load_champion
-    from training.scoring import score_frame
+    from training.scoring import score_columns, score_frame
 
     models = {task: load_champion(task)[0] for task in ("tier", "churn", "risk")}
     rows = latest.head(n).reset_index(drop=True)
@@ -24,3 +24,6 @@ def test_request_frames_score_like_the_feature_table(use_serving_env, latest, re
         expected = score_frame(rows, models, explain=explain)
         got = score_frame(_frame(ids, columns), models, explain=explain)
         pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_exact=True)
+        # The service's path: the request's column arrays straight into score_frame's core.
+        direct = pd.DataFrame({"customer_id": ids, **score_columns(columns, len(ids), models, explain=explain)})
+        pd.testing.assert_frame_equal(direct, expected, check_dtype=False, check_exact=True)

@@ -44,6 +44,20 @@ def test_categories_are_mapped_with_training_codes_and_unknown_is_nan(binary_mod
     np.testing.assert_allclose(core.predict_proba(cat), core.predict_proba(pd.DataFrame({"x": [0.0, 0.0], "colour": ["red", "blue"]})))
 
 
+
+def test_batch_category_codes_equal_the_per_value_rule(binary_model):
+    """Above 32 rows categories are mapped vectorised; every value still maps as a single row does
+    (exact strings, unknown/None/NaN/pd.NA -> NaN, non-strings through `str`)."""
+    core, _, _ = binary_model
+    values = ["red", "blue", "purple", None, np.nan, pd.NA, "green", "", "Red"] * 8
+    frame = pd.DataFrame({"x": np.zeros(len(values)), "colour": pd.Series(values, dtype=object)})
+    batch = core.matrix(frame)[:, 1]
+    single = np.array([core.matrix(frame.iloc[i:i + 1])[0, 1] for i in range(len(frame))])
+    np.testing.assert_array_equal(batch, single)
+    assert batch[:3].tolist()[:2] == [2.0, 0.0] and np.isnan(batch[2])
+    as_cat = frame.assign(colour=frame["colour"].astype("category"))
+    np.testing.assert_array_equal(core.matrix(as_cat)[:, 1], batch)
+
 def test_predict_proba_is_calibrated_and_normalised(binary_model):
     core, frame, y = binary_model
     p = core.predict_proba(frame)
