@@ -29,27 +29,12 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from benchmarks.machine import machine
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 FEATURES = 100
 SEED = 2026
 
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "cpu": cpu,
-        "loadavg_1m_at_start": os.getloadavg()[0],
-    }
 
 
 def windows(rows: int):
@@ -271,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["info"]["loadavg_1m_at_end"] = os.getloadavg()[0]
 
     print(f"\nDrift report, {FEATURES} features, {len(injected)} injected shifts ({info['machine']['nproc']} CPUs, "
-          f"load {info['machine']['loadavg_1m_at_start']:.1f})")
+          f"load {info['machine']['loadavg_1m']:.1f})")
     print(f"{'job':<12}{'rows':>11}{'wall s':>9}{'CPU s':>9}{'data MiB':>10}{'+peak MiB':>11}  drifted")
     for job in ("clientlens", "evidently"):
         for rows, r in sorted(results[job].items()):

@@ -26,7 +26,6 @@ import argparse
 import http.client
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -36,26 +35,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+from benchmarks.machine import machine
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 TARGETS = {"p50_ms": 4.0, "p99_ms": 15.0, "batch_customers_per_s": 20_000}
 
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "cpu": cpu,
-        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
-    }
 
 
 def prepare_home(home: Path, customers: int, rounds: int, seed: int) -> dict:
@@ -268,7 +252,7 @@ def markdown(result: dict) -> str:
         "",
         f"`{result['command']}` on {result['date']} (UTC). Machine: {m['nproc']} CPUs ({m['cpu']}), "
         f"{m['memory_gib']} GiB RAM; **shared with other engineers' jobs running at the same time** "
-        f"(1-min load average {m['loadavg_1m_at_start']} at start, {result['loadavg_1m_at_end']} at end), "
+        f"(1-min load average {m['loadavg_1m']} at start, {result['loadavg_1m_at_end']} at end), "
         "so absolute numbers are noisy; the ratios are taken within the same run.",
         "",
         f"Service: `bentoml serve serving.service:Clientlens`, {result['workers']} worker(s), loopback. Models: "

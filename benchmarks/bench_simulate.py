@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -20,28 +19,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from benchmarks.machine import machine
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
-
-def machine() -> dict:
-    """nproc, memory, CPU model and load: enough to read the numbers against."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "nproc": os.cpu_count(),
-        "memory_gib": round(mem_gib, 1),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "loadavg_1m": os.getloadavg()[0],
-    }
 
 
 def _peak_rss_gib() -> float:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -24,22 +22,10 @@ from training.data import prepare, read_source, split
 from training.model import TabularModel
 from training.spec import SPECS_DIR, load_spec
 from training.tune import datasets, fit_default, tune
+from benchmarks.machine import machine
 
 OUT = Path(__file__).parent / "out" / "bench_tuning.json"
 
-
-def machine() -> dict[str, object]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem_kb = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal"))
-    except (OSError, StopIteration):
-        mem_kb = 0
-    return {"nproc": os.cpu_count(), "memory_gb": round(mem_kb / 1024**2, 1), "cpu": cpu,
-            "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]}
 
 
 def main(argv: list[str] | None = None) -> dict:
