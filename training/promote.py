@@ -45,10 +45,10 @@ def promote(task: str, margin: float = 0.0) -> dict[str, Any]:
     challenger = R._version(task, R.CHALLENGER)
     now = pd.Timestamp.now(tz="UTC").isoformat()
     metric = (challenger.tags or {}).get("primary_metric", "roc_auc")
-    try:
-        champion = c.get_model_version_by_alias(name, R.CHAMPION)
-    except Exception:  # noqa: BLE001 - no champion yet
-        champion = None
+    # Only a missing alias means "no champion yet"; any other registry failure must surface,
+    # never silently promote the challenger.
+    aliases = c.get_registered_model(name).aliases or {}
+    champion = c.get_model_version(name, str(aliases[R.CHAMPION])) if R.CHAMPION in aliases else None
 
     def record(promoted: bool, reason: str, numbers: dict[str, Any]) -> dict[str, Any]:
         tags = {"promotion_decision": "promoted" if promoted else "rejected", "promotion_reason": reason,
