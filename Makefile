@@ -1,15 +1,17 @@
 # The two README commands. Each bootstraps uv if missing, syncs the locked environment, then runs.
 SHELL := /bin/bash
 PYTHON ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv on PATH if there is one, else the uv that pip installs into $(PYTHON) (run as `python -m uv`).
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
 PYTEST_ARGS ?=
 
-.PHONY: demo test sync bench clean
+.PHONY: demo test sync clean
 
-$(UV):
-	$(PYTHON) -m pip install --user --quiet uv
-
-sync: $(UV)
+sync:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv 2>/dev/null || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --locked --quiet
 
 demo: sync
@@ -17,9 +19,6 @@ demo: sync
 
 test: sync
 	$(UV) run --locked pytest $(PYTEST_ARGS)
-
-bench: sync
-	$(UV) run --locked python -m benchmarks.run_all
 
 clean:
 	rm -rf .clientlens .pytest_cache
