@@ -47,24 +47,23 @@ def _utc(value: str | date | datetime | pd.Timestamp | None) -> pd.Timestamp | N
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def log_frame(
+def log_columns(
+    ts: datetime | np.datetime64,
+    request_id: str,
+    customer_ids: Sequence[int] | np.ndarray,
     features: pd.DataFrame | Mapping[str, np.ndarray],
     outputs: pd.DataFrame | Mapping[str, np.ndarray],
-    *,
-    customer_ids: Sequence[int] | np.ndarray,
-    request_id: str,
     versions: Mapping[str, str],
-    ts: datetime | None = None,
-) -> pd.DataFrame:
-    """Assemble log rows: key columns, the features as scored, the outputs, the versions.
+) -> dict[str, np.ndarray]:
+    """One request's log columns: keys, the features as scored, the outputs, the versions.
 
-    `features` and `outputs` (frames or mappings of column -> array) align row by row with
-    `customer_ids`.
+    `ts` becomes naive UTC `datetime64[ns]` (callers localise the assembled column once).
+    `features` and `outputs` align row by row with `customer_ids`; a column already set is kept.
     """
     n = len(customer_ids)
-    stamp = _utc(ts or datetime.now(timezone.utc))
-    data: dict[str, object] = {
-        "ts": pd.Series([stamp] * n, dtype="datetime64[ns, UTC]"),
+    stamp = ts if isinstance(ts, np.datetime64) else np.datetime64(_utc(ts).tz_localize(None), "ns")
+    data: dict[str, np.ndarray] = {
+        "ts": np.full(n, stamp, dtype="datetime64[ns]"),
         "request_id": np.full(n, request_id, dtype=object),
         "customer_id": np.asarray(customer_ids, dtype=np.int64),
     }
@@ -75,7 +74,23 @@ def log_frame(
                 data[col] = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
     for task in ("tier", "churn", "risk"):
         data[f"version_{task}"] = np.full(n, str(versions.get(task, "")), dtype=object)
-    return pd.DataFrame(data)
+    return data
+
+
+def log_frame(
+    features: pd.DataFrame | Mapping[str, np.ndarray],
+    outputs: pd.DataFrame | Mapping[str, np.ndarray],
+    *,
+    customer_ids: Sequence[int] | np.ndarray,
+    request_id: str,
+    versions: Mapping[str, str],
+    ts: datetime | None = None,
+) -> pd.DataFrame:
+    """Log rows as a frame (`log_columns` with a UTC-aware `ts`)."""
+    stamp = ts or datetime.now(timezone.utc)
+    frame = pd.DataFrame(log_columns(stamp, request_id, customer_ids, features, outputs, versions))
+    frame["ts"] = frame["ts"].dt.tz_localize("UTC")
+    return frame
 
 
 def _to_table(frame: pd.DataFrame) -> pa.Table:
@@ -252,21 +267,7 @@ class InferenceLogWriter:
     @staticmethod
     def _record(item: tuple) -> dict[str, np.ndarray]:
         ts, request_id, ids, features, outputs, versions = item
-        n = len(ids)
-        stamp = np.datetime64(_utc(ts).tz_localize(None), "ns") if not isinstance(ts, np.datetime64) else ts
-        record = {
-            "ts": np.full(n, stamp, dtype="datetime64[ns]"),
-            "request_id": np.full(n, request_id, dtype=object),
-            "customer_id": np.asarray(ids, dtype=np.int64),
-        }
-        record.update(features)
-        for col in outputs.keys():
-            if col not in record:
-                values = outputs[col]
-                record[col] = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
-        for task in ("tier", "churn", "risk"):
-            record[f"version_{task}"] = np.full(n, str(versions.get(task, "")), dtype=object)
-        return record
+        return log_columns(ts, request_id, ids, features, outputs, versions)
 
     @staticmethod
     def _assemble(batch: list[pd.DataFrame | tuple]) -> pd.DataFrame:
