@@ -8,11 +8,13 @@ clientlens home). Then start the real service (`serving.process.running_service`
 
 - single-customer latency: POST /score with one customer (all three models, no explain),
   a new TCP connection per request, sequential; p50 / p90 / p99;
-- batch throughput: POST /score with 1,000 customers per request on keep-alive connections,
-  with 1 and 2 client threads; customers/s;
-- the lower bound, in this process on the same rows: the three boosters' `predict` on the
-  numpy matrices (single row: p50 of one row through all three; batch: rows/s in 1,000-row
-  batches), and `training.scoring.score_frame` in process for reference;
+- batch throughput: 1,000 customers per request on keep-alive connections, with 1 and 2 client
+  threads, customers/s: as JSON records (POST /score) and as an Arrow table with an Arrow
+  answer (POST /score_arrow, `serving.arrow_io`); request bodies are built before timing;
+- the lower bound, in this process on the same rows: the three LightGBM boosters' `predict` on
+  the numpy matrices (single row: p50 of one row through all three; batch: rows/s in 1,000-row
+  batches), the same for the compiled boosters the service predicts with (`serving.compiled`),
+  and `training.scoring.score_frame` in process for reference;
 - sustained load: `--sustain-seconds` at a fixed `--rate` of single-customer requests
   (plus one 100-customer batch a second), errors counted, the server's RSS (arbiter + workers)
   sampled every second: start, end, max and the least-squares slope.
@@ -23,6 +25,7 @@ Prints a table and writes `benchmarks/out/serving.json`; `--markdown` prints the
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -100,13 +103,15 @@ def floor_latency(host, port, n: int, warmup: int = 50) -> dict:
     return percentiles(ms)
 
 
-def batch_throughput(host, port, bodies: list[bytes], headers, per_thread: int, threads: int, batch: int) -> dict:
+def batch_throughput(
+    host, port, bodies: list[bytes], headers, per_thread: int, threads: int, batch: int, path: str = "/score"
+) -> dict:
     errors = []
 
     def worker(k: int) -> None:
         conn = http.client.HTTPConnection(host, port, timeout=300)
         for i in range(per_thread):
-            status, _, conn = post(host, port, "/score", bodies[(k + i) % len(bodies)], headers, conn)
+            status, _, conn = post(host, port, path, bodies[(k + i) % len(bodies)], headers, conn)
             if status != 200:
                 errors.append(status)
         conn.close()
@@ -120,7 +125,7 @@ def batch_throughput(host, port, bodies: list[bytes], headers, per_thread: int, 
         th.join()
     wall = time.perf_counter() - t
     rows = per_thread * threads * batch
-    return {"threads": threads, "requests": per_thread * threads, "customers": rows, "seconds": wall,
+    return {"path": path, "threads": threads, "requests": per_thread * threads, "customers": rows, "seconds": wall,
             "customers_per_s": rows / wall, "errors": len(errors)}  # fmt: skip
 
 
@@ -129,30 +134,36 @@ def in_process_bound(frame, batch: int, n_single: int) -> dict:
     from serving.models_store import load_model_set
     from training.scoring import score_frame
 
-    models = load_model_set()
+    models = load_model_set()  # compiled, as the service loads them
     cores = models.cores
     rows = frame.head(batch)
     mats = {t: c.matrix(rows) for t, c in cores.items()}
     boosters = {t: c.booster for t, c in cores.items()}
     trees = {t: int(b.num_trees() / max(1, b.num_model_per_iteration())) for t, b in boosters.items()}
+    lightgbm = {t: functools.partial(b.predict, num_threads=1) for t, b in boosters.items()}
+    compiled = {t: c._predictor for t, c in cores.items() if c._predictor is not None}
 
-    def predict_all(i0: int, i1: int) -> None:
-        for t, b in boosters.items():
-            b.predict(mats[t][i0:i1], num_threads=1)
+    def measure(predictors: dict) -> tuple[dict, float]:
+        def predict_all(i0: int, i1: int) -> None:
+            for t, predict in predictors.items():
+                predict(mats[t][i0:i1])
 
-    for _ in range(20):
-        predict_all(0, 1)
-    single = []
-    for i in range(n_single):
-        t = time.perf_counter()
-        predict_all(i % batch, i % batch + 1)
-        single.append((time.perf_counter() - t) * 1000)
-    reps = 10
-    predict_all(0, batch)
-    t = time.perf_counter()
-    for _ in range(reps):
+        for _ in range(20):
+            predict_all(0, 1)
+        single = []
+        for i in range(n_single):
+            t = time.perf_counter()
+            predict_all(i % batch, i % batch + 1)
+            single.append((time.perf_counter() - t) * 1000)
+        reps = 10
         predict_all(0, batch)
-    booster_rate = reps * batch / (time.perf_counter() - t)
+        t = time.perf_counter()
+        for _ in range(reps):
+            predict_all(0, batch)
+        return percentiles(single), reps * batch / (time.perf_counter() - t)
+
+    single, booster_rate = measure(lightgbm)
+    compiled_single, compiled_rate = measure(compiled) if len(compiled) == len(cores) else ({}, float("nan"))
     score_frame(rows, cores)
     t = time.perf_counter()
     for _ in range(3):
@@ -167,8 +178,10 @@ def in_process_bound(frame, batch: int, n_single: int) -> dict:
     return {
         "trees_per_model": trees,
         "versions": models.versions,
-        "boosters_single_row": percentiles(single),
+        "boosters_single_row": single,
         "boosters_batch_rows_per_s": booster_rate,
+        "compiled_single_row": compiled_single,
+        "compiled_batch_rows_per_s": compiled_rate,
         "score_frame_batch_rows_per_s": score_frame_rate,
         "score_frame_single_row": percentiles(sf_single),
     }
@@ -267,10 +280,16 @@ def markdown(result: dict) -> str:
         f"{lb['boosters_single_row']['p99_ms']:.3f} ms | {s['p99_ms'] / lb['boosters_single_row']['p99_ms']:.1f}× |",
     ]
     for r in b:
+        body = "JSON records, POST /score" if r["path"] == "/score" else "Arrow in/out, POST /score_arrow"
         lines.append(
-            f"| batch of 1,000, {r['threads']} client thread(s) | {r['customers_per_s']:,.0f} customers/s | "
+            f"| batch of 1,000, {body}, {r['threads']} client thread(s) | {r['customers_per_s']:,.0f} customers/s | "
             f"≥ {TARGETS['batch_customers_per_s']:,} /s | {lb['boosters_batch_rows_per_s']:,.0f} rows/s (3 boosters) | "
             f"{lb['boosters_batch_rows_per_s'] / r['customers_per_s']:.1f}× slower |"
+        )
+    if lb.get("compiled_single_row"):
+        lines.append(
+            f"| in-process, compiled boosters (what the service runs) | | | {lb['compiled_single_row']['p50_ms']:.3f} ms "
+            f"(1 row) / {lb['compiled_batch_rows_per_s']:,.0f} rows/s | |"
         )
     fl = result.get("floor_livez")
     if fl:
@@ -334,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
                     for i in range(0, max(batch, len(rows) - batch + 1), batch)][:4]  # fmt: skip
     batch_bodies = [b for b in batch_bodies if b.count(b'"customer_id"') == batch] or batch_bodies
     small_batch = json.dumps({"customers": rows[:100]}).encode()
+    from serving.arrow_io import ARROW_STREAM, request_table, to_arrow_stream
+
+    arrow_bodies = [to_arrow_stream(request_table(frame.iloc[i:i + batch]))
+                    for i in range(0, max(batch, len(frame) - batch + 1), batch)][:4]  # fmt: skip
+    arrow_headers = {"content-type": ARROW_STREAM, "accept": ARROW_STREAM}
 
     import_models(env)  # the service's store; the in-process bound loads the same models from it
     print("in-process bound ...", file=sys.stderr)
@@ -362,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         print("batch throughput ...", file=sys.stderr)
         result["batch"] = [
             batch_throughput(host, port, batch_bodies, headers, args.batches, threads, batch) for threads in (1, 2)
+        ] + [
+            batch_throughput(host, port, arrow_bodies, arrow_headers, args.batches, threads, batch, "/score_arrow")
+            for threads in (1, 2)
         ]
         print(f"sustained load {args.sustain_seconds:.0f}s ...", file=sys.stderr)
         result["sustained"] = sustained(host, port, single_bodies, small_batch, headers, args.sustain_seconds,
@@ -377,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'single customer p99 (ms)':<44}{s['p99_ms']:>16.2f}{lb['boosters_single_row']['p99_ms']:>16.3f}"
           f"{s['p99_ms'] / lb['boosters_single_row']['p99_ms']:>8.1f}")  # fmt: skip
     for r in result["batch"]:
-        print(f"{'batch 1,000 customers/s, threads=' + str(r['threads']):<44}{r['customers_per_s']:>16,.0f}"
+        print(f"{r['path'] + ' 1,000/batch customers/s, threads=' + str(r['threads']):<44}{r['customers_per_s']:>16,.0f}"
               f"{lb['boosters_batch_rows_per_s']:>16,.0f}{lb['boosters_batch_rows_per_s'] / r['customers_per_s']:>8.1f}")  # fmt: skip
     fl = result["floor_livez"]
     print(f"{'floor: GET /livez p50 / p99 (ms)':<44}{fl['p50_ms']:>8.2f} / {fl['p99_ms']:.2f}")

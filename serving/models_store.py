@@ -8,7 +8,9 @@
   idempotent: nothing is copied when the store's latest `clientlens-<task>` already is that
   version, so `clientlens-<task>:latest` always names the current champion.
 - `load_model_set()` loads the latest stored model of each task and unwraps the MLflow pyfunc
-  once into its `training.model.TabularModel` core, which is what the service calls.
+  once into its `training.model.TabularModel` core, which is what the service calls; the core's
+  booster is compiled to native code for prediction (`serving.compiled`, verified against the
+  booster, cached per model; `CLIENTLENS_COMPILED_MODELS=0` turns it off).
 - `champion_versions()` asks MLflow which version each alias points at (the service polls it
   to pick up a newly promoted champion).
 """
@@ -200,15 +202,19 @@ def import_champions(tasks: Iterable[str] = TASKS, alias: str = CHAMPION) -> dic
     return {task: str(import_champion(task, alias).tag) for task in tasks}
 
 
-def load_stored(bento_model) -> LoadedModel:
-    """Load one stored model and unwrap its pyfunc once into the `TabularModel` core."""
+def load_stored(bento_model, *, compile_trees: bool = True) -> LoadedModel:
+    """Load one stored model and unwrap its pyfunc once into the `TabularModel` core; with
+    `compile_trees`, predict through the compiled booster (`serving.compiled.compile_core`)."""
     bentoml = _bentoml()
+    from serving import compiled
 
     pyfunc = bentoml.mlflow.load_model(bento_model)
     python_model = pyfunc.unwrap_python_model()
     core = getattr(python_model, "core", None)
     if core is None:
         raise ClientlensError(f"{bento_model.tag}: the MLflow model carries no `core` TabularModel")
+    if compile_trees:
+        compiled.compile_core(core)
     labels, meta = bento_model.info.labels, bento_model.info.metadata
     return LoadedModel(
         task=labels.get("task") or bento_model.tag.name.removeprefix("clientlens-"),
@@ -221,19 +227,19 @@ def load_stored(bento_model) -> LoadedModel:
     )
 
 
-def load_task(task: str) -> LoadedModel:
+def load_task(task: str, *, compile_trees: bool = True) -> LoadedModel:
     model = latest_stored(task)
     if model is None:
         raise ClientlensError(
             f"no {model_name(task)} in the BentoML store at {config.bentoml_home()}: run `clientlens serve` "
             "with MLflow reachable, or `serving.models_store.import_champions()`"
         )
-    return load_stored(model)
+    return load_stored(model, compile_trees=compile_trees)
 
 
-def load_model_set(tasks: Iterable[str] = TASKS) -> ModelSet:
+def load_model_set(tasks: Iterable[str] = TASKS, *, compile_trees: bool = True) -> ModelSet:
     """The latest stored model of every task, loaded."""
-    return ModelSet({task: load_task(task) for task in tasks})
+    return ModelSet({task: load_task(task, compile_trees=compile_trees) for task in tasks})
 
 
 def main(argv: list[str] | None = None) -> int:

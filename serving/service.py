@@ -3,6 +3,8 @@
 Endpoints (DESIGN §7):
 - `POST /score`      `{"customers": [{"customer_id": 1, <feature>: value, ...}], "explain": false}`
 - `POST /score_ids`  `{"customer_ids": [1, 2]}`, scored from the latest materialised feature table
+- `POST /score_arrow` the features as an Arrow IPC stream (one column per feature) for bulk
+                     scoring; answers an Arrow stream or the JSON of `/score` (`serving.arrow_io`)
 - `GET  /models`     names, versions, aliases, training date and headline metrics
 - `GET  /livez`, `/readyz` (ready once every champion is loaded), `/metrics` (Prometheus)
 
@@ -41,12 +43,12 @@ import anyio
 import bentoml
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI
+from fastapi import FastAPI, Query, Request
 from pydantic_core import to_json
 from starlette.responses import JSONResponse, Response
 
 from features.registry import FEATURES
-from serving import models_store
+from serving import arrow_io, models_store
 from serving.feature_table import FeatureTable
 from serving.inference_log import InferenceLogWriter
 from serving.schemas import (
@@ -55,6 +57,7 @@ from serving.schemas import (
     ScoreResponse,
     customer_model,
     customers_to_columns,
+    max_batch_size,
     score_ids_request_model,
     score_request_model,
 )
@@ -68,6 +71,7 @@ ScoreIdsRequest = score_ids_request_model()
 FEATURE_NAMES = [f.name for f in FEATURES]
 INLINE_MAX_CUSTOMERS = 64  # up to this many customers a request is scored on the event loop
 OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
+RAW_BODY_PATHS = frozenset({"/score_arrow"})  # bodies that are not JSON: keep their Content-Type
 
 
 def _env_float(name: str, default: float) -> float:
@@ -158,8 +162,9 @@ class ErrorFormatMiddleware:
         if scope["type"] != "http" or scope.get("method") != "POST" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
-        scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        if scope["path"] not in RAW_BODY_PATHS:
+            headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
         start: dict | None = None
         chunks: list[bytes] = []
 
@@ -343,6 +348,7 @@ class Clientlens:
         try:
             tags = models_store.import_champions()
             logger.info("champions in the BentoML store: %s", tags)
+            models_store.load_model_set()  # compiles each booster once, into the cache the workers read
         except Exception as exc:  # noqa: BLE001 - no MLflow (e.g. in a container): serve the store
             logger.warning("could not import champions from MLflow (%s); serving the BentoML store", exc)
 
@@ -421,11 +427,11 @@ class Clientlens:
         self.log.close()
 
     # -- scoring --------------------------------------------------------------------------------
-    def _score(
+    def _predict(
         self, models: models_store.ModelSet, ids: np.ndarray, columns: dict[str, np.ndarray], explain: bool, top_k: int
-    ) -> tuple[str, list[dict[str, Any]]]:
+    ) -> tuple[str, dict[str, Any]]:
         """Score through `training.scoring.score_columns` (the core of `score_frame`, the batch path)
-        on the request's column arrays, log, shape the response items."""
+        on the request's column arrays and log; returns the request id and the output columns."""
         from training.scoring import score_columns
 
         out = score_columns(columns, len(ids), models.cores, explain=top_k if explain else 0)
@@ -438,6 +444,13 @@ class Clientlens:
             outputs={c: v for c, v in out.items() if not c.startswith("reasons_")},
             versions=models.versions,
         )
+        return request_id, out
+
+    def _score(
+        self, models: models_store.ModelSet, ids: np.ndarray, columns: dict[str, np.ndarray], explain: bool, top_k: int
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """`_predict`, shaped as the JSON response items."""
+        request_id, out = self._predict(models, ids, columns, explain, top_k)
         return request_id, _results(ids.tolist(), out, explain)
 
     async def _run(self, n: int, fn, *args):
@@ -504,6 +517,64 @@ class Clientlens:
     async def score_ids(self, customer_ids: list[int], explain: bool = False, top_k: int = 3) -> ScoreIdsResponse:
         """Score customers by id from the latest materialised feature table; unknown ids are per-item errors."""
         return await self._run(len(customer_ids), self._score_ids, customer_ids, explain, top_k)
+
+    def _score_table(self, table, explain: bool, top_k: int, arrow_out: bool) -> Response:
+        models = self._models
+        if models is None:
+            return _unavailable("no champion models loaded yet: train and promote tier, churn and risk")
+        try:
+            ids, columns = arrow_io.table_to_columns(table, FEATURES, max_batch_size())
+        except arrow_io.ArrowRequestError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        request_id, out = self._predict(models, ids, columns, explain, top_k)
+        if arrow_out:
+            body = arrow_io.results_table(ids, out, request_id, models.versions)
+            return Response(body, media_type=arrow_io.ARROW_STREAM)
+        body = {"request_id": request_id, "versions": models.versions, "results": _results(ids.tolist(), out, explain)}
+        return Response(to_json(body), media_type="application/json")
+
+    @fastapi_app.post(
+        "/score_arrow",
+        summary="Score a batch of customers sent as an Arrow table",
+        response_class=Response,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "An Arrow IPC stream: a `customer_id` integer column and any feature columns "
+                "(null = missing). Same rules as `/score`, per column.",
+                "content": {arrow_io.ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+        responses={
+            200: {
+                "description": "Arrow stream (when `Accept` asks for it: one row per customer, the scoring "
+                "columns, request id and versions in the schema metadata), else the JSON of `/score`.",
+                "content": {
+                    arrow_io.ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": ScoreResponse.model_json_schema(ref_template="#/components/schemas/{model}")},
+                },
+            },
+            415: {"description": "The body is not sent as an Arrow IPC stream.",
+                  "content": {"application/json": {"schema": ERROR_SCHEMA}}},  # fmt: skip
+        },
+    )
+    async def score_arrow(
+        self,
+        request: Request,
+        explain: bool = Query(False, description="Add the top reasons of each prediction."),
+        top_k: int = Query(3, ge=1, le=20, description="Reasons per model."),
+    ) -> Response:
+        """Bulk scoring for batch callers: the features as Arrow columns (validated column by column)."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != arrow_io.ARROW_STREAM:
+            return JSONResponse({"error": f"Content-Type must be {arrow_io.ARROW_STREAM} (an Arrow IPC stream)"},
+                                status_code=415)  # fmt: skip
+        try:
+            table = arrow_io.read_table(await request.body())
+        except arrow_io.ArrowRequestError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        arrow_out = arrow_io.ARROW_STREAM in request.headers.get("accept", "")
+        return await self._run(table.num_rows, self._score_table, table, explain, top_k, arrow_out)
 
     @fastapi_app.get("/models", response_model=ModelsResponse, summary="Models being served")
     def models(self) -> ModelsResponse:

@@ -110,6 +110,7 @@ class TabularModel:
         self.classes = list(classes) if classes else None
         self.thresholds = dict(thresholds or {})
         self.metadata = dict(metadata or {})
+        self._predictor = None
         self._build_lookups()
 
     # -- pickling: keep the booster as its text model (portable across LightGBM builds) -------------
@@ -118,7 +119,7 @@ class TabularModel:
         self._index: dict[str, pd.Index] = {}  # built lazily by `_codes`
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("booster", "_lookup", "_index")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("booster", "_lookup", "_index", "_predictor")}
         state["booster_model"] = self.booster.model_to_string()
         return state
 
@@ -128,6 +129,7 @@ class TabularModel:
         model = state.pop("booster_model")
         self.__dict__.update(state)
         self.booster = lgb.Booster(model_str=model)
+        self._predictor = None
         self._build_lookups()
 
     # -- preprocessing ------------------------------------------------------------------------------
@@ -187,9 +189,16 @@ class TabularModel:
         return out
 
     # -- prediction ---------------------------------------------------------------------------------
+    def use_predictor(self, predictor: Any) -> None:
+        """Predict with `predictor(X)` (a compiled copy of the booster, `serving.compiled`) instead of
+        `Booster.predict`; it must return exactly what `Booster.predict(X)` returns. `None` reverts.
+        Not pickled: a loaded model always starts on its booster."""
+        self._predictor = predictor
+
     def raw_from_matrix(self, X: np.ndarray) -> np.ndarray:
         """Uncalibrated booster output: (n, classes) probabilities, or (n,) for regression."""
-        raw = self.booster.predict(X, num_threads=1)
+        predictor = getattr(self, "_predictor", None)
+        raw = predictor(X) if predictor is not None else self.booster.predict(X, num_threads=1)
         if self.kind == "binary":
             return np.column_stack([1.0 - raw, raw])
         return raw

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from features.registry import feature_names
+from serving.arrow_io import ARROW_STREAM, request_table, to_arrow_stream
 from tests.serving.conftest import API_KEY, LOG_FLUSH_ROWS, MAX_BATCH
 
 pytestmark = pytest.mark.slow
@@ -24,16 +27,22 @@ def test_health_and_metrics_need_no_key(service):
     assert "bentoml_service_request_total" in metrics.text or "request_total" in metrics.text
 
 
-@pytest.mark.parametrize("path", ["/score", "/score_ids", "/models"])
+ARROW_HEADERS = {"content-type": ARROW_STREAM, "accept": ARROW_STREAM}
+
+
+@pytest.mark.parametrize("path", ["/score", "/score_ids", "/score_arrow", "/models"])
 def test_api_key_is_required(service, path):
     method = httpx.get if path == "/models" else httpx.post
     body = {"/score": {"customers": [{"customer_id": 1}]}, "/score_ids": {"customer_ids": [1]}}
     kwargs = {"json": body[path]} if path in body else {}
+    if path == "/score_arrow":
+        kwargs = {"content": to_arrow_stream(pa.table({"customer_id": [1]})), "headers": {"content-type": ARROW_STREAM}}
+    base = kwargs.pop("headers", {})
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}):
-        resp = method(f"{service.url}{path}", headers=headers, **kwargs)
+        resp = method(f"{service.url}{path}", headers={**base, **headers}, **kwargs)
         assert resp.status_code == 401, (path, headers)
         assert "API key" in resp.json()["error"]
-    ok = method(f"{service.url}{path}", headers={"X-API-Key": API_KEY}, **kwargs)
+    ok = method(f"{service.url}{path}", headers={**base, "X-API-Key": API_KEY}, **kwargs)
     assert ok.status_code == 200
 
 
@@ -110,6 +119,43 @@ def test_bad_input_is_a_400_naming_field_and_reason(service, content, field, rea
     assert field in body["error"]
 
 
+@pytest.mark.parametrize(
+    ("table", "field", "reason"),
+    [
+        (pa.table({"customer_id": [1, 2], "aum": ["a lot", "more"]}), "aum", "must be a number column"),
+        (pa.table({"customer_id": [1, 2], "aum": [1.0, float("nan")]}), "aum", "finite"),
+        (pa.table({"customer_id": [1], "region": ["mars"]}), "region", "must be one of 'metro'"),
+        (pa.table({"customer_id": [1], "shoe_size": [44]}), "shoe_size", "unknown column"),
+        (pa.table({"aum": [1.0]}), "customer_id", "column required"),
+        (pa.table({"customer_id": pa.array(range(MAX_BATCH + 1), pa.int64())}), "body", f"1 to {MAX_BATCH} rows"),
+    ],
+)
+def test_bad_arrow_tables_are_a_400_naming_column_and_reason(service, table, field, reason):
+    resp = service.client.post("/score_arrow", content=to_arrow_stream(table), headers=ARROW_HEADERS)
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    assert any(e["field"] == field and reason in e["reason"] for e in body["errors"]), body
+    assert field in body["error"]
+
+
+def test_score_arrow_wants_an_arrow_body(service):
+    garbage = service.client.post("/score_arrow", content=b"not arrow", headers=ARROW_HEADERS)
+    assert garbage.status_code == 400 and "not an Arrow IPC stream" in garbage.json()["error"]
+    as_json = service.client.post("/score_arrow", json={"customers": [{"customer_id": 1}]})
+    assert as_json.status_code == 415 and ARROW_STREAM in as_json.json()["error"]
+    bad_query = service.client.post("/score_arrow?top_k=99", content=to_arrow_stream(pa.table({"customer_id": [1]})),
+                                    headers=ARROW_HEADERS)  # fmt: skip
+    assert bad_query.status_code in (400, 422) and "top_k" in bad_query.text
+
+
+def test_score_arrow_explains_on_request(service, latest):
+    body = to_arrow_stream(request_table(latest.head(2)))
+    frame, _ = _arrow_results(service.client.post("/score_arrow?explain=true&top_k=2", content=body, headers=ARROW_HEADERS))
+    for task in ("tier", "churn", "risk"):
+        reasons = [json.loads(v) for v in frame[f"reasons_{task}"]]
+        assert all(len(r) == 2 and r[0]["feature"] in feature_names() for r in reasons)
+
+
 def test_oversized_batches_are_rejected(service):
     too_many = {"customers": [{"customer_id": i} for i in range(MAX_BATCH + 1)]}
     resp = service.client.post("/score", json=too_many)
@@ -153,19 +199,33 @@ def _flat(results: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _arrow_results(resp: httpx.Response) -> tuple[pd.DataFrame, dict]:
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == ARROW_STREAM
+    with pa.ipc.open_stream(resp.content) as reader:
+        table = reader.read_all()
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    return table.to_pandas(), meta
+
+
 def test_http_and_batch_scoring_agree(service, latest, request_rows, use_serving_env):
-    """No training/serving skew: the same rows through HTTP and through score_frame (1e-9)."""
+    """No training/serving skew: the same rows through HTTP (JSON records, ids, Arrow) and through
+    score_frame with the MLflow models' LightGBM boosters (the service predicts with compiled ones) (1e-9)."""
     from training.registry import load_model
     from training.scoring import score_frame
 
     sample = latest.sample(300, random_state=3).reset_index(drop=True)
     by_features = service.client.post("/score", json={"customers": request_rows(sample)}).json()
     by_ids = service.client.post("/score_ids", json={"customer_ids": sample["customer_id"].tolist()}).json()
-    assert by_features["versions"] == by_ids["versions"]
+    body = to_arrow_stream(request_table(sample))
+    by_arrow, meta = _arrow_results(service.client.post("/score_arrow", content=body, headers=ARROW_HEADERS))
+    by_arrow_json = service.client.post("/score_arrow", content=body, headers={"content-type": ARROW_STREAM}).json()
+    assert by_features["versions"] == by_ids["versions"] == json.loads(meta["versions"]) == by_arrow_json["versions"]
+    assert meta["request_id"]
     models = {task: load_model(task, version)[0] for task, version in by_features["versions"].items()}
     batch = score_frame(sample, models)
-    for body in (by_features, by_ids):
-        http = _flat(body["results"])
+    assert set(by_arrow.columns) == set(batch.columns)
+    for http in (_flat(by_features["results"]), _flat(by_ids["results"]), _flat(by_arrow_json["results"]), by_arrow):
         for col in http.columns:
             expected, got = batch[col].to_numpy(), http[col].to_numpy()
             if col.endswith(("proba",)) or "_proba_" in col:

@@ -1,0 +1,164 @@
+"""Champion boosters compiled to native code for the serving hot path (lleaves, i.e. LLVM).
+
+LightGBM's own `predict` walks every tree through generic code; for the service's batches it
+was the biggest single cost (three boosters at 8–14k rows/s on one core, benchmarks/RESULTS.md
+"Serving"). lleaves compiles a LightGBM model file into one native function with the same
+splits, missing-value rules and categorical bitsets, and the same objective transform, so the
+output is LightGBM's up to floating-point summation order (measured: at most ~2e-15).
+
+Safety net, because a compiled model that disagrees must never be served: after compiling,
+`compile_core` scores a probe matrix built from the model's own split thresholds (values just
+below, at and above every threshold, missing values, every category code seen in a split and
+unseen ones) with both the compiled function and `Booster.predict`; if any output differs by
+more than `TOLERANCE`, the compiled function is discarded and the booster is used, with a
+warning. Explanations (`pred_contrib`) always come from the booster.
+
+Compiled objects are cached under `<clientlens home>/compiled/` (`CLIENTLENS_COMPILED_DIR`),
+content-addressed by the model text, the lleaves and llvmlite versions and the host CPU, and
+written to a temporary name and renamed, so concurrent workers never read a partial file.
+`CLIENTLENS_COMPILED_MODELS=0` turns compilation off (the booster is used everywhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clientlens import config
+
+logger = logging.getLogger(__name__)
+
+TOLERANCE = 1e-9  # the service promises batch == HTTP to 1e-9
+# LightGBM treats |x| <= kZeroThreshold (1e-35f) as zero; lleaves 1.3 resolves the band's edge
+# (exactly -1e-35f) differently (found by the probe below). Rows with any nonzero value this close
+# to zero are therefore scored by the booster; real features never get there.
+ZERO_BAND = 1e-30
+PROBE_ROWS = 512
+
+
+def enabled() -> bool:
+    return os.environ.get("CLIENTLENS_COMPILED_MODELS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CLIENTLENS_COMPILED_DIR", config.home() / "compiled")).resolve()
+
+
+def _cache_key(model_text: str) -> str:
+    from importlib.metadata import version
+
+    import llvmlite.binding as llvm
+
+    llvm.initialize()
+    llvm.initialize_native_target()
+    try:
+        features = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:
+        features = ""
+    h = hashlib.sha256()
+    for part in (model_text, version("lleaves"), version("llvmlite"), llvm.get_host_cpu_name(), features):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def _walk(node: dict[str, Any], numeric: dict[int, set[float]], categorical: dict[int, set[int]]) -> None:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if "split_feature" not in n:
+            continue
+        f = int(n["split_feature"])
+        if n.get("decision_type") == "==":
+            categorical.setdefault(f, set()).update(int(c) for c in str(n["threshold"]).split("||") if c != "")
+        else:
+            numeric.setdefault(f, set()).add(float(n["threshold"]))
+        stack.extend((n["left_child"], n["right_child"]))
+
+
+def probe_matrix(booster: Any, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:
+    """Rows that exercise the model's splits: per feature, values just below / at / above its
+    thresholds, NaN, and for categorical features every code a split names plus unseen ones."""
+    dump = booster.dump_model()
+    n_features = booster.num_feature()
+    numeric: dict[int, set[float]] = {}
+    categorical: dict[int, set[int]] = {}
+    for tree in dump["tree_info"]:
+        _walk(tree["tree_structure"], numeric, categorical)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, n_features))
+    for f in range(n_features):
+        if f in categorical:
+            codes = np.array(sorted(categorical[f]), dtype=np.float64)
+            pool = np.concatenate([codes, [codes.max() + 1, codes.max() + 7, 0.0, np.nan]])
+        elif f in numeric:
+            t = np.array(sorted(numeric[f]))
+            step = np.maximum(np.abs(t) * 1e-6, 1e-9)
+            pool = np.concatenate([t - step, t, t + step, [t.min() - 1, t.max() + 1, np.nan, 0.0]])
+        else:
+            pool = np.array([0.0, 1.0, np.nan])
+        X[:, f] = rng.choice(pool, size=rows)
+    X[rng.random(X.shape) < 0.05] = np.nan  # missing values in every column, whatever its pool
+    return X
+
+
+def compile_booster(booster: Any, directory: Path | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Compile (or load from the cache) `booster`; returns `predict(X) -> Booster.predict(X)`."""
+    import lleaves
+
+    directory = directory or cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    text = booster.model_to_string()
+    obj = directory / f"{_cache_key(text)}.o"
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".compile-") as tmp:
+        model_file = Path(tmp) / "model.txt"
+        model_file.write_text(text)
+        model = lleaves.Model(model_file=str(model_file))
+        if obj.exists():
+            model.compile(cache=str(obj))
+        else:
+            partial = Path(tmp) / "model.o"
+            model.compile(cache=str(partial))  # lleaves writes the object once compiled
+            os.replace(partial, obj)
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        out = model.predict(X, n_jobs=1)
+        tiny = np.flatnonzero(((X != 0) & (np.abs(X) <= ZERO_BAND)).any(axis=1))
+        if tiny.size:
+            out[tiny] = booster.predict(X[tiny], num_threads=1)
+        return out
+
+    predict.model = model  # type: ignore[attr-defined] - keeps the engine alive with the closure
+    return predict
+
+
+def compile_core(core: Any, directory: Path | None = None) -> bool:
+    """Attach a verified compiled predictor to a `training.model.TabularModel`; True if attached.
+
+    Never raises: any failure (lleaves missing, compile error, disagreement with the booster on
+    the probe rows) leaves the core on `Booster.predict` and logs why.
+    """
+    if not enabled():
+        return False
+    try:
+        fast = compile_booster(core.booster, directory)
+        X = probe_matrix(core.booster)
+        want = np.asarray(core.booster.predict(X, num_threads=1), dtype=np.float64)
+        got = np.asarray(fast(X), dtype=np.float64)
+        diff = float(np.max(np.abs(want - got))) if want.size else 0.0
+        if want.shape != got.shape or not np.isfinite(diff) or diff > TOLERANCE:
+            logger.warning("compiled %s model disagrees with LightGBM (max |diff| %s); using the booster", core.task, diff)
+            return False
+    except Exception:  # noqa: BLE001 - serving must go on with the booster
+        logger.warning("could not compile the %s model; using the LightGBM booster", core.task, exc_info=True)
+        return False
+    core.use_predictor(fast)
+    logger.info("%s model compiled (%d trees; probe max |diff| %.1e)", core.task, core.booster.num_trees(), diff)
+    return True
