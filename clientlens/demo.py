@@ -96,7 +96,9 @@ def call_service(run: DemoRun, feats: Path, say: Callable[[str], None]) -> None:
     """Start the real BentoML service, call every endpoint once, stop it."""
     import httpx
     import pandas as pd
+    import pyarrow as pa
 
+    from serving.arrow_io import ARROW_STREAM, request_table, to_arrow_stream
     from serving.process import running_service
 
     latest = pd.read_parquet(feats / "latest.parquet")
@@ -115,9 +117,19 @@ def call_service(run: DemoRun, feats: Path, say: Callable[[str], None]) -> None:
         book = [int(i) for i in latest["customer_id"]]
         for start in range(0, len(book), 1_000):
             http.post("/score_ids", json={"customer_ids": book[start : start + 1_000]}).raise_for_status()
+        # A batch caller that has the features itself sends them as Arrow columns.
+        arrow_body = to_arrow_stream(request_table(latest.head(1_000)))
+        t0 = time.perf_counter()
+        arrow = http.post("/score_arrow", content=arrow_body, headers={"content-type": ARROW_STREAM, "accept": ARROW_STREAM})
+        arrow_ms = (time.perf_counter() - t0) * 1000
+        arrow.raise_for_status()
+        with pa.ipc.open_stream(arrow.content) as reader:
+            arrow_rows = reader.read_all().num_rows
     run.seconds["serve"] = time.perf_counter() - started
-    run.summaries["serve"] = {"url": url, "log": str(log_path), "models": models, "score": scored, "score_ids": by_id}
+    run.summaries["serve"] = {"url": url, "log": str(log_path), "models": models, "score": scored, "score_ids": by_id,
+                              "score_arrow": {"rows": arrow_rows, "ms": round(arrow_ms, 1)}}  # fmt: skip
     say(f"         GET /models, POST /score, POST /score_ids ({len(ids)} ids, the last unknown), then the whole book of {len(book)} customers by id")
+    say(f"         POST /score_arrow: {arrow_rows} customers as an Arrow table, answered as Arrow in {arrow_ms:.0f} ms")
     say("         POST /score response (one customer, explain=true):")
     say("         " + json.dumps(scored, indent=2, default=str).replace("\n", "\n         "))
 

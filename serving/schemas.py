@@ -229,6 +229,9 @@ class ModelInfo(BaseModel):
     run_id: str | None = None
     trained_at: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    compiled: bool = Field(
+        default=False, description="Predicting with the trees compiled to native code (verified against LightGBM)."
+    )
 
 
 class ModelsResponse(BaseModel):

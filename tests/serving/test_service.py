@@ -54,6 +54,7 @@ def test_models_lists_the_champions(service, serving_env):
         assert "champion" in m["aliases"]
         assert m["version"].isdigit() and m["run_id"] and m["trained_at"]
         assert m["bento_tag"].startswith(f"clientlens-{m['task']}:")
+        assert m["compiled"] is True  # so the skew test below compares compiled trees with LightGBM
     by_task = {m["task"]: m for m in models}
     assert {"roc_auc", "pr_auc", "brier"} <= set(by_task["churn"]["metrics"])
     assert {"macro_f1", "log_loss"} <= set(by_task["tier"]["metrics"])
