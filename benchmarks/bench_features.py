@@ -9,10 +9,14 @@ Three timings on the same Parquet data, in one run (compare them as ratios):
 2. **DuckDB subset**: one SQL query computing per customer the 30/90/180-day sums and counts of
    transactions by category and direction at that date (DuckDB with W threads, warm, in process).
 3. **pipeline subset**: the same aggregates with the pipeline's own reader and kernel
-   (`features.build.category_flows`), partitioned by customer range: on W warm local processes
-   and, like `--workers 1`, one range after another in this process (pyarrow decodes on its
-   own threads); reading with plain pyarrow (like DuckDB: no validation), and once more on W
-   processes through the contract's validated reader (`features.contract.read_raw`).
+   (`features.panel._read_range_arrow`: row groups chosen by `customer_id` and `ts`
+   statistics; then `features.build.category_flows`), partitioned by customer range as
+   `features.panel.plan_partitions` plans the build: on W warm local processes (largest
+   ranges first, like the build) and, like `--workers 1`, one range after another in this
+   process (pyarrow decodes on its own threads); reading with plain pyarrow (like DuckDB: no
+   validation; Arrow columns straight to the kernel's arrays, rows left in file order since
+   the kernel does not depend on it), and once more on W processes through the contract's
+   validated reader (`features.contract.read_raw`, every month of the range).
 
 Subset timings are repeated (`--repeats`, interleaved) and the medians compared. The data comes from `--raw DIR` or is simulated into /tmp (kept for reuse). Prints a table and
 writes `benchmarks/out/features-<N>x<M>.json`.
@@ -137,7 +141,7 @@ def _subset_partition(raw: str, lo: int, hi: int, as_of: str, validated: bool):
     import numpy as np
     import pandas as pd
     from features import vocab
-    from features.build import CATEGORIES, Prepared, _codes, _ns, category_flows, prepare
+    from features.build import CATEGORIES, Prepared, _positions, category_flows, prepare
 
     t_end = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)
     since = t_end - pd.Timedelta(days=max(WINDOWS))
@@ -147,15 +151,21 @@ def _subset_partition(raw: str, lo: int, hi: int, as_of: str, validated: bool):
         tables = read_raw(raw, tables=["transactions"], customer_ids=(lo, hi + 1))
         prep = prepare(tables)
     else:
-        from features.panel import _read_range
+        # the pipeline's reader (row groups chosen by customer_id and ts statistics), straight from
+        # Arrow to the kernel's arrays: no pandas, dictionary columns mapped to codes by dictionary
+        import pyarrow as pa
+
+        from features.panel import _read_range_arrow, arrow_codes
 
         cols = ["customer_id", "ts", "amount", "direction", "category"]
-        tx = _read_range(Path(raw) / "transactions.parquet", (lo, hi), "ts", since, t_end, columns=cols)
+        tx = _read_range_arrow(Path(raw) / "transactions.parquet", (lo, hi), "ts", since, t_end, columns=cols,
+                               customer_order=False)  # the kernel does not depend on row order
         ids = np.arange(lo, hi + 1, dtype=np.int64)  # simulated ids are dense
-        cust = np.searchsorted(ids, tx["customer_id"].to_numpy()).astype(np.int32)
+        cust, _ = _positions(tx["customer_id"].to_numpy(), ids)  # as `prepare` does
         prep = Prepared(customer_ids=ids, customers=pd.DataFrame({"customer_id": ids}))
-        prep.tx = {"cust": cust, "ts": _ns(tx["ts"]), "amount": tx["amount"].to_numpy(),
-                   "dir": _codes(tx["direction"], vocab.DIRECTIONS), "cat": _codes(tx["category"], CATEGORIES)}
+        ts = tx["ts"].cast(pa.timestamp("ns")).cast(pa.int64()).to_numpy()
+        prep.tx = {"cust": cust, "ts": ts, "amount": tx["amount"].to_numpy(),
+                   "dir": arrow_codes(tx["direction"], vocab.DIRECTIONS), "cat": arrow_codes(tx["category"], CATEGORIES)}
     return category_flows(prep, as_of, WINDOWS)
 
 
@@ -170,8 +180,10 @@ def pipeline_subset(raw: Path, as_of, workers: int, ranges, validated: bool, poo
     import pandas as pd
 
     t0 = time.perf_counter()
-    futures = [pool.submit(_subset_partition, str(raw), lo, hi, str(as_of), validated) for lo, hi in ranges]
-    frames = [f.result() for f in futures]
+    # like features.panel._run_local: largest ranges first, results in range order
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0] - ranges[i][1])
+    futures = {i: pool.submit(_subset_partition, str(raw), *ranges[i], str(as_of), validated) for i in order}
+    frames = [futures[i].result() for i in range(len(ranges))]
     result = pd.concat(frames, ignore_index=True)
     return time.perf_counter() - t0, result
 

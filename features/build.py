@@ -86,8 +86,13 @@ class Prepared:
 
 
 def _positions(ids: np.ndarray, customer_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pos = np.searchsorted(customer_ids, ids)
-    pos = np.minimum(pos, max(len(customer_ids) - 1, 0))
+    """Position of each id in the sorted, unique `customer_ids` (clipped), and whether it is there."""
+    n = len(customer_ids)
+    if n and int(customer_ids[-1]) - int(customer_ids[0]) == n - 1:  # dense ids: an offset, no search
+        pos = np.clip(ids - customer_ids[0], 0, n - 1)
+    else:
+        pos = np.searchsorted(customer_ids, ids)
+        pos = np.minimum(pos, max(n - 1, 0))
     ok = (customer_ids[pos] == ids) if len(customer_ids) else np.zeros(len(ids), dtype=bool)
     return pos.astype(np.int32), ok
 
@@ -428,6 +433,65 @@ def _event_features(prep: Prepared, t_end: int, config: FeatureConfig, weekly_re
     return cols
 
 
+def _long_window_features(prep: Prepared, t_end: int) -> dict[str, np.ndarray]:
+    """Rare investment signals over 180 and `registry.LONG_WINDOW_DAYS` days, and their rates per (1 + logins).
+
+    One masked pass per table over the long window (the bucketed passes above stop at 180 days for
+    everything but recency). A rate needs both of its tables; without one it stays NaN.
+    """
+    n, w = prep.n, registry.LONG_WINDOW_DAYS
+    cols: dict[str, np.ndarray] = {}
+    counts: dict[str, dict[int, np.ndarray]] = {}
+    for_windows = (180, w)
+
+    def per_window(cust: np.ndarray, days: np.ndarray) -> dict[int, np.ndarray]:
+        """Counts per customer over the 180d and the long window (rows are already inside the long one)."""
+        both = np.bincount(cust.astype(np.int64) * 2 + (days >= 180), minlength=2 * n).reshape(n, 2)
+        return {180: both[:, 0].astype(np.float64), w: both.sum(axis=1).astype(np.float64)}
+
+    if prep.tx is not None:
+        tx = prep.tx
+        cat, cp = tx["cat"], tx["cp"]
+        # the rare rows first (cheap), then the time window on those only
+        idx = np.flatnonzero((cp == COUNTERPARTIES.index("brokerage")) | (cat == CATEGORIES.index("investment_buy")))
+        ts = tx["ts"][idx]
+        idx = idx[(ts < t_end) & (ts >= t_end - w * DAY_NS)]
+        cust, day = tx["cust"][idx], (t_end - 1 - tx["ts"][idx]) // DAY_NS
+        brk = (cp[idx] == COUNTERPARTIES.index("brokerage")) & (tx["dir"][idx] == vocab.DIRECTIONS.index("out"))
+        buy = cat[idx] == CATEGORIES.index("investment_buy")
+        counts["brokerage"] = per_window(cust[brk], day[brk])
+        counts["buys"] = per_window(cust[buy], day[buy])
+        cols[f"count_outflow_brokerage_{w}d"] = counts["brokerage"][w]
+        cols[f"outflow_brokerage_{w}d"] = np.bincount(cust[brk], weights=tx["amount"][idx][brk], minlength=n)
+        cols[f"count_investment_buy_{w}d"] = counts["buys"][w]
+    if prep.ev is not None:
+        ev = prep.ev
+        idx = np.flatnonzero((ev["ts"] < t_end) & (ev["ts"] >= t_end - w * DAY_NS))
+        cust, day, topic = ev["cust"][idx], (t_end - 1 - ev["ts"][idx]) // DAY_NS, ev["topic"][idx]
+        # one pass: (customer, kind, window) with kind 0 login, 1 equity_funds view/search, 2 other topic, 3 other
+        login = ev["type"][idx] == EVENT_TYPES.index("login")
+        kind = np.where(login, 0, np.where(topic == TOPICS.index("equity_funds"), 1, np.where(topic >= 0, 2, 3)))
+        key = (cust.astype(np.int64) * 4 + kind) * 2 + (day >= 180)
+        c = np.bincount(key, minlength=8 * n).reshape(n, 4, 2).astype(np.float64)
+        within = {180: c[:, :, 0], w: c.sum(axis=2)}
+        counts["logins"] = {lw: within[lw][:, 0] for lw in for_windows}
+        counts["equity"] = {lw: within[lw][:, 1] for lw in for_windows}
+        topical_n = {lw: within[lw][:, 1] + within[lw][:, 2] for lw in for_windows}
+        cols[f"login_count_{w}d"] = counts["logins"][w]
+        for lw in for_windows:
+            cols[f"views_equity_funds_{lw}d"] = counts["equity"][lw]
+            cols[f"equity_funds_view_share_{lw}d"] = _ratio(counts["equity"][lw], topical_n[lw])
+    if "logins" in counts:
+        for lw in for_windows:
+            den = 1.0 + counts["logins"][lw]
+            cols[f"equity_views_per_login_{lw}d"] = counts["equity"][lw] / den
+            if "brokerage" in counts:
+                cols[f"brokerage_transfers_per_login_{lw}d"] = counts["brokerage"][lw] / den
+                cols[f"investment_buys_per_login_{lw}d"] = counts["buys"][lw] / den
+                cols[f"invest_interest_per_login_{lw}d"] = (counts["brokerage"][lw] + counts["equity"][lw]) / den
+    return cols
+
+
 def _holdings_features(prep: Prepared, t_end: int, config: FeatureConfig, stated_max: np.ndarray):
     n, ho = prep.n, prep.ho
     cols: dict[str, np.ndarray] = {}
@@ -570,6 +634,8 @@ def features_at(prep: Prepared, as_of, config: FeatureConfig | None = None) -> p
         cols.update(_transaction_features(prep, t_end, config, weekly_returns))
     if prep.ev is not None:
         cols.update(_event_features(prep, t_end, config, weekly_returns))
+    if prep.tx is not None or prep.ev is not None:
+        cols.update(_long_window_features(prep, t_end))
     if prep.ho is not None:
         hcols, snap_t = _holdings_features(prep, t_end, config, stated_max)
         cols.update(hcols)
@@ -657,16 +723,23 @@ def category_flows(prep: Prepared, as_of, windows: Sequence[int] = registry.WIND
     t_end = (pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)).value
     edges = np.asarray(sorted(windows))
     m = (tx["ts"] < t_end) & (tx["ts"] >= t_end - int(edges[-1]) * DAY_NS) & (tx["cat"] >= 0)
-    d = (t_end - 1 - tx["ts"][m]) // DAY_NS
-    bucket = np.searchsorted(edges, d, side="right")
+    rows = {k: tx[k] if m.all() else tx[k][m] for k in ("ts", "dir", "cat", "cust", "amount")}  # no copy if all in
+    # bucket = searchsorted(edges, age_days, side="right") = number of edges e with age_days >= e,
+    # age_days = (t_end - 1 - ts) // DAY_NS; age_days >= e  <=>  ts < t_end - e days
+    bucket = np.zeros(len(rows["ts"]), dtype=np.int64)
+    for e in edges:
+        bucket += rows["ts"] < t_end - int(e) * DAY_NS
     nb, nk = len(edges), N_DIR * N_CAT
-    key = (tx["cust"][m].astype(np.int64) * nb + bucket) * nk + tx["dir"][m] * N_CAT + tx["cat"][m]
-    cnt = np.cumsum(np.bincount(key, minlength=n * nb * nk).reshape(n, nb, nk), axis=1)
-    amt = np.cumsum(np.bincount(key, weights=tx["amount"][m], minlength=n * nb * nk).reshape(n, nb, nk), axis=1)
+    # bins ordered (bucket, direction x category, customer): every output column is one contiguous row
+    key = (bucket * nk + rows["dir"] * N_CAT + rows["cat"]) * n + rows["cust"]
+    cnt = np.bincount(key, minlength=n * nb * nk).reshape(nb, nk, n)
+    amt = np.bincount(key, weights=rows["amount"], minlength=n * nb * nk).reshape(nb, nk, n)
+    np.cumsum(cnt, axis=0, out=cnt)  # window w = buckets up to w
+    np.cumsum(amt, axis=0, out=amt)
     cols: dict[str, np.ndarray] = {"customer_id": prep.customer_ids}
     for wi, w in enumerate(edges):
         for di, direction in enumerate(vocab.DIRECTIONS):
             for ci, category in enumerate(CATEGORIES):
-                cols[f"sum_{direction}_{category}_{w}d"] = amt[:, wi, di * N_CAT + ci]
-                cols[f"count_{direction}_{category}_{w}d"] = cnt[:, wi, di * N_CAT + ci]
+                cols[f"sum_{direction}_{category}_{w}d"] = amt[wi, di * N_CAT + ci]
+                cols[f"count_{direction}_{category}_{w}d"] = cnt[wi, di * N_CAT + ci]
     return pd.DataFrame(cols)

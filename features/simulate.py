@@ -9,8 +9,10 @@ follows it section by section. Layout:
   Python loops over customers or rows). Its randomness comes from
   `SeedSequence([seed, 1, block_index])`, so a customer's data depends only on the seed and
   the block it falls in, never on the chunk size used to write the files.
-- `simulate(...)` — the I/O shell: groups blocks into chunks, writes one Parquet row group
-  per chunk and table to a temporary name, and renames every file only once all are done.
+- `simulate(...)` — the I/O shell: groups blocks into chunks, writes each chunk of a table to a
+  temporary name as one Parquet row group (transactions, events, holdings: one row group per
+  span of 10,000 customer ids and calendar month, so readers skip months by statistics), and
+  renames every file only once all are done.
 """
 
 from __future__ import annotations
@@ -827,6 +829,48 @@ def _concat(blocks: list[Block], table: str) -> dict[str, object]:
     return out
 
 
+# tables written as one row group per (span of ROW_GROUP_CUSTOMERS customer ids, calendar month): a
+# reader skips months by the time column's statistics, and a worker reads a span without its neighbours
+MONTHLY_ROW_GROUPS = {"transactions": "ts", "events": "ts", "holdings": "snapshot_date"}
+ROW_GROUP_CUSTOMERS = 10_000
+
+
+def _dictionary_columns(table: str, schema: pa.Schema) -> bool | list[str]:
+    """Columns to dictionary-encode: in the monthly tables only strings, `customer_id` and the snapshot date.
+
+    Row groups of one month are small; a per-row-group dictionary of nearly unique values
+    (timestamps, amounts, txn_id) only makes the file bigger and slower to write and read.
+    """
+    if table not in MONTHLY_ROW_GROUPS:
+        return True
+    return [f.name for f in schema if pa.types.is_dictionary(f.type) or f.name in ("customer_id", "snapshot_date")]
+
+
+def _by_month(columns: dict[str, object], time_col: str, bounds: np.ndarray) -> tuple[dict[str, object], np.ndarray]:
+    """A chunk's rows reordered by (customer span, month), stable (so customer, then time within one),
+    and the rows per (span, month) in that order.
+
+    Spans are ids `ROW_GROUP_CUSTOMERS·s + 1 … ROW_GROUP_CUSTOMERS·(s + 1)`, aligned to ids, not to
+    the chunk, so any chunk size that is a multiple of the span writes the same file.
+    """
+    months = len(bounds) - 1
+    t = np.asarray(columns[time_col]).astype("datetime64[ns]", copy=False)
+    month = np.clip(np.searchsorted(bounds, t, side="right") - 1, 0, months - 1)
+    span = (np.asarray(columns["customer_id"]) - 1) // ROW_GROUP_CUSTOMERS
+    first = int(span.min()) if len(span) else 0
+    n_keys = (int(span.max()) - first + 1) * months if len(span) else months
+    key = (span - first) * months + month
+    key = key.astype(np.uint16 if n_keys <= 2**16 else np.int64)  # uint16: a linear-time radix sort
+    counts = np.bincount(key, minlength=n_keys)
+    if len(key) < 2 or bool(np.all(key[1:] >= key[:-1])):
+        return columns, counts
+    order = np.argsort(key, kind="stable")
+    del key, month, span, t
+    for name, v in list(columns.items()):  # in place, one column at a time: one extra column of memory
+        columns[name] = (np.asarray(v[0])[order], v[1]) if isinstance(v, tuple) else np.asarray(v)[order]
+    return columns, counts
+
+
 def simulate(
     out_dir: str | Path,
     customers: int,
@@ -841,7 +885,9 @@ def simulate(
 
     Returns rows per table. Files appear atomically: each is written to a temporary name and
     all are renamed only after every chunk succeeded. `chunk_size` (rounded up to a multiple
-    of BLOCK_SIZE) bounds memory and sets the row-group size; it does not change the data.
+    of BLOCK_SIZE) bounds memory and sets the customer span of row groups (transactions, events,
+    holdings: at most `ROW_GROUP_CUSTOMERS`, one row group per span and month); it changes the
+    row groups and the row order between them, never the rows.
     `on_chunk(n_customers)` is called after each chunk (progress bars).
     """
     if customers < 1:
@@ -867,10 +913,22 @@ def simulate(
                 n = min(BLOCK_SIZE, customers - b * BLOCK_SIZE)
                 blocks.append(generate_block(b, n, market, seed, p))
             for table in ("customers", "holdings", "transactions", "events", "truth"):
-                at = to_arrow(_concat(blocks, table))
+                columns = _concat(blocks, table)
+                counts = None
+                if table in MONTHLY_ROW_GROUPS:
+                    columns, counts = _by_month(columns, MONTHLY_ROW_GROUPS[table], market.month_starts)
+                at = to_arrow(columns)
+                del columns
                 if table not in writers:
-                    writers[table] = pq.ParquetWriter(tmp[table], at.schema, compression="zstd")
-                writers[table].write_table(at, row_group_size=max(at.num_rows, 1))
+                    writers[table] = pq.ParquetWriter(tmp[table], at.schema, compression="zstd",
+                                                      use_dictionary=_dictionary_columns(table, at.schema))
+                if counts is None or at.num_rows == 0:
+                    writers[table].write_table(at, row_group_size=max(at.num_rows, 1))
+                else:  # one row group per (customer span, month) that has rows
+                    offset = 0
+                    for c in counts[counts > 0].tolist():
+                        writers[table].write_table(at.slice(offset, c), row_group_size=c)
+                        offset += c
                 rows[table] += at.num_rows
             if on_chunk is not None:
                 on_chunk(sum(len(b.tables["customers"]["customer_id"]) for b in blocks))

@@ -173,6 +173,48 @@ def test_events_login_and_topic_intensity():
     assert np.isnan(c["views_equity_funds_trend_30d"])  # no equity views in the 30 days before: NaN, not 0
 
 
+def test_long_window_rare_signals_and_rates_per_login():
+    # T = 2025-06-30: the 365-day window is 2024-07-01 .. T, the 180-day window 2025-01-02 .. T.
+    tx = txns(
+        [
+            (1, "2025-06-20", 100, "out", "transfer", "brokerage"),  # in 180d and 365d
+            (1, "2024-09-01", 300, "out", "transfer", "brokerage"),  # only 365d
+            (1, "2024-07-01 00:00", 50, "out", "transfer", "brokerage"),  # day 364: the window's first day
+            (1, "2024-06-30 23:59", 999, "out", "transfer", "brokerage"),  # day 365: outside
+            (1, "2024-10-01", 80, "in", "transfer", "brokerage"),  # inbound: not a transfer to a brokerage
+            (1, "2024-12-01", 1000, "out", "investment_buy", "internal", "mobile", "equity_fund"),
+            (1, "2025-07-01", 500, "out", "transfer", "brokerage"),  # after T
+        ]
+    )
+    ev = events(
+        [
+            (1, "2025-06-29", "login", None),
+            (1, "2025-03-01", "login", None),
+            (1, "2024-08-01", "login", None),
+            (1, "2025-06-28", "view", "equity_funds"),
+            (1, "2024-08-02", "search", "equity_funds"),
+            (1, "2024-08-03", "view", "mortgage"),
+            (1, "2025-07-02", "view", "equity_funds"),  # after T
+        ]
+    )
+    f = build_features({"customers": customers(2), "transactions": tx, "events": ev}, T)
+    c = one(f, 1)
+    assert c["count_outflow_brokerage_365d"] == 3 and c["outflow_brokerage_365d"] == 450
+    assert c["count_investment_buy_365d"] == 1
+    assert c["login_count_365d"] == 3
+    assert c["views_equity_funds_180d"] == 1 and c["views_equity_funds_365d"] == 2
+    assert c["equity_funds_view_share_180d"] == 1.0 and c["equity_funds_view_share_365d"] == pytest.approx(2 / 3)
+    assert c["brokerage_transfers_per_login_180d"] == pytest.approx(1 / 3)  # 1 transfer, 2 logins
+    assert c["brokerage_transfers_per_login_365d"] == pytest.approx(3 / 4)
+    assert c["equity_views_per_login_365d"] == pytest.approx(2 / 4)
+    assert c["investment_buys_per_login_365d"] == pytest.approx(1 / 4)
+    assert c["invest_interest_per_login_365d"] == pytest.approx((3 + 2) / 4)
+    assert 2 not in f["customer_id"].tolist()  # no activity in 180 days: not an active customer, not a row
+    # without events, the rates that need logins are NaN, the transaction counts are not
+    f = build_features({"customers": customers(1), "transactions": tx}, T)
+    assert one(f, 1)["count_outflow_brokerage_365d"] == 3 and np.isnan(one(f, 1)["brokerage_transfers_per_login_365d"])
+
+
 def test_holdings_aum_split_change_and_tier():
     rows = []
     for d, v in (("2024-12-31", 100_000), ("2025-03-31", 200_000), ("2025-05-31", 300_000), ("2025-06-30", 400_000)):

@@ -186,3 +186,64 @@ def test_partitions_follow_row_groups(tmp_path):
     assert len(plan_partitions(tmp_path / "customers.parquet", 100, 4, tmp_path / "transactions.parquet")) == 4
     # without a usable layout: even ranges
     assert plan_partitions(tmp_path / "customers.parquet", 10, 1) == [(1, 10), (11, 20), (21, 30)]
+
+
+def test_partitions_follow_customer_chunks_of_monthly_row_groups(tmp_path):
+    """Row groups of one customer chunk (one per month, overlapping customer ranges) count as one chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from features.panel import plan_partitions
+
+    ids = np.arange(1, 31, dtype=np.int64)
+    pq.write_table(pa.table({"customer_id": ids}), tmp_path / "customers.parquet")
+    with pq.ParquetWriter(tmp_path / "transactions.parquet", pa.schema([("customer_id", pa.int64())])) as w:
+        for lo in (1, 11, 21):  # three chunks of 10 customers, three "months" each, not every customer active
+            for skip in (0, 3, 1):
+                w.write_table(pa.table({"customer_id": np.arange(lo + skip, lo + 10)}))
+    assert plan_partitions(tmp_path / "customers.parquet", 20, 1, tmp_path / "transactions.parquet") == [
+        (1, 20), (21, 30)]
+    assert plan_partitions(tmp_path / "customers.parquet", 10, 1, tmp_path / "transactions.parquet") == [
+        (1, 10), (11, 20), (21, 30)]
+
+
+def test_read_range_skips_months_and_keeps_customer_time_order(sim_raw):
+    import pyarrow.parquet as pq
+
+    from features.panel import _read_range, _row_groups
+
+    path = sim_raw / "transactions.parquet"
+    pf = pq.ParquetFile(path)
+    lo, hi = 300, 1_200
+    lower, upper = pd.Timestamp("2025-03-15"), pd.Timestamp("2025-06-01")
+    groups = _row_groups(pf, (lo, hi), "ts", lower, upper)
+    assert 0 < len(groups) <= 4 < pf.num_row_groups  # March..May (+ a boundary month at most)
+    # one customer chunk: customers 300..1200 of 1..2000 need a row filter, so does March; nothing else
+    assert all(needs_filter for _, needs_filter in groups)
+    assert [f for _, f in _row_groups(pf, None, "ts", lower, upper)] == [True, False, False]
+    got = _read_range(path, (lo, hi), "ts", lower, upper)
+    everything = pd.read_parquet(path)
+    want = everything[everything["customer_id"].between(lo, hi) & (everything["ts"] >= lower)
+                      & (everything["ts"] < upper)]
+    want = want.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    c, t = got["customer_id"].to_numpy(), got["ts"].to_numpy()
+    assert np.all((np.diff(c) > 0) | ((np.diff(c) == 0) & (t[1:] >= t[:-1])))
+    # file order on request (order-free kernels), same rows
+    loose = _read_range(path, (lo, hi), "ts", lower, upper, customer_order=False)
+    pd.testing.assert_frame_equal(loose.sort_values("txn_id", ignore_index=True),
+                                  got.sort_values("txn_id", ignore_index=True))
+    # nothing in range: an empty frame with the requested columns
+    empty = _read_range(path, (lo, hi), "ts", pd.Timestamp("2040-01-01"), None, columns=["customer_id", "ts"])
+    assert len(empty) == 0 and list(empty.columns) == ["customer_id", "ts"]
+
+
+def test_arrow_codes_map_dictionaries_to_the_vocabulary():
+    import pyarrow as pa
+
+    from features.panel import arrow_codes
+
+    col = pa.chunked_array([pa.array(["x", "b", None, "a"]).dictionary_encode(),
+                            pa.array(["b", "a", "b"]).dictionary_encode()])
+    assert arrow_codes(col, ["a", "b"]).tolist() == [-1, 1, -1, 0, 1, 0, 1]
+    assert arrow_codes(pa.array(["a", "zz", None, "b"]), ["a", "b"]).tolist() == [0, -1, -1, 1]

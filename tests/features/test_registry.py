@@ -21,7 +21,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "FEATURES.md"
 def test_declarations_are_well_formed():
     names = registry.feature_names()
     assert len(names) == len(set(names))
-    assert 80 <= len(names) <= 150
+    # The cap keeps the request model and drift report readable; raised from 150 for the 16 long-window
+    # (180/365-day) behaviour features the latent-risk model needs (training/tasks/risk.yaml).
+    assert 80 <= len(names) <= 175
     for feat in registry.FEATURES:
         assert re.fullmatch(r"[a-z][a-z0-9_]*", feat.name), feat.name
         assert feat.description.strip() and feat.window.strip()

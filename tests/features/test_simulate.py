@@ -265,22 +265,61 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path):
     assert set(da) == {f"{t}.parquet" for t in sim.OUTPUT_TABLES}
     assert da == db
     assert all(da[name] != dc[name] for name in da)
-    # chunk size changes row groups, never the data
+    # chunk size changes row groups (and the order between them), never the rows: ordered by customer
+    # (stable), both files give the same table
     sim.simulate(tmp_path / "d", 1_500, 5, seed=3, chunk_size=5_000)
     for name in da:
         left = pq.read_table(tmp_path / "a" / name)
         right = pq.read_table(tmp_path / "d" / name)
+        if "customer_id" in left.column_names:
+            left, right = left.sort_by("customer_id"), right.sort_by("customer_id")
         assert left.equals(right), name
-    assert pq.ParquetFile(tmp_path / "a" / "events.parquet").num_row_groups == 2
-    assert pq.ParquetFile(tmp_path / "d" / "events.parquet").num_row_groups == 1
+    # per chunk: customers one row group, events (transactions, holdings) one row group per month
+    assert pq.ParquetFile(tmp_path / "a" / "customers.parquet").num_row_groups == 2
+    assert pq.ParquetFile(tmp_path / "d" / "customers.parquet").num_row_groups == 1
+    assert pq.ParquetFile(tmp_path / "a" / "events.parquet").num_row_groups == 2 * 5
+    assert pq.ParquetFile(tmp_path / "d" / "events.parquet").num_row_groups == 5
 
 
-def test_rows_sorted_by_customer_then_time(sim_raw):
+def test_row_groups_follow_customer_spans_not_chunks(tmp_path, monkeypatch):
+    """Transactions, events, holdings: one row group per (span of ids, month); any chunk size that is a
+    multiple of the span writes byte-identical files."""
+    monkeypatch.setattr(sim, "ROW_GROUP_CUSTOMERS", 1_000)
+    sim.simulate(tmp_path / "a", 3_000, 4, seed=5, chunk_size=1_000)
+    sim.simulate(tmp_path / "b", 3_000, 4, seed=5, chunk_size=3_000)
+    da, db = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    for name in ("transactions.parquet", "events.parquet", "holdings.parquet"):
+        assert da[name] == db[name], name
+        assert pq.ParquetFile(tmp_path / "b" / name).num_row_groups == 3 * 4, name
+    assert pq.ParquetFile(tmp_path / "b" / "customers.parquet").num_row_groups == 1
+
+
+def _sorted_by_customer_then_time(c: np.ndarray, t: np.ndarray) -> bool:
+    return bool(np.all((np.diff(c) > 0) | ((np.diff(c) == 0) & (t[1:] >= t[:-1]))))
+
+
+def test_layout_month_row_groups_sorted_by_customer_then_time(sim_raw):
+    """Per customer chunk one row group per calendar month; in a row group rows by customer, then time;
+    ordered by customer (stable), a file is ordered by customer then time."""
     for table, time_col in (("transactions", "ts"), ("events", "ts"), ("holdings", "snapshot_date")):
+        pf = pq.ParquetFile(sim_raw / f"{table}.parquet")
+        assert pf.num_row_groups > 1, table
+        chunk_ranges = []
+        for g in range(pf.num_row_groups):
+            df = pf.read_row_group(g, columns=["customer_id", time_col]).to_pandas()
+            c, t = df["customer_id"].to_numpy(), df[time_col].to_numpy()
+            assert _sorted_by_customer_then_time(c, t), (table, g)
+            months = df[time_col].dt.to_period("M")
+            assert months.nunique() == 1, (table, g)
+            chunk_ranges.append((c.min(), c.max(), months.iloc[0]))
+        # months increase within a chunk; chunks' customer ranges do not overlap
+        for (lo0, hi0, m0), (lo1, hi1, m1) in zip(chunk_ranges, chunk_ranges[1:], strict=False):
+            assert m1 > m0 or lo1 > hi0, table
         df = pd.read_parquet(sim_raw / f"{table}.parquet", columns=["customer_id", time_col])
-        c, t = df["customer_id"].to_numpy(), df[time_col].to_numpy()
-        assert np.all((np.diff(c) > 0) | ((np.diff(c) == 0) & (t[1:] >= t[:-1]))), table
-    tx = pd.read_parquet(sim_raw / "transactions.parquet", columns=["txn_id"])
+        df = df.sort_values("customer_id", kind="stable")
+        assert _sorted_by_customer_then_time(df["customer_id"].to_numpy(), df[time_col].to_numpy()), table
+    tx = pd.read_parquet(sim_raw / "transactions.parquet", columns=["customer_id", "txn_id"])
+    tx = tx.sort_values("customer_id", kind="stable")
     assert tx["txn_id"].is_monotonic_increasing and tx["txn_id"].is_unique
 
 
