@@ -180,7 +180,13 @@ def realised_performance(
         metrics = binary_metrics(joined[info.label].astype(float), joined[scores[0]])
     else:
         classes = [c.removeprefix(info.score_prefix) for c in scores]
-        metrics = multiclass_metrics(joined[info.label], joined[scores], classes)
+        if len(classes) == 2:
+            # A binary model with named classes [negative, positive] (spec target.classes, e.g. risk's
+            # not_aggressive / aggressive): positive = the label equals the positive class, as in training.
+            positive = (joined[info.label].astype(str) == classes[1]).astype(float)
+            metrics = binary_metrics(positive, joined[scores[1]])
+        else:
+            metrics = multiclass_metrics(joined[info.label], joined[scores], classes)
     return {
         "task": task,
         "label": info.label,

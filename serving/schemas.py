@@ -174,8 +174,11 @@ class ChurnScore(BaseModel):
 
 
 class RiskScore(BaseModel):
-    label: str = Field(description="Most likely latent risk appetite (conservative / balanced / aggressive).")
-    probabilities: dict[str, float] = Field(description="Calibrated probability per risk class.")
+    label: str = Field(
+        description="Most likely latent risk appetite, among the risk model's classes (the built-in model: "
+        "aggressive / not_aggressive, learned from customers free to act on their appetite)."
+    )
+    probabilities: dict[str, float] = Field(description="Calibrated probability per risk class of the model.")
     hidden_aggressive: bool = Field(
         description="Rated conservative but behaves like an aggressive investor: a candidate for a "
         "suitability re-assessment (never an automatic product push)."

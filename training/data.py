@@ -141,7 +141,7 @@ def prepare(frame: pd.DataFrame, spec: TaskSpec) -> Prepared:
             raise InputError(f"spec {spec.name!r} field target: binary target has values other than 0/1")
         if len(np.unique(y)) < 2:
             raise InputError(f"spec {spec.name!r} field target: only one class present")
-        classes = ["0", "1"]
+        classes = list(t.classes) if t.classes else ["0", "1"]
     elif t.kind == "multiclass":
         values = y_raw.astype(str)
         present = sorted(values.unique().tolist())
@@ -161,7 +161,11 @@ def prepare(frame: pd.DataFrame, spec: TaskSpec) -> Prepared:
         weight = pd.to_numeric(lab[spec.weight], errors="coerce").fillna(0.0).to_numpy(dtype=float)
         if (weight < 0).any():
             raise InputError(f"spec {spec.name!r} field weight: negative weights in {spec.weight!r}")
-    extras_cols = [c for c in dict.fromkeys([*spec.keep_columns]) if c in frame.columns]
+    # Carried beside the features: keep_columns, and the baseline's own columns (a heuristic may rank by
+    # columns the model does not use, e.g. with a `features` allow-list).
+    b = spec.baseline
+    baseline_cols = [*b.columns, *b.negative, *([b.column] if b.column else [])]
+    extras_cols = [c for c in dict.fromkeys([*spec.keep_columns, *baseline_cols]) if c in frame.columns]
     unlabelled = None
     if (~labelled).any():
         keep = list(dict.fromkeys([c for c in (spec.id, spec.split.time_column) if c] + extras_cols + features))

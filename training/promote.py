@@ -38,8 +38,13 @@ def holdout_score(model, holdout: pd.DataFrame, metric: str, classes: list[str] 
     return float(values[metric])
 
 
-def promote(task: str, margin: float = 0.0) -> dict[str, Any]:
-    """Move alias `champion` to the `challenger` if it beats the champion by more than `margin` on its holdout."""
+def promote(task: str, margin: float = 0.0, force: str | None = None) -> dict[str, Any]:
+    """Move alias `champion` to the `challenger` if it beats the champion by more than `margin` on its holdout.
+
+    `force` (a reason, e.g. "target redefined: risk is now binary") promotes the challenger whatever
+    the gate says, for changes the gate cannot judge (a new target or feature set); the gate's own
+    verdict and the reason are recorded with the decision.
+    """
     c = R.client()
     name = R.model_name(task)
     challenger = R._version(task, R.CHALLENGER)
@@ -51,6 +56,8 @@ def promote(task: str, margin: float = 0.0) -> dict[str, Any]:
     champion = c.get_model_version(name, str(aliases[R.CHAMPION])) if R.CHAMPION in aliases else None
 
     def record(promoted: bool, reason: str, numbers: dict[str, Any]) -> dict[str, Any]:
+        if force and not promoted and champion is not None and str(champion.version) != str(challenger.version):
+            promoted, reason = True, f"forced ({force}); the gate said: {reason}"
         tags = {"promotion_decision": "promoted" if promoted else "rejected", "promotion_reason": reason,
                 "promotion_metric": metric, "promotion_margin": str(margin), "promotion_at": now,
                 **{f"promotion_{k}": str(v) for k, v in numbers.items()}}
@@ -76,6 +83,14 @@ def promote(task: str, margin: float = 0.0) -> dict[str, Any]:
         return record(False, f"champion v{champion.version} needs features missing from the challenger's holdout: "
                              f"{missing[:5]}; not comparable", {})
     classes = challenger_model.classes
+    same_classes = (list(champion_model.classes or []) == list(classes or []) if challenger_model.kind == "binary"
+                    else set(champion_model.classes or []) == set(classes or []))  # multiclass order is mapped below
+    if champion_model.kind != challenger_model.kind or not same_classes:
+        # e.g. risk moved from 3 classes to a binary aggressive / not_aggressive target: the champion
+        # cannot be scored on the challenger's labels; never promote on a guess.
+        return record(False, f"champion v{champion.version} predicts a different target ({champion_model.kind} "
+                             f"{champion_model.classes}) than the challenger ({challenger_model.kind} {classes}); "
+                             "not comparable (promote with --force REASON to replace it)", {})
     s_new = holdout_score(challenger_model, holdout, metric, classes)
     s_old = holdout_score(champion_model, holdout, metric, classes)
     gain = (s_old - s_new) if metric in LOWER_IS_BETTER else (s_new - s_old)

@@ -89,6 +89,8 @@ def _input_example(model, frame: pd.DataFrame) -> pd.DataFrame:
     for c in ex.columns:
         if c in model.categories:
             ex[c] = ex[c].astype(object).where(ex[c].notna(), None).map(lambda v: None if v is None else str(v))
+        elif pd.api.types.is_bool_dtype(ex[c]):
+            continue  # bool stays bool: the feature table stores bools (a float64 schema rejects them)
         else:
             ex[c] = pd.to_numeric(ex[c], errors="coerce").astype("float64")
     return ex.reset_index(drop=True)

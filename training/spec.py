@@ -40,13 +40,21 @@ class TargetSpec(_Strict):
         default=None, description="Binary only: the value of `column` that counts as the positive class."
     )
     classes: list[str] | None = Field(
-        default=None, description="Multiclass only: class order (ordinal tasks list them low to high)."
+        default=None,
+        description="Multiclass: class order (ordinal tasks list them low to high). Binary: the names of the "
+        "[negative, positive] classes (default ['0', '1']), e.g. [not_aggressive, aggressive].",
     )
 
     @model_validator(mode="after")
     def _one_source(self) -> TargetSpec:
         if (self.column is None) == (self.expr is None):
             raise ValueError("give exactly one of target.column or target.expr")
+        if self.kind == "binary" and self.classes is not None:
+            if len(self.classes) != 2 or len(set(self.classes)) != 2:
+                raise ValueError("a binary target.classes names two distinct classes: [negative, positive]")
+            if isinstance(self.positive, str) and self.classes[1] != self.positive:
+                raise ValueError(f"binary target.classes lists the positive class last: expected "
+                                 f"[..., {self.positive!r}], got {self.classes}")
         return self
 
     @property
@@ -82,6 +90,12 @@ class TuningSpec(_Strict):
     space: dict[Literal["learning_rate", "num_leaves", "min_child_samples", "feature_fraction", "bagging_fraction",
                         "lambda_l1", "lambda_l2"], tuple[float, float]] = Field(
         default_factory=dict, description="Overrides of the search bounds, e.g. num_leaves: [3, 15]."
+    )
+    monotone: dict[str, Literal[-1, 0, 1]] = Field(
+        default_factory=dict,
+        description="Monotone constraints (LightGBM `monotone_constraints`) by numeric feature: +1 = the score may "
+        "only rise with the feature, -1 only fall; unlisted features are free. Binary and regression targets only "
+        "(in a multiclass model every class would get the same direction).",
     )
 
 
@@ -150,6 +164,12 @@ class TaskSpec(_Strict):
             raise ValueError("split.kind 'group' needs `group`")
         if self.target.kind == "binary" and self.target.column and self.target.positive is None:
             raise ValueError("a binary target.column needs target.positive (the value that counts as 1)")
+        if self.tuning.monotone and self.target.kind == "multiclass":
+            raise ValueError("tuning.monotone needs a binary or regression target")
+        if self.tuning.monotone and self.features is not None:
+            unknown = sorted(set(self.tuning.monotone) - set(self.features))
+            if unknown:
+                raise ValueError(f"tuning.monotone names {unknown}, which are not in `features`")
         return self
 
     @property

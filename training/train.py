@@ -87,11 +87,20 @@ def _calibration_report(kind: str, y: np.ndarray, raw: np.ndarray, cal: np.ndarr
     }
 
 
+def _named_binary(model: TabularModel) -> bool:
+    """A binary model whose classes carry names (spec `target.classes`), not the default 0/1."""
+    return model.kind == "binary" and list(model.classes or []) != ["0", "1"]
+
+
 def _prediction_columns(model: TabularModel, proba: np.ndarray) -> dict[str, np.ndarray]:
     if model.kind == "regression":
         return {"prediction": proba}
     out: dict[str, np.ndarray] = {"prediction": model.labels_from_proba(proba)}
-    if model.kind == "binary":
+    if _named_binary(model):
+        # Named classes: written like a multiclass model's (`proba_<class>`), as scoring names them.
+        out["prediction"] = np.asarray(model.classes, dtype=object)[out["prediction"].astype(int)]
+        out.update({f"proba_{c}": proba[:, i] for i, c in enumerate(model.classes)})
+    elif model.kind == "binary":
         out["proba"] = proba[:, 1]
     else:
         out.update({f"proba_{c}": proba[:, i] for i, c in enumerate(model.classes)})
@@ -132,6 +141,7 @@ def fit_task(
         cat_idx, prep.features,
     )
     tr_spec = spec.tuning
+    fixed = _monotone_params(spec, prep)
     result = tune(
         kind, k, dtrain, dvalid,
         trials=trials or tr_spec.trials,
@@ -141,6 +151,7 @@ def fit_task(
         max_rounds=tr_spec.max_rounds,
         threads=threads,
         space=dict(tr_spec.space),
+        fixed=fixed,
         progress=progress,
     )
     core.booster = result.booster
@@ -176,7 +187,7 @@ def fit_task(
         metrics["upgrade_auc"] = M.upgrade_auc(current, y_te.astype(int), proba_te)
         base_metrics["upgrade_auc"] = M.upgrade_auc(current, y_te.astype(int), base_te)
 
-    if spec.hidden_aggressive is not None and kind == "multiclass":
+    if spec.hidden_aggressive is not None and kind != "regression":
         ha = _hidden_aggressive(spec, prep, sp, core, baseline, truth)
         metrics.update(ha["model"])
         base_metrics.update(ha["baseline"])
@@ -220,9 +231,21 @@ def fit_task(
 
 def _decode_target(prep: Prepared, y: np.ndarray) -> np.ndarray:
     kind = prep.spec.target.kind
-    if kind == "multiclass":
+    if kind == "multiclass" or (kind == "binary" and prep.classes != ["0", "1"]):
         return np.asarray(prep.classes, dtype=object)[y.astype(int)]
     return y
+
+
+def _monotone_params(spec: TaskSpec, prep: Prepared) -> dict[str, Any]:
+    """LightGBM `monotone_constraints` in feature order from the spec's `tuning.monotone` (empty: none)."""
+    mono = spec.tuning.monotone
+    if not mono:
+        return {}
+    bad = sorted(c for c in mono if c not in prep.features or c in prep.categorical)
+    if bad:
+        raise InputError(
+            f"spec {spec.name!r} field tuning.monotone: {bad} are not numeric feature columns of the model")
+    return {"monotone_constraints": [int(mono.get(c, 0)) for c in prep.features]}
 
 
 def _hidden_aggressive(
@@ -230,8 +253,12 @@ def _hidden_aggressive(
 ) -> dict[str, Any]:
     """Score stated-conservatives at the test date (labelled or not) and check against truth when given."""
     ha = spec.hidden_aggressive
+    if ha.positive_class not in (prep.classes or []):
+        raise InputError(f"spec {spec.name!r} field hidden_aggressive.positive_class: {ha.positive_class!r} is not "
+                         f"one of the model's classes {prep.classes} (a binary target names them in target.classes)")
     pos = prep.classes.index(ha.positive_class)
-    cols = list(dict.fromkeys([c for c in (spec.id, spec.split.time_column) if c] + [ha.stated_column] + prep.features))
+    cols = list(dict.fromkeys([c for c in (spec.id, spec.split.time_column) if c] + [ha.stated_column] + prep.features
+                              + list(prep.extras.columns)))
     lab = pd.concat([prep.X, prep.extras[[c for c in prep.extras.columns if c not in prep.X.columns]]], axis=1)
     if spec.id:
         lab[spec.id] = prep.ids

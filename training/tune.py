@@ -158,13 +158,17 @@ def tune(
     max_rounds: int = 2000,
     threads: int | None = None,
     space: dict[str, tuple[float, float]] | None = None,
+    fixed: dict[str, Any] | None = None,
     progress=None,
 ) -> TuneResult:
-    """Run an Optuna study; return the best trial's booster (trained on train, early-stopped on valid)."""
+    """Run an Optuna study; return the best trial's booster (trained on train, early-stopped on valid).
+
+    `fixed`: LightGBM parameters every trial uses as given (e.g. `monotone_constraints`).
+    """
     import optuna
     from optuna_integration import LightGBMPruningCallback
 
-    base = base_params(kind, n_classes, seed, threads)
+    base = {**base_params(kind, n_classes, seed, threads), **(fixed or {})}
     metric, direction = base["metric"], objective_of(kind, n_classes)[2]
     sign = 1.0 if direction == "maximize" else -1.0
     best: dict[str, Any] = {}

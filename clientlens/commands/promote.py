@@ -1,4 +1,4 @@
-"""`clientlens promote TASK [--margin X]`: the champion/challenger gate."""
+"""`clientlens promote TASK [--margin X] [--force REASON]`: the champion/challenger gate."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ def register(app: typer.Typer) -> None:
     def promote(
         task: Annotated[str, typer.Argument(help="tier, churn, risk or a spec name.")],
         margin: Annotated[float, typer.Option("--margin", min=0.0, help="Required gain on the promotion metric.")] = 0.0,
+        force: Annotated[
+            str | None,
+            typer.Option("--force", help="Promote whatever the gate says, for this reason (recorded on the version), "
+                          "e.g. when the target was redefined and the champion cannot be compared."),
+        ] = None,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -22,6 +27,10 @@ def register(app: typer.Typer) -> None:
         def action() -> dict:
             from training.promote import promote as do_promote
 
-            return do_promote(task, margin)
+            if force is not None and not force.strip():
+                from clientlens.errors import InputError
+
+                raise InputError("--force needs a reason, e.g. --force 'risk target redefined as binary'")
+            return do_promote(task, margin, force=force)
 
         run(action, as_json=as_json, debug=debug)

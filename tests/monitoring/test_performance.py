@@ -81,6 +81,19 @@ def test_realised_multiclass_performance():
     assert perf["metrics"]["log_loss"] == pytest.approx(-np.log(0.8), rel=1e-6)
 
 
+def test_realised_performance_of_a_binary_model_with_named_classes():
+    """Risk as a binary model (not_aggressive / aggressive) against the 3-class revealed_risk label."""
+    panel = _panel(600)
+    rng = np.random.default_rng(3)
+    panel["revealed_risk"] = rng.choice(["conservative", "balanced", "aggressive"], len(panel))
+    latest = panel[panel.as_of == "2025-01-31"]
+    p = np.where(latest["revealed_risk"] == "aggressive", 0.8, 0.2)
+    preds = latest[["customer_id", "as_of"]].assign(risk_proba_not_aggressive=1 - p, risk_proba_aggressive=p)
+    perf = realised_performance("risk", preds, panel)
+    assert perf["metrics"]["roc_auc"] == pytest.approx(1.0)
+    assert perf["metrics"]["positive_rate"] == pytest.approx((latest["revealed_risk"] == "aggressive").mean())
+
+
 def test_metric_functions_on_edge_cases():
     out = binary_metrics([0, 0, 0], [0.1, 0.2, 0.3])
     assert np.isnan(out["roc_auc"]) and out["rows"] == 3

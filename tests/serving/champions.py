@@ -16,7 +16,8 @@ RAW_TABLES = ("customers", "holdings", "transactions", "events", "market")
 TASK_TARGETS = {
     "tier": {"column": "tier_future", "kind": "multiclass", "classes": ["mass", "affluent", "hnw"]},
     "churn": {"column": "churn", "kind": "binary", "positive": 1.0},
-    "risk": {"column": "revealed_risk", "kind": "multiclass", "classes": ["conservative", "balanced", "aggressive"]},
+    # As the shipped training/tasks/risk.yaml: aggressive vs not, with named classes.
+    "risk": {"column": "revealed_risk", "kind": "binary", "positive": "aggressive", "classes": ["not_aggressive", "aggressive"]},
 }
 
 

@@ -24,6 +24,14 @@ def make_panel(n_customers: int = 700, n_dates: int = 4, seed: int = 0) -> tuple
     wealth = np.exp(rng.normal(12 + 0.8 * (latent == 2), 1.6, n_customers))
     engagement = rng.gamma(2.0, 1.0, n_customers)
     income = rng.choice(["low", "middle", "high"], size=n_customers)
+    # Profile and long-window columns of the built-in risk spec, from their own generator so the
+    # columns above keep the values they had before these were added.
+    extra = np.random.default_rng([seed, 1])
+    tenure = extra.uniform(0, 30, n_customers)
+    occupation = extra.choice(["employee", "self_employed", "retired"], size=n_customers)
+    business = extra.random(n_customers) < 0.1
+    payroll = extra.random(n_customers) < 0.6
+    stage = np.where(age < 35, "young_professional", np.where(age < 60, "family_growth", "retirement")).astype(object)
     rows = []
     dates = pd.date_range("2025-01-31", periods=n_dates, freq="ME")
     for d_i, d in enumerate(dates):
@@ -38,10 +46,26 @@ def make_panel(n_customers: int = 700, n_dates: int = 4, seed: int = 0) -> tuple
         revealed = np.where(rng.random(n_customers) < 0.8, latent, rng.choice(3, size=n_customers)).astype(int)
         revealed_lab = RISK[revealed].copy()
         revealed_lab[stated != 2] = None
+        logins_365 = extra.poisson(engagement * 100)
+        views_365 = extra.poisson(2.0 + 10.0 * latent * engagement / 2)
+        topical_365 = views_365 + extra.poisson(20, n_customers)
+        brokerage_n = extra.poisson(0.3 + 3.0 * (latent == 2) * (stated < 2))  # appetite the shelf blocks shows here
         rows.append(pd.DataFrame({
             "customer_id": ids.astype("int64"),
             "as_of": d,
             "age": age + d_i / 12,
+            "tenure_years": tenure + d_i / 12,
+            "occupation": occupation,
+            "is_business_owner": business,
+            "payroll_at_bank": payroll,
+            "lifecycle_stage": stage,
+            "views_equity_funds_365d": views_365.astype(float),
+            "equity_funds_view_share_365d": views_365 / topical_365,
+            "equity_views_per_login_365d": views_365 / (1.0 + logins_365),
+            "count_outflow_brokerage_365d": brokerage_n.astype(float),
+            "outflow_brokerage_365d": brokerage_n * 5_000.0,
+            "brokerage_transfers_per_login_365d": brokerage_n / (1.0 + logins_365),
+            "invest_interest_per_login_365d": (brokerage_n + views_365) / (1.0 + logins_365),
             "aum": aum,
             "login_count_30d": logins.astype(float),
             "views_equity_funds_90d": views_eq.astype(float),

@@ -27,7 +27,7 @@ def test_score_frame_columns(models, panel_and_truth):
     latest = panel[panel["as_of"] == panel["as_of"].max()].drop(columns=["tier_future", "churn", "revealed_risk"])
     out = score_frame(latest, models)
     expected = {"customer_id", "tier", "tier_proba_mass", "tier_proba_affluent", "tier_proba_hnw", "upgrade_proba",
-                "churn_proba", "churn", "risk_appetite", "risk_proba_conservative", "risk_proba_balanced",
+                "churn_proba", "churn", "risk_appetite", "risk_proba_not_aggressive",
                 "risk_proba_aggressive", "hidden_aggressive", "segment", "next_action"}
     assert expected <= set(out.columns)
     assert len(out) == len(latest) and (out.index == latest.index).all()

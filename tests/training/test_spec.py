@@ -46,6 +46,16 @@ def test_builtin_spec_sources_the_feature_folder(tmp_path):
         ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"}, "colour": 1}, "colour"),
         ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"}, "split": {"test_size": 2}},
          "split.test_size"),
+        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "binary", "positive": "b",
+                                                     "classes": ["b", "a"]}}, "positive class last"),
+        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "binary", "positive": 1,
+                                                     "classes": ["a", "b", "c"]}}, "two distinct classes"),
+        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "multiclass"},
+          "tuning": {"monotone": {"a": 1}}}, "binary or regression"),
+        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"}, "features": ["a"],
+          "tuning": {"monotone": {"b": 1}}}, "not in `features`"),
+        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"},
+          "tuning": {"monotone": {"a": 2}}}, "tuning.monotone"),
     ],
 )
 def test_bad_spec_names_the_field(data, field, tmp_path):

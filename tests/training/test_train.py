@@ -61,6 +61,11 @@ def test_risk_learns_from_free_customers_and_ranks_conservatives(panel_and_truth
     assert r.metrics["hidden_aggressive_auc"] >= 0.8
     assert r.metrics["hidden_aggressive_auc"] > r.baseline["hidden_aggressive_auc"] - 0.05
     assert 0 < r.model.thresholds["hidden_aggressive"] < 1
+    # a binary target with named classes: the positive class is ranked, the reference names the classes
+    assert r.model.kind == "binary" and r.model.classes == ["not_aggressive", "aggressive"]
+    assert {"proba_not_aggressive", "proba_aggressive"} <= set(r.reference.columns)
+    assert set(r.reference["prediction"]) <= {"not_aggressive", "aggressive"}
+    assert set(r.reference["target"]) <= {"not_aggressive", "aggressive"}
     # without truth the metrics are skipped, not invented
     r2 = fit_task(small_data_spec(builtin_spec("risk", tmp_path)), panel, seed=0, trials=2)
     assert "hidden_aggressive_auc" not in r2.metrics and any("truth" in n for n in r2.notes)
@@ -76,3 +81,33 @@ def test_regression_spec(tmp_path):
     (tmp_path / "s.yaml").write_text("name: reg\nsource: t.csv\ntarget: {column: y, kind: regression}\n")
     r = fit_task(load_spec(tmp_path / "s.yaml"), frame, seed=0, trials=2)
     assert set(r.metrics) == {"rmse", "r2"} and r.metrics["r2"] > 0.8 and r.metrics["r2"] > r.baseline["r2"] - 0.05
+
+
+def test_monotone_constraints_hold_and_feature_allow_list(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 1500
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "unused": rng.normal(size=n),
+                          "g": rng.choice(["x", "y"], n)})
+    # y rises with a overall, but falls with a where b > 0: unconstrained trees follow that, +1 may not
+    logit = frame["a"] - 2.5 * frame["a"] * (frame["b"] > 0) + (frame["g"] == "x")
+    frame["y"] = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "s.yaml").write_text(
+        "name: mono\nsource: t.csv\nfeatures: [a, b, g]\n"
+        "target: {column: y, kind: binary, positive: 'yes', classes: ['no', 'yes']}\n"
+        "tuning: {monotone: {a: 1}, space: {num_leaves: [4, 8]}}\n"
+    )
+    r = fit_task(load_spec(tmp_path / "s.yaml"), frame, seed=0, trials=2)
+    assert r.model.features == ["a", "b", "g"] and r.model.classes == ["no", "yes"]
+    grid = pd.DataFrame({"a": np.linspace(-3, 3, 61), "b": 1.0, "g": "y"})
+    p = r.model.predict_proba(grid)[:, 1]
+    assert np.all(np.diff(p) >= -1e-12)  # never falls as `a` rises, even where the data says it should
+    (tmp_path / "bad.yaml").write_text(
+        "name: mono\nsource: t.csv\ntarget: {column: y, kind: binary, positive: 'yes'}\ntuning: {monotone: {g: 1}}\n"
+    )
+    from clientlens.errors import InputError
+
+    with pytest.raises(InputError, match="tuning.monotone.*numeric"):
+        fit_task(load_spec(tmp_path / "bad.yaml"), frame, seed=0, trials=1)
