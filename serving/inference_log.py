@@ -95,10 +95,11 @@ def log_frame(
 
 def _to_table(frame: pd.DataFrame) -> pa.Table:
     # Categoricals are stored as plain strings so every part has the same schema whatever
-    # categories a batch happened to contain.
-    frame = frame.copy()
-    for col in frame.columns:
-        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+    # categories a batch happened to contain (the frame is copied only when it has some).
+    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if categorical:
+        frame = frame.copy()
+        for col in categorical:
             frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
     return pa.Table.from_pandas(frame, preserve_index=False)
 
@@ -112,14 +113,17 @@ def write_part(frame: pd.DataFrame, root: Path | None = None) -> list[Path]:
         return []
     root = Path(root) if root is not None else config.inference_log_dir()
     ts = pd.to_datetime(frame["ts"], utc=True)
+    days = ts.dt.tz_convert(None).to_numpy().astype("datetime64[D]")  # UTC day of each row, vectorised
+    unique = np.unique(days)
+    parts = [(unique[0], frame)] if len(unique) == 1 else [(d, frame[days == d]) for d in unique]
     written: list[Path] = []
-    for day, rows in frame.groupby(ts.dt.strftime("%Y-%m-%d"), sort=True):
+    for day, rows in parts:
         folder = root / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         name = f"part-{stamp}-{uuid.uuid4().hex}.parquet"
         tmp = folder / f".{name}.tmp"
-        table = _to_table(rows.reset_index(drop=True))
+        table = _to_table(rows if rows is frame else rows.reset_index(drop=True))
         with open(tmp, "wb") as fh:
             pq.write_table(table, fh, compression="zstd")
             fh.flush()
