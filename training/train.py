@@ -207,12 +207,7 @@ def fit_task(
     }
 
     # Reference sample for monitoring (raw feature values + predictions) and the holdout for promotion.
-    rng = np.random.default_rng(seed)
-    ref_idx = np.sort(rng.permutation(len(te))[: min(REFERENCE_ROWS, len(te))])
-    reference = X_te.iloc[ref_idx].reset_index(drop=True).copy()
-    for name, values in _prediction_columns(core, proba_te[ref_idx]).items():
-        reference[name] = values
-    reference["target"] = _decode_target(prep, y_te[ref_idx])
+    reference = _reference_sample(core, prep, sp, X_te, proba_te, y_te, seed)
     holdout = pd.concat([X_te, ex_te[[c for c in ex_te.columns if c not in X_te.columns]]], axis=1)
     if spec.id:
         holdout.insert(0, spec.id, prep.ids[te])
@@ -227,6 +222,40 @@ def fit_task(
         reference=reference, holdout=holdout, seconds=time.perf_counter() - t0,
         y_test=y_te, proba_test=proba_te, raw_test=raw_te, baseline_test=base_te, notes=notes,
     )
+
+
+def _reference_sample(
+    core: TabularModel, prep: Prepared, sp: Split, X_te: pd.DataFrame, proba_te: np.ndarray, y_te: np.ndarray, seed: int
+) -> pd.DataFrame:
+    """Up to `REFERENCE_ROWS` rows of the population the deployed model scores, with its predictions.
+
+    That is every row of the test split's as-of date, labelled or not: labels exist only for some
+    customers (churn above the AUM minimum, risk for customers free to act on their appetite), while
+    the service scores the whole book, so a reference of labelled rows alone would make the book look
+    drifted on day one. Without a time split the unlabelled rows join the test rows. `target` is the
+    label where there is one (null elsewhere).
+    """
+    X_parts, probas = [X_te.reset_index(drop=True)], [proba_te]
+    target = pd.Series(_decode_target(prep, y_te))
+    unl = prep.unlabelled
+    time_col = prep.spec.split.time_column
+    if unl is not None and sp.test_time is not None and time_col and time_col in unl.columns:
+        unl = unl[pd.to_datetime(unl[time_col]).to_numpy() == sp.test_time]
+    if unl is not None and len(unl):
+        X_unl = unl[prep.features].reset_index(drop=True)
+        X_parts.append(X_unl)
+        probas.append(core.proba_from_matrix(core.matrix(X_unl)))
+        target = pd.concat([target, pd.Series([None] * len(X_unl), dtype=target.dtype if target.dtype != bool else object)],
+                           ignore_index=True)
+    X = pd.concat(X_parts, ignore_index=True) if len(X_parts) > 1 else X_parts[0]
+    proba = np.concatenate(probas) if len(probas) > 1 else probas[0]
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.permutation(len(X))[: min(REFERENCE_ROWS, len(X))])
+    reference = X.iloc[idx].reset_index(drop=True).copy()
+    for name, values in _prediction_columns(core, proba[idx]).items():
+        reference[name] = values
+    reference["target"] = target.iloc[idx].to_numpy()
+    return reference
 
 
 def _decode_target(prep: Prepared, y: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from training.spec import builtin_spec, load_spec
@@ -43,6 +44,20 @@ def test_binary_metrics_and_baseline_side_by_side(churn_runs):
     assert set(r.model.features) <= set(r.reference.columns)
 
 
+def test_reference_is_the_scored_population_not_only_the_labelled_rows(churn_runs, panel_and_truth):
+    """Churn is labelled only above the AUM minimum, but the service scores everyone: the reference
+    holds every customer at the test date, with predictions, and the label where there is one."""
+    panel, _ = panel_and_truth
+    r = churn_runs[0]
+    at_test = panel[panel["as_of"] == pd.Timestamp(r.split["test_time"])]
+    assert len(r.reference) == len(at_test)  # fewer than REFERENCE_ROWS: all of them
+    unlabelled = at_test["churn"].isna()
+    assert unlabelled.any() and r.reference["target"].isna().sum() == unlabelled.sum()
+    assert r.reference["proba"].notna().all()
+    np.testing.assert_allclose(np.sort(r.reference["aum"].to_numpy()), np.sort(at_test["aum"].to_numpy()))
+    assert r.reference.loc[r.reference["target"].isna(), "aum"].max() < 10_000
+
+
 def test_tier_adds_upgrade_auc_and_beats_persistence_log_loss(panel_and_truth, tmp_path):
     panel, _ = panel_and_truth
     r = fit_task(builtin_spec("tier", tmp_path), panel, seed=0, trials=TRIALS)
@@ -65,7 +80,7 @@ def test_risk_learns_from_free_customers_and_ranks_conservatives(panel_and_truth
     assert r.model.kind == "binary" and r.model.classes == ["not_aggressive", "aggressive"]
     assert {"proba_not_aggressive", "proba_aggressive"} <= set(r.reference.columns)
     assert set(r.reference["prediction"]) <= {"not_aggressive", "aggressive"}
-    assert set(r.reference["target"]) <= {"not_aggressive", "aggressive"}
+    assert set(r.reference["target"].dropna()) <= {"not_aggressive", "aggressive"}  # null: not free to act
     # without truth the metrics are skipped, not invented
     r2 = fit_task(small_data_spec(builtin_spec("risk", tmp_path)), panel, seed=0, trials=2)
     assert "hidden_aggressive_auc" not in r2.metrics and any("truth" in n for n in r2.notes)
