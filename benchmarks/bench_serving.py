@@ -141,7 +141,7 @@ def in_process_bound(frame, batch: int, n_single: int) -> dict:
     boosters = {t: c.booster for t, c in cores.items()}
     trees = {t: int(b.num_trees() / max(1, b.num_model_per_iteration())) for t, b in boosters.items()}
     lightgbm = {t: functools.partial(b.predict, num_threads=1) for t, b in boosters.items()}
-    compiled = {t: c._predictor for t, c in cores.items() if c._predictor is not None}
+    compiled = {t: c.predictor for t, c in cores.items() if c.predictor is not None}
 
     def measure(predictors: dict) -> tuple[dict, float]:
         def predict_all(i0: int, i1: int) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from serving.schemas import MAX_CUSTOMER_ID, MAX_SAFE_INT, FeatureLike, _bounds
+from serving.schemas import MAX_CUSTOMER_ID, MAX_SAFE_INT, FeatureLike, _bounds, summarise_errors
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 SHOWN_ROWS = 5
@@ -45,9 +45,7 @@ class ArrowRequestError(ValueError):
     def __init__(self, errors: list[dict[str, str]], status: int = 400):
         self.errors = errors
         self.status = status
-        shown = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:10])
-        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-        super().__init__(f"invalid request: {shown}{more}")
+        super().__init__(summarise_errors(errors))
 
     def body(self) -> dict[str, Any]:
         return {"error": str(self), "errors": self.errors}

@@ -66,7 +66,7 @@ class LoadedModel:
             "run_id": self.run_id,
             "trained_at": self.trained_at,
             "metrics": dict(self.metrics),
-            "compiled": getattr(self.core, "_predictor", None) is not None,
+            "compiled": getattr(self.core, "predictor", None) is not None,
         }
 
 

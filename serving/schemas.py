@@ -42,6 +42,13 @@ class FeatureLike(Protocol):
     categories: Sequence[str] | None
 
 
+def summarise_errors(errors: Sequence[dict[str, str]], shown: int = 10) -> str:
+    """`invalid request: <field>: <reason>; ...` for `{field, reason, type}` items (the first `shown`)."""
+    listed = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:shown])
+    more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
+    return f"invalid request: {listed}{more}"
+
+
 def max_batch_size() -> int:
     """Largest accepted batch (`CLIENTLENS_MAX_BATCH`, default 10,000 customers)."""
     return int(os.environ.get("CLIENTLENS_MAX_BATCH", DEFAULT_MAX_BATCH))

@@ -60,6 +60,7 @@ from serving.schemas import (
     max_batch_size,
     score_ids_request_model,
     score_request_model,
+    summarise_errors,
 )
 
 logger = logging.getLogger(__name__)
@@ -144,10 +145,7 @@ def explain_validation_errors(payload: dict[str, Any]) -> dict[str, Any]:
         for e in detail
         if isinstance(e, dict)
     ]
-    shown = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:10])
-    more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-    summary = f"invalid request: {shown}{more}"
-    return {"error": summary, "errors": errors}
+    return {"error": summarise_errors(errors), "errors": errors}
 
 
 class ErrorFormatMiddleware:
@@ -276,6 +274,15 @@ class OpenAPIMiddleware:
 
 def _unavailable(message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=503)
+
+
+def _no_models() -> JSONResponse:
+    return _unavailable("no champion models loaded yet: train and promote tier, churn and risk")
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """A response body of plain Python values, serialised once by pydantic-core."""
+    return Response(to_json(body), media_type="application/json")
 
 
 def _frame(ids: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -466,16 +473,16 @@ class Clientlens:
     def _score_customers(self, customers: list, explain: bool, top_k: int) -> Response:
         models = self._models
         if models is None:
-            return _unavailable("no champion models loaded yet: train and promote tier, churn and risk")
+            return _no_models()
         ids, columns = customers_to_columns(customers, FEATURES)
         request_id, results = self._score(models, ids, columns, explain, top_k)
         body = {"request_id": request_id, "versions": models.versions, "results": results}
-        return Response(to_json(body), media_type="application/json")
+        return _json(body)
 
     def _score_ids(self, customer_ids: list[int], explain: bool, top_k: int) -> Response:
         models = self._models
         if models is None:
-            return _unavailable("no champion models loaded yet: train and promote tier, churn and risk")
+            return _no_models()
         snap = self.features.snapshot()
         if snap is None:
             return _unavailable(
@@ -506,7 +513,7 @@ class Clientlens:
             "results": results,
             "errors": errors,
         }
-        return Response(to_json(body), media_type="application/json")
+        return _json(body)
 
     @bentoml.api(route="/score", input_spec=ScoreRequest, output_spec=ScoreResponse)
     async def score(self, customers: list, explain: bool = False, top_k: int = 3) -> ScoreResponse:
@@ -521,7 +528,7 @@ class Clientlens:
     def _score_table(self, table, explain: bool, top_k: int, arrow_out: bool) -> Response:
         models = self._models
         if models is None:
-            return _unavailable("no champion models loaded yet: train and promote tier, churn and risk")
+            return _no_models()
         try:
             ids, columns = arrow_io.table_to_columns(table, FEATURES, max_batch_size())
         except arrow_io.ArrowRequestError as exc:
@@ -531,7 +538,7 @@ class Clientlens:
             body = arrow_io.results_table(ids, out, request_id, models.versions)
             return Response(body, media_type=arrow_io.ARROW_STREAM)
         body = {"request_id": request_id, "versions": models.versions, "results": _results(ids.tolist(), out, explain)}
-        return Response(to_json(body), media_type="application/json")
+        return _json(body)
 
     @fastapi_app.post(
         "/score_arrow",

@@ -195,10 +195,14 @@ class TabularModel:
         Not pickled: a loaded model always starts on its booster."""
         self._predictor = predictor
 
+    @property
+    def predictor(self) -> Any:
+        """The function predicting in place of `Booster.predict` (`use_predictor`), or None."""
+        return self._predictor
+
     def raw_from_matrix(self, X: np.ndarray) -> np.ndarray:
         """Uncalibrated booster output: (n, classes) probabilities, or (n,) for regression."""
-        predictor = getattr(self, "_predictor", None)
-        raw = predictor(X) if predictor is not None else self.booster.predict(X, num_threads=1)
+        raw = self._predictor(X) if self._predictor is not None else self.booster.predict(X, num_threads=1)
         if self.kind == "binary":
             return np.column_stack([1.0 - raw, raw])
         return raw

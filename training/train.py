@@ -224,6 +224,15 @@ def fit_task(
     )
 
 
+def _unlabelled_at_test(prep: Prepared, sp: Split) -> pd.DataFrame | None:
+    """The rows without a label that the model would score alongside the test split: those at the
+    test as-of date with a time split, else all of them (None when every row is labelled)."""
+    unl = prep.unlabelled
+    if unl is not None and sp.test_time is not None:
+        unl = unl[pd.to_datetime(unl[prep.spec.split.time_column]).to_numpy() == sp.test_time]
+    return unl
+
+
 def _reference_sample(
     core: TabularModel, prep: Prepared, sp: Split, X_te: pd.DataFrame, proba_te: np.ndarray, y_te: np.ndarray, seed: int
 ) -> pd.DataFrame:
@@ -235,20 +244,14 @@ def _reference_sample(
     drifted on day one. Without a time split the unlabelled rows join the test rows. `target` is the
     label where there is one (null elsewhere).
     """
-    X_parts, probas = [X_te.reset_index(drop=True)], [proba_te]
+    X, proba = X_te.reset_index(drop=True), proba_te
     target = pd.Series(_decode_target(prep, y_te))
-    unl = prep.unlabelled
-    time_col = prep.spec.split.time_column
-    if unl is not None and sp.test_time is not None and time_col and time_col in unl.columns:
-        unl = unl[pd.to_datetime(unl[time_col]).to_numpy() == sp.test_time]
+    unl = _unlabelled_at_test(prep, sp)
     if unl is not None and len(unl):
         X_unl = unl[prep.features].reset_index(drop=True)
-        X_parts.append(X_unl)
-        probas.append(core.proba_from_matrix(core.matrix(X_unl)))
-        target = pd.concat([target, pd.Series([None] * len(X_unl), dtype=target.dtype if target.dtype != bool else object)],
-                           ignore_index=True)
-    X = pd.concat(X_parts, ignore_index=True) if len(X_parts) > 1 else X_parts[0]
-    proba = np.concatenate(probas) if len(probas) > 1 else probas[0]
+        X = pd.concat([X, X_unl], ignore_index=True)
+        proba = np.concatenate([proba, core.proba_from_matrix(core.matrix(X_unl))])
+        target = target.reindex(range(len(X)))  # null where there is no label
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.permutation(len(X))[: min(REFERENCE_ROWS, len(X))])
     reference = X.iloc[idx].reset_index(drop=True).copy()
@@ -294,10 +297,8 @@ def _hidden_aggressive(
     if spec.split.time_column:
         lab[spec.split.time_column] = prep.times
     parts = [lab.iloc[sp.test]]
-    if prep.unlabelled is not None:
-        unl = prep.unlabelled
-        if sp.test_time is not None:
-            unl = unl[pd.to_datetime(unl[spec.split.time_column]).to_numpy() == sp.test_time]
+    unl = _unlabelled_at_test(prep, sp)
+    if unl is not None:
         parts.append(unl)
     missing = [c for c in cols if c not in parts[0].columns]
     if missing:

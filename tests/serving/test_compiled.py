@@ -44,7 +44,7 @@ def test_compiled_predictions_equal_lightgbm(tmp_path, kind):
     X = _inputs()
     expected = core.raw_from_matrix(X)
     assert compiled.compile_core(core, tmp_path)
-    assert core._predictor is not None
+    assert core.predictor is not None
     np.testing.assert_allclose(core.raw_from_matrix(X), expected, rtol=0, atol=1e-12)
     np.testing.assert_allclose(core.raw_from_matrix(X[:1]), expected[:1], rtol=0, atol=1e-12)
 
@@ -69,7 +69,7 @@ def test_a_disagreeing_compiled_model_is_not_used(tmp_path, monkeypatch):
     expected = core.raw_from_matrix(_inputs())
     monkeypatch.setattr(compiled, "compile_booster", lambda booster, directory=None: lambda X: np.zeros(len(X)))
     assert not compiled.compile_core(core, tmp_path)
-    assert core._predictor is None
+    assert core.predictor is None
     np.testing.assert_array_equal(core.raw_from_matrix(_inputs()), expected)
 
 
@@ -77,7 +77,7 @@ def test_compilation_can_be_turned_off(tmp_path, monkeypatch):
     monkeypatch.setenv("CLIENTLENS_COMPILED_MODELS", "0")
     core = _model("binary")
     assert not compiled.compile_core(core, tmp_path / "compiled")
-    assert core._predictor is None and not (tmp_path / "compiled").exists()
+    assert core.predictor is None and not (tmp_path / "compiled").exists()
 
 
 def test_the_probe_exercises_thresholds_missing_values_and_categories():
@@ -94,5 +94,5 @@ def test_the_compiled_predictor_is_not_pickled(tmp_path):
     core = _model("binary")
     compiled.compile_core(core, tmp_path)
     clone = pickle.loads(pickle.dumps(core))
-    assert clone._predictor is None
+    assert clone.predictor is None
     np.testing.assert_allclose(clone.raw_from_matrix(_inputs()), core.raw_from_matrix(_inputs()), rtol=0, atol=1e-12)
