@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from features.panel import data_dates, plan_partitions, raw_paths
+    from features.panel import data_dates, plan_partitions, raw_paths, share_cores
 
     raw = ensure_raw(args.customers, args.months, args.seed, args.raw)
     info = machine()
@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
     ctx = mp.get_context("forkserver")
     times: dict[str, list[float]] = {"duckdb": [], "pipeline": [], "inprocess": [], "validated": []}
     _subset_partition(str(raw), *ranges[0], str(last), False)  # warm this process too
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx, initializer=share_cores,
+                             initargs=(args.workers,)) as pool:  # as the build's pool
         list(pool.map(_warm, range(args.workers * 2)))
         # interleaved repeats: on a shared machine the load drifts; compare medians of one run
         for rep in range(args.repeats):

@@ -291,16 +291,21 @@ def arrow_codes(column, categories: Sequence[str]) -> np.ndarray:
 
     vocab_index = {v: i for i, v in enumerate(categories)}
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    out = []
+    out = np.empty(sum(len(c) for c in chunks), dtype=np.int8)
+    offset = 0
     for chunk in chunks:
+        part = out[offset:offset + len(chunk)]
+        offset += len(chunk)
         if pa.types.is_dictionary(chunk.type):
             lookup = np.array([vocab_index.get(v, -1) for v in chunk.dictionary.to_pylist()] + [-1], dtype=np.int8)
-            idx = chunk.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False)
-            out.append(lookup[idx])
+            idx = chunk.indices
+            if idx.null_count:
+                idx = idx.fill_null(len(lookup) - 1)
+            np.take(lookup, idx.to_numpy(zero_copy_only=False), out=part)
         else:
             codes = pc.index_in(chunk, value_set=pa.array(list(categories), type=pa.string()))
-            out.append(codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int8))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int8)
+            part[:] = codes.fill_null(-1).to_numpy(zero_copy_only=False)
+    return out
 
 
 def _read_range(
@@ -530,6 +535,17 @@ def _concat_parts(parts: list[Path], dest: Path, schema) -> int:
     return rows
 
 
+def share_cores(workers: int) -> None:
+    """Pool initializer: give pyarrow's decode threads this process's share of the cores.
+
+    Each worker process otherwise starts a pool of one thread per core, so W workers on C cores
+    run W x C decode threads that preempt each other.
+    """
+    import pyarrow as pa
+
+    pa.set_cpu_count(max(1, (os.cpu_count() or 1) // max(workers, 1)))
+
+
 def _run_local(tasks: list[PartitionTask], workers: int, on_done: Callable[[], None]) -> list[dict]:
     if workers <= 1 or len(tasks) <= 1:
         results = []
@@ -544,7 +560,8 @@ def _run_local(tasks: list[PartitionTask], workers: int, on_done: Callable[[], N
     # server imports the heavy modules once, then forks each worker from that clean state.
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["features.panel", "features.contract"])
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+    n = min(workers, len(tasks))
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=share_cores, initargs=(n,)) as pool:
         # largest ranges first (stable): the small ones fill the last round
         futures = [pool.submit(run_partition, t) for t in sorted(tasks, key=lambda t: t.lo - t.hi)]
         results = []

@@ -1,0 +1,68 @@
+"""The behaviour family's kernel (`features.build.window_counts`) and the benchmark's subset built on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import DAY_NS, window_counts
+
+
+def _naive(cust, ts, group, weights, n, n_groups, t_end, edges):
+    count = np.zeros((len(edges), n_groups, n), dtype=np.int64)
+    total = np.zeros((len(edges), n_groups, n))
+    for c, t, g, w in zip(cust, ts, group, weights, strict=True):
+        for i, e in enumerate(sorted(edges)):
+            if g >= 0 and t_end - e * DAY_NS <= t < t_end:
+                count[i, g, c] += 1
+                total[i, g, c] += w
+    return count, total
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_window_counts_equals_a_row_by_row_count(seed):
+    rng = np.random.default_rng(seed)
+    n, n_groups, rows = 7, 5, 3_000
+    t_end = pd.Timestamp("2025-06-30").value + DAY_NS
+    edges = (30, 90, 180)
+    cust = rng.integers(0, n, rows).astype(np.int32)
+    # around every window edge, beyond the largest window and after t_end (both must be ignored)
+    ts = t_end - rng.integers(-5 * DAY_NS, 200 * DAY_NS, rows)
+    ts[:30] = t_end - np.repeat([30, 90, 180], 10) * DAY_NS + np.tile([-1, 0, 1, -1, 0, 1, -1, 0, 1, 0], 3)
+    group = rng.integers(-1, n_groups, rows)  # -1: left out
+    weights = rng.normal(100, 50, rows)
+    count, total = window_counts(cust, ts, group, n, n_groups, t_end, edges, weights)
+    want_count, want_total = _naive(cust, ts, group, weights, n, n_groups, t_end, edges)
+    np.testing.assert_array_equal(count, want_count)
+    np.testing.assert_allclose(total, want_total, rtol=1e-12, atol=1e-9)
+    count_only, none = window_counts(cust, ts, group, n, n_groups, t_end, edges)
+    assert none is None
+    np.testing.assert_array_equal(count_only, want_count)
+
+
+def test_benchmark_subset_equals_duckdb_on_every_group(sim_raw):
+    """`benchmarks.bench_features`: the pipeline's subset (reader + kernel) holds DuckDB's numbers."""
+    from benchmarks.bench_features import WINDOWS, _subset_partition, duckdb_subset
+    from features.panel import data_dates, raw_paths
+
+    _, last = data_dates(raw_paths(sim_raw))
+    ours = pd.concat([_subset_partition(str(sim_raw), lo, hi, str(last), False)
+                      for lo, hi in [(1, 700), (701, 2000)]], ignore_index=True)
+    _, duck = duckdb_subset(sim_raw, last, threads=1)
+    duck = duck.to_pandas()
+    assert len(ours) == 2000 and ours["customer_id"].is_unique
+    long = ours.set_index("customer_id")
+    checked = 0
+    for w in WINDOWS:
+        got = duck.dropna(subset=[f"count_{w}d"])
+        for kind in ("sum", "count"):
+            cols = [f"{kind}_{d}_{c}_{w}d" for d, c in zip(got["direction"], got["category"], strict=True)]
+            values = long.to_numpy()[long.index.get_indexer(got["customer_id"]), long.columns.get_indexer(cols)]
+            want = got[f"{kind}_{w}d"].fillna(0).to_numpy()
+            np.testing.assert_allclose(values, want, rtol=1e-9, atol=1e-6)
+            checked += len(want)
+        # and nothing where DuckDB has no row: the totals agree
+        sums = long[[c for c in long.columns if c.startswith("count_") and c.endswith(f"_{w}d")]].to_numpy().sum()
+        assert sums == got[f"count_{w}d"].sum()
+    assert checked > 10_000
