@@ -8,9 +8,10 @@ Three timings on the same Parquet data, in one run (compare them as ratios):
    largest single process).
 2. **DuckDB subset**: one SQL query computing per customer the 30/90/180-day sums and counts of
    transactions by category and direction at that date (DuckDB with W threads, warm, in process).
-3. **pipeline subset**: the same aggregates with the pipeline's own reader and kernel
-   (`features.panel._read_range_arrow`: row groups chosen by `customer_id` and `ts`
-   statistics; then `features.build.category_flows`), partitioned by customer range as
+3. **pipeline subset**: the same aggregates, in the same shape (a row per customer, direction and
+   category present), with the pipeline's own reader and kernel (`features.panel._read_range_arrow`:
+   row groups chosen by `customer_id` and `ts` statistics; then `features.build.category_flows`
+   over the build's kernel `window_counts`), partitioned by customer range as
    `features.panel.plan_partitions` plans the build: on W warm local processes (largest
    ranges first, like the build) and, like `--workers 1`, one range after another in this
    process (pyarrow decodes on its own threads); reading with plain pyarrow (like DuckDB: no
@@ -199,19 +200,24 @@ def pipeline_subset_inprocess(raw: Path, as_of, ranges) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
-def check_agreement(duck, ours, n: int = 2000) -> bool:
-    """The two subsets hold the same numbers (for a sample of customers)."""
+def check_agreement(duck, ours) -> bool:
+    """The two subsets hold the same groups with the same sums and counts (every group, every window)."""
     import numpy as np
 
+    keys = ["customer_id", "direction", "category"]
     d = duck.to_pandas()
-    d = d[d["customer_id"].isin(ours["customer_id"].iloc[:n])]
-    ours = ours.set_index("customer_id")
+    d[keys[1:]] = d[keys[1:]].astype(str)
+    o = ours.astype({"direction": str, "category": str})
+    if len(d) != len(o):
+        return False
+    both = d.merge(o, on=keys, how="inner", suffixes=("_duck", "_ours"))
+    if len(both) != len(d):
+        return False
     for w in WINDOWS:
-        got = np.array([ours.at[c, f"sum_{di}_{ca}_{w}d"] for c, di, ca in
-                        zip(d["customer_id"], d["direction"].astype(str), d["category"].astype(str), strict=True)])
-        want = d[f"sum_{w}d"].fillna(0).to_numpy()
-        if not np.allclose(got, want, rtol=1e-9, atol=1e-6):
-            return False
+        for kind in ("sum", "count"):
+            want, got = both[f"{kind}_{w}d_duck"].fillna(0).to_numpy(), both[f"{kind}_{w}d_ours"].to_numpy()
+            if not np.allclose(got, want, rtol=1e-9, atol=1e-6):
+                return False
     return True
 
 

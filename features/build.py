@@ -744,24 +744,25 @@ def build_features(
 
 
 def category_flows(prep: Prepared, as_of, windows: Sequence[int] = registry.WINDOWS) -> pd.DataFrame:
-    """Sums and counts of transactions per customer by (window, direction, category) at `as_of`.
+    """Sums and counts of transactions per customer, direction and category over `windows` at `as_of`.
 
     The behaviour family's kernel (`window_counts`, as `_transaction_features` calls it) on its
-    own, wide: columns `sum_<dir>_<category>_<w>d` and `count_<dir>_<category>_<w>d`. Used by the
-    benchmark against an equivalent DuckDB query.
+    own, in the shape of the equivalent SQL `GROUP BY customer_id, direction, category` that the
+    benchmark runs in DuckDB: one row per (customer, direction, category) with a transaction in
+    the largest window; columns `customer_id`, `direction`, `category` (categoricals), then
+    `sum_<w>d` and `count_<w>d` per window. Rows of an unknown category are left out.
     """
-    n, tx = prep.n, prep.tx
+    tx = prep.tx
     t_end = (pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)).value
-    # an unknown category is left out (DuckDB groups it as NULL, which the benchmark does not compare)
     group = np.where(tx["cat"] < 0, -1, tx["dir"].astype(np.int32) * N_CAT + tx["cat"])
-    count, total = window_counts(tx["cust"], tx["ts"], group, n, N_DIR * N_CAT, t_end, windows, tx["amount"])
-    def names(kind: str) -> list[str]:  # in the cube's order: window, direction, category
-        return [f"{kind}_{direction}_{category}_{w}d" for w in sorted(windows)
-                for direction in vocab.DIRECTIONS for category in CATEGORIES]
-
-    # each (window, group) row of the cube is one column: the transposed cube is the frame's block as is
-    sums = pd.DataFrame(total.reshape(-1, n).T, columns=names("sum"), copy=False)
-    counts = pd.DataFrame(count.reshape(-1, n).T, columns=names("count"), copy=False)
-    frame = pd.concat([sums, counts], axis=1, copy=False)
-    frame.insert(0, "customer_id", prep.customer_ids)
-    return frame
+    count, total = window_counts(tx["cust"], tx["ts"], group, prep.n, N_DIR * N_CAT, t_end, windows, tx["amount"])
+    g, c = np.nonzero(count[-1])  # the groups present: some row in the largest window
+    cols: dict[str, object] = {
+        "customer_id": prep.customer_ids[c],
+        "direction": pd.Categorical.from_codes(g // N_CAT, vocab.DIRECTIONS),
+        "category": pd.Categorical.from_codes(g % N_CAT, CATEGORIES),
+    }
+    for i, w in enumerate(sorted(windows)):
+        cols[f"sum_{w}d"] = total[i][g, c]
+        cols[f"count_{w}d"] = count[i][g, c]
+    return pd.DataFrame(cols)

@@ -582,7 +582,7 @@ def _run_dask(tasks: list[PartitionTask], workers: int, scheduler: str | None, o
                                dashboard_address=None, silence_logs=logging.WARNING)
         client = Client(cluster)
     try:
-        futures = client.map(run_partition, tasks, pure=False)
+        futures = client.map(run_partition, sorted(tasks, key=lambda t: t.lo - t.hi), pure=False)  # largest first
         results = []
         for fut in as_completed(futures):
             results.append(fut.result())

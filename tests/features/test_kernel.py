@@ -42,27 +42,30 @@ def test_window_counts_equals_a_row_by_row_count(seed):
 
 
 def test_benchmark_subset_equals_duckdb_on_every_group(sim_raw):
-    """`benchmarks.bench_features`: the pipeline's subset (reader + kernel) holds DuckDB's numbers."""
-    from benchmarks.bench_features import WINDOWS, _subset_partition, duckdb_subset
+    """`benchmarks.bench_features`: the pipeline's subset (reader + kernel) holds DuckDB's rows and numbers."""
+    from benchmarks.bench_features import WINDOWS, _subset_partition, check_agreement, duckdb_subset
     from features.panel import data_dates, raw_paths
 
     _, last = data_dates(raw_paths(sim_raw))
     ours = pd.concat([_subset_partition(str(sim_raw), lo, hi, str(last), False)
                       for lo, hi in [(1, 700), (701, 2000)]], ignore_index=True)
     _, duck = duckdb_subset(sim_raw, last, threads=1)
-    duck = duck.to_pandas()
-    assert len(ours) == 2000 and ours["customer_id"].is_unique
-    long = ours.set_index("customer_id")
-    checked = 0
+    keys = ["customer_id", "direction", "category"]
+    duck = duck.to_pandas().astype({"direction": str, "category": str}).sort_values(keys, ignore_index=True)
+    ours = ours.astype({"direction": str, "category": str}).sort_values(keys, ignore_index=True)
+    assert len(ours) == len(duck) > 10_000
+    pd.testing.assert_frame_equal(ours[keys], duck[keys])
     for w in WINDOWS:
-        got = duck.dropna(subset=[f"count_{w}d"])
-        for kind in ("sum", "count"):
-            cols = [f"{kind}_{d}_{c}_{w}d" for d, c in zip(got["direction"], got["category"], strict=True)]
-            values = long.to_numpy()[long.index.get_indexer(got["customer_id"]), long.columns.get_indexer(cols)]
-            want = got[f"{kind}_{w}d"].fillna(0).to_numpy()
-            np.testing.assert_allclose(values, want, rtol=1e-9, atol=1e-6)
-            checked += len(want)
-        # and nothing where DuckDB has no row: the totals agree
-        sums = long[[c for c in long.columns if c.startswith("count_") and c.endswith(f"_{w}d")]].to_numpy().sum()
-        assert sums == got[f"count_{w}d"].sum()
-    assert checked > 10_000
+        np.testing.assert_allclose(ours[f"sum_{w}d"], duck[f"sum_{w}d"].fillna(0), rtol=1e-9, atol=1e-6)
+        np.testing.assert_array_equal(ours[f"count_{w}d"], duck[f"count_{w}d"])
+    duck_table = pa_table(duck)
+    assert check_agreement(duck_table, ours)
+    # the benchmark's own check notices a wrong number
+    ours.loc[5, "sum_90d"] += 1.0
+    assert not check_agreement(duck_table, ours)
+
+
+def pa_table(frame: pd.DataFrame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
