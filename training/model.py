@@ -80,8 +80,93 @@ class Calibrator:
         return out / out.sum(axis=1, keepdims=True)
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+class RankPrior:
+    """A fixed starting score that the trees of a binary model correct (`boost_from_baseline` in a spec).
+
+    The score is the heuristic baseline's: the mean percentile rank of some numeric features (1 - rank
+    for `negative` ones), each rank taken against the TRAINING rows' values, as a logit. The reference
+    values are carried here (as sorted unique values with cumulative shares, so a rank is exactly the
+    share of training values <= x, missing values counted as -inf like `HeuristicBaseline`), so
+    `clientlens score`, serving and training apply the same transform. The booster was trained with
+    this margin as LightGBM `init_score`; `TabularModel.raw_from_matrix` adds it back.
+    """
+
+    EPS = 1e-3  # ranks are clipped to [EPS, 1 - EPS] before the logit
+
+    def __init__(self, columns: list[str], signs: list[float], index: list[int],
+                 values: list[np.ndarray], shares: list[np.ndarray]):
+        self.columns = list(columns)
+        self.signs = [float(s) for s in signs]
+        self.index = [int(i) for i in index]
+        self.values = [np.asarray(v, dtype=np.float64) for v in values]
+        self.shares = [np.asarray(c, dtype=np.float64) for c in shares]
+
+    @classmethod
+    def fit(cls, X: np.ndarray, features: list[str], columns: list[str], negative: list[str] | None = None) -> RankPrior:
+        """Reference values from the training matrix `X` (columns in `features` order)."""
+        names = [*columns, *(negative or [])]
+        missing = [c for c in names if c not in features]
+        if missing:
+            raise InputError(f"prior columns {missing} are not model features")
+        index = [features.index(c) for c in names]
+        values, shares = [], []
+        for j in index:
+            v = np.nan_to_num(np.asarray(X[:, j], dtype=np.float64), nan=-np.inf)
+            u, counts = np.unique(v, return_counts=True)
+            values.append(u)
+            shares.append(np.concatenate([[0.0], np.cumsum(counts)]) / max(len(v), 1))
+        signs = [1.0] * len(columns) + [-1.0] * len(negative or [])
+        return cls(names, signs, index, values, shares)
+
+    @property
+    def description(self) -> str:
+        signed = [c if s > 0 else f"-{c}" for c, s in zip(self.columns, self.signs, strict=True)]
+        return f"logit of the mean percentile rank of {signed} (training rows)"
+
+    def ranks(self, X: np.ndarray) -> np.ndarray:
+        """(n, k) percentile ranks of the prior's columns (1 - rank for negative ones)."""
+        out = np.empty((len(X), len(self.index)), dtype=np.float64)
+        for m, (j, u, c, s) in enumerate(zip(self.index, self.values, self.shares, self.signs, strict=True)):
+            v = np.nan_to_num(np.asarray(X[:, j], dtype=np.float64), nan=-np.inf)
+            r = c[np.searchsorted(u, v, side="right")]
+            out[:, m] = r if s > 0 else 1.0 - r
+        return out
+
+    @classmethod
+    def _margin_of_ranks(cls, ranks: np.ndarray) -> np.ndarray:
+        return _logit(np.clip(ranks.mean(axis=1), cls.EPS, 1 - cls.EPS))
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        """The starting score (log-odds) of each row of the model matrix `X`."""
+        return self._margin_of_ranks(self.ranks(X))
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """(n, k) exact Shapley values of the prior's columns, against a median customer (every rank
+        0.5, margin 0): they sum to `margin(X)`, so reasons stay additive with the trees' contributions."""
+        from math import factorial
+
+        r = self.ranks(X)
+        n, k = r.shape
+        value = {}
+        for mask in range(1 << k):
+            value[mask] = self._margin_of_ranks(np.where([bool((mask >> m) & 1) for m in range(k)], r, 0.5))
+        phi = np.zeros((n, k))
+        for m in range(k):
+            for mask in range(1 << k):
+                if (mask >> m) & 1:
+                    continue
+                size = bin(mask).count("1")
+                w = factorial(size) * factorial(k - size - 1) / factorial(k)
+                phi[:, m] += w * (value[mask | (1 << m)] - value[mask])
+        return phi
+
+
 class TabularModel:
-    """Feature list + category maps + booster + calibrator + classes + thresholds.
+    """Feature list + category maps + booster + calibrator + classes + thresholds (+ an optional prior).
 
     - `predict_proba(frame) -> (n, classes)` calibrated; binary gives `[1-p, p]`.
     - `predict(frame)`: class labels (binary: 0/1 at `thresholds['positive']`), regression values.
@@ -100,6 +185,7 @@ class TabularModel:
         classes: list[str] | None,
         thresholds: dict[str, float] | None = None,
         metadata: dict[str, Any] | None = None,
+        prior: RankPrior | None = None,
     ):
         self.task = task
         self.kind = kind
@@ -110,6 +196,8 @@ class TabularModel:
         self.classes = list(classes) if classes else None
         self.thresholds = dict(thresholds or {})
         self.metadata = dict(metadata or {})
+        # Binary only: the booster learned corrections to this fixed score (`RankPrior`); None for most models.
+        self.prior = prior
         self._predictor = None
         self._build_lookups()
 
@@ -127,6 +215,7 @@ class TabularModel:
         import lightgbm as lgb
 
         model = state.pop("booster_model")
+        state.setdefault("prior", None)  # models pickled before priors existed
         self.__dict__.update(state)
         self.booster = lgb.Booster(model_str=model)
         self._predictor = None
@@ -201,8 +290,18 @@ class TabularModel:
         return self._predictor
 
     def raw_from_matrix(self, X: np.ndarray) -> np.ndarray:
-        """Uncalibrated booster output: (n, classes) probabilities, or (n,) for regression."""
-        raw = self._predictor(X) if self._predictor is not None else self.booster.predict(X, num_threads=1)
+        """Uncalibrated model output: (n, classes) probabilities, or (n,) for regression.
+
+        With a prior (binary), the booster's log-odds plus the prior's margin: the booster was trained
+        with that margin as its `init_score`, which LightGBM does not store in the model."""
+        if self.prior is not None and self._predictor is None:
+            raw = _sigmoid(self.booster.predict(X, raw_score=True, num_threads=1) + self.prior.margin(X))
+        else:
+            raw = self._predictor(X) if self._predictor is not None else self.booster.predict(X, num_threads=1)
+            if self.prior is not None:  # a compiled predictor returns Booster.predict's probabilities
+                p = np.asarray(raw, dtype=np.float64)
+                with np.errstate(divide="ignore"):
+                    raw = _sigmoid(np.log(p) - np.log1p(-p) + self.prior.margin(X))
         if self.kind == "binary":
             return np.column_stack([1.0 - raw, raw])
         return raw
@@ -257,6 +356,9 @@ class TabularModel:
             chosen = np.argmax(self.proba_from_matrix(X), axis=1)
             contrib = contrib[np.arange(len(X)), chosen, :]
         contrib = contrib[:, :nf]
+        if self.prior is not None:  # the prior's margin, split over its columns (Shapley, additive)
+            contrib = contrib.copy()
+            np.add.at(contrib, (slice(None), self.prior.index), self.prior.contributions(X))
         order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_k]
         out = []
         for i in range(len(X)):

@@ -155,6 +155,16 @@ class TaskSpec(_Strict):
         default_factory=list,
         description="Non-feature columns carried into the holdout for evaluation (e.g. current tier).",
     )
+    boost_from_baseline: bool = Field(
+        default=False,
+        description="Binary target with a `heuristic` baseline only: boost FROM the heuristic instead of from a "
+        "constant. Each row starts at the logit of the heuristic's score (mean percentile rank of "
+        "`baseline.columns`, ranks against the training rows; LightGBM `init_score`) and the trees learn "
+        "corrections to it; early stopping still uses the validation rows. The model carries the training "
+        "rows' rank tables (`training.model.RankPrior`), so scoring and serving add the same starting score. "
+        "The baseline's columns must be numeric model features. For a target the heuristic encodes better "
+        "than the labelled rows can teach (the latent risk model: DESIGN §6, training/tasks/risk.yaml).",
+    )
     # Set by the loader: the folder `source` is relative to.
     base_dir: str | None = None
 
@@ -166,6 +176,18 @@ class TaskSpec(_Strict):
             raise ValueError("a binary target.column needs target.positive (the value that counts as 1)")
         if self.tuning.monotone and self.target.kind == "multiclass":
             raise ValueError("tuning.monotone needs a binary or regression target")
+        if self.boost_from_baseline:
+            if self.target.kind != "binary":
+                raise ValueError("boost_from_baseline needs a binary target")
+            if self.baseline.kind != "heuristic" or not (self.baseline.columns or self.baseline.negative):
+                raise ValueError("boost_from_baseline needs a `heuristic` baseline with columns")
+            cols = [*self.baseline.columns, *self.baseline.negative]
+            if len(set(cols)) != len(cols):
+                raise ValueError(f"boost_from_baseline: baseline columns repeat: {cols}")
+            if self.features is not None:
+                absent = [c for c in cols if c not in self.features or c in self.drop]
+                if absent:
+                    raise ValueError(f"boost_from_baseline: baseline columns {absent} must be model `features`")
         if self.tuning.monotone and self.features is not None:
             unknown = sorted(set(self.tuning.monotone) - set(self.features))
             if unknown:

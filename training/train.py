@@ -20,7 +20,7 @@ from clientlens.errors import InputError
 from training import metrics as M
 from training.baselines import Baseline, fit_baseline
 from training.data import Prepared, Split, fingerprint, prepare, split
-from training.model import Calibrator, TabularModel
+from training.model import Calibrator, RankPrior, TabularModel
 from training.spec import TaskSpec
 from training.tune import TuneResult, datasets, tune
 
@@ -136,9 +136,13 @@ def fit_task(
             raise InputError(f"spec {spec.name!r} field split: the {name} set is empty")
         if kind != "regression" and len(np.unique(prep.y[idx])) < 2:
             raise InputError(f"spec {spec.name!r} field split: the {name} set has a single class")
+    init_tr = init_va = None
+    if spec.boost_from_baseline:
+        core.prior = _prior(spec, prep, X_all[tr])
+        init_tr, init_va = core.prior.margin(X_all[tr]), core.prior.margin(X_all[va])
     dtrain, dvalid = datasets(
         X_all[tr], prep.y[tr], _take(prep.weight, tr), X_all[va], prep.y[va], _take(prep.weight, va),
-        cat_idx, prep.features,
+        cat_idx, prep.features, init_train=init_tr, init_valid=init_va,
     )
     tr_spec = spec.tuning
     fixed = _monotone_params(spec, prep)
@@ -205,6 +209,8 @@ def fit_task(
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "best_iteration": result.best_iteration,
     }
+    if core.prior is not None:
+        core.metadata["prior"] = core.prior.description
 
     # Reference sample for monitoring (raw feature values + predictions) and the holdout for promotion.
     reference = _reference_sample(core, prep, sp, X_te, proba_te, y_te, seed)
@@ -266,6 +272,17 @@ def _decode_target(prep: Prepared, y: np.ndarray) -> np.ndarray:
     if kind == "multiclass" or (kind == "binary" and prep.classes != ["0", "1"]):
         return np.asarray(prep.classes, dtype=object)[y.astype(int)]
     return y
+
+
+def _prior(spec: TaskSpec, prep: Prepared, X_train: np.ndarray) -> RankPrior:
+    """`boost_from_baseline`: the heuristic baseline's score as the trees' starting point, its rank
+    tables from the training rows (as `HeuristicBaseline.fit` takes them)."""
+    b = spec.baseline
+    bad = sorted(c for c in [*b.columns, *b.negative] if c not in prep.features or c in prep.categorical)
+    if bad:
+        raise InputError(
+            f"spec {spec.name!r} field boost_from_baseline: baseline columns {bad} are not numeric feature columns")
+    return RankPrior.fit(X_train, prep.features, list(b.columns), list(b.negative))
 
 
 def _monotone_params(spec: TaskSpec, prep: Prepared) -> dict[str, Any]:

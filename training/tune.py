@@ -102,16 +102,21 @@ def datasets(
     w_valid: np.ndarray | None,
     categorical_idx: list[int],
     feature_names: list[str] | None = None,
+    init_train: np.ndarray | None = None,
+    init_valid: np.ndarray | None = None,
 ) -> tuple[lgb.Dataset, lgb.Dataset]:
-    """Binned once and shared by every trial (`feature_pre_filter=False` so min_child_samples may vary)."""
+    """Binned once and shared by every trial (`feature_pre_filter=False` so min_child_samples may vary).
+
+    `init_train` / `init_valid`: per-row starting scores (LightGBM `init_score`, log-odds for binary)
+    that boosting corrects; the validation metric (early stopping, pruning) includes them."""
     ds_params = {"feature_pre_filter": False, "verbosity": -1, "max_bin": 255}
     names = feature_names or "auto"
     dtrain = lgb.Dataset(
-        X_train, y_train, weight=w_train, categorical_feature=categorical_idx or "auto",
+        X_train, y_train, weight=w_train, init_score=init_train, categorical_feature=categorical_idx or "auto",
         feature_name=names, params=ds_params, free_raw_data=False,
     )
     dvalid = lgb.Dataset(
-        X_valid, y_valid, weight=w_valid, categorical_feature=categorical_idx or "auto",
+        X_valid, y_valid, weight=w_valid, init_score=init_valid, categorical_feature=categorical_idx or "auto",
         feature_name=names, reference=dtrain, params=ds_params, free_raw_data=False,
     )
     return dtrain.construct(), dvalid.construct()

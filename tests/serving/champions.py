@@ -69,6 +69,9 @@ def task_spec(task: str, panel: Path, *, max_rounds: int = 60, full_rounds: bool
     }
     if task == "risk":
         spec["hidden_aggressive"] = {}
+        # as the shipped spec: the trees correct the browsing/transfer heuristic (a prior carried in the model)
+        spec["baseline"] = {"kind": "heuristic", "columns": ["views_equity_funds_365d", "outflow_brokerage_365d"]}
+        spec["boost_from_baseline"] = True
     if task == "tier":
         spec["upgrade"] = {}
     return spec_from_dict(spec, base_dir=panel.parent)

@@ -118,3 +118,78 @@ def test_metric_names_and_values():
     up = np.array([[0.2, 0.7, 0.1], [0.9, 0.1, 0.0], [0.0, 0.4, 0.6], [0.1, 0.8, 0.1]])
     assert M.upgrade_auc(current, future, up) == 1.0
     assert M.expected_calibration_error(np.array([0, 1]), np.array([0.0, 1.0])) == 0.0
+
+
+def _prior_model(seed: int = 0):
+    """A binary model boosted from a rank prior on `v` and `w` (LightGBM `init_score`), as `boost_from_baseline`."""
+    from training.model import RankPrior
+
+    rng = np.random.default_rng(seed)
+    n = 800
+    frame = pd.DataFrame({"v": rng.poisson(3.0, n).astype(float), "w": rng.exponential(1.0, n), "x": rng.normal(size=n),
+                          "colour": rng.choice(["red", "blue"], size=n)})
+    frame.loc[rng.random(n) < 0.05, "w"] = np.nan
+    y = ((0.4 * frame["v"] + frame["w"].fillna(0) + frame["x"] + rng.normal(0, 1, n)) > 2.5).astype(float).to_numpy()
+    core = TabularModel(task="t", kind="binary", features=["v", "w", "x", "colour"], categories={"colour": ["blue", "red"]},
+                        booster=None, calibrator=None, classes=["no", "yes"])
+    X = core.matrix(frame)
+    core.prior = RankPrior.fit(X, core.features, ["v", "w"])
+    ds = lgb.Dataset(X, y, init_score=core.prior.margin(X), categorical_feature=[3], params={"verbosity": -1})
+    core.booster = lgb.train({"objective": "binary", "verbosity": -1, "seed": 0, "deterministic": True, "num_threads": 1,
+                              "num_leaves": 2, "min_data_per_group": 5}, ds, num_boost_round=20)
+    core.calibrator = Calibrator("sigmoid").fit(core.raw_from_matrix(X), y.astype(int))
+    return core, frame, X
+
+
+def test_rank_prior_is_the_heuristic_baseline_score():
+    """The prior's ranks are the heuristic baseline's (shares of training values <= x, NaN lowest), as a logit."""
+    from training.baselines import HeuristicBaseline
+
+    core, frame, X = _prior_model()
+    h = HeuristicBaseline(["v", "w"], [], 20, "binary", 2).fit(frame, frame.iloc[:0], np.zeros(len(frame)))
+    new = pd.DataFrame({"v": [0.0, 3.0, 50.0, np.nan], "w": [np.nan, 0.5, 9.0, 0.1], "x": 0.0, "colour": "red"})
+    for f in (frame, new):
+        Xf = core.matrix(f)
+        np.testing.assert_allclose(core.prior.ranks(Xf).mean(axis=1), h.raw_score(f, f.iloc[:0]), atol=1e-12)
+        p = np.clip(h.raw_score(f, f.iloc[:0]), 1e-3, 1 - 1e-3)
+        np.testing.assert_allclose(core.prior.margin(Xf), np.log(p / (1 - p)), atol=1e-12)
+
+
+def test_prior_is_added_to_the_booster_at_every_prediction_path():
+    """LightGBM does not store init_score: the model adds the prior's margin back, through the booster,
+    a compiled predictor (serving) and after pickling (the registered artefact)."""
+    core, frame, X = _prior_model()
+    margin = core.booster.predict(X, raw_score=True) + core.prior.margin(X)
+    np.testing.assert_allclose(core.raw_from_matrix(X)[:, 1], 1 / (1 + np.exp(-margin)), rtol=1e-12)
+    # without the prior the booster alone ranks differently (it learned corrections, not the score)
+    assert not np.allclose(core.booster.predict(X), core.raw_from_matrix(X)[:, 1])
+    # a predictor returning Booster.predict's probabilities (what serving.compiled attaches)
+    want = core.predict_proba(frame)
+    core.use_predictor(lambda M: core.booster.predict(M, num_threads=1))
+    try:
+        np.testing.assert_allclose(core.predict_proba(frame), want, rtol=1e-9, atol=1e-12)
+    finally:
+        core.use_predictor(None)
+    back = pickle.loads(pickle.dumps(core))
+    assert back.prior is not None and back.prior.columns == ["v", "w"]
+    np.testing.assert_array_equal(back.predict_proba(frame), want)
+    # an old pickle without a prior still loads (no prior)
+    state = core.__getstate__()
+    state.pop("prior")
+    old = TabularModel.__new__(TabularModel)
+    old.__setstate__(state)
+    assert old.prior is None
+
+
+def test_prior_reasons_are_additive_shapley_values():
+    """Reasons include the prior: per row, every feature's contribution + the booster's bias = the log-odds."""
+    core, frame, X = _prior_model()
+    rows = frame.head(25)
+    reasons = core.reasons(rows, top_k=len(core.features))
+    bias = core.booster.predict(core.matrix(rows), pred_contrib=True)[:, -1]
+    total = core.booster.predict(core.matrix(rows), raw_score=True) + core.prior.margin(core.matrix(rows))
+    got = np.array([sum(r["contribution"] for r in row) for row in reasons]) + bias
+    np.testing.assert_allclose(got, total, atol=1e-9)
+    # the prior's share lands on its own columns: a row at the top of both ranks explains by them
+    top = pd.DataFrame({"v": [frame["v"].max()], "w": [frame["w"].max()], "x": [0.0], "colour": ["red"]})
+    assert {r["feature"] for r in core.reasons(top, top_k=2)[0]} == {"v", "w"}

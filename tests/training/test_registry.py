@@ -90,7 +90,7 @@ def test_a_challenger_with_another_target_is_not_compared_with_the_champion(feat
     spec.update(source=str(features_dir / "panel.parquet"),
                 target={"column": "revealed_risk", "kind": "multiclass",
                         "classes": ["conservative", "balanced", "aggressive"]},
-                primary_metric="log_loss")
+                primary_metric="log_loss", boost_from_baseline=False)  # the old 3-class spec had neither
     spec["tuning"] = {**spec["tuning"], "monotone": {}, "space": {"min_child_samples": [10, 40]}}
     (tmp_path / "risk3.yaml").write_text(yaml.safe_dump(spec))
     old = _json(runner.invoke(app, ["train", "--spec", str(tmp_path / "risk3.yaml"), "--trials", "1", "--json"]))

@@ -56,6 +56,12 @@ def test_builtin_spec_sources_the_feature_folder(tmp_path):
           "tuning": {"monotone": {"b": 1}}}, "not in `features`"),
         ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"},
           "tuning": {"monotone": {"a": 2}}}, "tuning.monotone"),
+        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"}, "boost_from_baseline": True,
+          "baseline": {"kind": "heuristic", "columns": ["a"]}}, "binary target"),
+        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "binary", "positive": 1},
+          "boost_from_baseline": True}, "heuristic"),
+        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "binary", "positive": 1}, "features": ["a"],
+          "boost_from_baseline": True, "baseline": {"kind": "heuristic", "columns": ["a", "b"]}}, "must be model"),
     ],
 )
 def test_bad_spec_names_the_field(data, field, tmp_path):

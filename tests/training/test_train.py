@@ -86,6 +86,52 @@ def test_risk_learns_from_free_customers_and_ranks_conservatives(panel_and_truth
     assert "hidden_aggressive_auc" not in r2.metrics and any("truth" in n for n in r2.notes)
 
 
+def test_risk_boosts_from_the_heuristic_and_serves_what_it_trained(panel_and_truth, tmp_path):
+    """`boost_from_baseline` (the shipped risk spec): the trees start at the heuristic baseline's score,
+    ranked against the training rows; the model carries that prior, and every scoring path adds it."""
+    from sklearn.metrics import roc_auc_score
+
+    from training.baselines import HeuristicBaseline
+    from training.data import prepare, split
+    from training.scoring import score_frame
+
+    panel, truth = panel_and_truth
+    spec = small_data_spec(builtin_spec("risk", tmp_path))
+    assert spec.boost_from_baseline and spec.baseline.kind == "heuristic"
+    r = fit_task(spec, panel, seed=0, trials=2, truth=truth)
+    core = r.model
+    assert core.prior is not None and core.prior.columns == list(spec.baseline.columns)
+    assert "prior" in core.metadata
+    prep = prepare(panel, spec)
+    sp = split(prep, 0)
+    X = core.matrix(prep.X)
+    # the prior is the baseline, fitted on the same training rows
+    h = HeuristicBaseline(list(spec.baseline.columns), [], 20, "binary", 2).fit(
+        prep.X.iloc[sp.train], prep.extras.iloc[sp.train], prep.y[sp.train])
+    te = prep.X.iloc[sp.test]
+    np.testing.assert_allclose(core.prior.ranks(X[sp.test]).mean(axis=1), h.raw_score(te, prep.extras.iloc[sp.test]),
+                               atol=1e-12)
+    # LightGBM's validation AUC (computed WITH the init score) is the saved model's AUC: the prior at
+    # prediction time is the one the trees were trained on top of
+    valid_auc = roc_auc_score(prep.y[sp.valid], core.raw_from_matrix(X[sp.valid])[:, 1])
+    assert valid_auc == pytest.approx(r.tuning.best_value, abs=1e-9)
+    # ... and without it the booster alone is another (worse-ranking) model
+    assert roc_auc_score(prep.y[sp.valid], core.booster.predict(X[sp.valid])) != pytest.approx(valid_auc, abs=1e-6)
+    # `clientlens score` (score_frame) and the service's compiled predictor give the same probabilities
+    rows = panel[panel["as_of"] == panel["as_of"].max()].reset_index(drop=True)
+    want = core.predict_proba(rows)[:, 1]
+    scored = score_frame(rows, {"risk": core})
+    np.testing.assert_allclose(scored["risk_proba_aggressive"].to_numpy(), want, rtol=1e-12)
+    from serving import compiled
+
+    if not compiled.compile_core(core, tmp_path / "compiled"):
+        pytest.skip("no compiled predictor here (lleaves missing or disabled)")
+    try:
+        np.testing.assert_allclose(core.predict_proba(rows)[:, 1], want, rtol=1e-9, atol=1e-12)
+    finally:
+        core.use_predictor(None)
+
+
 def test_regression_spec(tmp_path):
     import pandas as pd
 
