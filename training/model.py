@@ -341,13 +341,9 @@ class TabularModel:
             out.update({f"proba_{c}": proba[:, i] for i, c in enumerate(self.classes)})
         return pd.DataFrame(out, index=frame.index)
 
-    def reasons(self, frame: pd.DataFrame | Mapping[str, Any], top_k: int = 3, *, matrix: np.ndarray | None = None):
-        """Per row, the `top_k` features by |contribution| to the predicted class (raw score units).
-
-        Each reason is `{"feature", "value", "contribution"}`; multiclass reasons explain the
-        predicted class, binary ones the positive class (positive contribution = more likely).
-        """
-        X = self.matrix(frame) if matrix is None else matrix
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """(n, features) contributions to the explained class's raw score: LightGBM's `pred_contrib`
+        for the predicted class (multiclass) or the positive one, plus a prior's share (Shapley)."""
         contrib = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
         nf = len(self.features)
         if self.kind == "multiclass":
@@ -359,6 +355,16 @@ class TabularModel:
         if self.prior is not None:  # the prior's margin, split over its columns (Shapley, additive)
             contrib = contrib.copy()
             np.add.at(contrib, (slice(None), self.prior.index), self.prior.contributions(X))
+        return contrib
+
+    def reasons(self, frame: pd.DataFrame | Mapping[str, Any], top_k: int = 3, *, matrix: np.ndarray | None = None):
+        """Per row, the `top_k` features by |contribution| to the predicted class (raw score units).
+
+        Each reason is `{"feature", "value", "contribution"}`; multiclass reasons explain the
+        predicted class, binary ones the positive class (positive contribution = more likely).
+        """
+        X = self.matrix(frame) if matrix is None else matrix
+        contrib = self.contributions(X)
         order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_k]
         out = []
         for i in range(len(X)):

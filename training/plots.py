@@ -105,12 +105,13 @@ def confusion(y: np.ndarray, pred: np.ndarray, classes: list[str], title: str):
     return fig
 
 
-def importance(names: list[str], gain: np.ndarray, title: str, top: int = 20):
+def importance(names: list[str], gain: np.ndarray, title: str, top: int = 20,
+               xlabel: str = "share of total gain", kind: str = "gain"):
     plt = _plt()
     order = np.argsort(gain)[::-1][:top][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(order) + 1.2))
     ax.barh([names[i] for i in order], gain[order] / max(gain.sum(), 1e-12))
-    ax.set(xlabel="share of total gain", title=f"Feature importance (gain) — {title}")
+    ax.set(xlabel=xlabel, title=f"Feature importance ({kind}) — {title}")
     fig.tight_layout()
     return fig
 
@@ -144,5 +145,12 @@ def figures(result) -> dict[str, object]:
         out["confusion_matrix.png"] = confusion(y.astype(int), p.argmax(axis=1), m.classes, title)
     else:
         out["predicted_vs_actual.png"] = predicted_vs_actual(y, p, title)
-    out["importance.png"] = importance(m.features, m.booster.feature_importance(importance_type="gain"), title)
+    if m.prior is not None and result.reference is not None and len(result.reference):
+        # boosted from a prior: the trees' gain would hide the starting score, which carries most of the
+        # ranking; show each feature's mean |contribution| to the log-odds (trees + its prior share)
+        share = np.abs(m.contributions(m.matrix(result.reference))).mean(axis=0)
+        out["importance.png"] = importance(m.features, share, title, xlabel="share of mean |contribution| (log-odds)",
+                                           kind="trees + starting score")
+    else:
+        out["importance.png"] = importance(m.features, m.booster.feature_importance(importance_type="gain"), title)
     return out

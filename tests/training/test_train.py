@@ -122,6 +122,12 @@ def test_risk_boosts_from_the_heuristic_and_serves_what_it_trained(panel_and_tru
     want = core.predict_proba(rows)[:, 1]
     scored = score_frame(rows, {"risk": core})
     np.testing.assert_allclose(scored["risk_proba_aggressive"].to_numpy(), want, rtol=1e-12)
+    # the importance plot counts the starting score too (the trees' gain alone would hide its columns)
+    from training.plots import figures
+
+    ax = figures(r)["importance.png"].axes[0]
+    assert "starting score" in ax.get_title()
+    assert {t.get_text() for t in ax.get_yticklabels()} >= set(spec.baseline.columns)
     from serving import compiled
 
     if not compiled.compile_core(core, tmp_path / "compiled"):
