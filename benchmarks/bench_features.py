@@ -14,13 +14,15 @@ Three timings on the same Parquet data, in one run (compare them as ratios):
    over the build's kernel `window_counts`), partitioned by customer range as
    `features.panel.plan_partitions` plans the build: on W warm local processes (largest
    ranges first, like the build) and, like `--workers 1`, one range after another in this
-   process (pyarrow decodes on its own threads); reading with plain pyarrow (like DuckDB: no
-   validation; Arrow columns straight to the kernel's arrays, rows left in file order since
-   the kernel does not depend on it), and once more on W processes through the contract's
-   validated reader (`features.contract.read_raw`, every month of the range).
+   process, the next range read while this one is counted (`features.panel.read_ahead`, as the
+   build); reading with plain pyarrow (like DuckDB: no validation; Arrow columns straight to the
+   kernel's arrays, rows left in file order since the kernel does not depend on it), and once more
+   on W processes through the contract's validated reader (`features.contract.read_raw`, every
+   month of the range).
 
-Subset timings are repeated (`--repeats`, interleaved) and the medians compared. The data comes from `--raw DIR` or is simulated into /tmp (kept for reuse). Prints a table and
-writes `benchmarks/out/features-<N>x<M>.json`.
+Subset timings are repeated (`--repeats`, interleaved) and the medians compared. The data comes
+from `--raw DIR` or is simulated into /tmp (kept for reuse). Prints a table and writes
+`benchmarks/out/features-<N>x<M>.json`.
 """
 
 from __future__ import annotations
@@ -137,37 +139,42 @@ def duckdb_subset(raw: Path, as_of, threads: int) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
-def _subset_partition(raw: str, lo: int, hi: int, as_of: str, validated: bool):
-    """One customer range: read transactions, aggregate with the pipeline's kernel."""
+def _subset_read(raw: str, lo: int, hi: int, as_of: str, validated: bool):
+    """One customer range's transactions as the kernel's arrays (`features.build.Prepared`)."""
     import numpy as np
     import pandas as pd
     from features import vocab
-    from features.build import CATEGORIES, Prepared, _positions, category_flows, prepare
+    from features.build import CATEGORIES, Prepared, _positions, prepare
 
     t_end = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)
     since = t_end - pd.Timedelta(days=max(WINDOWS))
     if validated:
         from features.contract import read_raw
 
-        tables = read_raw(raw, tables=["transactions"], customer_ids=(lo, hi + 1))
-        prep = prepare(tables)
-    else:
-        # the pipeline's reader (row groups chosen by customer_id and ts statistics), straight from
-        # Arrow to the kernel's arrays: no pandas, dictionary columns mapped to codes by dictionary
-        import pyarrow as pa
+        return prepare(read_raw(raw, tables=["transactions"], customer_ids=(lo, hi + 1)))
+    # the pipeline's reader (row groups chosen by customer_id and ts statistics), straight from
+    # Arrow to the kernel's arrays: no pandas, dictionary columns mapped to codes by dictionary
+    import pyarrow as pa
 
-        from features.panel import _read_range_arrow, arrow_codes
+    from features.panel import _read_range_arrow, arrow_codes
 
-        cols = ["customer_id", "ts", "amount", "direction", "category"]
-        tx = _read_range_arrow(Path(raw) / "transactions.parquet", (lo, hi), "ts", since, t_end, columns=cols,
-                               customer_order=False)  # the kernel does not depend on row order
-        ids = np.arange(lo, hi + 1, dtype=np.int64)  # simulated ids are dense
-        cust, _ = _positions(tx["customer_id"].to_numpy(), ids)  # as `prepare` does
-        prep = Prepared(customer_ids=ids, customers=pd.DataFrame({"customer_id": ids}))
-        ts = tx["ts"].cast(pa.timestamp("ns")).cast(pa.int64()).to_numpy()
-        prep.tx = {"cust": cust, "ts": ts, "amount": tx["amount"].to_numpy(),
-                   "dir": arrow_codes(tx["direction"], vocab.DIRECTIONS), "cat": arrow_codes(tx["category"], CATEGORIES)}
-    return category_flows(prep, as_of, WINDOWS)
+    cols = ["customer_id", "ts", "amount", "direction", "category"]
+    tx = _read_range_arrow(Path(raw) / "transactions.parquet", (lo, hi), "ts", since, t_end, columns=cols,
+                           customer_order=False)  # the kernel does not depend on row order
+    ids = np.arange(lo, hi + 1, dtype=np.int64)  # simulated ids are dense
+    cust, _ = _positions(tx["customer_id"].to_numpy(), ids)  # as `prepare` does
+    prep = Prepared(customer_ids=ids, customers=pd.DataFrame({"customer_id": ids}))
+    ts = tx["ts"].cast(pa.timestamp("ns")).cast(pa.int64()).to_numpy()
+    prep.tx = {"cust": cust, "ts": ts, "amount": tx["amount"].to_numpy(),
+               "dir": arrow_codes(tx["direction"], vocab.DIRECTIONS), "cat": arrow_codes(tx["category"], CATEGORIES)}
+    return prep
+
+
+def _subset_partition(raw: str, lo: int, hi: int, as_of: str, validated: bool):
+    """One customer range: read transactions, aggregate with the pipeline's kernel."""
+    from features.build import category_flows
+
+    return category_flows(_subset_read(raw, lo, hi, as_of, validated), as_of, WINDOWS)
 
 
 def _warm(_: int = 0) -> int:
@@ -190,12 +197,16 @@ def pipeline_subset(raw: Path, as_of, workers: int, ranges, validated: bool, poo
 
 
 def pipeline_subset_inprocess(raw: Path, as_of, ranges) -> tuple[float, object]:
-    """The pipeline's `--workers 1` shape: partitions one after another in this process
-    (pyarrow still decodes each row group's columns on its own threads)."""
+    """The pipeline's `--workers 1` shape: partitions one after another in this process, the next
+    range's read overlapping this one's kernel (`features.panel.read_ahead`, as the build does)."""
     import pandas as pd
 
+    from features.build import category_flows
+    from features.panel import read_ahead
+
     t0 = time.perf_counter()
-    frames = [_subset_partition(str(raw), lo, hi, str(as_of), False) for lo, hi in ranges]
+    frames = read_ahead(ranges, lambda r: _subset_read(str(raw), r[0], r[1], str(as_of), False),
+                        lambda _, prep: category_flows(prep, as_of, WINDOWS))
     result = pd.concat(frames, ignore_index=True)
     return time.perf_counter() - t0, result
 

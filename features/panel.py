@@ -383,11 +383,8 @@ class PartitionTask:
     parts_dir: str
 
 
-def run_partition(task: PartitionTask) -> dict[str, Any]:
-    """Read one customer range, build its panel and latest rows, write them as part files."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def read_task(task: PartitionTask) -> Prepared:
+    """The validated raw rows one partition needs (every requested date's windows and labels), prepared."""
     dates = list(task.as_of) + ([task.latest] if task.latest is not None else [])
     lookback = max(task.feature_config.recency_lookback_days, 7 * N_WEEKS, registry.LONG_WINDOW_DAYS) + 1
     start = min(dates) - pd.Timedelta(days=lookback) if dates else None
@@ -397,8 +394,18 @@ def run_partition(task: PartitionTask) -> dict[str, Any]:
     # prepare straight from the reader so the raw frames are freed before the features are computed
     # holdings: the AUM history features and labels need 6 months before the earliest date
     holdings_start = (min(dates) - pd.DateOffset(months=8)) if dates else None
-    prep = prepare(read_partition(Path(task.raw_dir), task.lo, task.hi, start, stop, holdings_start),
+    return prepare(read_partition(Path(task.raw_dir), task.lo, task.hi, start, stop, holdings_start),
                    task.snapshot_dates)
+
+
+def run_partition(task: PartitionTask, prep: Prepared | None = None) -> dict[str, Any]:
+    """Read one customer range (unless `prep`, its `read_task`, is given), build its panel and latest
+    rows, write them as part files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if prep is None:
+        prep = read_task(task)
     panel, latest = partition_prepared(prep, task.as_of, task.latest, task.feature_config, task.label_config)
     del prep
     result: dict[str, Any] = {"index": task.index, "panel_rows": len(panel), "latest_rows": 0}
@@ -546,13 +553,32 @@ def share_cores(workers: int) -> None:
     pa.set_cpu_count(max(1, (os.cpu_count() or 1) // max(workers, 1)))
 
 
+def read_ahead(items: Sequence, read: Callable[[Any], Any], build: Callable[[Any, Any], Any],
+               on_done: Callable[[], None] | None = None) -> list:
+    """`[build(item, read(item)) for item in items]`, reading the next item while building this one.
+
+    `read` runs on one helper thread, `build` on this one: Parquet decoding and most numpy work
+    release the GIL, so the two share the cores. At most two items' reads are held at once; an
+    error in either is raised here, in item order.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    results = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clientlens-read") as reader:
+        ahead = reader.submit(read, items[0]) if len(items) else None
+        for i, item in enumerate(items):
+            data = ahead.result()
+            ahead = reader.submit(read, items[i + 1]) if i + 1 < len(items) else None
+            results.append(build(item, data))
+            del data
+            if on_done is not None:
+                on_done()
+    return results
+
+
 def _run_local(tasks: list[PartitionTask], workers: int, on_done: Callable[[], None]) -> list[dict]:
     if workers <= 1 or len(tasks) <= 1:
-        results = []
-        for task in tasks:
-            results.append(run_partition(task))
-            on_done()
-        return results
+        return read_ahead(tasks, read_task, run_partition, on_done)  # one process: next read overlaps this build
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 

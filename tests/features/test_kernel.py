@@ -69,3 +69,41 @@ def pa_table(frame: pd.DataFrame):
     import pyarrow as pa
 
     return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def test_read_ahead_reads_the_next_item_while_building_this_one():
+    """`features.panel.read_ahead` (the one-process build): results in order, the next read overlapping."""
+    import threading
+
+    from features.panel import read_ahead
+
+    started = {i: threading.Event() for i in range(4)}
+
+    def read(i):
+        started[i].set()
+        return i * 10
+
+    def build(i, data):
+        if i + 1 < 4:  # without read-ahead the next read would only start after this returns
+            assert started[i + 1].wait(10), f"read of item {i + 1} did not start while item {i} was built"
+        return data + i
+
+    done = []
+    assert read_ahead([0, 1, 2, 3], read, build, lambda: done.append(1)) == [0, 11, 22, 33]
+    assert len(done) == 4 and read_ahead([], read, build) == []
+
+
+def test_read_ahead_raises_a_read_error_in_item_order():
+    from clientlens.errors import InputError
+    from features.panel import read_ahead
+
+    built = []
+
+    def read(i):
+        if i == 2:
+            raise InputError("transactions.amount: rule 'finite' fails")
+        return i
+
+    with pytest.raises(InputError, match="finite"):
+        read_ahead([0, 1, 2, 3], read, lambda i, data: built.append(data))
+    assert built == [0, 1]
