@@ -467,18 +467,14 @@ def _event_features(prep: Prepared, t_end: int, config: FeatureConfig, weekly_re
 def _long_window_features(prep: Prepared, t_end: int) -> dict[str, np.ndarray]:
     """Rare investment signals over 180 and `registry.LONG_WINDOW_DAYS` days, and their rates per (1 + logins).
 
-    One masked pass per table over the long window (the bucketed passes above stop at 180 days for
-    everything but recency). A rate needs both of its tables; without one it stays NaN.
+    The same counting kernel as the other behaviour families (`window_counts`), over the windows
+    (180, long) and only the rows that can count (the cubes above stop at 180 days). A rate needs
+    both of its tables; without one it stays NaN.
     """
     n, w = prep.n, registry.LONG_WINDOW_DAYS
+    windows = (180, w)
     cols: dict[str, np.ndarray] = {}
-    counts: dict[str, dict[int, np.ndarray]] = {}
-    for_windows = (180, w)
-
-    def per_window(cust: np.ndarray, days: np.ndarray) -> dict[int, np.ndarray]:
-        """Counts per customer over the 180d and the long window (rows are already inside the long one)."""
-        both = np.bincount(cust.astype(np.int64) * 2 + (days >= 180), minlength=2 * n).reshape(n, 2)
-        return {180: both[:, 0].astype(np.float64), w: both.sum(axis=1).astype(np.float64)}
+    counts: dict[str, np.ndarray] = {}  # name -> (window, customer): counts over 180 days and the long window
 
     if prep.tx is not None:
         tx = prep.tx
@@ -487,39 +483,38 @@ def _long_window_features(prep: Prepared, t_end: int) -> dict[str, np.ndarray]:
         idx = np.flatnonzero((cp == COUNTERPARTIES.index("brokerage")) | (cat == CATEGORIES.index("investment_buy")))
         ts = tx["ts"][idx]
         idx = idx[(ts < t_end) & (ts >= t_end - w * DAY_NS)]
-        cust, day = tx["cust"][idx], (t_end - 1 - tx["ts"][idx]) // DAY_NS
+        cust, ts = tx["cust"][idx], tx["ts"][idx]
         brk = (cp[idx] == COUNTERPARTIES.index("brokerage")) & (tx["dir"][idx] == vocab.DIRECTIONS.index("out"))
-        buy = cat[idx] == CATEGORIES.index("investment_buy")
-        counts["brokerage"] = per_window(cust[brk], day[brk])
-        counts["buys"] = per_window(cust[buy], day[buy])
-        cols[f"count_outflow_brokerage_{w}d"] = counts["brokerage"][w]
+        buy = cat[idx] == CATEGORIES.index("investment_buy")  # a row may be both: two counts
+        for name, rows in (("brokerage", brk), ("buys", buy)):
+            count, _ = window_counts(cust, ts, np.where(rows, 0, -1), n, 1, t_end, windows)
+            counts[name] = count[:, 0].astype(np.float64)
+        cols[f"count_outflow_brokerage_{w}d"] = counts["brokerage"][1]
         cols[f"outflow_brokerage_{w}d"] = np.bincount(cust[brk], weights=tx["amount"][idx][brk], minlength=n)
-        cols[f"count_investment_buy_{w}d"] = counts["buys"][w]
+        cols[f"count_investment_buy_{w}d"] = counts["buys"][1]
     if prep.ev is not None:
         ev = prep.ev
         idx = np.flatnonzero((ev["ts"] < t_end) & (ev["ts"] >= t_end - w * DAY_NS))
-        cust, day, topic = ev["cust"][idx], (t_end - 1 - ev["ts"][idx]) // DAY_NS, ev["topic"][idx]
-        # one pass: (customer, kind, window) with kind 0 login, 1 equity_funds view/search, 2 other topic, 3 other
-        login = ev["type"][idx] == EVENT_TYPES.index("login")
-        kind = np.where(login, 0, np.where(topic == TOPICS.index("equity_funds"), 1, np.where(topic >= 0, 2, 3)))
-        key = (cust.astype(np.int64) * 4 + kind) * 2 + (day >= 180)
-        c = np.bincount(key, minlength=8 * n).reshape(n, 4, 2).astype(np.float64)
-        within = {180: c[:, :, 0], w: c.sum(axis=2)}
-        counts["logins"] = {lw: within[lw][:, 0] for lw in for_windows}
-        counts["equity"] = {lw: within[lw][:, 1] for lw in for_windows}
-        topical_n = {lw: within[lw][:, 1] + within[lw][:, 2] for lw in for_windows}
-        cols[f"login_count_{w}d"] = counts["logins"][w]
-        for lw in for_windows:
-            cols[f"views_equity_funds_{lw}d"] = counts["equity"][lw]
-            cols[f"equity_funds_view_share_{lw}d"] = _ratio(counts["equity"][lw], topical_n[lw])
+        topic = ev["topic"][idx]
+        # kind 0 login, 1 equity_funds view/search, 2 other topic, 3 other
+        kind = np.where(ev["type"][idx] == EVENT_TYPES.index("login"), 0,
+                        np.where(topic == TOPICS.index("equity_funds"), 1, np.where(topic >= 0, 2, 3)))
+        count, _ = window_counts(ev["cust"][idx], ev["ts"][idx], kind, n, 4, t_end, windows)
+        count = count.astype(np.float64)  # window, kind, customer
+        counts["logins"], counts["equity"] = count[:, 0], count[:, 1]
+        topical = count[:, 1] + count[:, 2]
+        cols[f"login_count_{w}d"] = counts["logins"][1]
+        for i, lw in enumerate(windows):
+            cols[f"views_equity_funds_{lw}d"] = counts["equity"][i]
+            cols[f"equity_funds_view_share_{lw}d"] = _ratio(counts["equity"][i], topical[i])
     if "logins" in counts:
-        for lw in for_windows:
-            den = 1.0 + counts["logins"][lw]
-            cols[f"equity_views_per_login_{lw}d"] = counts["equity"][lw] / den
+        for i, lw in enumerate(windows):
+            den = 1.0 + counts["logins"][i]
+            cols[f"equity_views_per_login_{lw}d"] = counts["equity"][i] / den
             if "brokerage" in counts:
-                cols[f"brokerage_transfers_per_login_{lw}d"] = counts["brokerage"][lw] / den
-                cols[f"investment_buys_per_login_{lw}d"] = counts["buys"][lw] / den
-                cols[f"invest_interest_per_login_{lw}d"] = (counts["brokerage"][lw] + counts["equity"][lw]) / den
+                cols[f"brokerage_transfers_per_login_{lw}d"] = counts["brokerage"][i] / den
+                cols[f"investment_buys_per_login_{lw}d"] = counts["buys"][i] / den
+                cols[f"invest_interest_per_login_{lw}d"] = (counts["brokerage"][i] + counts["equity"][i]) / den
     return cols
 
 
