@@ -29,12 +29,12 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
 from benchmarks.machine import machine
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 FEATURES = 100
 SEED = 2026
-
 
 
 def windows(rows: int):
@@ -196,8 +196,10 @@ def compare(a: dict, b: dict, injected: list[str]) -> dict:
         "columns_compared": len(common),
         "verdicts_differ": differ,
         "injected_agree": all(a["verdicts"].get(c) == b["verdicts"].get(c) for c in injected),
-        "injected_detected": {"a": sorted(c for c in injected if a["verdicts"].get(c)),
-                              "b": sorted(c for c in injected if b["verdicts"].get(c))},
+        "injected_detected": {
+            "a": sorted(c for c in injected if a["verdicts"].get(c)),
+            "b": sorted(c for c in injected if b["verdicts"].get(c)),
+        },
     }
 
 
@@ -220,8 +222,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(res, default=float))
         return res
 
-    info = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-            "command": "uv run python -m benchmarks.bench_drift " + " ".join(argv if argv is not None else sys.argv[1:])}
+    info = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "command": "uv run python -m benchmarks.bench_drift " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
     sizes = [int(s) for s in args.evidently_rows.split(",") if s]
     results: dict = {"info": info, "clientlens": {}, "evidently": {}, "comparison": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,8 +235,15 @@ def main(argv: list[str] | None = None) -> dict:
             out = env_home / f"clientlens-{rows}"
             print(f"clientlens {rows:,} x {FEATURES} ...", file=sys.stderr, flush=True)
             results["clientlens"][rows] = _run_child(
-                ["clientlens", "--child-rows", str(rows), "--child-out", str(out),
-                 "--max-evidently-rows", str(args.max_evidently_rows)]
+                [
+                    "clientlens",
+                    "--child-rows",
+                    str(rows),
+                    "--child-out",
+                    str(out),
+                    "--max-evidently-rows",
+                    str(args.max_evidently_rows),
+                ]
             )
         for rows in sizes:
             print(f"plain Evidently {rows:,} x {FEATURES} ...", file=sys.stderr, flush=True)
@@ -255,18 +267,24 @@ def main(argv: list[str] | None = None) -> dict:
         results["evidently_extrapolated_seconds"] = {args.rows: extra}
     results["info"]["loadavg_1m_at_end"] = os.getloadavg()[0]
 
-    print(f"\nDrift report, {FEATURES} features, {len(injected)} injected shifts ({info['machine']['nproc']} CPUs, "
-          f"load {info['machine']['loadavg_1m']:.1f})")
+    print(
+        f"\nDrift report, {FEATURES} features, {len(injected)} injected shifts ({info['machine']['nproc']} CPUs, "
+        f"load {info['machine']['loadavg_1m']:.1f})"
+    )
     print(f"{'job':<12}{'rows':>11}{'wall s':>9}{'CPU s':>9}{'data MiB':>10}{'+peak MiB':>11}  drifted")
     for job in ("clientlens", "evidently"):
         for rows, r in sorted(results[job].items()):
-            print(f"{job:<12}{rows:>11,}{r['seconds']:>9.1f}{r['cpu_seconds']:>9.1f}{r['rss_before_mib']:>10.0f}"
-                  f"{r['added_rss_mib']:>11.0f}  {len(r['drifted'])}" + (f"  {r['timings']}" if "timings" in r else ""))
+            print(
+                f"{job:<12}{rows:>11,}{r['seconds']:>9.1f}{r['cpu_seconds']:>9.1f}{r['rss_before_mib']:>10.0f}"
+                f"{r['added_rss_mib']:>11.0f}  {len(r['drifted'])}" + (f"  {r['timings']}" if "timings" in r else "")
+            )
     for rows, t in results.get("evidently_extrapolated_seconds", {}).items():
         print(f"{'evidently':<12}{rows:>11,}{t['wall']:>9.0f}{t['cpu']:>9.0f}{'':>21}  (linear extrapolation)")
     for name, c in results["comparison"].items():
-        print(f"{name}: injected agree={c['injected_agree']}, verdicts differ on {len(c['verdicts_differ'])}/"
-              f"{c['columns_compared']} {c['verdicts_differ']}")
+        print(
+            f"{name}: injected agree={c['injected_agree']}, verdicts differ on {len(c['verdicts_differ'])}/"
+            f"{c['columns_compared']} {c['verdicts_differ']}"
+        )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.max_evidently_rows == 10_000 else f"-sample{args.max_evidently_rows}"
     path = OUT_DIR / f"drift-{args.rows}{suffix}.json"

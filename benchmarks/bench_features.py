@@ -83,9 +83,22 @@ def full_build(raw: Path, workers: int, partition_size: int) -> dict:
     import psutil
 
     out = Path(tempfile.mkdtemp(prefix="clientlens-bench-features-"))
-    cmd = [sys.executable, "-c", "from clientlens.cli import main; main()", "features", "--raw", str(raw),
-           "--out", str(out), "--latest-only", "--workers", str(workers), "--partition-size", str(partition_size),
-           "--json"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from clientlens.cli import main; main()",
+        "features",
+        "--raw",
+        str(raw),
+        "--out",
+        str(out),
+        "--latest-only",
+        "--workers",
+        str(workers),
+        "--partition-size",
+        str(partition_size),
+        "--json",
+    ]
     peak = {"sum": 0, "max": 0}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -109,9 +122,15 @@ def full_build(raw: Path, workers: int, partition_size: int) -> dict:
         raise SystemExit(f"feature build failed with exit code {proc.returncode}")
     summary = json.loads(stdout.strip().splitlines()[-1])
     shutil.rmtree(out, ignore_errors=True)
-    return {"wall_s": round(wall, 2), "peak_rss_sum_gib": round(peak["sum"] / 2**30, 2),
-            "peak_rss_max_process_gib": round(peak["max"] / 2**30, 2), "rows": summary["latest_rows"],
-            "columns": summary["columns"] - 3, "as_of": summary["latest_as_of"], "partitions": summary["partitions"]}
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_sum_gib": round(peak["sum"] / 2**30, 2),
+        "peak_rss_max_process_gib": round(peak["max"] / 2**30, 2),
+        "rows": summary["latest_rows"],
+        "columns": summary["columns"] - 3,
+        "as_of": summary["latest_as_of"],
+        "partitions": summary["partitions"],
+    }
 
 
 def duckdb_subset(raw: Path, as_of, threads: int) -> tuple[float, object]:
@@ -126,8 +145,8 @@ def duckdb_subset(raw: Path, as_of, threads: int) -> tuple[float, object]:
         aggs.append(f"count(*) FILTER (WHERE ts >= TIMESTAMP '{since}') AS count_{w}d")
     lo = t_end - pd.Timedelta(days=max(WINDOWS))
     sql = f"""
-        SELECT customer_id, direction, category, {', '.join(aggs)}
-        FROM read_parquet('{raw / 'transactions.parquet'}')
+        SELECT customer_id, direction, category, {", ".join(aggs)}
+        FROM read_parquet('{raw / "transactions.parquet"}')
         WHERE ts < TIMESTAMP '{t_end}' AND ts >= TIMESTAMP '{lo}'
         GROUP BY ALL
     """
@@ -143,6 +162,7 @@ def _subset_read(raw: str, lo: int, hi: int, as_of: str, validated: bool):
     """One customer range's transactions as the kernel's arrays (`features.build.Prepared`)."""
     import numpy as np
     import pandas as pd
+
     from features import vocab
     from features.build import CATEGORIES, Prepared, _positions, prepare
 
@@ -159,14 +179,20 @@ def _subset_read(raw: str, lo: int, hi: int, as_of: str, validated: bool):
     from features.panel import _read_range_arrow, arrow_codes
 
     cols = ["customer_id", "ts", "amount", "direction", "category"]
-    tx = _read_range_arrow(Path(raw) / "transactions.parquet", (lo, hi), "ts", since, t_end, columns=cols,
-                           customer_order=False)  # the kernel does not depend on row order
+    tx = _read_range_arrow(
+        Path(raw) / "transactions.parquet", (lo, hi), "ts", since, t_end, columns=cols, customer_order=False
+    )  # the kernel does not depend on row order
     ids = np.arange(lo, hi + 1, dtype=np.int64)  # simulated ids are dense
     cust, _ = _positions(tx["customer_id"].to_numpy(), ids)  # as `prepare` does
     prep = Prepared(customer_ids=ids, customers=pd.DataFrame({"customer_id": ids}))
     ts = tx["ts"].cast(pa.timestamp("ns")).cast(pa.int64()).to_numpy()
-    prep.tx = {"cust": cust, "ts": ts, "amount": tx["amount"].to_numpy(),
-               "dir": arrow_codes(tx["direction"], vocab.DIRECTIONS), "cat": arrow_codes(tx["category"], CATEGORIES)}
+    prep.tx = {
+        "cust": cust,
+        "ts": ts,
+        "amount": tx["amount"].to_numpy(),
+        "dir": arrow_codes(tx["direction"], vocab.DIRECTIONS),
+        "cat": arrow_codes(tx["category"], CATEGORIES),
+    }
     return prep
 
 
@@ -178,7 +204,7 @@ def _subset_partition(raw: str, lo: int, hi: int, as_of: str, validated: bool):
 
 
 def _warm(_: int = 0) -> int:
-    import features.build  # noqa: F401
+    import features.build
     import features.contract  # noqa: F401
 
     return 0
@@ -205,8 +231,11 @@ def pipeline_subset_inprocess(raw: Path, as_of, ranges) -> tuple[float, object]:
     from features.panel import read_ahead
 
     t0 = time.perf_counter()
-    frames = read_ahead(ranges, lambda r: _subset_read(str(raw), r[0], r[1], str(as_of), False),
-                        lambda _, prep: category_flows(prep, as_of, WINDOWS))
+    frames = read_ahead(
+        ranges,
+        lambda r: _subset_read(str(raw), r[0], r[1], str(as_of), False),
+        lambda _, prep: category_flows(prep, as_of, WINDOWS),
+    )
     result = pd.concat(frames, ignore_index=True)
     return time.perf_counter() - t0, result
 
@@ -259,8 +288,9 @@ def main(argv: list[str] | None = None) -> dict:
     ctx = mp.get_context("forkserver")
     times: dict[str, list[float]] = {"duckdb": [], "pipeline": [], "inprocess": [], "validated": []}
     _subset_partition(str(raw), *ranges[0], str(last), False)  # warm this process too
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx, initializer=share_cores,
-                             initargs=(args.workers,)) as pool:  # as the build's pool
+    with ProcessPoolExecutor(
+        max_workers=args.workers, mp_context=ctx, initializer=share_cores, initargs=(args.workers,)
+    ) as pool:  # as the build's pool
         list(pool.map(_warm, range(args.workers * 2)))
         # interleaved repeats: on a shared machine the load drifts; compare medians of one run
         for rep in range(args.repeats):
@@ -304,8 +334,10 @@ def main(argv: list[str] | None = None) -> dict:
         "targets": {"full_build_s": 60, "full_build_gib": 4, "subset_ratio": 1.0},
         "machine": info,
     }
-    print(f"\nfeatures: {args.customers:,} customers x {args.months} months, as-of {last.date()}, "
-          f"{args.workers} workers, {full['partitions']} partitions")
+    print(
+        f"\nfeatures: {args.customers:,} customers x {args.months} months, as-of {last.date()}, "
+        f"{args.workers} workers, {full['partitions']} partitions"
+    )
     print(f"{'measure':<52}{'value':>12}{'target':>10}")
     print(f"{'full build wall (s)':<52}{full['wall_s']:>12.1f}{'< 60':>10}")
     print(f"{'full build peak RSS, all processes (GiB)':<52}{full['peak_rss_sum_gib']:>12.2f}{'< 4':>10}")
@@ -317,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{f'ratio pipeline ({args.workers} processes) / DuckDB':<52}{ours_s / duck_s:>12.2f}{'<= 1.0':>10}")
     print(f"{'ratio pipeline (1 process) / DuckDB':<52}{inproc_s / duck_s:>12.2f}{'<= 1.0':>10}")
     print(f"{'ratio validated pipeline / DuckDB':<52}{ours_valid_s / duck_s:>12.2f}")
-    print(f"{'subset results agree':<52}{str(agree):>12}")
+    print(f"{'subset results agree':<52}{agree!s:>12}")
     print(f"machine: {info['nproc']} cpus, {info['memory_gib']} GiB, {info['cpu']}, load {info['loadavg_1m']:.1f}")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"features-{args.customers}x{args.months}.json"

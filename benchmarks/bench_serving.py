@@ -38,11 +38,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+
 from benchmarks.machine import machine
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 TARGETS = {"p50_ms": 4.0, "p99_ms": 15.0, "batch_customers_per_s": 20_000}
-
 
 
 def prepare_home(home: Path, customers: int, rounds: int, seed: int) -> dict:
@@ -248,7 +248,7 @@ def sustained(host, port, single_bodies, batch_body, headers, seconds: float, ra
     rss = np.array([s[1] for s in samples]) / 2**20
     slope = float(np.polyfit(t, rss, 1)[0] * 60) if len(t) > 2 else float("nan")
     # Memory after warm-up: first 10% of the samples are start-up allocations (caches, pools).
-    settled = rss[max(1, len(rss) // 10):]
+    settled = rss[max(1, len(rss) // 10) :]
     return {
         "seconds": seconds, "rate_per_s": rate, "requests": i, "errors": errors, "late_by_1s": late,
         "latency": percentiles(ms) if ms else {}, "rss_mib_start": float(rss[0]), "rss_mib_end": float(rss[-1]),
@@ -293,7 +293,9 @@ def markdown(result: dict) -> str:
         )
     fl = result.get("floor_livez")
     if fl:
-        lines.append(f"| floor: GET /livez, new connection per request | {fl['p50_ms']:.2f} ms p50 / {fl['p99_ms']:.2f} ms p99 | | | |")
+        lines.append(
+            f"| floor: GET /livez, new connection per request | {fl['p50_ms']:.2f} ms p50 / {fl['p99_ms']:.2f} ms p99 | | | |"
+        )
     lines += [
         f"| `score_frame` in process, 1 row | {lb['score_frame_single_row']['p50_ms']:.2f} ms p50 | | | |",
         f"| `score_frame` in process, 1,000 rows | {lb['score_frame_batch_rows_per_s']:,.0f} rows/s | | | |",

@@ -19,10 +19,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
 from benchmarks.machine import machine
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
-
 
 
 def _peak_rss_gib() -> float:

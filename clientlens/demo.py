@@ -47,9 +47,7 @@ def run_stage(name: str, args: list[str], run: DemoRun, say: Callable[[str], Non
     """Run `clientlens ARGS --json`; keep and return its summary, or fail naming the stage."""
     say(f"[{name}] clientlens {' '.join(args)}")
     started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "clientlens", *args, "--json"], capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, "-m", "clientlens", *args, "--json"], capture_output=True, text=True)
     run.seconds[name] = time.perf_counter() - started
     lines = proc.stdout.strip().splitlines()
     summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
@@ -70,7 +68,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> DemoRun:
     run_stage("validate", ["validate", "--raw", str(raw)], run, say)
     panel = run_stage("features", ["features", "--raw", str(raw), "--out", str(feats),
                                    "--workers", str(cfg.workers)], run, say)  # fmt: skip
-    say(f"         panel: {panel.get('rows')} rows x {panel.get('columns')} columns over {len(panel.get('as_of', []))} as-of dates")
+    say(
+        f"         panel: {panel.get('rows')} rows x {panel.get('columns')} columns over {len(panel.get('as_of', []))} as-of dates"
+    )
     for task in TASKS:
         extra = ["--truth", str(raw / "truth.parquet")] if task == "risk" else []
         s = run_stage(f"train {task}", ["train", task, "--features", str(feats), "--trials", str(cfg.trials),
@@ -104,7 +104,9 @@ def call_service(run: DemoRun, feats: Path, say: Callable[[str], None]) -> None:
     latest = pd.read_parquet(feats / "latest.parquet")
     row = latest.drop(columns=["as_of"]).head(1)
     customer = json.loads(row.to_json(orient="records"))[0]
-    ids = [int(i) for i in latest["customer_id"].head(2)] + [int(latest["customer_id"].max()) + 1]  # the last is unknown
+    ids = [int(i) for i in latest["customer_id"].head(2)] + [
+        int(latest["customer_id"].max()) + 1
+    ]  # the last is unknown
     say("[serve] bentoml serve serving.service:Clientlens (loopback, stopped after the calls)")
     started = time.perf_counter()
     log_path = run.home / "demo" / "serve.log"
@@ -120,7 +122,9 @@ def call_service(run: DemoRun, feats: Path, say: Callable[[str], None]) -> None:
         # A batch caller that has the features itself sends them as Arrow columns.
         arrow_body = to_arrow_stream(request_table(latest.head(1_000)))
         t0 = time.perf_counter()
-        arrow = http.post("/score_arrow", content=arrow_body, headers={"content-type": ARROW_STREAM, "accept": ARROW_STREAM})
+        arrow = http.post(
+            "/score_arrow", content=arrow_body, headers={"content-type": ARROW_STREAM, "accept": ARROW_STREAM}
+        )
         arrow_ms = (time.perf_counter() - t0) * 1000
         arrow.raise_for_status()
         with pa.ipc.open_stream(arrow.content) as reader:
@@ -128,7 +132,9 @@ def call_service(run: DemoRun, feats: Path, say: Callable[[str], None]) -> None:
     run.seconds["serve"] = time.perf_counter() - started
     run.summaries["serve"] = {"url": url, "log": str(log_path), "models": models, "score": scored, "score_ids": by_id,
                               "score_arrow": {"rows": arrow_rows, "ms": round(arrow_ms, 1)}}  # fmt: skip
-    say(f"         GET /models, POST /score, POST /score_ids ({len(ids)} ids, the last unknown), then the whole book of {len(book)} customers by id")
+    say(
+        f"         GET /models, POST /score, POST /score_ids ({len(ids)} ids, the last unknown), then the whole book of {len(book)} customers by id"
+    )
     say(f"         POST /score_arrow: {arrow_rows} customers as an Arrow table, answered as Arrow in {arrow_ms:.0f} ms")
     say("         POST /score response (one customer, explain=true):")
     say("         " + json.dumps(scored, indent=2, default=str).replace("\n", "\n         "))

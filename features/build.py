@@ -79,8 +79,13 @@ class Prepared:
 
     @property
     def missing_tables(self) -> list[str]:
-        present = {"customers": True, "transactions": self.tx is not None, "events": self.ev is not None,
-                   "holdings": self.ho is not None, "market": self.market is not None}
+        present = {
+            "customers": True,
+            "transactions": self.tx is not None,
+            "events": self.ev is not None,
+            "holdings": self.ho is not None,
+            "market": self.market is not None,
+        }
         return [t for t in vocab.TABLES if not present[t]]
 
 
@@ -183,8 +188,14 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def window_counts(
-    cust: np.ndarray, ts: np.ndarray, group: np.ndarray, n: int, n_groups: int, t_end: int,
-    edges_days: Sequence[int], weights: np.ndarray | None = None,
+    cust: np.ndarray,
+    ts: np.ndarray,
+    group: np.ndarray,
+    n: int,
+    n_groups: int,
+    t_end: int,
+    edges_days: Sequence[int],
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Counts (and sums of `weights`) per window, group and customer: the behaviour family's kernel.
 
@@ -304,10 +315,12 @@ def _transaction_features(prep: Prepared, t_end: int, config: FeatureConfig, wee
     nc, np_ = N_CAT + 1, N_CP + 1
     win = {int(e): i for i, e in enumerate(CUBE_WINDOWS)}  # window -> index along the first axis
     dir32 = dirn.astype(np.int32)
-    cnt_cat, amt_cat = window_counts(cust, ts, dir32 * nc + np.where(cat < 0, N_CAT, cat), n, N_DIR * nc, t_end,
-                                     CUBE_WINDOWS, amount)
-    cnt_cp, amt_cp = window_counts(cust, ts, dir32 * np_ + np.where(cp < 0, N_CP, cp), n, N_DIR * np_, t_end,
-                                   CUBE_WINDOWS, amount)
+    cnt_cat, amt_cat = window_counts(
+        cust, ts, dir32 * nc + np.where(cat < 0, N_CAT, cat), n, N_DIR * nc, t_end, CUBE_WINDOWS, amount
+    )
+    cnt_cp, amt_cp = window_counts(
+        cust, ts, dir32 * np_ + np.where(cp < 0, N_CP, cp), n, N_DIR * np_, t_end, CUBE_WINDOWS, amount
+    )
     cnt_cat = cnt_cat.astype(np.float64).reshape(-1, N_DIR, nc, n)  # window, direction, category, customer
     amt_cat = amt_cat.reshape(-1, N_DIR, nc, n)
     cnt_cp = cnt_cp.astype(np.float64).reshape(-1, N_DIR, np_, n)
@@ -336,8 +349,9 @@ def _transaction_features(prep: Prepared, t_end: int, config: FeatureConfig, wee
         cols[f"count_outflow_brokerage_{w}d"] = cnt_cp[win[w], d_out, br]
     # channels over 90 days
     in90 = d < 90
-    ch_cnt = np.bincount(cust[in90] * (N_CH + 1) + np.where(ch[in90] < 0, N_CH, ch[in90]),
-                         minlength=n * (N_CH + 1)).reshape(n, N_CH + 1)
+    ch_cnt = np.bincount(
+        cust[in90] * (N_CH + 1) + np.where(ch[in90] < 0, N_CH, ch[in90]), minlength=n * (N_CH + 1)
+    ).reshape(n, N_CH + 1)
     digital = ch_cnt[:, CHANNELS.index("mobile")] + ch_cnt[:, CHANNELS.index("web")]
     cols["digital_txn_share_90d"] = _ratio(digital, ch_cnt.sum(axis=1))
     cols["advisor_txn_count_90d"] = ch_cnt[:, CHANNELS.index("advisor")].astype(np.float64)
@@ -353,8 +367,15 @@ def _transaction_features(prep: Prepared, t_end: int, config: FeatureConfig, wee
         "outflow_investment_buy": amt_cat[:, d_out, ib],
         "outflow_brokerage": amt_cp[:, d_out, br],
     }
-    for name, w in (("txn_count", 30), ("txn_count", 90), ("inflow_total", 90), ("outflow_total", 90),
-                    ("outflow_card_spend", 90), ("outflow_investment_buy", 90), ("outflow_brokerage", 90)):
+    for name, w in (
+        ("txn_count", 30),
+        ("txn_count", 90),
+        ("inflow_total", 90),
+        ("outflow_total", 90),
+        ("outflow_card_spend", 90),
+        ("outflow_investment_buy", 90),
+        ("outflow_brokerage", 90),
+    ):
         c = series[name]
         cols[f"{name}_trend_{w}d"] = _ratio(recent[w](c), prior[w](c))
     # recency (within the lookback)
@@ -362,9 +383,13 @@ def _transaction_features(prep: Prepared, t_end: int, config: FeatureConfig, wee
     df = d.astype(np.float64)
     salary = (cat == CATEGORIES.index("salary")) & (dirn == d_in)
     brokerage_out = (cp == br) & (dirn == d_out)
-    for name, mask in (("txn", rec), ("salary", rec & salary), ("investment_buy", rec & (cat == ib)),
-                       ("brokerage_transfer", rec & brokerage_out),
-                       ("overseas_transfer", rec & (cp == COUNTERPARTIES.index("overseas")) & (dirn == d_out))):
+    for name, mask in (
+        ("txn", rec),
+        ("salary", rec & salary),
+        ("investment_buy", rec & (cat == ib)),
+        ("brokerage_transfer", rec & brokerage_out),
+        ("overseas_transfer", rec & (cp == COUNTERPARTIES.index("overseas")) & (dirn == d_out)),
+    ):
         cols[f"days_since_last_{name}"] = _group_min(cust[mask], df[mask], n)
     # salary regularity
     t_month = int(_month_index(t_end - 1))
@@ -381,16 +406,21 @@ def _transaction_features(prep: Prepared, t_end: int, config: FeatureConfig, wee
     cv[k < 2] = np.nan
     cols["salary_amount_cv_180d"] = cv
     # response to market moves
-    names = ("invest_count_up_weeks_180d", "invest_count_down_weeks_180d", "invest_up_down_ratio_180d",
-             "invest_index_corr_180d")
+    names = (
+        "invest_count_up_weeks_180d",
+        "invest_count_down_weeks_180d",
+        "invest_up_down_ratio_180d",
+        "invest_index_corr_180d",
+    )
     if weekly_returns is None:
         cols.update({k_: np.full(n, np.nan) for k_ in names})
     else:
         invest = ((cat == ib) | brokerage_out) & (d < 7 * N_WEEKS)
         wk = d[invest] // 7
         wcount = np.bincount(cust[invest] * N_WEEKS + wk, minlength=n * N_WEEKS).reshape(n, N_WEEKS)
-        wamount = np.bincount(cust[invest] * N_WEEKS + wk, weights=amount[invest],
-                              minlength=n * N_WEEKS).reshape(n, N_WEEKS)
+        wamount = np.bincount(cust[invest] * N_WEEKS + wk, weights=amount[invest], minlength=n * N_WEEKS).reshape(
+            n, N_WEEKS
+        )
         up_mean, down_mean = _up_down_means(wcount.astype(np.float64), weekly_returns)
         cols["invest_count_up_weeks_180d"] = up_mean
         cols["invest_count_down_weeks_180d"] = down_mean
@@ -497,8 +527,11 @@ def _long_window_features(prep: Prepared, t_end: int) -> dict[str, np.ndarray]:
         idx = np.flatnonzero((ev["ts"] < t_end) & (ev["ts"] >= t_end - w * DAY_NS))
         topic = ev["topic"][idx]
         # kind 0 login, 1 equity_funds view/search, 2 other topic, 3 other
-        kind = np.where(ev["type"][idx] == EVENT_TYPES.index("login"), 0,
-                        np.where(topic == TOPICS.index("equity_funds"), 1, np.where(topic >= 0, 2, 3)))
+        kind = np.where(
+            ev["type"][idx] == EVENT_TYPES.index("login"),
+            0,
+            np.where(topic == TOPICS.index("equity_funds"), 1, np.where(topic >= 0, 2, 3)),
+        )
         count, _ = window_counts(ev["cust"][idx], ev["ts"][idx], kind, n, 4, t_end, windows)
         count = count.astype(np.float64)  # window, kind, customer
         counts["logins"], counts["equity"] = count[:, 0], count[:, 1]
@@ -666,8 +699,11 @@ def features_at(prep: Prepared, as_of, config: FeatureConfig | None = None) -> p
         hcols, snap_t = _holdings_features(prep, t_end, config, stated_max)
         cols.update(hcols)
     for name, value in market.items():
-        cols[name] = np.full(n, np.nan if value is None else value) if name != "market_regime" else np.full(
-            n, value, dtype=object)
+        cols[name] = (
+            np.full(n, np.nan if value is None else value)
+            if name != "market_regime"
+            else np.full(n, value, dtype=object)
+        )
     # segment
     if "aum" in cols:
         aum = cols["aum"]
@@ -684,8 +720,11 @@ def features_at(prep: Prepared, as_of, config: FeatureConfig | None = None) -> p
         payroll = cols["payroll_at_bank"].copy()
         if "inflow_salary_90d" in cols:
             payroll |= cols["inflow_salary_90d"] > 0
-        depth = np.where((families >= config.ecosystem_min_families) & digital & payroll, "ecosystem",
-                         np.where(families >= 2, "multi_product", "basic")).astype(object)
+        depth = np.where(
+            (families >= config.ecosystem_min_families) & digital & payroll,
+            "ecosystem",
+            np.where(families >= 2, "multi_product", "basic"),
+        ).astype(object)
         depth[np.isnan(families)] = None
         cols["relationship_depth"] = depth
 
@@ -697,8 +736,11 @@ def features_at(prep: Prepared, as_of, config: FeatureConfig | None = None) -> p
     for feat in registry.FEATURES:
         values = cols.get(feat.name)
         if feat.dtype == "category":
-            data[feat.name] = (np.asarray(values, dtype=object)[active] if values is not None
-                               else np.full(len(data["customer_id"]), None, dtype=object))
+            data[feat.name] = (
+                np.asarray(values, dtype=object)[active]
+                if values is not None
+                else np.full(len(data["customer_id"]), None, dtype=object)
+            )
         elif feat.dtype == "bool":
             data[feat.name] = np.asarray(values, dtype=bool)[active]
         elif values is None:

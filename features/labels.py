@@ -84,8 +84,9 @@ def labels_at(
     min_level = int(config.revealed_min_allowed_level[1])
     free = np.array([r is not None and RISK_MAX_LEVEL.get(r, 0) >= min_level for r in stated], dtype=bool)
     asset_h = at_h & ~ho["liab"]
-    by_risk = np.bincount(ho["cust"][asset_h] * 6 + ho["risk"][asset_h], weights=ho["value"][asset_h],
-                          minlength=n * 6).reshape(n, 6)
+    by_risk = np.bincount(
+        ho["cust"][asset_h] * 6 + ho["risk"][asset_h], weights=ho["value"][asset_h], minlength=n * 6
+    ).reshape(n, 6)
     high = by_risk[:, 4] + by_risk[:, 5]
     mid = by_risk[:, 3].copy()
     base = aum_h.copy()
@@ -93,8 +94,12 @@ def labels_at(
         tx = prep.tx
         w = (tx["ts"] >= t_end) & (tx["ts"] < h_end)
         buy = w & (tx["cat"] == vocab.TXN_CATEGORIES.index("investment_buy"))
-        broker = w & (tx["cp"] == vocab.COUNTERPARTIES.index("brokerage")) & (
-            tx["dir"] == vocab.DIRECTIONS.index("out")) & ~buy
+        broker = (
+            w
+            & (tx["cp"] == vocab.COUNTERPARTIES.index("brokerage"))
+            & (tx["dir"] == vocab.DIRECTIONS.index("out"))
+            & ~buy
+        )
         for mask, add_high, add_mid in (
             (buy, buy & (tx["risk"] >= 4), buy & (tx["risk"] == 3)),
             (broker, broker, None),
@@ -104,8 +109,11 @@ def labels_at(
             if add_mid is not None:
                 mid += np.bincount(tx["cust"][add_mid], weights=tx["amount"][add_mid], minlength=n)
     share_high, share_mid = _ratio(high, base), _ratio(high + mid, base)
-    label = np.where(share_high >= config.revealed_aggressive_share, "aggressive",
-                     np.where(share_mid >= config.revealed_balanced_share, "balanced", "conservative")).astype(object)
+    label = np.where(
+        share_high >= config.revealed_aggressive_share,
+        "aggressive",
+        np.where(share_mid >= config.revealed_balanced_share, "balanced", "conservative"),
+    ).astype(object)
     label[~free | ~(base >= config.revealed_min_base)] = None
     revealed = label
     out["tier_future"], out["churn"], out["revealed_risk"] = tier_future, churn, revealed

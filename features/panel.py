@@ -72,7 +72,7 @@ def partition_prepared(
         labels = labels_at(prep, t, label_config, feature_config)
         frames.append(feats.merge(labels, on="customer_id", how="left", validate="one_to_one"))
     schema_cols = registry.arrow_schema(labels=True).names
-    panel = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=schema_cols))
+    panel = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=schema_cols)
     panel = panel.sort_values(["customer_id", "as_of"], kind="stable").reset_index(drop=True)
     latest_frame = features_at(prep, latest, feature_config) if latest is not None else None
     return panel, latest_frame
@@ -110,8 +110,10 @@ def _column_range(path: Path, column: str) -> tuple[pd.Timestamp | None, pd.Time
 
             values = pq.read_table(path, columns=[column])[column]
             mm = pc.min_max(values)
-            return (pd.Timestamp(mm["min"].as_py()) if mm["min"].is_valid else None,
-                    pd.Timestamp(mm["max"].as_py()) if mm["max"].is_valid else None)
+            return (
+                pd.Timestamp(mm["min"].as_py()) if mm["min"].is_valid else None,
+                pd.Timestamp(mm["max"].as_py()) if mm["max"].is_valid else None,
+            )
         a, b = pd.Timestamp(st.min), pd.Timestamp(st.max)
         lo = a if lo is None or a < lo else lo
         hi = b if hi is None or b > hi else hi
@@ -166,9 +168,7 @@ def _naive(value) -> pd.Timestamp | None:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts
 
 
-def _row_groups(
-    pf, ids: tuple[int, int] | None, time_col: str | None, lower, upper
-) -> list[tuple[int, bool]]:
+def _row_groups(pf, ids: tuple[int, int] | None, time_col: str | None, lower, upper) -> list[tuple[int, bool]]:
     """Row groups that may hold lo <= customer_id <= hi and lower <= time < upper, from their statistics.
 
     Returns `(group, needs_filter)` pairs: a group is dropped only when its statistics prove it
@@ -208,8 +208,12 @@ def _row_groups(
                     continue
                 if hi_t is not None and t_min >= hi_t + slack:
                     continue
-                inside = (inside and no_nulls(st) and (lo_t is None or t_min >= lo_t)
-                          and (hi_t is None or t_max + slack <= hi_t))
+                inside = (
+                    inside
+                    and no_nulls(st)
+                    and (lo_t is None or t_min >= lo_t)
+                    and (hi_t is None or t_max + slack <= hi_t)
+                )
             else:
                 inside = False
         keep.append((g, not inside))
@@ -217,7 +221,12 @@ def _row_groups(
 
 
 def _read_range_arrow(
-    path: Path, ids: tuple[int, int] | None, time_col: str | None, lower, upper, columns: list[str] | None = None,
+    path: Path,
+    ids: tuple[int, int] | None,
+    time_col: str | None,
+    lower,
+    upper,
+    columns: list[str] | None = None,
     customer_order: bool = True,
 ):
     """`_read_range` as an Arrow table (string columns stay dictionary-encoded as in the file).
@@ -294,7 +303,7 @@ def arrow_codes(column, categories: Sequence[str]) -> np.ndarray:
     out = np.empty(sum(len(c) for c in chunks), dtype=np.int8)
     offset = 0
     for chunk in chunks:
-        part = out[offset:offset + len(chunk)]
+        part = out[offset : offset + len(chunk)]
         offset += len(chunk)
         if pa.types.is_dictionary(chunk.type):
             lookup = np.array([vocab_index.get(v, -1) for v in chunk.dictionary.to_pylist()] + [-1], dtype=np.int8)
@@ -309,7 +318,12 @@ def arrow_codes(column, categories: Sequence[str]) -> np.ndarray:
 
 
 def _read_range(
-    path: Path, ids: tuple[int, int] | None, time_col: str | None, lower, upper, columns: list[str] | None = None,
+    path: Path,
+    ids: tuple[int, int] | None,
+    time_col: str | None,
+    lower,
+    upper,
+    columns: list[str] | None = None,
     customer_order: bool = True,
 ) -> pd.DataFrame:
     """Rows of a Parquet file with lo <= customer_id <= hi and lower <= time < upper.
@@ -324,7 +338,11 @@ def _read_range(
 
 
 def read_partition(
-    raw_dir: Path, lo: int, hi: int, start: pd.Timestamp | None, stop: pd.Timestamp | None,
+    raw_dir: Path,
+    lo: int,
+    hi: int,
+    start: pd.Timestamp | None,
+    stop: pd.Timestamp | None,
     holdings_start: pd.Timestamp | None = None,
 ) -> dict[str, pd.DataFrame | None]:
     """Validated rows of customers lo..hi (inclusive) of every present table.
@@ -347,8 +365,13 @@ def read_partition(
         lower = holdings_start if table == "holdings" else start if table in ("transactions", "events") else None
         col = TIME_COLUMN.get(table)
         try:
-            frame = _read_range(path, None if table == "market" else (int(lo), int(hi)), col, lower,
-                                stop if table in ("transactions", "events", "holdings") else None)
+            frame = _read_range(
+                path,
+                None if table == "market" else (int(lo), int(hi)),
+                col,
+                lower,
+                stop if table in ("transactions", "events", "holdings") else None,
+            )
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise InputError(f"{path}: cannot read as Parquet: {exc}") from exc
         frame = validate_frame(table, frame, max_date=max_date)
@@ -363,7 +386,8 @@ def read_partition(
             if unknown.any():
                 raise InputError(
                     f"{table}.customer_id: rule 'exists in customers' fails for {int(unknown.sum())} rows, e.g.\n"
-                    f"{frame.loc[unknown].head(5).to_string()}")
+                    f"{frame.loc[unknown].head(5).to_string()}"
+                )
     return out
 
 
@@ -394,8 +418,9 @@ def read_task(task: PartitionTask) -> Prepared:
     # prepare straight from the reader so the raw frames are freed before the features are computed
     # holdings: the AUM history features and labels need 6 months before the earliest date
     holdings_start = (min(dates) - pd.DateOffset(months=8)) if dates else None
-    return prepare(read_partition(Path(task.raw_dir), task.lo, task.hi, start, stop, holdings_start),
-                   task.snapshot_dates)
+    return prepare(
+        read_partition(Path(task.raw_dir), task.lo, task.hi, start, stop, holdings_start), task.snapshot_dates
+    )
 
 
 def run_partition(task: PartitionTask, prep: Prepared | None = None) -> dict[str, Any]:
@@ -412,12 +437,16 @@ def run_partition(task: PartitionTask, prep: Prepared | None = None) -> dict[str
     parts = Path(task.parts_dir)
     if task.as_of:
         schema = registry.arrow_schema(labels=True)
-        pq.write_table(pa.Table.from_pandas(panel[schema.names], schema=schema, preserve_index=False),
-                       parts / f"panel-{task.index:05d}.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(panel[schema.names], schema=schema, preserve_index=False),
+            parts / f"panel-{task.index:05d}.parquet",
+        )
     if latest is not None:
         lschema = registry.arrow_schema(labels=False)
-        pq.write_table(pa.Table.from_pandas(latest[lschema.names], schema=lschema, preserve_index=False),
-                       parts / f"latest-{task.index:05d}.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(latest[lschema.names], schema=lschema, preserve_index=False),
+            parts / f"latest-{task.index:05d}.parquet",
+        )
         result["latest_rows"] = len(latest)
     return result
 
@@ -464,7 +493,7 @@ def _balance(chunks: list[np.ndarray], pieces: list[np.ndarray], partition_size:
     target = -(-len(chunks) // workers) * workers
     while target <= len(pieces):
         # contiguous runs of pieces, the first ones one piece longer (larger partitions start first)
-        groups = [np.concatenate(pieces[a[0]:a[-1] + 1]) for a in np.array_split(np.arange(len(pieces)), target)]
+        groups = [np.concatenate(pieces[a[0] : a[-1] + 1]) for a in np.array_split(np.arange(len(pieces)), target)]
         if all(0 < len(g) <= partition_size for g in groups):
             return groups
         target += workers
@@ -553,8 +582,12 @@ def share_cores(workers: int) -> None:
     pa.set_cpu_count(max(1, (os.cpu_count() or 1) // max(workers, 1)))
 
 
-def read_ahead(items: Sequence, read: Callable[[Any], Any], build: Callable[[Any, Any], Any],
-               on_done: Callable[[], None] | None = None) -> list:
+def read_ahead(
+    items: Sequence,
+    read: Callable[[Any], Any],
+    build: Callable[[Any, Any], Any],
+    on_done: Callable[[], None] | None = None,
+) -> list:
     """`[build(item, read(item)) for item in items]`, reading the next item while building this one.
 
     `read` runs on one helper thread, `build` on this one: Parquet decoding and most numpy work
@@ -604,8 +637,13 @@ def _run_dask(tasks: list[PartitionTask], workers: int, scheduler: str | None, o
     if scheduler:
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.WARNING)
+        cluster = LocalCluster(
+            n_workers=max(workers, 1),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        )
         client = Client(cluster)
     try:
         futures = client.map(run_partition, sorted(tasks, key=lambda t: t.lo - t.hi), pure=False)  # largest first
@@ -669,7 +707,8 @@ def build_panel(
         if not dates:
             raise InputError(
                 f"data from {first.date()} to {last.date()} is too short for a panel: need {WARMUP_MONTHS} months of "
-                f"history plus a {horizon_days}-day horizon; pass --as-of dates explicitly")
+                f"history plus a {horizon_days}-day horizon; pass --as-of dates explicitly"
+            )
     snapshot_dates = None
     if "holdings" in paths:
         import pyarrow.parquet as pq
@@ -684,8 +723,18 @@ def build_panel(
     parts_dir = out / f".parts-{uuid.uuid4().hex[:12]}"
     parts_dir.mkdir()
     tasks = [
-        PartitionTask(i, lo, hi, str(Path(raw_dir).resolve()), tuple(dates),
-                      last if latest else None, snapshot_dates, feature_config, label_config, str(parts_dir.resolve()))
+        PartitionTask(
+            i,
+            lo,
+            hi,
+            str(Path(raw_dir).resolve()),
+            tuple(dates),
+            last if latest else None,
+            snapshot_dates,
+            feature_config,
+            label_config,
+            str(parts_dir.resolve()),
+        )
         for i, (lo, hi) in enumerate(ranges)
     ]
     if on_plan:
@@ -700,13 +749,15 @@ def build_panel(
         rows, panel_path = 0, None
         if panel:
             panel_path = out / "panel.parquet"
-            rows = _concat_parts([parts_dir / f"panel-{i:05d}.parquet" for i in order], panel_path,
-                                 registry.arrow_schema(labels=True))
+            rows = _concat_parts(
+                [parts_dir / f"panel-{i:05d}.parquet" for i in order], panel_path, registry.arrow_schema(labels=True)
+            )
         latest_rows, latest_path = 0, None
         if latest:
             latest_path = out / "latest.parquet"
-            latest_rows = _concat_parts([parts_dir / f"latest-{i:05d}.parquet" for i in order], latest_path,
-                                        registry.arrow_schema(labels=False))
+            latest_rows = _concat_parts(
+                [parts_dir / f"latest-{i:05d}.parquet" for i in order], latest_path, registry.arrow_schema(labels=False)
+            )
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
     uncomputable = registry.features_needing(set(missing))
@@ -735,4 +786,4 @@ def build_panel(
     }
 
 
-__all__ = ["build_panel", "partition_tables", "default_as_of_dates", "read_partition", "run_partition"]
+__all__ = ["build_panel", "default_as_of_dates", "partition_tables", "read_partition", "run_partition"]

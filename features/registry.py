@@ -106,89 +106,255 @@ def _declare() -> list[Feature]:
 
     # --- behaviour: transaction flows -------------------------------------------------
     for w in WINDOWS:
-        add(f"txn_count_{w}d", "int", "behaviour", f"{w}d", f"Number of transactions in the {w} days up to T.", sources=tx)
+        add(
+            f"txn_count_{w}d",
+            "int",
+            "behaviour",
+            f"{w}d",
+            f"Number of transactions in the {w} days up to T.",
+            sources=tx,
+        )
     for w in WINDOWS:
-        add(f"inflow_total_{w}d", "float", "behaviour", f"{w}d", f"Sum of incoming amounts in the {w} days up to T.", sources=tx)
-        add(f"outflow_total_{w}d", "float", "behaviour", f"{w}d", f"Sum of outgoing amounts in the {w} days up to T.", sources=tx)
-        add(f"net_flow_{w}d", "float", "behaviour", f"{w}d", f"Inflows minus outflows in the {w} days up to T.", sources=tx)
+        add(
+            f"inflow_total_{w}d",
+            "float",
+            "behaviour",
+            f"{w}d",
+            f"Sum of incoming amounts in the {w} days up to T.",
+            sources=tx,
+        )
+        add(
+            f"outflow_total_{w}d",
+            "float",
+            "behaviour",
+            f"{w}d",
+            f"Sum of outgoing amounts in the {w} days up to T.",
+            sources=tx,
+        )
+        add(
+            f"net_flow_{w}d",
+            "float",
+            "behaviour",
+            f"{w}d",
+            f"Inflows minus outflows in the {w} days up to T.",
+            sources=tx,
+        )
     for direction, category, windows in CATEGORY_FLOWS:
         word = _FLOW_WORD[direction]
         for w in windows:
-            add(f"{word}_{category}_{w}d", "float", "behaviour", f"{w}d",
-                f"Sum of {direction!r} transactions of category {category!r} in the {w} days up to T.", sources=tx)
+            add(
+                f"{word}_{category}_{w}d",
+                "float",
+                "behaviour",
+                f"{w}d",
+                f"Sum of {direction!r} transactions of category {category!r} in the {w} days up to T.",
+                sources=tx,
+            )
     for w in WINDOWS:
-        add(f"count_investment_buy_{w}d", "int", "behaviour", f"{w}d",
-            f"Number of investment_buy transactions in the {w} days up to T.", sources=tx)
+        add(
+            f"count_investment_buy_{w}d",
+            "int",
+            "behaviour",
+            f"{w}d",
+            f"Number of investment_buy transactions in the {w} days up to T.",
+            sources=tx,
+        )
     for direction, counterparty, windows in COUNTERPARTY_FLOWS:
         word = _FLOW_WORD[direction]
         for w in windows:
-            add(f"{word}_{counterparty}_{w}d", "float", "behaviour", f"{w}d",
+            add(
+                f"{word}_{counterparty}_{w}d",
+                "float",
+                "behaviour",
+                f"{w}d",
                 f"Sum of {direction!r} transactions with counterparty {counterparty!r} in the {w} days up to T.",
-                sources=tx)
+                sources=tx,
+            )
     for w in WINDOWS:
-        add(f"count_outflow_brokerage_{w}d", "int", "behaviour", f"{w}d",
-            f"Number of outgoing transfers to brokerages in the {w} days up to T.", sources=tx)
+        add(
+            f"count_outflow_brokerage_{w}d",
+            "int",
+            "behaviour",
+            f"{w}d",
+            f"Number of outgoing transfers to brokerages in the {w} days up to T.",
+            sources=tx,
+        )
     # channels
-    add("digital_txn_share_90d", "float", "behaviour", "90d",
-        "Share of transactions made on mobile or web in the 90 days up to T (NaN without transactions).", sources=tx)
-    add("advisor_txn_count_90d", "int", "behaviour", "90d", "Transactions through an advisor in the 90 days up to T.", sources=tx)
-    add("branch_txn_count_90d", "int", "behaviour", "90d", "Transactions at a branch in the 90 days up to T.", sources=tx)
+    add(
+        "digital_txn_share_90d",
+        "float",
+        "behaviour",
+        "90d",
+        "Share of transactions made on mobile or web in the 90 days up to T (NaN without transactions).",
+        sources=tx,
+    )
+    add(
+        "advisor_txn_count_90d",
+        "int",
+        "behaviour",
+        "90d",
+        "Transactions through an advisor in the 90 days up to T.",
+        sources=tx,
+    )
+    add(
+        "branch_txn_count_90d",
+        "int",
+        "behaviour",
+        "90d",
+        "Transactions at a branch in the 90 days up to T.",
+        sources=tx,
+    )
     # trends: recent window / the equally long window before it; NaN when the prior window is empty.
-    for base, w in (("txn_count", 30), ("txn_count", 90), ("inflow_total", 90), ("outflow_total", 90),
-                    ("outflow_card_spend", 90), ("outflow_investment_buy", 90), ("outflow_brokerage", 90)):
-        add(f"{base}_trend_{w}d", "float", "behaviour", f"{w}d vs prior {w}d",
+    for base, w in (
+        ("txn_count", 30),
+        ("txn_count", 90),
+        ("inflow_total", 90),
+        ("outflow_total", 90),
+        ("outflow_card_spend", 90),
+        ("outflow_investment_buy", 90),
+        ("outflow_brokerage", 90),
+    ):
+        add(
+            f"{base}_trend_{w}d",
+            "float",
+            "behaviour",
+            f"{w}d vs prior {w}d",
             f"{base} over the {w} days up to T divided by the same over the {w} days before (NaN if that is 0).",
-            sources=tx)
+            sources=tx,
+        )
     # recency
-    for name, what in (("txn", "any transaction"), ("salary", "a salary inflow"),
-                       ("investment_buy", "an investment_buy"), ("brokerage_transfer", "an outflow to a brokerage"),
-                       ("overseas_transfer", "an outflow overseas")):
-        add(f"days_since_last_{name}", "int", "behaviour", "365d",
-            f"Days from the last {what} to T (NaN if none in the 365 days up to T).", sources=tx)
+    for name, what in (
+        ("txn", "any transaction"),
+        ("salary", "a salary inflow"),
+        ("investment_buy", "an investment_buy"),
+        ("brokerage_transfer", "an outflow to a brokerage"),
+        ("overseas_transfer", "an outflow overseas"),
+    ):
+        add(
+            f"days_since_last_{name}",
+            "int",
+            "behaviour",
+            "365d",
+            f"Days from the last {what} to T (NaN if none in the 365 days up to T).",
+            sources=tx,
+        )
     # salary regularity
-    add("salary_months_6m", "int", "behaviour", "6 calendar months",
-        "Number of the 6 calendar months ending at T's month with at least one salary inflow.", sources=tx)
-    add("salary_amount_cv_180d", "float", "behaviour", "180d",
+    add(
+        "salary_months_6m",
+        "int",
+        "behaviour",
+        "6 calendar months",
+        "Number of the 6 calendar months ending at T's month with at least one salary inflow.",
+        sources=tx,
+    )
+    add(
+        "salary_amount_cv_180d",
+        "float",
+        "behaviour",
+        "180d",
         "Coefficient of variation of salary amounts in the 180 days up to T (NaN with fewer than 2 salaries).",
-        sources=tx)
+        sources=tx,
+    )
     # response to market moves (weeks = 7-day blocks ending at T; up/down by the index change over the week)
-    add("invest_count_up_weeks_180d", "float", "behaviour", "180d weekly",
+    add(
+        "invest_count_up_weeks_180d",
+        "float",
+        "behaviour",
+        "180d weekly",
         "Mean weekly number of investment buys plus brokerage outflows in weeks the equity index rose (26 weeks to T).",
-        sources=tx + mk)
-    add("invest_count_down_weeks_180d", "float", "behaviour", "180d weekly",
+        sources=tx + mk,
+    )
+    add(
+        "invest_count_down_weeks_180d",
+        "float",
+        "behaviour",
+        "180d weekly",
         "Mean weekly number of investment buys plus brokerage outflows in weeks the equity index fell (26 weeks to T).",
-        sources=tx + mk)
-    add("invest_up_down_ratio_180d", "float", "behaviour", "180d weekly",
-        "invest_count_up_weeks_180d / invest_count_down_weeks_180d (NaN if the down-week mean is 0).", sources=tx + mk)
-    add("invest_index_corr_180d", "float", "behaviour", "180d weekly",
+        sources=tx + mk,
+    )
+    add(
+        "invest_up_down_ratio_180d",
+        "float",
+        "behaviour",
+        "180d weekly",
+        "invest_count_up_weeks_180d / invest_count_down_weeks_180d (NaN if the down-week mean is 0).",
+        sources=tx + mk,
+    )
+    add(
+        "invest_index_corr_180d",
+        "float",
+        "behaviour",
+        "180d weekly",
         "Correlation of weekly investment-buy plus brokerage-outflow amounts with weekly index returns "
-        "(26 weeks to T; NaN if either is constant).", sources=tx + mk)
+        "(26 weeks to T; NaN if either is constant).",
+        sources=tx + mk,
+    )
 
     # --- behaviour: digital events ----------------------------------------------------
     for w in WINDOWS:
         add(f"login_count_{w}d", "int", "behaviour", f"{w}d", f"Number of logins in the {w} days up to T.", sources=ev)
     add("login_days_30d", "int", "behaviour", "30d", "Distinct days with a login in the 30 days up to T.", sources=ev)
-    add("days_since_last_login", "int", "behaviour", "365d",
-        "Days from the last login to T (NaN if none in the 365 days up to T).", sources=ev)
+    add(
+        "days_since_last_login",
+        "int",
+        "behaviour",
+        "365d",
+        "Days from the last login to T (NaN if none in the 365 days up to T).",
+        sources=ev,
+    )
     for w in (30, 90):
-        add(f"login_count_trend_{w}d", "float", "behaviour", f"{w}d vs prior {w}d",
+        add(
+            f"login_count_trend_{w}d",
+            "float",
+            "behaviour",
+            f"{w}d vs prior {w}d",
             f"Logins over the {w} days up to T divided by logins over the {w} days before (NaN if that is 0).",
-            sources=ev)
-    add("view_count_90d", "int", "behaviour", "90d", "Number of page views (any topic) in the 90 days up to T.", sources=ev)
+            sources=ev,
+        )
+    add(
+        "view_count_90d",
+        "int",
+        "behaviour",
+        "90d",
+        "Number of page views (any topic) in the 90 days up to T.",
+        sources=ev,
+    )
     add("search_count_90d", "int", "behaviour", "90d", "Number of searches in the 90 days up to T.", sources=ev)
     for topic in vocab.TOPICS:
         for w in (30, 90):
-            add(f"views_{topic}_{w}d", "int", "behaviour", f"{w}d",
-                f"Views and searches of topic {topic!r} in the {w} days up to T.", sources=ev)
+            add(
+                f"views_{topic}_{w}d",
+                "int",
+                "behaviour",
+                f"{w}d",
+                f"Views and searches of topic {topic!r} in the {w} days up to T.",
+                sources=ev,
+            )
     for w in (30, 90):
-        add(f"views_equity_funds_trend_{w}d", "float", "behaviour", f"{w}d vs prior {w}d",
+        add(
+            f"views_equity_funds_trend_{w}d",
+            "float",
+            "behaviour",
+            f"{w}d vs prior {w}d",
             f"equity_funds views and searches over the {w} days up to T divided by the {w} days before (NaN if 0).",
-            sources=ev)
-    add("equity_funds_view_share_90d", "float", "behaviour", "90d",
-        "Share of topic views and searches about equity_funds in the 90 days up to T (NaN without any).", sources=ev)
-    add("equity_views_index_corr_180d", "float", "behaviour", "180d weekly",
+            sources=ev,
+        )
+    add(
+        "equity_funds_view_share_90d",
+        "float",
+        "behaviour",
+        "90d",
+        "Share of topic views and searches about equity_funds in the 90 days up to T (NaN without any).",
+        sources=ev,
+    )
+    add(
+        "equity_views_index_corr_180d",
+        "float",
+        "behaviour",
+        "180d weekly",
         "Correlation of weekly equity_funds views and searches with weekly index returns (26 weeks to T).",
-        sources=ev + mk)
+        sources=ev + mk,
+    )
 
     # --- behaviour: rare investment signals over a long window -----------------------------
     # Brokerage transfers and equity-fund browsing are rare events: a customer's rate needs a year
@@ -196,59 +362,157 @@ def _declare() -> list[Feature]:
     # ranks hidden-aggressive conservatives at AUC 0.69 over 180 days, 0.82 over 365 days). Rates
     # per (1 + logins) take out how much a customer uses the bank's digital channels at all.
     w = LONG_WINDOW_DAYS
-    add(f"count_outflow_brokerage_{w}d", "int", "behaviour", f"{w}d",
-        f"Number of outgoing transfers to brokerages in the {w} days up to T.", sources=tx)
-    add(f"outflow_brokerage_{w}d", "float", "behaviour", f"{w}d",
-        f"Sum of outgoing transfers to brokerages in the {w} days up to T.", sources=tx)
-    add(f"count_investment_buy_{w}d", "int", "behaviour", f"{w}d",
-        f"Number of investment_buy transactions in the {w} days up to T.", sources=tx)
+    add(
+        f"count_outflow_brokerage_{w}d",
+        "int",
+        "behaviour",
+        f"{w}d",
+        f"Number of outgoing transfers to brokerages in the {w} days up to T.",
+        sources=tx,
+    )
+    add(
+        f"outflow_brokerage_{w}d",
+        "float",
+        "behaviour",
+        f"{w}d",
+        f"Sum of outgoing transfers to brokerages in the {w} days up to T.",
+        sources=tx,
+    )
+    add(
+        f"count_investment_buy_{w}d",
+        "int",
+        "behaviour",
+        f"{w}d",
+        f"Number of investment_buy transactions in the {w} days up to T.",
+        sources=tx,
+    )
     add(f"login_count_{w}d", "int", "behaviour", f"{w}d", f"Number of logins in the {w} days up to T.", sources=ev)
     for lw in (180, w):
-        add(f"views_equity_funds_{lw}d", "int", "behaviour", f"{lw}d",
-            f"Views and searches of topic 'equity_funds' in the {lw} days up to T.", sources=ev)
-        add(f"equity_funds_view_share_{lw}d", "float", "behaviour", f"{lw}d",
+        add(
+            f"views_equity_funds_{lw}d",
+            "int",
+            "behaviour",
+            f"{lw}d",
+            f"Views and searches of topic 'equity_funds' in the {lw} days up to T.",
+            sources=ev,
+        )
+        add(
+            f"equity_funds_view_share_{lw}d",
+            "float",
+            "behaviour",
+            f"{lw}d",
             f"Share of topic views and searches about equity_funds in the {lw} days up to T (NaN without any).",
-            sources=ev)
+            sources=ev,
+        )
     for lw in (180, w):
-        add(f"brokerage_transfers_per_login_{lw}d", "float", "behaviour", f"{lw}d",
-            f"Outgoing transfers to brokerages / (1 + logins), both over the {lw} days up to T.", sources=tx + ev)
-        add(f"equity_views_per_login_{lw}d", "float", "behaviour", f"{lw}d",
-            f"equity_funds views and searches / (1 + logins), both over the {lw} days up to T.", sources=ev)
-        add(f"investment_buys_per_login_{lw}d", "float", "behaviour", f"{lw}d",
-            f"investment_buy transactions / (1 + logins), both over the {lw} days up to T.", sources=tx + ev)
-        add(f"invest_interest_per_login_{lw}d", "float", "behaviour", f"{lw}d",
+        add(
+            f"brokerage_transfers_per_login_{lw}d",
+            "float",
+            "behaviour",
+            f"{lw}d",
+            f"Outgoing transfers to brokerages / (1 + logins), both over the {lw} days up to T.",
+            sources=tx + ev,
+        )
+        add(
+            f"equity_views_per_login_{lw}d",
+            "float",
+            "behaviour",
+            f"{lw}d",
+            f"equity_funds views and searches / (1 + logins), both over the {lw} days up to T.",
+            sources=ev,
+        )
+        add(
+            f"investment_buys_per_login_{lw}d",
+            "float",
+            "behaviour",
+            f"{lw}d",
+            f"investment_buy transactions / (1 + logins), both over the {lw} days up to T.",
+            sources=tx + ev,
+        )
+        add(
+            f"invest_interest_per_login_{lw}d",
+            "float",
+            "behaviour",
+            f"{lw}d",
             f"(Brokerage transfers + equity_funds views and searches) / (1 + logins), over the {lw} days up to T.",
-            sources=tx + ev)
+            sources=tx + ev,
+        )
 
     # --- holdings (last month-end snapshot <= T) -----------------------------------------
-    add("aum", "float", "holdings", "snapshot",
+    add(
+        "aum",
+        "float",
+        "holdings",
+        "snapshot",
         "Assets under management: non-liability market value at the last snapshot <= T (0 if nothing held).",
-        sources=ho)
+        sources=ho,
+    )
     for level in vocab.RISK_LEVELS:
-        add(f"aum_{level.lower()}", "float", "holdings", "snapshot", f"Non-liability market value in risk level {level}.",
-            sources=ho)
+        add(
+            f"aum_{level.lower()}",
+            "float",
+            "holdings",
+            "snapshot",
+            f"Non-liability market value in risk level {level}.",
+            sources=ho,
+        )
     add("aum_high_risk_share", "float", "holdings", "snapshot", "Share of AUM in R4-R5 (NaN if AUM is 0).", sources=ho)
     for family in ("deposit", "fund", "insurance"):
         add(f"aum_{family}", "float", "holdings", "snapshot", f"Market value of {family} products.", sources=ho)
     add("deposit_share", "float", "holdings", "snapshot", "Share of AUM in deposits (NaN if AUM is 0).", sources=ho)
     add("liabilities", "float", "holdings", "snapshot", "Outstanding balance of all liabilities.", sources=ho)
     add("mortgage_balance", "float", "holdings", "snapshot", "Outstanding mortgage balance.", sources=ho)
-    add("aum_hhi", "float", "holdings", "snapshot",
-        "Herfindahl concentration of AUM across products held (1 = one product; NaN if AUM is 0).", sources=ho)
+    add(
+        "aum_hhi",
+        "float",
+        "holdings",
+        "snapshot",
+        "Herfindahl concentration of AUM across products held (1 = one product; NaN if AUM is 0).",
+        sources=ho,
+    )
     add("product_count", "int", "holdings", "snapshot", "Number of products held (assets and liabilities).", sources=ho)
-    add("product_family_count", "int", "holdings", "snapshot",
-        "Number of product families held (deposit, fund, insurance, liability).", sources=ho)
-    add("max_risk_level_held", "int", "holdings", "snapshot",
-        "Highest risk level held with positive value, 1..5 (0 if no asset held).", sources=ho)
-    add("aum_share_above_suitability", "float", "holdings", "snapshot",
+    add(
+        "product_family_count",
+        "int",
+        "holdings",
+        "snapshot",
+        "Number of product families held (deposit, fund, insurance, liability).",
+        sources=ho,
+    )
+    add(
+        "max_risk_level_held",
+        "int",
+        "holdings",
+        "snapshot",
+        "Highest risk level held with positive value, 1..5 (0 if no asset held).",
+        sources=ho,
+    )
+    add(
+        "aum_share_above_suitability",
+        "float",
+        "holdings",
+        "snapshot",
         "Share of AUM in risk levels above what the stated risk profile may buy (NaN if AUM is 0 or risk unknown).",
-        sources=ho + cu)
+        sources=ho + cu,
+    )
     for months in (1, 3, 6):
-        add(f"aum_change_{months}m", "float", "holdings", f"{months}m",
+        add(
+            f"aum_change_{months}m",
+            "float",
+            "holdings",
+            f"{months}m",
             f"AUM at T's snapshot / AUM at the snapshot {months} month(s) earlier - 1 "
-            "(NaN if there is no such snapshot or AUM was 0 then).", sources=ho)
-    add("aum_drawdown_6m", "float", "holdings", "6m",
-        "AUM / highest AUM over the last 7 snapshots - 1 (<= 0; NaN if that maximum is 0).", sources=ho)
+            "(NaN if there is no such snapshot or AUM was 0 then).",
+            sources=ho,
+        )
+    add(
+        "aum_drawdown_6m",
+        "float",
+        "holdings",
+        "6m",
+        "AUM / highest AUM over the last 7 snapshots - 1 (<= 0; NaN if that maximum is 0).",
+        sources=ho,
+    )
 
     # --- profile ----------------------------------------------------------------------
     add("age", "float", "profile", "at T", "Age in years at T.", sources=cu)
@@ -258,38 +522,103 @@ def _declare() -> list[Feature]:
     add("income_band", "category", "profile", "static", "Declared income band.", vocab.INCOME_BANDS, cu)
     add("is_business_owner", "bool", "profile", "static", "Owns a business.", sources=cu)
     add("payroll_at_bank", "bool", "profile", "static", "Salary is paid into this bank.", sources=cu)
-    add("stated_risk", "category", "profile", "at T",
-        "Risk profile from the last questionnaire on or before T (null if assessed after T).", vocab.RISK_CLASSES, cu)
-    add("stated_risk_age_days", "int", "profile", "at T", "Days since the risk questionnaire (NaN if after T).",
-        sources=cu)
-    add("lifecycle_stage", "category", "profile", "at T",
+    add(
+        "stated_risk",
+        "category",
+        "profile",
+        "at T",
+        "Risk profile from the last questionnaire on or before T (null if assessed after T).",
+        vocab.RISK_CLASSES,
+        cu,
+    )
+    add(
+        "stated_risk_age_days",
+        "int",
+        "profile",
+        "at T",
+        "Days since the risk questionnaire (NaN if after T).",
+        sources=cu,
+    )
+    add(
+        "lifecycle_stage",
+        "category",
+        "profile",
+        "at T",
         "young_professional if age < 35, family_growth if < 60, else retirement (occupation retired counts as "
-        "retirement).", LIFECYCLE_STAGES, cu)
+        "retirement).",
+        LIFECYCLE_STAGES,
+        cu,
+    )
 
     # --- segment ----------------------------------------------------------------------
-    add("tier", "category", "segment", "snapshot",
+    add(
+        "tier",
+        "category",
+        "segment",
+        "snapshot",
         "Current value tier from aum and the configured thresholds (default mass < 0.5M <= affluent < 10M <= hnw).",
-        vocab.TIERS, ho)
-    add("aum_to_next_tier_ratio", "float", "segment", "snapshot",
-        "aum / the lower bound of the next tier (NaN for hnw).", sources=ho)
-    add("relationship_depth", "category", "segment", "at T",
+        vocab.TIERS,
+        ho,
+    )
+    add(
+        "aum_to_next_tier_ratio",
+        "float",
+        "segment",
+        "snapshot",
+        "aum / the lower bound of the next tier (NaN for hnw).",
+        sources=ho,
+    )
+    add(
+        "relationship_depth",
+        "category",
+        "segment",
+        "at T",
         "ecosystem: >= 3 product families, a login in 90d and payroll (payroll_at_bank or a salary inflow in 90d); "
-        "multi_product: >= 2 product families; basic: otherwise.", RELATIONSHIP_DEPTHS, ho + cu)
+        "multi_product: >= 2 product families; basic: otherwise.",
+        RELATIONSHIP_DEPTHS,
+        ho + cu,
+    )
 
     # --- market (the same for every customer at T) -----------------------------------
     for months in (1, 3, 6):
-        add(f"index_return_{months}m", "float", "market", f"{months}m",
-            f"Equity index return over the {months} month(s) up to T (last close <= T).", sources=mk)
-    add("index_volatility_3m", "float", "market", "3m",
-        "Annualised standard deviation of daily log index returns over the 3 months up to T.", sources=mk)
+        add(
+            f"index_return_{months}m",
+            "float",
+            "market",
+            f"{months}m",
+            f"Equity index return over the {months} month(s) up to T (last close <= T).",
+            sources=mk,
+        )
+    add(
+        "index_volatility_3m",
+        "float",
+        "market",
+        "3m",
+        "Annualised standard deviation of daily log index returns over the 3 months up to T.",
+        sources=mk,
+    )
     add("index_drawdown_6m", "float", "market", "6m", "Index / its 6-month high - 1 (<= 0).", sources=mk)
-    add("deposit_rate_1y", "float", "market", "at T", "1-year deposit rate (percent) at the last date <= T.", sources=mk)
+    add(
+        "deposit_rate_1y", "float", "market", "at T", "1-year deposit rate (percent) at the last date <= T.", sources=mk
+    )
     for months in (3, 6):
-        add(f"deposit_rate_change_{months}m", "float", "market", f"{months}m",
-            f"Change of the 1-year deposit rate (percentage points) over the {months} months up to T.", sources=mk)
-    add("market_regime", "category", "market", "6m",
+        add(
+            f"deposit_rate_change_{months}m",
+            "float",
+            "market",
+            f"{months}m",
+            f"Change of the 1-year deposit rate (percentage points) over the {months} months up to T.",
+            sources=mk,
+        )
+    add(
+        "market_regime",
+        "category",
+        "market",
+        "6m",
         "bull if index_return_6m >= +8%, bear if <= -8%, else sideways (thresholds are configuration).",
-        MARKET_REGIMES, mk)
+        MARKET_REGIMES,
+        mk,
+    )
     return f
 
 
@@ -489,7 +818,9 @@ def to_markdown() -> str:
             values = f"[{'' if feat.lower is None else f'{feat.lower:g}'}, {'' if feat.upper is None else f'{feat.upper:g}'}]"
         else:
             values = ""
-        lines.append(f"| `{feat.name}` | {feat.dtype} | {feat.family} | {feat.window} | {feat.description} | {values} |")
+        lines.append(
+            f"| `{feat.name}` | {feat.dtype} | {feat.family} | {feat.window} | {feat.description} | {values} |"
+        )
     lines += ["", label_docs.LABELS_DOC.strip(), ""]
     return "\n".join(lines)
 

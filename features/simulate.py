@@ -920,8 +920,9 @@ def simulate(
                 at = to_arrow(columns)
                 del columns
                 if table not in writers:
-                    writers[table] = pq.ParquetWriter(tmp[table], at.schema, compression="zstd",
-                                                      use_dictionary=_dictionary_columns(table, at.schema))
+                    writers[table] = pq.ParquetWriter(
+                        tmp[table], at.schema, compression="zstd", use_dictionary=_dictionary_columns(table, at.schema)
+                    )
                 if counts is None or at.num_rows == 0:
                     writers[table].write_table(at, row_group_size=max(at.num_rows, 1))
                 else:  # one row group per (customer span, month) that has rows

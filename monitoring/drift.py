@@ -55,8 +55,15 @@ STATUSES = ("ok", "warn", "drift")
 NON_FEATURE_COLUMNS = {"customer_id", "as_of", "ts", "request_id", "date", "index", "__index_level_0__"}
 NON_FEATURE_PREFIXES = ("version_",)
 OUTPUT_COLUMNS = {
-    "churn", "risk_appetite", "hidden_aggressive", "segment", "next_action", "tier_future", "revealed_risk",
-    "prediction", "target",
+    "churn",
+    "risk_appetite",
+    "hidden_aggressive",
+    "segment",
+    "next_action",
+    "tier_future",
+    "revealed_risk",
+    "prediction",
+    "target",
 }
 HTML_NAME = "drift_report.html"
 JSON_NAME = "drift_report.json"
@@ -130,7 +137,9 @@ def resolve_columns(reference: pd.DataFrame, current: pd.DataFrame, *, use_regis
     used = set(numerical) | set(categorical) | set(scores)
     ignored = [c for c in common if c not in used]
     if not numerical and not categorical and not scores:
-        raise InputError(f"no monitorable column among the {len(common)} common columns ({', '.join(map(str, common[:8]))})")
+        raise InputError(
+            f"no monitorable column among the {len(common)} common columns ({', '.join(map(str, common[:8]))})"
+        )
     return ColumnRoles(numerical, categorical, scores, ignored, source)
 
 
@@ -147,7 +156,9 @@ def prepare(frame: pd.DataFrame, roles: ColumnRoles, *, what: str) -> pd.DataFra
             coerced = pd.to_numeric(s, errors="coerce")
             bad = s[coerced.isna() & s.notna()]
             if len(bad):
-                raise InputError(f"{what}: column {col!r} should be numerical; non-numeric values e.g. {bad.head(3).tolist()}")
+                raise InputError(
+                    f"{what}: column {col!r} should be numerical; non-numeric values e.g. {bad.head(3).tolist()}"
+                )
             out[col] = coerced.astype(np.float64)
     for col in roles.categorical:
         s = frame[col]
@@ -301,7 +312,13 @@ def evaluate(
     cur = prepare(current, roles, what="current")
     t1 = time.perf_counter()
     columns = table_drift(
-        ref, cur, roles.numerical, roles.categorical, config.thresholds, psi_bins=config.psi_bins, workers=config.workers
+        ref,
+        cur,
+        roles.numerical,
+        roles.categorical,
+        config.thresholds,
+        psi_bins=config.psi_bins,
+        workers=config.workers,
     )
     tested = [c for c in columns if c.method != "empty"]
     drifted = [c.column for c in tested if c.drifted]
@@ -386,8 +403,14 @@ def evidently_snapshot(reference: pd.DataFrame, current: pd.DataFrame, result: D
                 max_delta = max(max_delta, abs(value - mine.statistic))
             if theirs != mine.drifted:
                 disagreements.append(
-                    {"column": col, "ours": mine.drifted, "evidently": theirs, "statistic": mine.statistic,
-                     "evidently_statistic": value, "method": mine.method}
+                    {
+                        "column": col,
+                        "ours": mine.drifted,
+                        "evidently": theirs,
+                        "statistic": mine.statistic,
+                        "evidently_statistic": value,
+                        "method": mine.method,
+                    }
                 )
     sampled = len(ref_s) < len(reference) or len(cur_s) < len(current)
     comparison = {
@@ -437,10 +460,13 @@ def header_html(result: DriftResult) -> str:
     colour = _STATUS_COLOURS[result.status]
     t = result.thresholds
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in result.reasons) or "<li>no threshold crossed</li>"
-    psi_rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td class='num'>{_fmt(v)}</td><td>{_psi_band(v, t)}</td></tr>"
-        for k, v in result.psi.items()
-    ) or "<tr><td colspan=3>no score columns in both windows</td></tr>"
+    psi_rows = (
+        "".join(
+            f"<tr><td>{html.escape(k)}</td><td class='num'>{_fmt(v)}</td><td>{_psi_band(v, t)}</td></tr>"
+            for k, v in result.psi.items()
+        )
+        or "<tr><td colspan=3>no score columns in both windows</td></tr>"
+    )
     top = sorted(result.columns, key=lambda c: (not c.drifted, -_norm_stat(c)))[:15]
     col_rows = "".join(
         f"<tr class='{'drifted' if c.drifted else ''}'><td>{html.escape(c.column)}</td><td>{c.kind}</td>"
@@ -478,7 +504,7 @@ def header_html(result: DriftResult) -> str:
 #clientlens-summary .badge {{ display: inline-block; padding: 2px 12px; border-radius: 12px; color: white;
   background: {colour}; font-weight: 700; letter-spacing: .5px; }}
 </style>
-<h2>clientlens drift — {html.escape(result.task or 'two-file comparison')} <span class="badge">{result.status.upper()}</span></h2>
+<h2>clientlens drift — {html.escape(result.task or "two-file comparison")} <span class="badge">{result.status.upper()}</span></h2>
 <div style="font-size:13px;color:#555">{result.created} · reference {result.rows_reference:,} rows · current
  {result.rows_current:,} rows · {len(result.roles.features)} features (types from {result.roles.source}) ·
  drifted {len(result.drifted)} = {result.share_drifted:.1%} (warn ≥ {t.share_warn:.0%}, drift ≥ {t.share_drift:.0%}) ·
@@ -530,9 +556,14 @@ def _perf_html(result: DriftResult) -> str:
     if result.estimated_performance:
         for name, metrics in result.estimated_performance.items():
             at = metrics.get("threshold")
-            labels = {k: f"{k} (p ≥ {at:.2f})" for k in ("precision", "recall", "f1", "accuracy")} if at is not None else {}
-            labels.update(precision_top10="precision, top 10%", recall_top10="recall, top 10%",
-                          training_roc_auc="roc_auc at training")
+            labels = (
+                {k: f"{k} (p ≥ {at:.2f})" for k in ("precision", "recall", "f1", "accuracy")} if at is not None else {}
+            )
+            labels.update(
+                precision_top10="precision, top 10%",
+                recall_top10="recall, top 10%",
+                training_roc_auc="roc_auc at training",
+            )
             rows = "".join(
                 f"<tr><td>{html.escape(labels.get(k, k))}</td><td class='num'>{_fmt(v)}</td></tr>"
                 for k, v in metrics.items()
@@ -593,8 +624,10 @@ def _finish(
         t0 = time.perf_counter()
         try:
             snapshot, result.evidently = evidently_snapshot(reference, current, result, config)
-        except Exception as exc:  # noqa: BLE001 - the verdicts stand without the HTML detail
-            logger.warning("Evidently's report failed (%s: %s); writing the clientlens summary only", type(exc).__name__, exc)
+        except Exception as exc:
+            logger.warning(
+                "Evidently's report failed (%s: %s); writing the clientlens summary only", type(exc).__name__, exc
+            )
             snapshot, result.evidently = None, {"error": f"{type(exc).__name__}: {exc}"}
         result.timings["evidently"] = round(time.perf_counter() - t0, 3)
         if result.evidently.get("disagreements") and not result.evidently.get("sampled"):

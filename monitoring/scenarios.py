@@ -88,7 +88,9 @@ def feature_window(n: int, seed: int = 0, *, extra_numeric: int = 0) -> pd.DataF
             "inflow_salary_90d": np.where(rng.random(n) < 0.7, rng.lognormal(9.5, 0.5, n) * 3, 0.0),
             "outflow_card_spend_90d": rng.lognormal(7.5, 1.0, n),
             "outflow_external_bank_90d": np.where(rng.random(n) < 0.4, rng.lognormal(8, 1.2, n), 0.0),
-            "outflow_brokerage_90d": np.where(rng.random(n) < 0.08 + 0.08 * (appetite > 0.5), rng.lognormal(9, 1, n), 0.0),
+            "outflow_brokerage_90d": np.where(
+                rng.random(n) < 0.08 + 0.08 * (appetite > 0.5), rng.lognormal(9, 1, n), 0.0
+            ),
             "outflow_investment_buy_90d": np.where(rng.random(n) < 0.15, rng.lognormal(8.5, 1, n), 0.0),
             "count_investment_buy_90d": rng.poisson(0.4 + 0.6 * appetite.clip(0), n).astype(float),
             "txn_count_90d": txn_90.astype(float),
@@ -137,7 +139,9 @@ def add_scores(frame: pd.DataFrame, rng: np.random.Generator | None = None) -> p
     )
     out["churn_proba"] = 1 / (1 + np.exp(-churn_logit))
     appetite = (
-        0.5 * out["count_investment_buy_90d"] + 0.2 * out["views_equity_funds_90d"] + 0.8 * (out["outflow_brokerage_90d"] > 0)
+        0.5 * out["count_investment_buy_90d"]
+        + 0.2 * out["views_equity_funds_90d"]
+        + 0.8 * (out["outflow_brokerage_90d"] > 0)
     )
     risk = _softmax(np.column_stack([1 - appetite, np.zeros(n), appetite - 1]) + rng.normal(0, 0.2, (n, 3)))
     for k, name in enumerate(RISK_CLASSES):
@@ -161,7 +165,9 @@ def rate_cut(frame: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
     out["outflow_external_bank_90d"] = out["outflow_external_bank_90d"] + np.where(
         rng.random(n) < 0.5, rng.lognormal(9, 1, n), 0.0
     )
-    out["outflow_brokerage_90d"] = out["outflow_brokerage_90d"] + np.where(rng.random(n) < 0.3, rng.lognormal(9, 1, n), 0.0)
+    out["outflow_brokerage_90d"] = out["outflow_brokerage_90d"] + np.where(
+        rng.random(n) < 0.3, rng.lognormal(9, 1, n), 0.0
+    )
     return out
 
 
@@ -174,8 +180,12 @@ def bull_market(frame: pd.DataFrame, seed: int = 2) -> pd.DataFrame:
     out["views_equity_funds_90d"] = out["views_equity_funds_90d"] + rng.poisson(3, n)
     out["count_investment_buy_90d"] = out["count_investment_buy_90d"] + rng.poisson(1.5, n)
     buying = rng.random(n) < 0.5
-    out["outflow_investment_buy_90d"] = out["outflow_investment_buy_90d"] + np.where(buying, rng.lognormal(9, 1, n), 0.0)
-    out["outflow_brokerage_90d"] = out["outflow_brokerage_90d"] + np.where(rng.random(n) < 0.35, rng.lognormal(9.5, 1, n), 0.0)
+    out["outflow_investment_buy_90d"] = out["outflow_investment_buy_90d"] + np.where(
+        buying, rng.lognormal(9, 1, n), 0.0
+    )
+    out["outflow_brokerage_90d"] = out["outflow_brokerage_90d"] + np.where(
+        rng.random(n) < 0.35, rng.lognormal(9.5, 1, n), 0.0
+    )
     return add_scores(out, rng)
 
 

@@ -41,7 +41,7 @@ def read_table(path: str | Path, *, what: str = "table") -> pd.DataFrame:
             raise InputError(f"{what}: {path} is neither .csv nor .parquet")
     except InputError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any parser error is bad input for the user
+    except Exception as exc:
         raise InputError(f"{what}: cannot read {path}: {type(exc).__name__}: {exc}") from None
     if frame.empty:
         raise InputError(f"{what}: {path} has no rows")

@@ -54,13 +54,19 @@ class ArrowRequestError(ValueError):
 def _rows(mask: np.ndarray) -> str:
     bad = np.flatnonzero(mask)
     listed = ", ".join(str(i) for i in bad[:SHOWN_ROWS])
-    return f"row {listed}" if len(bad) == 1 else f"rows {listed}{', ...' if len(bad) > SHOWN_ROWS else ''} ({len(bad)} rows)"
+    return (
+        f"row {listed}"
+        if len(bad) == 1
+        else f"rows {listed}{', ...' if len(bad) > SHOWN_ROWS else ''} ({len(bad)} rows)"
+    )
 
 
 def read_table(body: bytes) -> pa.Table:
     """The request body as an Arrow table (400 when it is not an Arrow IPC stream)."""
     if not body:
-        raise ArrowRequestError([{"field": "body", "reason": "empty body: send an Arrow IPC stream", "type": "missing"}])
+        raise ArrowRequestError(
+            [{"field": "body", "reason": "empty body: send an Arrow IPC stream", "type": "missing"}]
+        )
     try:
         with pa.ipc.open_stream(pa.py_buffer(body)) as reader:
             return reader.read_all()
@@ -97,9 +103,13 @@ def _numeric(name: str, col: pa.ChunkedArray, feature: FeatureLike, errors: list
             errors.append({"field": name, "reason": f"must be a whole number, {_rows(bad)}", "type": "multiple_of"})
     with np.errstate(invalid="ignore"):
         if "ge" in bounds and (bad := present & (values < bounds["ge"])).any():
-            errors.append({"field": name, "reason": f"must be >= {bounds['ge']}, {_rows(bad)}", "type": "greater_than_equal"})
+            errors.append(
+                {"field": name, "reason": f"must be >= {bounds['ge']}, {_rows(bad)}", "type": "greater_than_equal"}
+            )
         if "le" in bounds and (bad := present & (values > bounds["le"])).any():
-            errors.append({"field": name, "reason": f"must be <= {bounds['le']}, {_rows(bad)}", "type": "less_than_equal"})
+            errors.append(
+                {"field": name, "reason": f"must be <= {bounds['le']}, {_rows(bad)}", "type": "less_than_equal"}
+            )
     return values
 
 
@@ -154,7 +164,9 @@ def table_to_columns(
     elif not dupes:
         col = table.column("customer_id")
         if not pa.types.is_integer(col.type):
-            errors.append({"field": "customer_id", "reason": f"must be an integer column, got {col.type}", "type": "int_type"})
+            errors.append(
+                {"field": "customer_id", "reason": f"must be an integer column, got {col.type}", "type": "int_type"}
+            )
         elif col.null_count:
             errors.append({"field": "customer_id", "reason": f"must not be null, {_rows(col.is_null().to_numpy(zero_copy_only=False))}",
                            "type": "missing"})  # fmt: skip
@@ -167,7 +179,7 @@ def table_to_columns(
             else:
                 ids = raw.astype(np.int64)
     columns: dict[str, np.ndarray] = {}
-    if not dupes and 0 < n:
+    if not dupes and n > 0:
         for f in features:
             if f.name not in names:
                 columns[f.name] = np.full(n, np.nan) if f.dtype != "category" else np.full(n, None, dtype=object)

@@ -154,9 +154,11 @@ def compile_core(core: Any, directory: Path | None = None) -> bool:
         got = np.asarray(fast(X), dtype=np.float64)
         diff = float(np.max(np.abs(want - got))) if want.size else 0.0
         if want.shape != got.shape or not np.isfinite(diff) or diff > TOLERANCE:
-            logger.warning("compiled %s model disagrees with LightGBM (max |diff| %s); using the booster", core.task, diff)
+            logger.warning(
+                "compiled %s model disagrees with LightGBM (max |diff| %s); using the booster", core.task, diff
+            )
             return False
-    except Exception:  # noqa: BLE001 - serving must go on with the booster
+    except Exception:
         logger.warning("could not compile the %s model; using the LightGBM booster", core.task, exc_info=True)
         return False
     core.use_predictor(fast)

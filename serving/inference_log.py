@@ -22,7 +22,7 @@ import os
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,7 @@ def log_columns(
         "customer_id": np.asarray(customer_ids, dtype=np.int64),
     }
     for part in (features, outputs):
-        for col in part.keys():
+        for col in part:
             if col not in data:
                 values = part[col]
                 data[col] = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
@@ -87,7 +87,7 @@ def log_frame(
     ts: datetime | None = None,
 ) -> pd.DataFrame:
     """Log rows as a frame (`log_columns` with a UTC-aware `ts`)."""
-    stamp = ts or datetime.now(timezone.utc)
+    stamp = ts or datetime.now(UTC)
     frame = pd.DataFrame(log_columns(stamp, request_id, customer_ids, features, outputs, versions))
     frame["ts"] = frame["ts"].dt.tz_localize("UTC")
     return frame
@@ -120,7 +120,7 @@ def write_part(frame: pd.DataFrame, root: Path | None = None) -> list[Path]:
     for day, rows in parts:
         folder = root / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         name = f"part-{stamp}-{uuid.uuid4().hex}.parquet"
         tmp = folder / f".{name}.tmp"
         table = _to_table(rows if rows is frame else rows.reset_index(drop=True))
@@ -299,7 +299,7 @@ class InferenceLogWriter:
             frame = self._assemble(batch)
             try:
                 paths = write_part(frame, self.root)
-            except Exception:  # noqa: BLE001 - keep the rows and retry at the next flush
+            except Exception:
                 logger.exception("could not write the inference log to %s; will retry", self.root)
                 with self._lock:
                     self._pending.insert(0, frame)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from clientlens import config
@@ -151,7 +151,7 @@ def _headline(metrics: Mapping[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in sorted(metrics.items()):
         for name in HEADLINE_METRICS:
-            if key == name or key.endswith(f"_{name}") and key.split("_")[0] in ("test", "holdout", "valid"):
+            if key == name or (key.endswith(f"_{name}") and key.split("_")[0] in ("test", "holdout", "valid")):
                 out.setdefault(name if key == name else key, float(value))
     return out
 
@@ -164,21 +164,23 @@ def import_champion(task: str, alias: str = CHAMPION):
     name = model_name(task)
     try:
         mv = client.get_model_version_by_alias(name, alias)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises several types for "not there"
+    except Exception as exc:
         raise ClientlensError(
             f"no {alias!r} version of {name} in MLflow at {config.tracking_uri()}: "
             f"train it (`clientlens train {task}`) and promote it (`clientlens promote {task}`)"
         ) from exc
     version = str(mv.version)
     latest = latest_stored(task)
-    if latest is not None and latest.info.labels.get("mlflow_version") == version and latest.info.labels.get(
-        "mlflow_run_id"
-    ) == str(mv.run_id):
+    if (
+        latest is not None
+        and latest.info.labels.get("mlflow_version") == version
+        and latest.info.labels.get("mlflow_run_id") == str(mv.run_id)
+    ):
         return latest
     run = client.get_run(mv.run_id) if mv.run_id else None
     metrics = _headline(run.data.metrics) if run else {}
     trained_at = (
-        datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+        datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC).isoformat(timespec="seconds")
         if run and run.info.start_time
         else None
     )
@@ -193,9 +195,7 @@ def import_champion(task: str, alias: str = CHAMPION):
         **{f"metric_{k}": v for k, v in metrics.items()},
     }
     logger.info("importing %s version %s into the BentoML store", name, version)
-    return bentoml.mlflow.import_model(
-        name, f"models:/{name}/{version}", labels=labels, metadata=metadata
-    )
+    return bentoml.mlflow.import_model(name, f"models:/{name}/{version}", labels=labels, metadata=metadata)
 
 
 def import_champions(tasks: Iterable[str] = TASKS, alias: str = CHAMPION) -> dict[str, str]:

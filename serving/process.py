@@ -1,7 +1,7 @@
 """Start and stop a real `bentoml serve` process (for `clientlens demo`, tests and benchmarks).
 
-    with running_service() as base_url:
-        httpx.post(f"{base_url}/score", json={...})
+with running_service() as base_url:
+    httpx.post(f"{base_url}/score", json={...})
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from clientlens import config
@@ -87,10 +87,8 @@ def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
     """Ask the server to shut down (SIGTERM to its process group: the arbiter and its workers
     flush the inference log), then kill it if it does not stop in `timeout` seconds."""
     if proc.poll() is None:
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -123,9 +121,11 @@ def running_service(
         import_models(env)
     port = port or free_port(host)
     base_url = f"http://{host}:{port}"
-    log_file = open(log_path, "wb") if log_path else tempfile.NamedTemporaryFile(  # noqa: SIM115
-        prefix="clientlens-serve-", suffix=".log", delete=False
-    )
+    # The server's output file outlives this call (the server writes to it): closed by the caller's finally.
+    if log_path:
+        log_file = open(log_path, "wb")  # noqa: SIM115
+    else:
+        log_file = tempfile.NamedTemporaryFile(prefix="clientlens-serve-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         serve_command(host, port, target),
         cwd=PROJECT_ROOT,

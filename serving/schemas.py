@@ -25,7 +25,6 @@ from operator import itemgetter
 from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
 
 DEFAULT_MAX_BATCH = 10_000

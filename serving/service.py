@@ -29,6 +29,7 @@ Run: `clientlens serve` or `bentoml serve serving.service:Clientlens`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import json
@@ -112,7 +113,9 @@ class ApiKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"error": "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"})
+        body = json.dumps(
+            {"error": "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"}
+        )
         await send(
             {
                 "type": "http.response.start",
@@ -222,18 +225,23 @@ VALIDATION_ERROR_SCHEMA = {
 def complete_openapi(spec: dict[str, Any]) -> dict[str, Any]:
     """What BentoML's generated schema leaves out: request bodies are required, 400 bodies list
     the invalid fields, and the API answers 401 (API key) and 503 (no champion/feature table)."""
+
     def response(description: str, schema: dict) -> dict:
         return {"description": description, "content": {"application/json": {"schema": schema}}}
 
     for path, item in spec.get("paths", {}).items():
-        for method, op in item.items():
+        for _method, op in item.items():
             if not isinstance(op, dict) or path in OPEN_PATHS:
                 continue
             responses = op.setdefault("responses", {})
             if "requestBody" in op:
                 op["requestBody"]["required"] = True
-                responses["400"] = response("Invalid request: the fields and reasons are listed.", VALIDATION_ERROR_SCHEMA)
-            responses.setdefault("401", response("Missing or wrong API key (when CLIENTLENS_API_KEY is set).", ERROR_SCHEMA))
+                responses["400"] = response(
+                    "Invalid request: the fields and reasons are listed.", VALIDATION_ERROR_SCHEMA
+                )
+            responses.setdefault(
+                "401", response("Missing or wrong API key (when CLIENTLENS_API_KEY is set).", ERROR_SCHEMA)
+            )
             responses.setdefault("503", response("No champion models loaded yet, or no feature table.", ERROR_SCHEMA))
     return spec
 
@@ -261,10 +269,8 @@ class OpenAPIMiddleware:
                 return
             body = b"".join(chunks)
             if start is not None and start["status"] == 200:
-                try:
+                with contextlib.suppress(ValueError):
                     body = json.dumps(complete_openapi(json.loads(body))).encode()
-                except ValueError:
-                    pass
             headers = [(k, v) for k, v in (start or {}).get("headers", []) if k.lower() != b"content-length"]
             await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
@@ -356,7 +362,7 @@ class Clientlens:
             tags = models_store.import_champions()
             logger.info("champions in the BentoML store: %s", tags)
             models_store.load_model_set()  # compiles each booster once, into the cache the workers read
-        except Exception as exc:  # noqa: BLE001 - no MLflow (e.g. in a container): serve the store
+        except Exception as exc:
             logger.warning("could not import champions from MLflow (%s); serving the BentoML store", exc)
 
     def __init__(self) -> None:
@@ -390,7 +396,7 @@ class Clientlens:
                 info = models_store.champion_info()
                 wanted = {t: (i or {}).get("version") for t, i in info.items()}
                 self._aliases = {(t, i["version"]): i["aliases"] for t, i in info.items() if i}
-            except Exception:  # noqa: BLE001 - MLflow down: keep serving what we have
+            except Exception:
                 logger.warning("cannot reach MLflow at startup/reload; serving the BentoML store", exc_info=True)
                 wanted = None
             try:
@@ -417,7 +423,7 @@ class Clientlens:
                 self._models = new  # the swap: one reference assignment
                 logger.info("serving versions %s", new.versions)
                 return True
-            except Exception:  # noqa: BLE001 - a failed reload never takes the service down
+            except Exception:
                 logger.exception("reloading champions failed; still serving %s", current.versions if current else None)
                 return False
 
@@ -558,11 +564,15 @@ class Clientlens:
                 "columns, request id and versions in the schema metadata), else the JSON of `/score`.",
                 "content": {
                     arrow_io.ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
-                    "application/json": {"schema": ScoreResponse.model_json_schema(ref_template="#/components/schemas/{model}")},
+                    "application/json": {
+                        "schema": ScoreResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+                    },
                 },
             },
-            415: {"description": "The body is not sent as an Arrow IPC stream.",
-                  "content": {"application/json": {"schema": ERROR_SCHEMA}}},  # fmt: skip
+            415: {
+                "description": "The body is not sent as an Arrow IPC stream.",
+                "content": {"application/json": {"schema": ERROR_SCHEMA}},
+            },
         },
     )
     async def score_arrow(

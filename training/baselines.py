@@ -61,7 +61,12 @@ class LogisticBaseline(Baseline):
             [
                 (
                     "num",
-                    Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)), ("scale", StandardScaler())]),
+                    Pipeline(
+                        [
+                            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                            ("scale", StandardScaler()),
+                        ]
+                    ),
                     numeric,
                 ),
                 (
@@ -104,7 +109,9 @@ class PersistenceBaseline(Baseline):
     def __init__(self, column: str, classes: list[str]):
         self.column = column
         self.classes = classes
-        self.description = f"persistence: target = current {column!r} (probabilities from the training transition matrix)"
+        self.description = (
+            f"persistence: target = current {column!r} (probabilities from the training transition matrix)"
+        )
 
     def fit(self, X: pd.DataFrame, extras: pd.DataFrame, y: np.ndarray) -> PersistenceBaseline:
         k = len(self.classes)

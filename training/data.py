@@ -29,7 +29,7 @@ def read_source(spec: TaskSpec) -> pd.DataFrame:
             return pd.read_parquet(path)
         if ".csv" in name or name.endswith(".txt"):
             return pd.read_csv(path, encoding="utf-8-sig", low_memory=False)
-    except Exception as exc:  # noqa: BLE001 - a user's file; say which one
+    except Exception as exc:
         raise InputError(f"spec {spec.name!r} field source: cannot read {path}: {exc}") from None
     raise InputError(f"spec {spec.name!r} field source: {path} is neither CSV nor Parquet")
 
@@ -71,7 +71,7 @@ def _target(frame: pd.DataFrame, spec: TaskSpec) -> pd.Series:
     if t.expr is not None:
         try:
             values = frame.eval(t.expr, engine="python")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise InputError(f"spec {spec.name!r} field target.expr: cannot evaluate {t.expr!r}: {exc}") from None
         return pd.Series(values, index=frame.index)
     return frame[t.column]
@@ -92,7 +92,7 @@ def prepare(frame: pd.DataFrame, spec: TaskSpec) -> Prepared:
     if spec.where:
         try:
             frame = frame.query(spec.where, engine="python")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise InputError(f"spec {spec.name!r} field where: cannot evaluate {spec.where!r}: {exc}") from None
         if frame.empty:
             raise InputError(f"spec {spec.name!r} field where: {spec.where!r} selects no rows")

@@ -56,9 +56,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = Non
     }
 
 
-def multiclass_metrics(
-    y: np.ndarray, proba: np.ndarray, weight: np.ndarray | None = None
-) -> dict[str, float]:
+def multiclass_metrics(y: np.ndarray, proba: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:
     k = proba.shape[1]
     pred = proba.argmax(axis=1)
     return {

@@ -97,8 +97,14 @@ class RankPrior:
 
     EPS = 1e-3  # ranks are clipped to [EPS, 1 - EPS] before the logit
 
-    def __init__(self, columns: list[str], signs: list[float], index: list[int],
-                 values: list[np.ndarray], shares: list[np.ndarray]):
+    def __init__(
+        self,
+        columns: list[str],
+        signs: list[float],
+        index: list[int],
+        values: list[np.ndarray],
+        shares: list[np.ndarray],
+    ):
         self.columns = list(columns)
         self.signs = [float(s) for s in signs]
         self.index = [int(i) for i in index]
@@ -106,7 +112,9 @@ class RankPrior:
         self.shares = [np.asarray(c, dtype=np.float64) for c in shares]
 
     @classmethod
-    def fit(cls, X: np.ndarray, features: list[str], columns: list[str], negative: list[str] | None = None) -> RankPrior:
+    def fit(
+        cls, X: np.ndarray, features: list[str], columns: list[str], negative: list[str] | None = None
+    ) -> RankPrior:
         """Reference values from the training matrix `X` (columns in `features` order)."""
         names = [*columns, *(negative or [])]
         missing = [c for c in names if c not in features]
@@ -404,6 +412,6 @@ with warnings.catch_warnings():
         def __init__(self, core: TabularModel):
             self.core = core
 
-        def predict(self, context, model_input, params=None):  # noqa: ARG002 - pyfunc protocol
+        def predict(self, context, model_input, params=None):
             frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
             return self.core.predict_frame(frame)

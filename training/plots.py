@@ -76,8 +76,11 @@ def reliability(y: np.ndarray, raw: np.ndarray, cal: np.ndarray, title: str, bin
         line = ax.plot(xs, ys, "-", label=f"{name} (ECE {ece:.3f})")[0]
         ax.scatter(xs, ys, s=sizes, color=line.get_color(), alpha=0.7)
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect")
-    ax.set(xlabel=f"predicted probability (bins of width 0.1 with >= {min_rows} rows)", ylabel="observed frequency",
-           title=f"Reliability — {title}")
+    ax.set(
+        xlabel=f"predicted probability (bins of width 0.1 with >= {min_rows} rows)",
+        ylabel="observed frequency",
+        title=f"Reliability — {title}",
+    )
     ax.legend()
     fig.tight_layout()
     return fig
@@ -96,8 +99,9 @@ def confusion(y: np.ndarray, pred: np.ndarray, classes: list[str], title: str):
     ax.imshow(cm, cmap="Blues")
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(
+                j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black"
+            )
     ax.set_xticks(range(len(classes)), classes)
     ax.set_yticks(range(len(classes)), classes)
     ax.set(xlabel="predicted", ylabel="actual", title=f"Confusion matrix — {title}")
@@ -105,8 +109,14 @@ def confusion(y: np.ndarray, pred: np.ndarray, classes: list[str], title: str):
     return fig
 
 
-def importance(names: list[str], gain: np.ndarray, title: str, top: int = 20,
-               xlabel: str = "share of total gain", kind: str = "gain"):
+def importance(
+    names: list[str],
+    gain: np.ndarray,
+    title: str,
+    top: int = 20,
+    xlabel: str = "share of total gain",
+    kind: str = "gain",
+):
     plt = _plt()
     order = np.argsort(gain)[::-1][:top][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(order) + 1.2))
@@ -136,8 +146,10 @@ def figures(result) -> dict[str, object]:
         out["roc_pr.png"] = roc_pr(y, p[:, 1], base[:, 1], title)
         out["calibration.png"] = reliability(y, raw, p, title)
         out["confusion_matrix.png"] = confusion(
-            y.astype(int), (p[:, 1] >= m.thresholds.get("positive", 0.5)).astype(int),
-            ["negative", "positive"], f"{title} @ {m.thresholds.get('positive', 0.5):.2f}",
+            y.astype(int),
+            (p[:, 1] >= m.thresholds.get("positive", 0.5)).astype(int),
+            ["negative", "positive"],
+            f"{title} @ {m.thresholds.get('positive', 0.5):.2f}",
         )
     elif m.kind == "multiclass":
         out["roc_ovr.png"] = roc_ovr(y.astype(int), p, base, m.classes, title)
@@ -149,8 +161,9 @@ def figures(result) -> dict[str, object]:
         # boosted from a prior: the trees' gain would hide the starting score, which carries most of the
         # ranking; show each feature's mean |contribution| to the log-odds (trees + its prior share)
         share = np.abs(m.contributions(m.matrix(result.reference))).mean(axis=0)
-        out["importance.png"] = importance(m.features, share, title, xlabel="share of mean |contribution| (log-odds)",
-                                           kind="trees + starting score")
+        out["importance.png"] = importance(
+            m.features, share, title, xlabel="share of mean |contribution| (log-odds)", kind="trees + starting score"
+        )
     else:
         out["importance.png"] = importance(m.features, m.booster.feature_importance(importance_type="gain"), title)
     return out

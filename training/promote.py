@@ -58,17 +58,30 @@ def promote(task: str, margin: float = 0.0, force: str | None = None) -> dict[st
     def record(promoted: bool, reason: str, numbers: dict[str, Any]) -> dict[str, Any]:
         if force and not promoted and champion is not None and str(champion.version) != str(challenger.version):
             promoted, reason = True, f"forced ({force}); the gate said: {reason}"
-        tags = {"promotion_decision": "promoted" if promoted else "rejected", "promotion_reason": reason,
-                "promotion_metric": metric, "promotion_margin": str(margin), "promotion_at": now,
-                **{f"promotion_{k}": str(v) for k, v in numbers.items()}}
+        tags = {
+            "promotion_decision": "promoted" if promoted else "rejected",
+            "promotion_reason": reason,
+            "promotion_metric": metric,
+            "promotion_margin": str(margin),
+            "promotion_at": now,
+            **{f"promotion_{k}": str(v) for k, v in numbers.items()},
+        }
         for k, v in tags.items():
             c.set_model_version_tag(name, challenger.version, k, v)
         if promoted:
             c.set_registered_model_alias(name, R.CHAMPION, challenger.version)
         champ = str(challenger.version) if promoted else (str(champion.version) if champion else None)
         log.info("promotion of %s v%s: %s (%s)", name, challenger.version, tags["promotion_decision"], reason)
-        return {"task": task, "model": name, "promoted": promoted, "champion": champ,
-                "challenger": str(challenger.version), "reason": reason, "metric": metric, **numbers}
+        return {
+            "task": task,
+            "model": name,
+            "promoted": promoted,
+            "champion": champ,
+            "challenger": str(challenger.version),
+            "reason": reason,
+            "metric": metric,
+            **numbers,
+        }
 
     if champion is None:
         return record(True, "first champion: no champion existed", {})
@@ -80,26 +93,46 @@ def promote(task: str, margin: float = 0.0, force: str | None = None) -> dict[st
     holdout = R.load_holdout(challenger.run_id)
     missing = [f for f in champion_model.features if f not in holdout.columns]
     if missing:
-        return record(False, f"champion v{champion.version} needs features missing from the challenger's holdout: "
-                             f"{missing[:5]}; not comparable", {})
+        return record(
+            False,
+            f"champion v{champion.version} needs features missing from the challenger's holdout: "
+            f"{missing[:5]}; not comparable",
+            {},
+        )
     classes = challenger_model.classes
-    same_classes = (list(champion_model.classes or []) == list(classes or []) if challenger_model.kind == "binary"
-                    else set(champion_model.classes or []) == set(classes or []))  # multiclass order is mapped below
+    same_classes = (
+        list(champion_model.classes or []) == list(classes or [])
+        if challenger_model.kind == "binary"
+        else set(champion_model.classes or []) == set(classes or [])
+    )  # multiclass order is mapped below
     if champion_model.kind != challenger_model.kind or not same_classes:
         # e.g. risk moved from 3 classes to a binary aggressive / not_aggressive target: the champion
         # cannot be scored on the challenger's labels; never promote on a guess.
-        return record(False, f"champion v{champion.version} predicts a different target ({champion_model.kind} "
-                             f"{champion_model.classes}) than the challenger ({challenger_model.kind} {classes}); "
-                             "not comparable (promote with --force REASON to replace it)", {})
+        return record(
+            False,
+            f"champion v{champion.version} predicts a different target ({champion_model.kind} "
+            f"{champion_model.classes}) than the challenger ({challenger_model.kind} {classes}); "
+            "not comparable (promote with --force REASON to replace it)",
+            {},
+        )
     s_new = holdout_score(challenger_model, holdout, metric, classes)
     s_old = holdout_score(champion_model, holdout, metric, classes)
     gain = (s_old - s_new) if metric in LOWER_IS_BETTER else (s_new - s_old)
-    numbers = {"challenger_score": round(s_new, 6), "champion_score": round(s_old, 6), "gain": round(gain, 6),
-               "champion_version": champion.version, "holdout_rows": len(holdout)}
+    numbers = {
+        "challenger_score": round(s_new, 6),
+        "champion_score": round(s_old, 6),
+        "gain": round(gain, 6),
+        "champion_version": champion.version,
+        "holdout_rows": len(holdout),
+    }
     if gain > margin:
-        reason = (f"challenger v{challenger.version} {metric}={s_new:.4f} beats champion v{champion.version} "
-                  f"{metric}={s_old:.4f} by {gain:.4f} > margin {margin}")
+        reason = (
+            f"challenger v{challenger.version} {metric}={s_new:.4f} beats champion v{champion.version} "
+            f"{metric}={s_old:.4f} by {gain:.4f} > margin {margin}"
+        )
         return record(True, reason, numbers)
-    reason = (f"challenger v{challenger.version} {metric}={s_new:.4f} vs champion v{champion.version} "
-              f"{metric}={s_old:.4f}: gain {gain:.4f} does not exceed margin {margin}")
+    reason = (
+        f"challenger v{challenger.version} {metric}={s_new:.4f} vs champion v{champion.version} "
+        f"{metric}={s_old:.4f}: gain {gain:.4f} does not exceed margin {margin}"
+    )
     return record(False, reason, numbers)

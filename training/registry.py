@@ -112,24 +112,39 @@ def log_training(result, *, plots: bool = True) -> dict[str, Any]:
     c = client()
     exp = experiment_id(name)
     with mlflow.start_run(experiment_id=exp, run_name=f"{spec.name}-seed{result.seed}") as run:
-        mlflow.set_tags({
-            "task": spec.name,
-            "dataset_fingerprint": result.fingerprint,
-            "baseline": result.baseline_description,
-            "primary_metric": spec.metric,
-        })
+        mlflow.set_tags(
+            {
+                "task": spec.name,
+                "dataset_fingerprint": result.fingerprint,
+                "baseline": result.baseline_description,
+                "primary_metric": spec.metric,
+            }
+        )
         mlflow.log_params(_flat_params(result))
         mlflow.log_metrics(_finite(result.metrics))
         mlflow.log_metrics(_finite({f"baseline_{k}": v for k, v in result.baseline.items()}))
         mlflow.log_metrics(_finite({f"calibration_{k}": v for k, v in result.calibration.items()}))
-        mlflow.log_metrics({"tuning_seconds": result.tuning.seconds, "train_seconds": result.seconds,
-                            "tuning_best_valid": result.tuning.best_value})
+        mlflow.log_metrics(
+            {
+                "tuning_seconds": result.tuning.seconds,
+                "train_seconds": result.seconds,
+                "tuning_best_valid": result.tuning.best_value,
+            }
+        )
         for step, value in enumerate(result.tuning.history):
             mlflow.log_metric("tuning_trial_valid", value, step=step)
         mlflow.log_dict(spec.model_dump(mode="json", exclude={"base_dir"}), "spec.json")
-        mlflow.log_dict({"metrics": result.metrics, "baseline": result.baseline, "calibration": result.calibration,
-                         "baseline_description": result.baseline_description, "split": result.split,
-                         "notes": result.notes}, "evaluation.json")
+        mlflow.log_dict(
+            {
+                "metrics": result.metrics,
+                "baseline": result.baseline,
+                "calibration": result.calibration,
+                "baseline_description": result.baseline_description,
+                "split": result.split,
+                "notes": result.notes,
+            },
+            "evaluation.json",
+        )
         with tempfile.TemporaryDirectory() as tmp:
             ref = Path(tmp) / REFERENCE_ARTIFACT
             result.reference.to_parquet(ref, index=False)
@@ -154,8 +169,12 @@ def log_training(result, *, plots: bool = True) -> dict[str, Any]:
             input_example=example,
             registered_model_name=name,
             pip_requirements=PIP_REQUIREMENTS,
-            metadata={"task": spec.name, "kind": result.model.kind, "classes": result.model.classes,
-                      "features": len(result.model.features)},
+            metadata={
+                "task": spec.name,
+                "kind": result.model.kind,
+                "classes": result.model.classes,
+                "features": len(result.model.features),
+            },
         )
         version = str(info.registered_model_version)
         run_id = run.info.run_id
@@ -192,7 +211,9 @@ def _version(task: str, ref: str):
             return c.get_model_version(name, str(ref))
         return c.get_model_version_by_alias(name, ref)
     except MlflowException as exc:
-        raise InputError(f"model {name}: no version {ref!r} in the registry at {config.tracking_uri()} ({exc.message.splitlines()[0]})") from None
+        raise InputError(
+            f"model {name}: no version {ref!r} in the registry at {config.tracking_uri()} ({exc.message.splitlines()[0]})"
+        ) from None
 
 
 def version_info(mv) -> dict[str, Any]:
@@ -233,7 +254,7 @@ def download_run_artifact(run_id: str, path: str) -> Path:
     client()
     try:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ClientlensError(f"run {run_id}: cannot fetch artefact {path}: {exc}") from None
 
 

@@ -184,7 +184,10 @@ def score_columns(
     depth = _as_str(cols.get("relationship_depth"), n)
     risk_seg = np.where(risk_label == None, stated, risk_label)  # noqa: E711
     out["segment"] = np.array(
-        [f"{a or 'unknown'}/{r or 'unknown'}/{d or 'unknown'}" for a, r, d in zip(asset_tier, risk_seg, depth, strict=True)],
+        [
+            f"{a or 'unknown'}/{r or 'unknown'}/{d or 'unknown'}"
+            for a, r, d in zip(asset_tier, risk_seg, depth, strict=True)
+        ],
         dtype=object,
     )
     out["next_action"] = next_actions(playbook, asset_tier, churn_p, hidden, upgrade, risk_label)
@@ -236,8 +239,9 @@ def load_models(tasks: list[str], alias: str = "champion") -> tuple[dict[str, An
     return models, versions
 
 
-def score_file(features: Path, out: Path, *, tasks: list[str], alias: str = "champion",
-               playbook: Playbook | None = None) -> dict[str, Any]:
+def score_file(
+    features: Path, out: Path, *, tasks: list[str], alias: str = "champion", playbook: Playbook | None = None
+) -> dict[str, Any]:
     """Batch-score a feature table with the `alias` models; writes Parquet (or CSV by extension)."""
     features, out = Path(features), Path(out)
     if not features.is_file():
@@ -258,5 +262,10 @@ def score_file(features: Path, out: Path, *, tasks: list[str], alias: str = "cha
         scores.to_parquet(tmp, index=False)
     tmp.replace(out)
     counts = scores["next_action"].value_counts().to_dict()
-    return {"rows": len(scores), "out": str(out), "versions": versions, "next_action": counts,
-            "hidden_aggressive": int(scores["hidden_aggressive"].sum()) if "hidden_aggressive" in scores else None}
+    return {
+        "rows": len(scores),
+        "out": str(out),
+        "versions": versions,
+        "next_action": counts,
+        "hidden_aggressive": int(scores["hidden_aggressive"].sum()) if "hidden_aggressive" in scores else None,
+    }

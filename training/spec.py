@@ -53,8 +53,10 @@ class TargetSpec(_Strict):
             if len(self.classes) != 2 or len(set(self.classes)) != 2:
                 raise ValueError("a binary target.classes names two distinct classes: [negative, positive]")
             if isinstance(self.positive, str) and self.classes[1] != self.positive:
-                raise ValueError(f"binary target.classes lists the positive class last: expected "
-                                 f"[..., {self.positive!r}], got {self.classes}")
+                raise ValueError(
+                    f"binary target.classes lists the positive class last: expected "
+                    f"[..., {self.positive!r}], got {self.classes}"
+                )
         return self
 
     @property
@@ -87,10 +89,18 @@ class TuningSpec(_Strict):
     timeout: float | None = Field(default=120.0, gt=0, description="Seconds for the whole study.")
     early_stopping_rounds: int = Field(default=50, ge=5)
     max_rounds: int = Field(default=2000, ge=10)
-    space: dict[Literal["learning_rate", "num_leaves", "min_child_samples", "feature_fraction", "bagging_fraction",
-                        "lambda_l1", "lambda_l2"], tuple[float, float]] = Field(
-        default_factory=dict, description="Overrides of the search bounds, e.g. num_leaves: [3, 15]."
-    )
+    space: dict[
+        Literal[
+            "learning_rate",
+            "num_leaves",
+            "min_child_samples",
+            "feature_fraction",
+            "bagging_fraction",
+            "lambda_l1",
+            "lambda_l2",
+        ],
+        tuple[float, float],
+    ] = Field(default_factory=dict, description="Overrides of the search bounds, e.g. num_leaves: [3, 15].")
     monotone: dict[str, Literal[-1, 0, 1]] = Field(
         default_factory=dict,
         description="Monotone constraints (LightGBM `monotone_constraints`) by numeric feature: +1 = the score may "

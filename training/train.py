@@ -125,8 +125,13 @@ def fit_task(
     kind = spec.target.kind
     k = len(prep.classes) if prep.classes and kind == "multiclass" else 2
     core = TabularModel(
-        task=spec.name, kind=kind, features=prep.features, categories=prep.categories,
-        booster=None, calibrator=None, classes=prep.classes if kind != "regression" else None,
+        task=spec.name,
+        kind=kind,
+        features=prep.features,
+        categories=prep.categories,
+        booster=None,
+        calibrator=None,
+        classes=prep.classes if kind != "regression" else None,
     )
     X_all = core.matrix(prep.X)
     cat_idx = [prep.features.index(c) for c in prep.categorical]
@@ -141,13 +146,24 @@ def fit_task(
         core.prior = _prior(spec, prep, X_all[tr])
         init_tr, init_va = core.prior.margin(X_all[tr]), core.prior.margin(X_all[va])
     dtrain, dvalid = datasets(
-        X_all[tr], prep.y[tr], _take(prep.weight, tr), X_all[va], prep.y[va], _take(prep.weight, va),
-        cat_idx, prep.features, init_train=init_tr, init_valid=init_va,
+        X_all[tr],
+        prep.y[tr],
+        _take(prep.weight, tr),
+        X_all[va],
+        prep.y[va],
+        _take(prep.weight, va),
+        cat_idx,
+        prep.features,
+        init_train=init_tr,
+        init_valid=init_va,
     )
     tr_spec = spec.tuning
     fixed = _monotone_params(spec, prep)
     result = tune(
-        kind, k, dtrain, dvalid,
+        kind,
+        k,
+        dtrain,
+        dvalid,
         trials=trials or tr_spec.trials,
         timeout=timeout if timeout is not None else tr_spec.timeout,
         seed=seed,
@@ -176,8 +192,15 @@ def fit_task(
     metrics = M.task_metrics(kind, y_te, proba_te, w_te)
 
     baseline: Baseline = fit_baseline(
-        spec.baseline, task_kind=kind, classes=prep.classes, categorical=prep.categorical,
-        X=prep.X.iloc[tr], extras=prep.extras.iloc[tr], y=prep.y[tr], weight=_take(prep.weight, tr), seed=seed,
+        spec.baseline,
+        task_kind=kind,
+        classes=prep.classes,
+        categorical=prep.categorical,
+        X=prep.X.iloc[tr],
+        extras=prep.extras.iloc[tr],
+        y=prep.y[tr],
+        weight=_take(prep.weight, tr),
+        seed=seed,
     )
     X_te, ex_te = prep.X.iloc[te].reset_index(drop=True), prep.extras.iloc[te].reset_index(drop=True)
     base_te = baseline.predict_proba(X_te, ex_te)
@@ -222,11 +245,24 @@ def fit_task(
         holdout[WEIGHT_COLUMN] = w_te
 
     return TrainResult(
-        spec=spec, model=core, metrics=metrics, baseline=base_metrics,
-        baseline_description=baseline.description, calibration=calibration, tuning=result,
-        split={"kind": spec.split.kind, **sp.describe()}, fingerprint=fingerprint(frame, spec), seed=seed,
-        reference=reference, holdout=holdout, seconds=time.perf_counter() - t0,
-        y_test=y_te, proba_test=proba_te, raw_test=raw_te, baseline_test=base_te, notes=notes,
+        spec=spec,
+        model=core,
+        metrics=metrics,
+        baseline=base_metrics,
+        baseline_description=baseline.description,
+        calibration=calibration,
+        tuning=result,
+        split={"kind": spec.split.kind, **sp.describe()},
+        fingerprint=fingerprint(frame, spec),
+        seed=seed,
+        reference=reference,
+        holdout=holdout,
+        seconds=time.perf_counter() - t0,
+        y_test=y_te,
+        proba_test=proba_te,
+        raw_test=raw_te,
+        baseline_test=base_te,
+        notes=notes,
     )
 
 
@@ -281,7 +317,8 @@ def _prior(spec: TaskSpec, prep: Prepared, X_train: np.ndarray) -> RankPrior:
     bad = sorted(c for c in [*b.columns, *b.negative] if c not in prep.features or c in prep.categorical)
     if bad:
         raise InputError(
-            f"spec {spec.name!r} field boost_from_baseline: baseline columns {bad} are not numeric feature columns")
+            f"spec {spec.name!r} field boost_from_baseline: baseline columns {bad} are not numeric feature columns"
+        )
     return RankPrior.fit(X_train, prep.features, list(b.columns), list(b.negative))
 
 
@@ -293,7 +330,8 @@ def _monotone_params(spec: TaskSpec, prep: Prepared) -> dict[str, Any]:
     bad = sorted(c for c in mono if c not in prep.features or c in prep.categorical)
     if bad:
         raise InputError(
-            f"spec {spec.name!r} field tuning.monotone: {bad} are not numeric feature columns of the model")
+            f"spec {spec.name!r} field tuning.monotone: {bad} are not numeric feature columns of the model"
+        )
     return {"monotone_constraints": [int(mono.get(c, 0)) for c in prep.features]}
 
 
@@ -303,11 +341,19 @@ def _hidden_aggressive(
     """Score stated-conservatives at the test date (labelled or not) and check against truth when given."""
     ha = spec.hidden_aggressive
     if ha.positive_class not in (prep.classes or []):
-        raise InputError(f"spec {spec.name!r} field hidden_aggressive.positive_class: {ha.positive_class!r} is not "
-                         f"one of the model's classes {prep.classes} (a binary target names them in target.classes)")
+        raise InputError(
+            f"spec {spec.name!r} field hidden_aggressive.positive_class: {ha.positive_class!r} is not "
+            f"one of the model's classes {prep.classes} (a binary target names them in target.classes)"
+        )
     pos = prep.classes.index(ha.positive_class)
-    cols = list(dict.fromkeys([c for c in (spec.id, spec.split.time_column) if c] + [ha.stated_column] + prep.features
-                              + list(prep.extras.columns)))
+    cols = list(
+        dict.fromkeys(
+            [c for c in (spec.id, spec.split.time_column) if c]
+            + [ha.stated_column]
+            + prep.features
+            + list(prep.extras.columns)
+        )
+    )
     lab = pd.concat([prep.X, prep.extras[[c for c in prep.extras.columns if c not in prep.X.columns]]], axis=1)
     if spec.id:
         lab[spec.id] = prep.ids
@@ -319,7 +365,9 @@ def _hidden_aggressive(
         parts.append(unl)
     missing = [c for c in cols if c not in parts[0].columns]
     if missing:
-        raise InputError(f"spec {spec.name!r} field hidden_aggressive: columns {missing} not available (add to keep_columns)")
+        raise InputError(
+            f"spec {spec.name!r} field hidden_aggressive: columns {missing} not available (add to keep_columns)"
+        )
     pop = pd.concat([p[cols] for p in parts], ignore_index=True)
     pop = pop[pop[ha.stated_column].astype(str) == ha.stated_value].reset_index(drop=True)
     out: dict[str, Any] = {"model": {}, "baseline": {}, "notes": []}
@@ -380,7 +428,7 @@ def find_truth(features_dir: Path | str | None) -> Path | None:
                         candidates += _raw_dirs_in(json.loads(v))
                     except ValueError:
                         candidates.append(v.decode(errors="ignore"))
-        except Exception:  # noqa: BLE001 - metadata is a hint, never a failure
+        except Exception:
             pass
     for c in candidates:
         p = Path(c)
@@ -443,8 +491,12 @@ def run_training(
         "baseline_description": result.baseline_description,
         "calibration": result.calibration,
         "split": result.split,
-        "tuning": {"trials": result.tuning.n_trials, "pruned": result.tuning.n_pruned,
-                   "seconds": round(result.tuning.seconds, 2), "best_valid": result.tuning.best_value},
+        "tuning": {
+            "trials": result.tuning.n_trials,
+            "pruned": result.tuning.n_pruned,
+            "seconds": round(result.tuning.seconds, 2),
+            "best_valid": result.tuning.best_value,
+        },
         "dataset_fingerprint": result.fingerprint,
         "notes": result.notes,
     }

@@ -70,7 +70,8 @@ def search_space(trial, bounds: dict[str, tuple[float, float]] | None = None) ->
         "learning_rate": trial.suggest_float("learning_rate", *b["learning_rate"], log=True),
         "num_leaves": trial.suggest_int("num_leaves", int(b["num_leaves"][0]), int(b["num_leaves"][1]), log=True),
         "min_child_samples": trial.suggest_int(
-            "min_child_samples", int(b["min_child_samples"][0]), int(b["min_child_samples"][1]), log=True),
+            "min_child_samples", int(b["min_child_samples"][0]), int(b["min_child_samples"][1]), log=True
+        ),
         "feature_fraction": trial.suggest_float("feature_fraction", *b["feature_fraction"]),
         "bagging_fraction": trial.suggest_float("bagging_fraction", *b["bagging_fraction"]),
         "bagging_freq": 1,
@@ -112,12 +113,25 @@ def datasets(
     ds_params = {"feature_pre_filter": False, "verbosity": -1, "max_bin": 255}
     names = feature_names or "auto"
     dtrain = lgb.Dataset(
-        X_train, y_train, weight=w_train, init_score=init_train, categorical_feature=categorical_idx or "auto",
-        feature_name=names, params=ds_params, free_raw_data=False,
+        X_train,
+        y_train,
+        weight=w_train,
+        init_score=init_train,
+        categorical_feature=categorical_idx or "auto",
+        feature_name=names,
+        params=ds_params,
+        free_raw_data=False,
     )
     dvalid = lgb.Dataset(
-        X_valid, y_valid, weight=w_valid, init_score=init_valid, categorical_feature=categorical_idx or "auto",
-        feature_name=names, reference=dtrain, params=ds_params, free_raw_data=False,
+        X_valid,
+        y_valid,
+        weight=w_valid,
+        init_score=init_valid,
+        categorical_feature=categorical_idx or "auto",
+        feature_name=names,
+        reference=dtrain,
+        params=ds_params,
+        free_raw_data=False,
     )
     return dtrain.construct(), dvalid.construct()
 
@@ -137,17 +151,32 @@ def fit(
         num_boost_round=max_rounds,
         valid_sets=[dvalid],
         valid_names=[VALID_NAME],
-        callbacks=[lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False), *(callbacks or [])],
+        callbacks=[
+            lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False),
+            *(callbacks or []),
+        ],
     )
 
 
 def fit_default(
-    kind: str, n_classes: int, dtrain: lgb.Dataset, dvalid: lgb.Dataset, *, seed: int,
-    early_stopping_rounds: int = 50, max_rounds: int = 2000, threads: int | None = None,
+    kind: str,
+    n_classes: int,
+    dtrain: lgb.Dataset,
+    dvalid: lgb.Dataset,
+    *,
+    seed: int,
+    early_stopping_rounds: int = 50,
+    max_rounds: int = 2000,
+    threads: int | None = None,
 ) -> lgb.Booster:
     """LightGBM with its default hyper-parameters (plus early stopping): the untuned reference."""
-    return fit(base_params(kind, n_classes, seed, threads), dtrain, dvalid,
-               early_stopping_rounds=early_stopping_rounds, max_rounds=max_rounds)
+    return fit(
+        base_params(kind, n_classes, seed, threads),
+        dtrain,
+        dvalid,
+        early_stopping_rounds=early_stopping_rounds,
+        max_rounds=max_rounds,
+    )
 
 
 def tune(
@@ -182,8 +211,11 @@ def tune(
     def objective(trial: optuna.Trial) -> float:
         params = {**base, **search_space(trial, space)}
         booster = fit(
-            params, dtrain, dvalid,
-            early_stopping_rounds=early_stopping_rounds, max_rounds=max_rounds,
+            params,
+            dtrain,
+            dvalid,
+            early_stopping_rounds=early_stopping_rounds,
+            max_rounds=max_rounds,
             callbacks=[LightGBMPruningCallback(trial, metric, valid_name=VALID_NAME, report_interval=5)],
         )
         value = float(booster.best_score[VALID_NAME][metric])
@@ -203,8 +235,15 @@ def tune(
     if not best:
         raise RuntimeError("every tuning trial was pruned or failed")
     n_pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-    log.info("tuned %s: best %s=%.5f after %d trials (%d pruned) in %.1fs",
-             kind, metric, best["value"], len(study.trials), n_pruned, seconds)
+    log.info(
+        "tuned %s: best %s=%.5f after %d trials (%d pruned) in %.1fs",
+        kind,
+        metric,
+        best["value"],
+        len(study.trials),
+        n_pruned,
+        seconds,
+    )
     return TuneResult(
         booster=best["booster"],
         params=best["params"],

@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
     @app.command("drift")
     def drift(
         reference: Annotated[
-            Path | None, typer.Option("--reference", help="Reference window (CSV or Parquet), e.g. the training sample.")
+            Path | None,
+            typer.Option("--reference", help="Reference window (CSV or Parquet), e.g. the training sample."),
         ] = None,
         current: Annotated[Path | None, typer.Option("--current", help="Current window (CSV or Parquet).")] = None,
         out: Annotated[
@@ -90,7 +91,9 @@ def register(app: typer.Typer) -> None:
                 if reference is None or current is None:
                     raise InputError("two-file mode needs both --reference FILE and --current FILE")
                 if since or until:
-                    raise InputError("--since/--until select inference-log rows; they do not apply to --reference/--current")
+                    raise InputError(
+                        "--since/--until select inference-log rows; they do not apply to --reference/--current"
+                    )
                 result = run_file_drift(
                     read_table(reference, what="reference"),
                     read_table(current, what="current"),

@@ -18,9 +18,12 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Output folder for panel.parquet and latest.parquet.")],
         as_of: Annotated[
             list[datetime] | None,
-            typer.Option("--as-of", formats=["%Y-%m-%d"],
-                         help="Panel as-of date (repeatable). Default: month-ends from 6 months after the data "
-                              "start to the last date minus the horizon."),
+            typer.Option(
+                "--as-of",
+                formats=["%Y-%m-%d"],
+                help="Panel as-of date (repeatable). Default: month-ends from 6 months after the data "
+                "start to the last date minus the horizon.",
+            ),
         ] = None,
         horizon_days: Annotated[int, typer.Option("--horizon-days", min=1, help="Label horizon H in days.")] = 90,
         every_months: Annotated[
@@ -34,7 +37,9 @@ def register(app: typer.Typer) -> None:
         partition_size: Annotated[
             int, typer.Option("--partition-size", min=1, help="Customers per partition (bounds worker memory).")
         ] = 20_000,
-        affluent_min: Annotated[float, typer.Option("--affluent-min", help="Tier threshold: affluent from this AUM.")] = 500_000.0,
+        affluent_min: Annotated[
+            float, typer.Option("--affluent-min", help="Tier threshold: affluent from this AUM.")
+        ] = 500_000.0,
         hnw_min: Annotated[float, typer.Option("--hnw-min", help="Tier threshold: hnw from this AUM.")] = 10_000_000.0,
         latest_only: Annotated[
             bool, typer.Option("--latest-only", help="Only latest.parquet (features at the last date; no panel).")
@@ -65,20 +70,33 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"bad option: {exc.errors()[0]['msg']}") from None
             with progress("features", enabled=not as_json) as advance:
                 return build_panel(
-                    raw, out, as_of=as_of or None, horizon_days=horizon_days, every_months=every_months,
-                    workers=workers, engine=engine, scheduler=scheduler, partition_size=partition_size,
-                    feature_config=feature_config, label_config=label_config, on_partition=advance,
+                    raw,
+                    out,
+                    as_of=as_of or None,
+                    horizon_days=horizon_days,
+                    every_months=every_months,
+                    workers=workers,
+                    engine=engine,
+                    scheduler=scheduler,
+                    partition_size=partition_size,
+                    feature_config=feature_config,
+                    label_config=label_config,
+                    on_partition=advance,
                     panel=not latest_only,
                 )
 
         def human(s: dict) -> None:
             if s["panel"]:
-                typer.echo(f"panel:  {s['panel']} ({s['rows']} rows x {s['columns']} columns, "
-                           f"{len(s['as_of'])} as-of dates {s['as_of'][0]}..{s['as_of'][-1]})")
+                typer.echo(
+                    f"panel:  {s['panel']} ({s['rows']} rows x {s['columns']} columns, "
+                    f"{len(s['as_of'])} as-of dates {s['as_of'][0]}..{s['as_of'][-1]})"
+                )
             typer.echo(f"latest: {s['latest']} ({s['latest_rows']} rows at {s['latest_as_of']})")
             if s["missing_tables"]:
-                typer.echo(f"missing tables: {', '.join(s['missing_tables'])}; features left NaN by family: "
-                           f"{s['incomplete_families']}")
+                typer.echo(
+                    f"missing tables: {', '.join(s['missing_tables'])}; features left NaN by family: "
+                    f"{s['incomplete_families']}"
+                )
             typer.echo(f"{s['partitions']} partitions on {s['engine']} x{s['workers']} in {s['seconds']} s")
 
         run(action, as_json=as_json, debug=debug, human=human)

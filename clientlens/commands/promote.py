@@ -13,11 +13,16 @@ def register(app: typer.Typer) -> None:
     @app.command("promote")
     def promote(
         task: Annotated[str, typer.Argument(help="tier, churn, risk or a spec name.")],
-        margin: Annotated[float, typer.Option("--margin", min=0.0, help="Required gain on the promotion metric.")] = 0.0,
+        margin: Annotated[
+            float, typer.Option("--margin", min=0.0, help="Required gain on the promotion metric.")
+        ] = 0.0,
         force: Annotated[
             str | None,
-            typer.Option("--force", help="Promote whatever the gate says, for this reason (recorded on the version), "
-                          "e.g. when the target was redefined and the champion cannot be compared."),
+            typer.Option(
+                "--force",
+                help="Promote whatever the gate says, for this reason (recorded on the version), "
+                "e.g. when the target was redefined and the champion cannot be compared.",
+            ),
         ] = None,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,

@@ -17,13 +17,18 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option("--host", help="Interface to bind (0.0.0.0 for all).")] = "127.0.0.1",
         features: Annotated[
             Path | None,
-            typer.Option("--features", help="Feature table for POST /score_ids [default: <features dir>/latest.parquet]."),
+            typer.Option(
+                "--features", help="Feature table for POST /score_ids [default: <features dir>/latest.parquet]."
+            ),
         ] = None,
         workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
         reload_seconds: Annotated[
-            float, typer.Option("--reload-seconds", min=0, help="Check MLflow for a new champion this often (0: never).")
+            float,
+            typer.Option("--reload-seconds", min=0, help="Check MLflow for a new champion this often (0: never)."),
         ] = 30.0,
-        max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Largest accepted batch of customers.")] = 10_000,
+        max_batch: Annotated[
+            int, typer.Option("--max-batch", min=1, help="Largest accepted batch of customers.")
+        ] = 10_000,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:

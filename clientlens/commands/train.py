@@ -14,14 +14,24 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
         task: Annotated[str | None, typer.Argument(help="Built-in task: tier, churn or risk.")] = None,
-        features: Annotated[Path | None, typer.Option("--features", help="Feature folder holding panel.parquet.")] = None,
+        features: Annotated[
+            Path | None, typer.Option("--features", help="Feature folder holding panel.parquet.")
+        ] = None,
         spec: Annotated[Path | None, typer.Option("--spec", help="A task spec YAML (any table).")] = None,
-        trials: Annotated[int | None, typer.Option("--trials", min=1, help="Optuna trial budget (default: spec).")] = None,
-        timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Tuning time budget in seconds.")] = None,
+        trials: Annotated[
+            int | None, typer.Option("--trials", min=1, help="Optuna trial budget (default: spec).")
+        ] = None,
+        timeout: Annotated[
+            float | None, typer.Option("--timeout", min=1, help="Tuning time budget in seconds.")
+        ] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed for split, sampler and LightGBM.")] = 0,
-        truth: Annotated[Path | None, typer.Option(
-            "--truth", help="Simulator truth.parquet or its raw folder (risk evaluation; default: found via --features)."
-        )] = None,
+        truth: Annotated[
+            Path | None,
+            typer.Option(
+                "--truth",
+                help="Simulator truth.parquet or its raw folder (risk evaluation; default: found via --features).",
+            ),
+        ] = None,
         no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip evaluation figures.")] = False,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,
@@ -52,8 +62,15 @@ def register(app: typer.Typer) -> None:
                 raise InputError("give a TASK (tier, churn, risk) with --features DIR, or --spec FILE")
             n = trials or task_spec.tuning.trials
             with progress(f"tuning {task_spec.name}", total=n, enabled=not as_json) as advance:
-                return run_training(task_spec, seed=seed, trials=trials, timeout=timeout, truth_path=truth,
-                                    plots=not no_plots, progress=advance)
+                return run_training(
+                    task_spec,
+                    seed=seed,
+                    trials=trials,
+                    timeout=timeout,
+                    truth_path=truth,
+                    plots=not no_plots,
+                    progress=advance,
+                )
 
         def human(s: dict) -> None:
             typer.echo(f"{s['model']} v{s['version']} (run {s['run_id']}), alias challenger")

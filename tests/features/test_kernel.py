@@ -47,8 +47,10 @@ def test_benchmark_subset_equals_duckdb_on_every_group(sim_raw):
     from features.panel import data_dates, raw_paths
 
     _, last = data_dates(raw_paths(sim_raw))
-    ours = pd.concat([_subset_partition(str(sim_raw), lo, hi, str(last), False)
-                      for lo, hi in [(1, 700), (701, 2000)]], ignore_index=True)
+    ours = pd.concat(
+        [_subset_partition(str(sim_raw), lo, hi, str(last), False) for lo, hi in [(1, 700), (701, 2000)]],
+        ignore_index=True,
+    )
     _, duck = duckdb_subset(sim_raw, last, threads=1)
     keys = ["customer_id", "direction", "category"]
     duck = duck.to_pandas().astype({"direction": str, "category": str}).sort_values(keys, ignore_index=True)

@@ -43,8 +43,9 @@ def test_panel_and_latest_follow_the_schema(toy_panel):
     assert list(panel.columns) == registry.arrow_schema(labels=True).names
     assert list(latest.columns) == registry.arrow_schema(labels=False).names
     assert panel["as_of"].nunique() >= 6 and latest["as_of"].nunique() == 1
-    assert panel[["customer_id", "as_of"]].equals(panel[["customer_id", "as_of"]].sort_values(
-        ["customer_id", "as_of"]).reset_index(drop=True))
+    assert panel[["customer_id", "as_of"]].equals(
+        panel[["customer_id", "as_of"]].sort_values(["customer_id", "as_of"]).reset_index(drop=True)
+    )
     assert set(panel["tier_future"].dropna()) <= {"mass", "affluent", "hnw"}
     assert panel["churn"].isin([0.0, 1.0]).sum() > 0 and panel["churn"].isna().sum() > 0
     assert not any(p.name.startswith(".") for p in toy_panel.iterdir())  # no temp files left
@@ -71,8 +72,7 @@ def test_dask_engine_gives_identical_output(toy_dir, toy_panel, tmp_path):
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        summary = build_panel(toy_dir, tmp_path, engine="dask", scheduler=cluster.scheduler_address,
-                              partition_size=10)
+        summary = build_panel(toy_dir, tmp_path, engine="dask", scheduler=cluster.scheduler_address, partition_size=10)
     assert summary["engine"] == "dask" and summary["partitions"] == 4
     for name in ("panel.parquet", "latest.parquet"):
         pd.testing.assert_frame_equal(read(toy_panel, name), read(tmp_path, name))
@@ -95,13 +95,30 @@ def test_missing_events_table_keeps_schema_and_reports(toy_dir, toy_panel, tmp_p
 def test_cli_json_summary(toy_dir, tmp_path):
     from clientlens.cli import app
 
-    result = CliRunner().invoke(app, ["features", "--raw", str(toy_dir), "--out", str(tmp_path), "--as-of",
-                                      "2024-12-31", "--as-of", "2025-02-28", "--horizon-days", "60", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "features",
+            "--raw",
+            str(toy_dir),
+            "--out",
+            str(tmp_path),
+            "--as-of",
+            "2024-12-31",
+            "--as-of",
+            "2025-02-28",
+            "--horizon-days",
+            "60",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["as_of"] == ["2024-12-31", "2025-02-28"]
-    assert summary["rows"] == len(read(tmp_path, "panel.parquet")) and summary["columns"] == len(
-        registry.feature_names()) + 5
+    assert (
+        summary["rows"] == len(read(tmp_path, "panel.parquet"))
+        and summary["columns"] == len(registry.feature_names()) + 5
+    )
     assert summary["out"] == str(tmp_path) and summary["missing_tables"] == []
 
 
@@ -182,7 +199,13 @@ def test_partitions_follow_row_groups(tmp_path):
     plan = plan_partitions(tmp_path / "customers.parquet", 20, 1, tmp_path / "transactions.parquet")
     assert plan == [(1, 20), (21, 30)]  # whole row groups, at most 20 customers
     assert plan_partitions(tmp_path / "customers.parquet", 5, 1, tmp_path / "transactions.parquet") == [
-        (1, 5), (6, 10), (11, 15), (16, 20), (21, 25), (26, 30)]
+        (1, 5),
+        (6, 10),
+        (11, 15),
+        (16, 20),
+        (21, 25),
+        (26, 30),
+    ]
     assert len(plan_partitions(tmp_path / "customers.parquet", 100, 4, tmp_path / "transactions.parquet")) == 4
     # without a usable layout: even ranges
     assert plan_partitions(tmp_path / "customers.parquet", 10, 1) == [(1, 10), (11, 20), (21, 30)]
@@ -202,9 +225,14 @@ def test_partitions_follow_customer_chunks_of_monthly_row_groups(tmp_path):
             for skip in (0, 3, 1):
                 w.write_table(pa.table({"customer_id": np.arange(lo + skip, lo + 10)}))
     assert plan_partitions(tmp_path / "customers.parquet", 20, 1, tmp_path / "transactions.parquet") == [
-        (1, 20), (21, 30)]
+        (1, 20),
+        (21, 30),
+    ]
     assert plan_partitions(tmp_path / "customers.parquet", 10, 1, tmp_path / "transactions.parquet") == [
-        (1, 10), (11, 20), (21, 30)]
+        (1, 10),
+        (11, 20),
+        (21, 30),
+    ]
 
 
 def test_read_range_skips_months_and_keeps_customer_time_order(sim_raw):
@@ -223,16 +251,18 @@ def test_read_range_skips_months_and_keeps_customer_time_order(sim_raw):
     assert [f for _, f in _row_groups(pf, None, "ts", lower, upper)] == [True, False, False]
     got = _read_range(path, (lo, hi), "ts", lower, upper)
     everything = pd.read_parquet(path)
-    want = everything[everything["customer_id"].between(lo, hi) & (everything["ts"] >= lower)
-                      & (everything["ts"] < upper)]
+    want = everything[
+        everything["customer_id"].between(lo, hi) & (everything["ts"] >= lower) & (everything["ts"] < upper)
+    ]
     want = want.sort_values("customer_id", kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want)
     c, t = got["customer_id"].to_numpy(), got["ts"].to_numpy()
     assert np.all((np.diff(c) > 0) | ((np.diff(c) == 0) & (t[1:] >= t[:-1])))
     # file order on request (order-free kernels), same rows
     loose = _read_range(path, (lo, hi), "ts", lower, upper, customer_order=False)
-    pd.testing.assert_frame_equal(loose.sort_values("txn_id", ignore_index=True),
-                                  got.sort_values("txn_id", ignore_index=True))
+    pd.testing.assert_frame_equal(
+        loose.sort_values("txn_id", ignore_index=True), got.sort_values("txn_id", ignore_index=True)
+    )
     # nothing in range: an empty frame with the requested columns
     empty = _read_range(path, (lo, hi), "ts", pd.Timestamp("2040-01-01"), None, columns=["customer_id", "ts"])
     assert len(empty) == 0 and list(empty.columns) == ["customer_id", "ts"]
@@ -243,7 +273,8 @@ def test_arrow_codes_map_dictionaries_to_the_vocabulary():
 
     from features.panel import arrow_codes
 
-    col = pa.chunked_array([pa.array(["x", "b", None, "a"]).dictionary_encode(),
-                            pa.array(["b", "a", "b"]).dictionary_encode()])
+    col = pa.chunked_array(
+        [pa.array(["x", "b", None, "a"]).dictionary_encode(), pa.array(["b", "a", "b"]).dictionary_encode()]
+    )
     assert arrow_codes(col, ["a", "b"]).tolist() == [-1, 1, -1, 0, 1, 0, 1]
     assert arrow_codes(pa.array(["a", "zz", None, "b"]), ["a", "b"]).tolist() == [0, -1, -1, 1]

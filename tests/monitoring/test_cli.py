@@ -10,8 +10,17 @@ from clientlens.cli import app
 from monitoring import scenarios
 
 runner = CliRunner()
-COLUMNS = ["customer_id", "aum", "deposit_share", "aum_deposit", "deposit_rate_1y", "outflow_external_bank_90d",
-           "login_count_30d", "region", "churn_proba"]
+COLUMNS = [
+    "customer_id",
+    "aum",
+    "deposit_share",
+    "aum_deposit",
+    "deposit_rate_1y",
+    "outflow_external_bank_90d",
+    "login_count_30d",
+    "region",
+    "churn_proba",
+]
 
 
 def _last_json(output: str) -> dict:
@@ -23,8 +32,18 @@ def test_two_file_drift_json_and_fail_on_drift(tmp_path):
     cur = scenarios.rate_cut(scenarios.feature_window(1_500, seed=2))[COLUMNS]
     ref.to_parquet(tmp_path / "ref.parquet")
     cur.to_csv(tmp_path / "cur.csv", index=False)
-    args = ["drift", "--reference", str(tmp_path / "ref.parquet"), "--current", str(tmp_path / "cur.csv"),
-            "--out", str(tmp_path / "out"), "--json", "--fail-on-drift", "--no-workspace"]
+    args = [
+        "drift",
+        "--reference",
+        str(tmp_path / "ref.parquet"),
+        "--current",
+        str(tmp_path / "cur.csv"),
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        "--fail-on-drift",
+        "--no-workspace",
+    ]
     res = runner.invoke(app, args)
     summary = _last_json(res.stdout)
     # 3-4 of 7 features move (aum_deposit is borderline at 1,500 rows): share >= 0.3 -> drift -> exit 3

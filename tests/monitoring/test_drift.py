@@ -73,8 +73,16 @@ def test_columns_typed_by_registry_when_they_match_it(windows):
 
 
 def test_columns_typed_by_dtype_otherwise():
-    ref = pd.DataFrame({"customer_id": [1, 2], "balance": [1.0, 2.0], "segment_x": ["a", "b"], "flag": [True, False],
-                        "when": pd.to_datetime(["2024-01-01", "2024-02-01"]), "score_proba": [0.1, 0.2]})
+    ref = pd.DataFrame(
+        {
+            "customer_id": [1, 2],
+            "balance": [1.0, 2.0],
+            "segment_x": ["a", "b"],
+            "flag": [True, False],
+            "when": pd.to_datetime(["2024-01-01", "2024-02-01"]),
+            "score_proba": [0.1, 0.2],
+        }
+    )
     roles = resolve_columns(ref, ref.copy())
     assert roles.source == "dtypes"
     assert roles.numerical == ["balance", "flag"]
@@ -96,8 +104,16 @@ def test_bad_input_is_an_input_error():
 def test_report_files_workspace_and_evidently_agreement(tmp_path, isolated_home):
     reference = scenarios.feature_window(2_500, seed=5)
     current = scenarios.channel_mix(scenarios.feature_window(2_500, seed=6))
-    cols = ["customer_id", "digital_txn_share_90d", "branch_txn_count_90d", "advisor_txn_count_90d", "aum", "region",
-            "payroll_at_bank", "churn_proba"]
+    cols = [
+        "customer_id",
+        "digital_txn_share_90d",
+        "branch_txn_count_90d",
+        "advisor_txn_count_90d",
+        "aum",
+        "region",
+        "payroll_at_bank",
+        "churn_proba",
+    ]
     # a cap below the window size: Evidently sees a sample, the verdicts still use every row
     config = DriftConfig(evidently_max_rows=2_000)
     result = run_file_drift(reference[cols], current[cols], tmp_path / "out", config)

@@ -30,7 +30,9 @@ def _panel(n: int = 400, seed: int = 0) -> pd.DataFrame:
 
 def test_join_on_as_of_when_logged():
     panel = _panel()
-    preds = pd.DataFrame({"customer_id": [1, 2, 3], "as_of": pd.to_datetime(["2025-02-28"] * 3), "churn_proba": [0.1, 0.2, 0.3]})
+    preds = pd.DataFrame(
+        {"customer_id": [1, 2, 3], "as_of": pd.to_datetime(["2025-02-28"] * 3), "churn_proba": [0.1, 0.2, 0.3]}
+    )
     joined = join_labels(preds, panel, "churn")
     expected = panel[(panel.as_of == "2025-02-28") & panel.customer_id.isin([1, 2, 3])].dropna(subset=["churn"])
     assert list(joined["customer_id"]) == list(expected["customer_id"])
@@ -70,7 +72,9 @@ def test_realised_binary_performance_and_no_match_error():
 def test_realised_multiclass_performance():
     panel = _panel(600)
     latest = panel[panel.as_of == "2025-01-31"]
-    onehot = pd.get_dummies(latest["tier_future"]).reindex(columns=["mass", "affluent", "hnw"], fill_value=0).to_numpy(float)
+    onehot = (
+        pd.get_dummies(latest["tier_future"]).reindex(columns=["mass", "affluent", "hnw"], fill_value=0).to_numpy(float)
+    )
     proba = 0.7 * onehot + 0.1
     preds = latest[["customer_id", "as_of"]].copy()
     for i, c in enumerate(["mass", "affluent", "hnw"]):

@@ -39,13 +39,29 @@ def test_method_selection_follows_evidently_defaults():
     t = DriftThresholds()
     big = lambda x: pd.Series(x)
     assert numerical_drift("x", big(rng.normal(size=2000)), big(rng.normal(size=2000)), t).method == WASSERSTEIN
-    assert numerical_drift("x", big(rng.integers(0, 4, 2000) * 1.0), big(rng.integers(0, 4, 900) * 1.0), t).method == JENSEN_SHANNON
+    assert (
+        numerical_drift("x", big(rng.integers(0, 4, 2000) * 1.0), big(rng.integers(0, 4, 900) * 1.0), t).method
+        == JENSEN_SHANNON
+    )
     assert numerical_drift("x", big(rng.normal(size=1000)), big(rng.normal(size=5000)), t).method == KS
-    assert numerical_drift("x", big(rng.integers(0, 4, 500) * 1.0), big(rng.integers(0, 4, 500) * 1.0), t).method == CHI_SQUARE
-    assert numerical_drift("x", big(rng.integers(0, 2, 500) * 1.0), big(rng.integers(0, 2, 500) * 1.0), t).method == Z_TEST
-    assert categorical_drift("c", big(rng.choice(list("ab"), 800)), big(rng.choice(list("ab"), 800)), t).method == Z_TEST
-    assert categorical_drift("c", big(rng.choice(list("abc"), 800)), big(rng.choice(list("abc"), 800)), t).method == CHI_SQUARE
-    assert categorical_drift("c", big(rng.choice(list("abc"), 1800)), big(rng.choice(list("abc"), 80)), t).method == JENSEN_SHANNON
+    assert (
+        numerical_drift("x", big(rng.integers(0, 4, 500) * 1.0), big(rng.integers(0, 4, 500) * 1.0), t).method
+        == CHI_SQUARE
+    )
+    assert (
+        numerical_drift("x", big(rng.integers(0, 2, 500) * 1.0), big(rng.integers(0, 2, 500) * 1.0), t).method == Z_TEST
+    )
+    assert (
+        categorical_drift("c", big(rng.choice(list("ab"), 800)), big(rng.choice(list("ab"), 800)), t).method == Z_TEST
+    )
+    assert (
+        categorical_drift("c", big(rng.choice(list("abc"), 800)), big(rng.choice(list("abc"), 800)), t).method
+        == CHI_SQUARE
+    )
+    assert (
+        categorical_drift("c", big(rng.choice(list("abc"), 1800)), big(rng.choice(list("abc"), 80)), t).method
+        == JENSEN_SHANNON
+    )
 
 
 def test_nan_and_inf_are_dropped_and_all_nan_is_not_tested():

@@ -15,8 +15,17 @@ import pytest
 from clientlens.errors import InputError
 from monitoring import scenarios
 
-FEATURES = ["aum", "deposit_share", "outflow_external_bank_90d", "login_count_30d", "digital_txn_share_90d",
-            "deposit_rate_1y", "region", "stated_risk", "payroll_at_bank"]
+FEATURES = [
+    "aum",
+    "deposit_share",
+    "outflow_external_bank_90d",
+    "login_count_30d",
+    "digital_txn_share_90d",
+    "deposit_rate_1y",
+    "region",
+    "stated_risk",
+    "payroll_at_bank",
+]
 
 
 def _fake_champion(tmp_path, reference: pd.DataFrame) -> str:
@@ -33,7 +42,9 @@ def _fake_champion(tmp_path, reference: pd.DataFrame) -> str:
         reference.to_parquet(path, index=False)
         mlflow.log_artifact(str(path))
     client.create_registered_model("clientlens-churn")
-    mv = client.create_model_version("clientlens-churn", source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    mv = client.create_model_version(
+        "clientlens-churn", source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+    )
     client.set_registered_model_alias("clientlens-churn", "champion", mv.version)
     return run.info.run_id
 
@@ -70,8 +81,11 @@ def test_task_drift_on_the_inference_log_against_the_champion(tmp_path, isolated
     rng = np.random.default_rng(0)
     scored = logged.iloc[500:]
     panel = pd.DataFrame(
-        {"customer_id": scored["customer_id"].to_numpy(), "as_of": pd.Timestamp("2025-02-28"),
-         "churn": (rng.random(len(scored)) < scored["churn_proba"].to_numpy()).astype(float)}
+        {
+            "customer_id": scored["customer_id"].to_numpy(),
+            "as_of": pd.Timestamp("2025-02-28"),
+            "churn": (rng.random(len(scored)) < scored["churn_proba"].to_numpy()).astype(float),
+        }
     )
     result = run_task_drift("churn", since="2025-03-02", config=DriftConfig(), labels=panel)
 

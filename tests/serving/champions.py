@@ -17,7 +17,12 @@ TASK_TARGETS = {
     "tier": {"column": "tier_future", "kind": "multiclass", "classes": ["mass", "affluent", "hnw"]},
     "churn": {"column": "churn", "kind": "binary", "positive": 1.0},
     # As the shipped training/tasks/risk.yaml: aggressive vs not, with named classes.
-    "risk": {"column": "revealed_risk", "kind": "binary", "positive": "aggressive", "classes": ["not_aggressive", "aggressive"]},
+    "risk": {
+        "column": "revealed_risk",
+        "kind": "binary",
+        "positive": "aggressive",
+        "classes": ["not_aggressive", "aggressive"],
+    },
 }
 
 
@@ -45,7 +50,11 @@ def build_tables(work: Path, *, customers: int = 1500, months: int = 15, seed: i
     latest.to_parquet(feature_dir / "latest.parquet", index=False)
     truth = pd.read_parquet(raw / "truth.parquet")
     truth.to_parquet(work / "truth.parquet", index=False)
-    return {"panel": feature_dir / "panel.parquet", "latest": feature_dir / "latest.parquet", "truth": work / "truth.parquet"}
+    return {
+        "panel": feature_dir / "panel.parquet",
+        "latest": feature_dir / "latest.parquet",
+        "truth": work / "truth.parquet",
+    }
 
 
 def task_spec(task: str, panel: Path, *, max_rounds: int = 60, full_rounds: bool = False):
@@ -62,8 +71,12 @@ def task_spec(task: str, panel: Path, *, max_rounds: int = 60, full_rounds: bool
         "features": feature_names(),
         "categorical": categorical_features(),
         "split": {"kind": "random", "test_size": 0.25, "valid_size": 0.25},
-        "tuning": {"trials": 1, "timeout": 600, "max_rounds": max_rounds,
-                   "early_stopping_rounds": max_rounds if full_rounds else 10},
+        "tuning": {
+            "trials": 1,
+            "timeout": 600,
+            "max_rounds": max_rounds,
+            "early_stopping_rounds": max_rounds if full_rounds else 10,
+        },
         "baseline": {"kind": "prior"},
         "keep_columns": ["stated_risk", "tier"],
     }

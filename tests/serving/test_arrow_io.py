@@ -7,8 +7,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features.registry import FEATURES, feature_names
 from features.build import build_features
+from features.registry import FEATURES, feature_names
 from features.toydata import toy_raw
 from serving.arrow_io import ArrowRequestError, read_table, request_table, table_to_columns, to_arrow_stream
 from serving.schemas import customer_model, customers_to_columns, score_request_model

@@ -17,7 +17,9 @@ def _model(kind: str, seed: int = 0) -> TabularModel:
     X[:, 1] = rng.integers(0, 5, n)  # a categorical code column
     X[:, 2] = np.round(X[:, 2])  # many exact zeros: LightGBM puts thresholds at its zero band
     X[rng.random((n, 6)) < 0.1] = np.nan
-    score = np.nan_to_num(X[:, 0]) + (np.nan_to_num(X[:, 1]) == 3) - 0.7 * np.nan_to_num(X[:, 2]) + rng.normal(0, 0.5, n)
+    score = (
+        np.nan_to_num(X[:, 0]) + (np.nan_to_num(X[:, 1]) == 3) - 0.7 * np.nan_to_num(X[:, 2]) + rng.normal(0, 0.5, n)
+    )
     if kind == "binary":
         y, params = (score > 0).astype(int), {"objective": "binary"}
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -60,7 +60,7 @@ def test_writer_buffers_and_flushes_on_close(tmp_path):
     writer = InferenceLogWriter(tmp_path, flush_seconds=3600).start()
     for i in range(5):
         writer.append_scored(
-            ts=datetime(2026, 11, 29, 9, 30, tzinfo=timezone.utc), request_id=f"r{i}", customer_ids=np.array([i]),
+            ts=datetime(2026, 11, 29, 9, 30, tzinfo=UTC), request_id=f"r{i}", customer_ids=np.array([i]),
             features={"aum": np.array([float(i)]), "region": np.array(["metro"], dtype=object)},
             outputs={"tier": np.array(["mass"], dtype=object), "churn_proba": np.array([0.5])},
             versions={"tier": "1", "churn": "1", "risk": "1"},

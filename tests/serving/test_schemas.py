@@ -74,7 +74,9 @@ def test_batches_are_bounded():
 
 
 def test_whole_numbers_accept_integral_floats():
-    req = ScoreRequest.model_validate_json('{"customers": [{"customer_id": 1, "txn_count_30d": 3.0, "login_count_30d": 4}]}')
+    req = ScoreRequest.model_validate_json(
+        '{"customers": [{"customer_id": 1, "txn_count_30d": 3.0, "login_count_30d": 4}]}'
+    )
     _, cols = customers_to_columns(req.customers, FEATURES)
     assert cols["txn_count_30d"][0] == 3.0 and cols["login_count_30d"][0] == 4.0
 

@@ -99,11 +99,19 @@ def test_a_customer_with_no_features_is_scored_as_all_missing(service):
         ('{"customers": [{"customer_id": 1, "aum": "a lot"}]}', "customers[0].aum", "valid number"),
         ('{"customers": [{"customer_id": 1}, {"customer_id": 2, "aum": NaN}]}', "customers[1].aum", "finite"),
         ('{"customers": [{"customer_id": 1, "aum": -Infinity}]}', "customers[0].aum", "finite"),
-        ('{"customers": [{"customer_id": 1, "region": "mars"}]}', "customers[0].region", "'metro', 'urban', 'suburban' or 'rural'"),
+        (
+            '{"customers": [{"customer_id": 1, "region": "mars"}]}',
+            "customers[0].region",
+            "'metro', 'urban', 'suburban' or 'rural'",
+        ),
         ('{"customers": [{"customer_id": 1, "shoe_size": 44}]}', "customers[0].shoe_size", "Extra inputs"),
         ('{"customers": [{"aum": 1.0}]}', "customers[0].customer_id", "Field required"),
         ('{"customers": [{"customer_id": 1, "txn_count_30d": 1.5}]}', "customers[0].txn_count_30d", "multiple of 1"),
-        ('{"customers": [{"customer_id": 1, "payroll_at_bank": "yes"}]}', "customers[0].payroll_at_bank", "valid boolean"),
+        (
+            '{"customers": [{"customer_id": 1, "payroll_at_bank": "yes"}]}',
+            "customers[0].payroll_at_bank",
+            "valid boolean",
+        ),
         ('{"customers": []}', "customers", "at least 1"),
         ('{"explain": true}', "customers", "Field required"),
         ('{"customers": [{"customer_id": 1}], "explain": "yes"}', "explain", "valid boolean"),
@@ -151,7 +159,9 @@ def test_score_arrow_wants_an_arrow_body(service):
 
 def test_score_arrow_explains_on_request(service, latest):
     body = to_arrow_stream(request_table(latest.head(2)))
-    frame, _ = _arrow_results(service.client.post("/score_arrow?explain=true&top_k=2", content=body, headers=ARROW_HEADERS))
+    frame, _ = _arrow_results(
+        service.client.post("/score_arrow?explain=true&top_k=2", content=body, headers=ARROW_HEADERS)
+    )
     for task in ("tier", "churn", "risk"):
         reasons = [json.loads(v) for v in frame[f"reasons_{task}"]]
         assert all(len(r) == 2 and r[0]["feature"] in feature_names() for r in reasons)
@@ -182,7 +192,11 @@ def test_score_ids_reports_unknown_ids_per_item(service, latest):
     body = resp.json()
     assert [r["customer_id"] for r in body["results"]] == known
     assert body["errors"] == [
-        {"index": 1, "customer_id": 987654321, "error": f"unknown customer_id (not in the feature table as of {body['as_of']})"}
+        {
+            "index": 1,
+            "customer_id": 987654321,
+            "error": f"unknown customer_id (not in the feature table as of {body['as_of']})",
+        }
     ]
     assert body["as_of"] == str(pd.Timestamp(latest["as_of"].max()).date())
 

@@ -42,7 +42,9 @@ def make_panel(n_customers: int = 700, n_dates: int = 4, seed: int = 0) -> tuple
         churn_logit = -2.5 + 1.5 * (logins < 5) - 0.3 * engagement + rng.normal(0, 0.5, n_customers)
         churn = (rng.random(n_customers) < 1 / (1 + np.exp(-churn_logit))).astype(float)
         churn[aum < 10_000] = np.nan
-        future_aum = aum * np.exp(rng.normal(0.05 + 0.1 * (latent == 2), 0.3, n_customers)) * np.where(churn == 1, 0.3, 1)
+        future_aum = (
+            aum * np.exp(rng.normal(0.05 + 0.1 * (latent == 2), 0.3, n_customers)) * np.where(churn == 1, 0.3, 1)
+        )
         revealed = np.where(rng.random(n_customers) < 0.8, latent, rng.choice(3, size=n_customers)).astype(int)
         revealed_lab = RISK[revealed].copy()
         revealed_lab[stated != 2] = None
@@ -50,35 +52,39 @@ def make_panel(n_customers: int = 700, n_dates: int = 4, seed: int = 0) -> tuple
         views_365 = extra.poisson(2.0 + 10.0 * latent * engagement / 2)
         topical_365 = views_365 + extra.poisson(20, n_customers)
         brokerage_n = extra.poisson(0.3 + 3.0 * (latent == 2) * (stated < 2))  # appetite the shelf blocks shows here
-        rows.append(pd.DataFrame({
-            "customer_id": ids.astype("int64"),
-            "as_of": d,
-            "age": age + d_i / 12,
-            "tenure_years": tenure + d_i / 12,
-            "occupation": occupation,
-            "is_business_owner": business,
-            "payroll_at_bank": payroll,
-            "lifecycle_stage": stage,
-            "views_equity_funds_365d": views_365.astype(float),
-            "equity_funds_view_share_365d": views_365 / topical_365,
-            "equity_views_per_login_365d": views_365 / (1.0 + logins_365),
-            "count_outflow_brokerage_365d": brokerage_n.astype(float),
-            "outflow_brokerage_365d": brokerage_n * 5_000.0,
-            "brokerage_transfers_per_login_365d": brokerage_n / (1.0 + logins_365),
-            "invest_interest_per_login_365d": (brokerage_n + views_365) / (1.0 + logins_365),
-            "aum": aum,
-            "login_count_30d": logins.astype(float),
-            "views_equity_funds_90d": views_eq.astype(float),
-            "outflow_brokerage_90d": brokerage,
-            "income_band": income,
-            "relationship_depth": rng.choice(["basic", "multi_product", "ecosystem"], size=n_customers),
-            "stated_risk": RISK[stated],
-            "tier": _tier(aum),
-            "aum_r4": np.where(stated == 2, aum * 0.3 * (latent == 2), 0.0),  # capped by suitability
-            "tier_future": _tier(future_aum),
-            "churn": churn,
-            "revealed_risk": revealed_lab,
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "customer_id": ids.astype("int64"),
+                    "as_of": d,
+                    "age": age + d_i / 12,
+                    "tenure_years": tenure + d_i / 12,
+                    "occupation": occupation,
+                    "is_business_owner": business,
+                    "payroll_at_bank": payroll,
+                    "lifecycle_stage": stage,
+                    "views_equity_funds_365d": views_365.astype(float),
+                    "equity_funds_view_share_365d": views_365 / topical_365,
+                    "equity_views_per_login_365d": views_365 / (1.0 + logins_365),
+                    "count_outflow_brokerage_365d": brokerage_n.astype(float),
+                    "outflow_brokerage_365d": brokerage_n * 5_000.0,
+                    "brokerage_transfers_per_login_365d": brokerage_n / (1.0 + logins_365),
+                    "invest_interest_per_login_365d": (brokerage_n + views_365) / (1.0 + logins_365),
+                    "aum": aum,
+                    "login_count_30d": logins.astype(float),
+                    "views_equity_funds_90d": views_eq.astype(float),
+                    "outflow_brokerage_90d": brokerage,
+                    "income_band": income,
+                    "relationship_depth": rng.choice(["basic", "multi_product", "ecosystem"], size=n_customers),
+                    "stated_risk": RISK[stated],
+                    "tier": _tier(aum),
+                    "aum_r4": np.where(stated == 2, aum * 0.3 * (latent == 2), 0.0),  # capped by suitability
+                    "tier_future": _tier(future_aum),
+                    "churn": churn,
+                    "revealed_risk": revealed_lab,
+                }
+            )
+        )
     panel = pd.concat(rows, ignore_index=True)
     truth = pd.DataFrame({"customer_id": ids.astype("int64"), "latent_risk": RISK[latent]})
     return panel, truth

@@ -18,17 +18,37 @@ from training.model import Calibrator, TabularModel
 def binary_model():
     rng = np.random.default_rng(0)
     n = 600
-    frame = pd.DataFrame({
-        "x": rng.normal(size=n),
-        "colour": rng.choice(["red", "green", "blue"], size=n),
-    })
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "colour": rng.choice(["red", "green", "blue"], size=n),
+        }
+    )
     y = ((frame["x"] + (frame["colour"] == "red") * 1.5 + rng.normal(0, 0.5, n)) > 0.8).astype(float).to_numpy()
-    core = TabularModel(task="t", kind="binary", features=["x", "colour"],
-                        categories={"colour": ["blue", "green", "red"]}, booster=None, calibrator=None, classes=["0", "1"])
+    core = TabularModel(
+        task="t",
+        kind="binary",
+        features=["x", "colour"],
+        categories={"colour": ["blue", "green", "red"]},
+        booster=None,
+        calibrator=None,
+        classes=["0", "1"],
+    )
     X = core.matrix(frame)
     ds = lgb.Dataset(X, y, categorical_feature=[1], params={"verbosity": -1})
-    core.booster = lgb.train({"objective": "binary", "verbosity": -1, "seed": 0, "deterministic": True,
-                              "num_threads": 1, "min_data_per_group": 5, "cat_smooth": 1}, ds, num_boost_round=30)
+    core.booster = lgb.train(
+        {
+            "objective": "binary",
+            "verbosity": -1,
+            "seed": 0,
+            "deterministic": True,
+            "num_threads": 1,
+            "min_data_per_group": 5,
+            "cat_smooth": 1,
+        },
+        ds,
+        num_boost_round=30,
+    )
     core.calibrator = Calibrator("sigmoid").fit(core.raw_from_matrix(X), y.astype(int))
     return core, frame, y
 
@@ -41,8 +61,9 @@ def test_categories_are_mapped_with_training_codes_and_unknown_is_nan(binary_mod
     # A frame with pandas `category` dtype in another category order gives the same codes (LightGBM #5244).
     cat = pd.DataFrame({"x": [0.0, 0.0], "colour": pd.Categorical(["red", "blue"], categories=["red", "blue", "zz"])})
     assert core.matrix(cat)[:, 1].tolist() == [2.0, 0.0]
-    np.testing.assert_allclose(core.predict_proba(cat), core.predict_proba(pd.DataFrame({"x": [0.0, 0.0], "colour": ["red", "blue"]})))
-
+    np.testing.assert_allclose(
+        core.predict_proba(cat), core.predict_proba(pd.DataFrame({"x": [0.0, 0.0], "colour": ["red", "blue"]}))
+    )
 
 
 def test_batch_category_codes_equal_the_per_value_rule(binary_model):
@@ -52,11 +73,12 @@ def test_batch_category_codes_equal_the_per_value_rule(binary_model):
     values = ["red", "blue", "purple", None, np.nan, pd.NA, "green", "", "Red"] * 8
     frame = pd.DataFrame({"x": np.zeros(len(values)), "colour": pd.Series(values, dtype=object)})
     batch = core.matrix(frame)[:, 1]
-    single = np.array([core.matrix(frame.iloc[i:i + 1])[0, 1] for i in range(len(frame))])
+    single = np.array([core.matrix(frame.iloc[i : i + 1])[0, 1] for i in range(len(frame))])
     np.testing.assert_array_equal(batch, single)
     assert batch[:3].tolist()[:2] == [2.0, 0.0] and np.isnan(batch[2])
     as_cat = frame.assign(colour=frame["colour"].astype("category"))
     np.testing.assert_array_equal(core.matrix(as_cat)[:, 1], batch)
+
 
 def test_predict_proba_is_calibrated_and_normalised(binary_model):
     core, frame, y = binary_model
@@ -126,17 +148,41 @@ def _prior_model(seed: int = 0):
 
     rng = np.random.default_rng(seed)
     n = 800
-    frame = pd.DataFrame({"v": rng.poisson(3.0, n).astype(float), "w": rng.exponential(1.0, n), "x": rng.normal(size=n),
-                          "colour": rng.choice(["red", "blue"], size=n)})
+    frame = pd.DataFrame(
+        {
+            "v": rng.poisson(3.0, n).astype(float),
+            "w": rng.exponential(1.0, n),
+            "x": rng.normal(size=n),
+            "colour": rng.choice(["red", "blue"], size=n),
+        }
+    )
     frame.loc[rng.random(n) < 0.05, "w"] = np.nan
     y = ((0.4 * frame["v"] + frame["w"].fillna(0) + frame["x"] + rng.normal(0, 1, n)) > 2.5).astype(float).to_numpy()
-    core = TabularModel(task="t", kind="binary", features=["v", "w", "x", "colour"], categories={"colour": ["blue", "red"]},
-                        booster=None, calibrator=None, classes=["no", "yes"])
+    core = TabularModel(
+        task="t",
+        kind="binary",
+        features=["v", "w", "x", "colour"],
+        categories={"colour": ["blue", "red"]},
+        booster=None,
+        calibrator=None,
+        classes=["no", "yes"],
+    )
     X = core.matrix(frame)
     core.prior = RankPrior.fit(X, core.features, ["v", "w"])
     ds = lgb.Dataset(X, y, init_score=core.prior.margin(X), categorical_feature=[3], params={"verbosity": -1})
-    core.booster = lgb.train({"objective": "binary", "verbosity": -1, "seed": 0, "deterministic": True, "num_threads": 1,
-                              "num_leaves": 2, "min_data_per_group": 5}, ds, num_boost_round=20)
+    core.booster = lgb.train(
+        {
+            "objective": "binary",
+            "verbosity": -1,
+            "seed": 0,
+            "deterministic": True,
+            "num_threads": 1,
+            "num_leaves": 2,
+            "min_data_per_group": 5,
+        },
+        ds,
+        num_boost_round=20,
+    )
     core.calibrator = Calibrator("sigmoid").fit(core.raw_from_matrix(X), y.astype(int))
     return core, frame, X
 

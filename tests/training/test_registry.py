@@ -22,7 +22,11 @@ def _json(result) -> dict:
 
 @pytest.mark.slow
 def test_train_register_promote_load_and_score(features_dir, tmp_path):
-    first = _json(runner.invoke(app, ["train", "churn", "--features", str(features_dir), "--trials", "2", "--seed", "1", "--json"]))
+    first = _json(
+        runner.invoke(
+            app, ["train", "churn", "--features", str(features_dir), "--trials", "2", "--seed", "1", "--json"]
+        )
+    )
     assert {"task", "model", "version", "run_id", "metrics", "baseline"} <= set(first)
     assert first["model"] == "clientlens-churn" and first["version"] == "1"
     assert set(first["metrics"]) == {"roc_auc", "pr_auc", "ks", "brier", "lift_at_10"}
@@ -42,7 +46,11 @@ def test_train_register_promote_load_and_score(features_dir, tmp_path):
     assert p1["promoted"] is True and p1["champion"] == "1" and "first" in p1["reason"]
 
     # same data/spec/seed -> same metrics -> no gain -> rejected, with the numbers recorded as tags
-    second = _json(runner.invoke(app, ["train", "churn", "--features", str(features_dir), "--trials", "2", "--seed", "1", "--json"]))
+    second = _json(
+        runner.invoke(
+            app, ["train", "churn", "--features", str(features_dir), "--trials", "2", "--seed", "1", "--json"]
+        )
+    )
     assert second["version"] == "2" and second["metrics"] == first["metrics"]
     p2 = _json(runner.invoke(app, ["promote", "churn", "--margin", "0.001", "--json"]))
     assert p2["promoted"] is False and p2["champion"] == "1"
@@ -66,8 +74,21 @@ def test_train_register_promote_load_and_score(features_dir, tmp_path):
 
     # batch scoring with the champion
     scored = tmp_path / "scores.parquet"
-    s = _json(runner.invoke(app, ["score", "--features", str(features_dir / "latest.parquet"), "--out", str(scored),
-                                  "--tasks", "churn", "--json"]))
+    s = _json(
+        runner.invoke(
+            app,
+            [
+                "score",
+                "--features",
+                str(features_dir / "latest.parquet"),
+                "--out",
+                str(scored),
+                "--tasks",
+                "churn",
+                "--json",
+            ],
+        )
+    )
     assert s["rows"] == len(pd.read_parquet(features_dir / "latest.parquet")) and s["versions"] == {"churn": "1"}
     frame = pd.read_parquet(scored)
     assert {"customer_id", "churn_proba", "churn", "segment", "next_action", "version_churn"} <= set(frame.columns)
@@ -87,10 +108,12 @@ def test_a_challenger_with_another_target_is_not_compared_with_the_champion(feat
     from training.spec import TASKS_DIR
 
     spec = yaml.safe_load((TASKS_DIR / "risk.yaml").read_text())
-    spec.update(source=str(features_dir / "panel.parquet"),
-                target={"column": "revealed_risk", "kind": "multiclass",
-                        "classes": ["conservative", "balanced", "aggressive"]},
-                primary_metric="log_loss", boost_from_baseline=False)  # the old 3-class spec had neither
+    spec.update(
+        source=str(features_dir / "panel.parquet"),
+        target={"column": "revealed_risk", "kind": "multiclass", "classes": ["conservative", "balanced", "aggressive"]},
+        primary_metric="log_loss",
+        boost_from_baseline=False,
+    )  # the old 3-class spec had neither
     spec["tuning"] = {**spec["tuning"], "monotone": {}, "space": {"min_child_samples": [10, 40]}}
     (tmp_path / "risk3.yaml").write_text(yaml.safe_dump(spec))
     old = _json(runner.invoke(app, ["train", "--spec", str(tmp_path / "risk3.yaml"), "--trials", "1", "--json"]))
@@ -106,4 +129,7 @@ def test_a_challenger_with_another_target_is_not_compared_with_the_champion(feat
     assert forced["promoted"] is True and forced["champion"] == new["version"]
     tags = R.client().get_model_version("clientlens-risk", new["version"]).tags
     assert tags["promotion_decision"] == "promoted"
-    assert tags["promotion_reason"].startswith("forced (risk target redefined as binary)") and "not comparable" in tags["promotion_reason"]
+    assert (
+        tags["promotion_reason"].startswith("forced (risk target redefined as binary)")
+        and "not comparable" in tags["promotion_reason"]
+    )

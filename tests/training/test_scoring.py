@@ -19,23 +19,42 @@ from .conftest import small_data_spec
 def models(panel_and_truth, tmp_path_factory):
     panel, truth = panel_and_truth
     d = tmp_path_factory.mktemp("f")
-    return {t: fit_task(small_data_spec(builtin_spec(t, d)), panel, seed=0, trials=2, truth=truth).model for t in ("tier", "churn", "risk")}
+    return {
+        t: fit_task(small_data_spec(builtin_spec(t, d)), panel, seed=0, trials=2, truth=truth).model
+        for t in ("tier", "churn", "risk")
+    }
 
 
 def test_score_frame_columns(models, panel_and_truth):
     panel, _ = panel_and_truth
     latest = panel[panel["as_of"] == panel["as_of"].max()].drop(columns=["tier_future", "churn", "revealed_risk"])
     out = score_frame(latest, models)
-    expected = {"customer_id", "tier", "tier_proba_mass", "tier_proba_affluent", "tier_proba_hnw", "upgrade_proba",
-                "churn_proba", "churn", "risk_appetite", "risk_proba_not_aggressive",
-                "risk_proba_aggressive", "hidden_aggressive", "segment", "next_action"}
+    expected = {
+        "customer_id",
+        "tier",
+        "tier_proba_mass",
+        "tier_proba_affluent",
+        "tier_proba_hnw",
+        "upgrade_proba",
+        "churn_proba",
+        "churn",
+        "risk_appetite",
+        "risk_proba_not_aggressive",
+        "risk_proba_aggressive",
+        "hidden_aggressive",
+        "segment",
+        "next_action",
+    }
     assert expected <= set(out.columns)
     assert len(out) == len(latest) and (out.index == latest.index).all()
     np.testing.assert_allclose(out[["tier_proba_mass", "tier_proba_affluent", "tier_proba_hnw"]].sum(axis=1), 1.0)
     # hidden aggressive only among stated conservatives, and they are sent to a person, never a product
     assert (latest.loc[out["hidden_aggressive"], "stated_risk"] == "conservative").all()
     assert out["hidden_aggressive"].any()
-    assert set(out.loc[out["hidden_aggressive"], "next_action"]) <= {"suitability_reassessment", "private_banker_retention_call"}
+    assert set(out.loc[out["hidden_aggressive"], "next_action"]) <= {
+        "suitability_reassessment",
+        "private_banker_retention_call",
+    }
     assert out["segment"].str.count("/").eq(2).all()
     # one row scores the same as in a batch (batch and HTTP give the same numbers)
     one = score_frame(latest.iloc[[5]], models)
@@ -45,7 +64,9 @@ def test_score_frame_columns(models, panel_and_truth):
 def test_reasons_are_optional(models, panel_and_truth):
     panel, _ = panel_and_truth
     out = score_frame(panel.head(3), models, explain=2)
-    assert len(out["reasons_churn"].iloc[0]) == 2 and {"feature", "value", "contribution"} <= set(out["reasons_risk"].iloc[0][0])
+    assert len(out["reasons_churn"].iloc[0]) == 2 and {"feature", "value", "contribution"} <= set(
+        out["reasons_risk"].iloc[0][0]
+    )
 
 
 def test_single_row_is_fast(models, panel_and_truth):
@@ -68,7 +89,12 @@ def test_playbook_rules_in_order():
     upgrade = np.array([0.0, 0.0, 0.5, 0.5, np.nan])
     risk = np.array(["aggressive"] * 5, dtype=object)
     actions = next_actions(Playbook(), tier, churn, hidden, upgrade, risk)
-    assert actions.tolist() == ["private_banker_retention_call", "suitability_reassessment", "retention_outreach",
-                                "advisor_review", "service_as_usual"]
+    assert actions.tolist() == [
+        "private_banker_retention_call",
+        "suitability_reassessment",
+        "retention_outreach",
+        "advisor_review",
+        "service_as_usual",
+    ]
     custom = Playbook(rules=[Rule(action="call", min_churn_proba=0.65)], default_action="none")
     assert next_actions(custom, tier, churn, hidden, upgrade, risk).tolist() == ["none", "none", "call", "none", "none"]

@@ -12,7 +12,9 @@ from training.data import prepare, split
 from training.spec import SPECS_DIR, TASKS_DIR, builtin_spec, load_spec, resolve_source, spec_from_dict
 
 
-@pytest.mark.parametrize("path", sorted(SPECS_DIR.glob("*.yaml")) + sorted(TASKS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(SPECS_DIR.glob("*.yaml")) + sorted(TASKS_DIR.glob("*.yaml")), ids=lambda p: p.name
+)
 def test_shipped_specs_are_valid(path):
     spec = load_spec(path)
     assert spec.name == path.stem
@@ -41,27 +43,99 @@ def test_builtin_spec_sources_the_feature_folder(tmp_path):
         ({"name": "x", "source": "a.csv", "target": {"kind": "binary"}}, "target"),
         ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "binary"}}, "positive"),
         ({"name": "x", "target": {"column": "y", "kind": "regression"}}, "source"),
-        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"}, "split": {"kind": "time"}},
-         "time_column"),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "regression"},
+                "split": {"kind": "time"},
+            },
+            "time_column",
+        ),
         ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"}, "colour": 1}, "colour"),
-        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"}, "split": {"test_size": 2}},
-         "split.test_size"),
-        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "binary", "positive": "b",
-                                                     "classes": ["b", "a"]}}, "positive class last"),
-        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "binary", "positive": 1,
-                                                     "classes": ["a", "b", "c"]}}, "two distinct classes"),
-        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "multiclass"},
-          "tuning": {"monotone": {"a": 1}}}, "binary or regression"),
-        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"}, "features": ["a"],
-          "tuning": {"monotone": {"b": 1}}}, "not in `features`"),
-        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"},
-          "tuning": {"monotone": {"a": 2}}}, "tuning.monotone"),
-        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "regression"}, "boost_from_baseline": True,
-          "baseline": {"kind": "heuristic", "columns": ["a"]}}, "binary target"),
-        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "binary", "positive": 1},
-          "boost_from_baseline": True}, "heuristic"),
-        ({"name": "x", "source": "a.csv", "target": {"column": "y", "kind": "binary", "positive": 1}, "features": ["a"],
-          "boost_from_baseline": True, "baseline": {"kind": "heuristic", "columns": ["a", "b"]}}, "must be model"),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "regression"},
+                "split": {"test_size": 2},
+            },
+            "split.test_size",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "binary", "positive": "b", "classes": ["b", "a"]},
+            },
+            "positive class last",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "binary", "positive": 1, "classes": ["a", "b", "c"]},
+            },
+            "two distinct classes",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "multiclass"},
+                "tuning": {"monotone": {"a": 1}},
+            },
+            "binary or regression",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "regression"},
+                "features": ["a"],
+                "tuning": {"monotone": {"b": 1}},
+            },
+            "not in `features`",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "regression"},
+                "tuning": {"monotone": {"a": 2}},
+            },
+            "tuning.monotone",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "regression"},
+                "boost_from_baseline": True,
+                "baseline": {"kind": "heuristic", "columns": ["a"]},
+            },
+            "binary target",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "binary", "positive": 1},
+                "boost_from_baseline": True,
+            },
+            "heuristic",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "binary", "positive": 1},
+                "features": ["a"],
+                "boost_from_baseline": True,
+                "baseline": {"kind": "heuristic", "columns": ["a", "b"]},
+            },
+            "must be model",
+        ),
     ],
 )
 def test_bad_spec_names_the_field(data, field, tmp_path):
@@ -71,20 +145,31 @@ def test_bad_spec_names_the_field(data, field, tmp_path):
 
 def test_missing_target_column_names_the_field(tmp_path):
     frame = pd.DataFrame({"a": range(50), "b": [0, 1] * 25})
-    spec = spec_from_dict({"name": "x", "source": "t.csv", "target": {"column": "nope", "kind": "binary", "positive": 1}},
-                          base_dir=tmp_path)
+    spec = spec_from_dict(
+        {"name": "x", "source": "t.csv", "target": {"column": "nope", "kind": "binary", "positive": 1}},
+        base_dir=tmp_path,
+    )
     with pytest.raises(InputError, match="target.column.*nope"):
         prepare(frame, spec)
-    spec = spec_from_dict({"name": "x", "source": "t.csv", "target": {"column": "b", "kind": "binary", "positive": 7}},
-                          base_dir=tmp_path)
+    spec = spec_from_dict(
+        {"name": "x", "source": "t.csv", "target": {"column": "b", "kind": "binary", "positive": 7}}, base_dir=tmp_path
+    )
     with pytest.raises(InputError, match="target.positive"):
         prepare(frame, spec)
 
 
 def test_group_split_keeps_groups_together(tmp_path):
     frame = pd.DataFrame({"g": [i // 5 for i in range(500)], "x": range(500), "y": [i % 2 for i in range(500)]})
-    spec = spec_from_dict({"name": "x", "source": "t.csv", "group": "g", "split": {"kind": "group"},
-                           "target": {"column": "y", "kind": "binary", "positive": 1}}, base_dir=tmp_path)
+    spec = spec_from_dict(
+        {
+            "name": "x",
+            "source": "t.csv",
+            "group": "g",
+            "split": {"kind": "group"},
+            "target": {"column": "y", "kind": "binary", "positive": 1},
+        },
+        base_dir=tmp_path,
+    )
     prep = prepare(frame, spec)
     assert "g" not in prep.features
     sp = split(prep, seed=1)
@@ -98,7 +183,12 @@ def test_time_split_is_out_of_time(panel_and_truth, tmp_path):
     spec = builtin_spec("churn", tmp_path)
     prep = prepare(panel, spec)
     sp = split(prep, seed=0)
-    assert prep.times[sp.train].max() < prep.times[sp.valid].min() <= prep.times[sp.valid].max() < prep.times[sp.test].min()
+    assert (
+        prep.times[sp.train].max()
+        < prep.times[sp.valid].min()
+        <= prep.times[sp.valid].max()
+        < prep.times[sp.test].min()
+    )
     assert "as_of" not in prep.features and "tier_future" not in prep.features
 
 

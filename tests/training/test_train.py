@@ -107,10 +107,12 @@ def test_risk_boosts_from_the_heuristic_and_serves_what_it_trained(panel_and_tru
     X = core.matrix(prep.X)
     # the prior is the baseline, fitted on the same training rows
     h = HeuristicBaseline(list(spec.baseline.columns), [], 20, "binary", 2).fit(
-        prep.X.iloc[sp.train], prep.extras.iloc[sp.train], prep.y[sp.train])
+        prep.X.iloc[sp.train], prep.extras.iloc[sp.train], prep.y[sp.train]
+    )
     te = prep.X.iloc[sp.test]
-    np.testing.assert_allclose(core.prior.ranks(X[sp.test]).mean(axis=1), h.raw_score(te, prep.extras.iloc[sp.test]),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        core.prior.ranks(X[sp.test]).mean(axis=1), h.raw_score(te, prep.extras.iloc[sp.test]), atol=1e-12
+    )
     # LightGBM's validation AUC (computed WITH the init score) is the saved model's AUC: the prior at
     # prediction time is the one the trees were trained on top of
     valid_auc = roc_auc_score(prep.y[sp.valid], core.raw_from_matrix(X[sp.valid])[:, 1])
@@ -155,8 +157,9 @@ def test_monotone_constraints_hold_and_feature_allow_list(tmp_path):
 
     rng = np.random.default_rng(0)
     n = 1500
-    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "unused": rng.normal(size=n),
-                          "g": rng.choice(["x", "y"], n)})
+    frame = pd.DataFrame(
+        {"a": rng.normal(size=n), "b": rng.normal(size=n), "unused": rng.normal(size=n), "g": rng.choice(["x", "y"], n)}
+    )
     # y rises with a overall, but falls with a where b > 0: unconstrained trees follow that, +1 may not
     logit = frame["a"] - 2.5 * frame["a"] * (frame["b"] > 0) + (frame["g"] == "x")
     frame["y"] = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
