@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clientlens import config
-from clientlens.errors import ClientlensError
+from core.errors import ClientlensError
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def run_stage(name: str, args: list[str], run: DemoRun, say: Callable[[str], Non
 
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> DemoRun:
-    home = config.home()
+    home = Settings().home_dir
     demo = home / "demo"
     raw, feats = demo / "raw", demo / "features"
     run = DemoRun(home=home)
@@ -148,10 +148,10 @@ def outputs(run: DemoRun) -> dict[str, Any]:
         "raw": s["simulate"]["out"],
         "features": str(run.home / "demo" / "features"),
         "models": {t: f"{s[f'train {t}']['model']} v{s[f'train {t}']['version']}" for t in TASKS},
-        "mlflow_ui": f"uv run mlflow ui --backend-store-uri {config.tracking_uri()}",
+        "mlflow_ui": f"uv run mlflow ui --backend-store-uri {Settings().tracking_uri}",
         "scores": s["score"].get("out"),
         "serve_log": s["serve"]["log"],
-        "inference_log": str(config.inference_log_dir()),
+        "inference_log": str(Settings().inference_log),
         "drift_report": s["drift"].get("report"),
         "drift_status": s["drift"].get("status"),
         "seconds": {k: round(v, 1) for k, v in run.seconds.items()},

@@ -110,7 +110,7 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], snapshot_dates: Sequence 
     """
     customers = tables.get("customers")
     if customers is None:
-        from clientlens.errors import InputError
+        from core.errors import InputError
 
         raise InputError("customers table is required to build features")
     customers = customers.sort_values("customer_id", kind="stable").drop_duplicates("customer_id")

@@ -34,7 +34,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow.parquet as pq
 
-from clientlens.errors import InputError
+from core.errors import InputError
 from features import vocab
 
 log = logging.getLogger(__name__)

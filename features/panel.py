@@ -83,7 +83,7 @@ def partition_prepared(
 
 def raw_paths(raw_dir: Path) -> dict[str, Path]:
     """The raw tables present in `raw_dir` (customers is required)."""
-    from clientlens.errors import InputError
+    from core.errors import InputError
 
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
@@ -122,7 +122,7 @@ def _column_range(path: Path, column: str) -> tuple[pd.Timestamp | None, pd.Time
 
 def data_dates(paths: dict[str, Path]) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First and last calendar day of customer activity (transactions, events, holdings; else market)."""
-    from clientlens.errors import InputError
+    from core.errors import InputError
 
     firsts, lasts = [], []
     for table in ("transactions", "events", "holdings"):
@@ -353,7 +353,7 @@ def read_partition(
     contract's checks, on the rows actually used) plus referential integrity against the
     range's customers. Raises `InputError` on any violation.
     """
-    from clientlens.errors import InputError
+    from core.errors import InputError
     from features.contract import validate_frame
 
     paths = raw_paths(raw_dir)
@@ -684,7 +684,7 @@ def build_panel(
     `incomplete_families` (family -> features left NaN because a table is missing),
     `partitions`, `engine`, `workers`, `seconds`.
     """
-    from clientlens.errors import InputError
+    from core.errors import InputError
 
     t0 = time.perf_counter()
     if engine not in ("local", "dask"):

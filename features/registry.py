@@ -717,7 +717,7 @@ def validate_feature_frame(frame: pd.DataFrame, *, labels: bool = False, where: 
     """
     import numpy as np
 
-    from clientlens.errors import InputError
+    from core.errors import InputError
 
     def fail(column: str, rule: str, mask: pd.Series | None = None) -> None:
         example = ""

@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clientlens import config as paths
-from clientlens.errors import InputError
+from core.errors import InputError
+from core.settings import Settings
 from monitoring.config import DriftConfig, DriftThresholds
 from monitoring.performance import is_score_column, task_info
 from monitoring.psi import psi_table
@@ -606,7 +606,7 @@ def write_report(result: DriftResult, snapshot, out_dir: Path) -> tuple[Path, Pa
 
 def default_out_dir(task: str | None) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return paths.reports_dir() / "drift" / (task or "adhoc") / stamp
+    return Settings().reports / "drift" / (task or "adhoc") / stamp
 
 
 # --- entry points -------------------------------------------------------------------------

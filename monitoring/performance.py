@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from clientlens.errors import InputError
+from core.errors import InputError
 
 logger = logging.getLogger(__name__)
 

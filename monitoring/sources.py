@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from clientlens import config
-from clientlens.errors import ClientlensError, InputError
+from core.errors import ClientlensError, InputError
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def read_window(since=None, until=None, *, root: Path | None = None) -> pd.DataF
     """Logged inferences with since <= ts < until, read with serving's own reader."""
     from serving.inference_log import read_inference_log
 
-    root = Path(root) if root is not None else config.inference_log_dir()
+    root = Path(root) if root is not None else Settings().inference_log
     frame = read_inference_log(since, until, root=root)
     if frame.empty:
         span = f" since {since}" if since is not None else ""
@@ -76,7 +76,7 @@ class Champion:
 def _client():
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=config.tracking_uri())
+    return MlflowClient(tracking_uri=Settings().tracking_uri)
 
 
 def _find_artifact(client, run_id: str, name: str, path: str | None = None, depth: int = 3) -> str | None:
@@ -103,7 +103,7 @@ def champion(task: str, *, with_reference: bool = True) -> Champion:
     except MlflowException as exc:
         raise InputError(
             f"no champion for task {task!r} (registered model {model_name!r}, alias 'champion') in "
-            f"{config.tracking_uri()}: train and promote first ({exc.message if hasattr(exc, 'message') else exc})"
+            f"{Settings().tracking_uri}: train and promote first ({exc.message if hasattr(exc, 'message') else exc})"
         ) from None
     run_id = version.run_id
     if not run_id:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from clientlens import config
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 def workspace_dir() -> Path:
-    return config.home() / "evidently_workspace"
+    return Settings().home_dir / "evidently_workspace"
 
 
 def project_name(task: str | None) -> str:

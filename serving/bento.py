@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from clientlens.errors import ClientlensError
+from core.errors import ClientlensError
 from serving.process import PROJECT_ROOT, service_env
 
 BENTOFILE = PROJECT_ROOT / "serving" / "bentofile.yaml"

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from clientlens import config
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("CLIENTLENS_COMPILED_DIR", config.home() / "compiled")).resolve()
+    return Path(os.environ.get("CLIENTLENS_COMPILED_DIR", Settings().home_dir / "compiled")).resolve()
 
 
 def _cache_key(model_text: str) -> str:

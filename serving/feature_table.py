@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clientlens import config
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 def default_path() -> Path:
-    """`CLIENTLENS_FEATURES_TABLE`, else `config.features_dir()/latest.parquet`."""
+    """`CLIENTLENS_FEATURES_TABLE`, else `Settings().features/latest.parquet`."""
     env = os.environ.get("CLIENTLENS_FEATURES_TABLE")
-    return Path(env).resolve() if env else config.features_dir() / "latest.parquet"
+    return Path(env).resolve() if env else Settings().features / "latest.parquet"
 
 
 @dataclass(frozen=True)

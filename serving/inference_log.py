@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clientlens import config
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def write_part(frame: pd.DataFrame, root: Path | None = None) -> list[Path]:
     """
     if frame.empty:
         return []
-    root = Path(root) if root is not None else config.inference_log_dir()
+    root = Path(root) if root is not None else Settings().inference_log
     ts = pd.to_datetime(frame["ts"], utc=True)
     days = ts.dt.tz_convert(None).to_numpy().astype("datetime64[D]")  # UTC day of each row, vectorised
     unique = np.unique(days)
@@ -135,7 +135,7 @@ def write_part(frame: pd.DataFrame, root: Path | None = None) -> list[Path]:
 
 def list_parts(root: Path | None = None, since=None, until=None) -> list[Path]:
     """The committed part files, oldest day first, pruned to the days in [since, until]."""
-    root = Path(root) if root is not None else config.inference_log_dir()
+    root = Path(root) if root is not None else Settings().inference_log
     if not root.exists():
         return []
     lo, hi = _utc(since), _utc(until)
@@ -214,7 +214,7 @@ class InferenceLogWriter:
         flush_rows: int = 20_000,
         max_rows: int = 2_000_000,
     ) -> None:
-        self.root = Path(root) if root is not None else config.inference_log_dir()
+        self.root = Path(root) if root is not None else Settings().inference_log
         self.flush_seconds = flush_seconds
         self.flush_rows = flush_rows
         self.max_rows = max_rows

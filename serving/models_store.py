@@ -1,7 +1,7 @@
 """Champions from MLflow into the BentoML model store, and from there into memory.
 
 - `import_champions()` copies the MLflow version behind each task's `champion` alias into the
-  BentoML model store (`config.bentoml_home()`), as `clientlens-<task>`, recording the MLflow
+  BentoML model store (`Settings().bentoml_home`), as `clientlens-<task>`, recording the MLflow
   name, version and run id as labels (and training date and headline metrics as metadata).
   It resolves the alias to a version first and imports `models:/<name>/<version>`, so the
   recorded version is exactly the one copied even if the alias moves meanwhile. Importing is
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clientlens import config
-from clientlens.errors import ClientlensError
+from core.errors import ClientlensError
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _bentoml():
     """The bentoml module, using the configured store (BentoML reads BENTOML_HOME once per process)."""
     import os
 
-    os.environ.setdefault("BENTOML_HOME", str(config.bentoml_home()))
+    os.environ.setdefault("BENTOML_HOME", str(Settings().bentoml_home))
     import bentoml
 
     return bentoml
@@ -103,7 +103,7 @@ def _client():
 
     _bentoml()
 
-    uri = config.tracking_uri()
+    uri = Settings().tracking_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -166,7 +166,7 @@ def import_champion(task: str, alias: str = CHAMPION):
         mv = client.get_model_version_by_alias(name, alias)
     except Exception as exc:
         raise ClientlensError(
-            f"no {alias!r} version of {name} in MLflow at {config.tracking_uri()}: "
+            f"no {alias!r} version of {name} in MLflow at {Settings().tracking_uri}: "
             f"train it (`clientlens train {task}`) and promote it (`clientlens promote {task}`)"
         ) from exc
     version = str(mv.version)
@@ -190,7 +190,7 @@ def import_champion(task: str, alias: str = CHAMPION):
         "mlflow_version": version,
         "mlflow_run_id": str(mv.run_id),
         "mlflow_alias_at_import": alias,
-        "tracking_uri": config.tracking_uri(),
+        "tracking_uri": Settings().tracking_uri,
         "trained_at": trained_at or "",
         **{f"metric_{k}": v for k, v in metrics.items()},
     }
@@ -232,7 +232,7 @@ def load_task(task: str, *, compile_trees: bool = True) -> LoadedModel:
     model = latest_stored(task)
     if model is None:
         raise ClientlensError(
-            f"no {model_name(task)} in the BentoML store at {config.bentoml_home()}: run `clientlens serve` "
+            f"no {model_name(task)} in the BentoML store at {Settings().bentoml_home}: run `clientlens serve` "
             "with MLflow reachable, or `serving.models_store.import_champions()`"
         )
     return load_stored(model, compile_trees=compile_trees)
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.models_store", description=main.__doc__)
     parser.add_argument("--alias", default=CHAMPION)
     args = parser.parse_args(argv)
-    os.environ.setdefault("BENTOML_HOME", str(config.bentoml_home()))
+    os.environ.setdefault("BENTOML_HOME", str(Settings().bentoml_home))
     try:
         print(json.dumps(import_champions(alias=args.alias)))
     except ClientlensError as exc:

@@ -18,8 +18,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from clientlens import config
-from clientlens.errors import ClientlensError
+from core.errors import ClientlensError
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 def service_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a service process: the caller's, with every store made explicit."""
     env = dict(os.environ)
-    env.setdefault("CLIENTLENS_HOME", str(config.home()))
-    env["BENTOML_HOME"] = str(config.bentoml_home())
-    env["MLFLOW_TRACKING_URI"] = config.tracking_uri()
+    env.setdefault("CLIENTLENS_HOME", str(Settings().home_dir))
+    env["BENTOML_HOME"] = str(Settings().bentoml_home)
+    env["MLFLOW_TRACKING_URI"] = Settings().tracking_uri
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra or {})

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clientlens.errors import InputError
+from core.errors import InputError
 from training.spec import BaselineSpec
 
 

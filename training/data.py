@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from clientlens.errors import InputError
+from core.errors import InputError
 from training.spec import TaskSpec
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from clientlens.errors import InputError
+from core.errors import InputError
 
 _EPS = 1e-6
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clientlens.errors import InputError
-from training import metrics as M
+from core import metrics as M
+from core.errors import InputError
 from training import registry as R
 from training.spec import LOWER_IS_BETTER
 from training.train import TARGET_COLUMN, WEIGHT_COLUMN

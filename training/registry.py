@@ -1,6 +1,6 @@
 """MLflow side of training: one experiment per task, run logging, the model registry, loaders.
 
-Nothing happens at import; every function sets the tracking URI from `clientlens.config`.
+Nothing happens at import; every function sets the tracking URI from `core.settings.Settings`.
 
 Loaders for other stages:
 - `load_champion(task) -> (TabularModel, version_info)` unwraps the pyfunc once;
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clientlens import config
-from clientlens.errors import ClientlensError, InputError
+from core.errors import ClientlensError, InputError
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +37,23 @@ def model_name(task: str) -> str:
 
 
 def client():
-    """An MlflowClient on `config.tracking_uri()` (also sets the fluent API's URI)."""
+    """An MlflowClient on `Settings().tracking_uri` (also sets the fluent API's URI)."""
     import mlflow
 
-    mlflow.set_tracking_uri(config.tracking_uri())
-    return mlflow.MlflowClient(tracking_uri=config.tracking_uri())
+    mlflow.set_tracking_uri(Settings().tracking_uri)
+    return mlflow.MlflowClient(tracking_uri=Settings().tracking_uri)
 
 
 def experiment_id(name: str) -> str:
-    """Get or create the experiment; local stores keep artefacts under `config.artifact_root()`."""
+    """Get or create the experiment; local stores keep artefacts under `Settings().artifacts`."""
     c = client()
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    uri = config.tracking_uri()
+    uri = Settings().tracking_uri
     location = None
     if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
-        location = (config.artifact_root() / name).as_uri()
+        location = (Settings().artifacts / name).as_uri()
     return c.create_experiment(name, artifact_location=location)
 
 
@@ -212,7 +212,7 @@ def _version(task: str, ref: str):
         return c.get_model_version_by_alias(name, ref)
     except MlflowException as exc:
         raise InputError(
-            f"model {name}: no version {ref!r} in the registry at {config.tracking_uri()} ({exc.message.splitlines()[0]})"
+            f"model {name}: no version {ref!r} in the registry at {Settings().tracking_uri} ({exc.message.splitlines()[0]})"
         ) from None
 
 

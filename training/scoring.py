@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from clientlens.errors import InputError
+from core.errors import InputError
 
 TASKS = ("tier", "churn", "risk")
 TIER_ORDER = ("mass", "affluent", "hnw")

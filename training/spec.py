@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clientlens.errors import InputError
+from core.errors import InputError
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 SPECS_DIR = Path(__file__).parent / "specs"

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clientlens.errors import InputError
-from training import metrics as M
+from core import metrics as M
+from core.errors import InputError
 from training.baselines import Baseline, fit_baseline
 from training.data import Prepared, Split, fingerprint, prepare, split
 from training.model import Calibrator, RankPrior, TabularModel

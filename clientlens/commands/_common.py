@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from clientlens.errors import ClientlensError
+from core.errors import ClientlensError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a one-line JSON summary last on stdout.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]

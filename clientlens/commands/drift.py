@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from clientlens.commands._common import DebugOpt, JsonOpt, run
-from clientlens.errors import InputError
+from core.errors import InputError
 
 EXIT_DRIFT = 3
 

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         def action() -> dict:
             from pydantic import ValidationError
 
-            from clientlens.errors import InputError
+            from core.errors import InputError
             from features.config import FeatureConfig, LabelConfig, TierThresholds
             from features.panel import build_panel
 

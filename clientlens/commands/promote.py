@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
             from training.promote import promote as do_promote
 
             if force is not None and not force.strip():
-                from clientlens.errors import InputError
+                from core.errors import InputError
 
                 raise InputError("--force needs a reason, e.g. --force 'risk target redefined as binary'")
             return do_promote(task, margin, force=force)

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         def action() -> dict:
             import subprocess
 
-            from clientlens.errors import InputError
+            from core.errors import InputError
             from serving import process
 
             env = {

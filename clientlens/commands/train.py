@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
 
             import optuna
 
-            from clientlens.errors import InputError
+            from core.errors import InputError
             from training.spec import builtin_spec, load_spec
             from training.train import run_training
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clientlens.cli import app
-from clientlens.errors import InputError
+from core.errors import InputError
 from features import vocab
 from features.contract import SPECS, pandera_schema, read_raw, validate_frame, validate_raw
 

@@ -96,7 +96,7 @@ def test_read_ahead_reads_the_next_item_while_building_this_one():
 
 
 def test_read_ahead_raises_a_read_error_in_item_order():
-    from clientlens.errors import InputError
+    from core.errors import InputError
     from features.panel import read_ahead
 
     built = []

@@ -136,7 +136,7 @@ def test_contract_violation_writes_nothing(toy_dir, tmp_path):
     tx = pd.read_parquet(raw / "transactions.parquet")
     tx.loc[3, "amount"] = -5.0
     tx.to_parquet(raw / "transactions.parquet", index=False)
-    from clientlens.errors import InputError
+    from core.errors import InputError
 
     with pytest.raises(InputError, match="amount"):
         build_panel(raw, tmp_path / "out")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from clientlens.errors import InputError
+from core.errors import InputError
 from features import registry, vocab
 from features.build import build_features
 from features.toydata import toy_raw

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clientlens.errors import InputError
+from core.errors import InputError
 from monitoring import scenarios
 from monitoring.config import DriftConfig, DriftThresholds
 from monitoring.drift import decide_status, evaluate, resolve_columns, run_file_drift

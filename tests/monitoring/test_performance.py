@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from clientlens.errors import InputError
+from core.errors import InputError
 from monitoring.performance import binary_metrics, join_labels, multiclass_metrics, realised_performance
 
 

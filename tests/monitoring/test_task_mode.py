@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clientlens.errors import InputError
+from core.errors import InputError
 from monitoring import scenarios
 
 FEATURES = [
@@ -31,10 +31,10 @@ FEATURES = [
 def _fake_champion(tmp_path, reference: pd.DataFrame) -> str:
     import mlflow
 
-    from clientlens import config
+    from core.settings import Settings
 
-    mlflow.set_tracking_uri(config.tracking_uri())
-    client = mlflow.MlflowClient(tracking_uri=config.tracking_uri())
+    mlflow.set_tracking_uri(Settings().tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=Settings().tracking_uri)
     exp = client.create_experiment("clientlens-churn", artifact_location=(tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=exp) as run:
         mlflow.log_metrics({"roc_auc": 0.81, "pr_auc": 0.4, "brier": 0.06})

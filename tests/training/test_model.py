@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clientlens.errors import InputError
-from training import metrics as M
+from core import metrics as M
+from core.errors import InputError
 from training.model import Calibrator, TabularModel
 
 

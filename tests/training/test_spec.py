@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clientlens.cli import app
-from clientlens.errors import InputError
+from core.errors import InputError
 from training.data import prepare, split
 from training.spec import SPECS_DIR, TASKS_DIR, builtin_spec, load_spec, resolve_source, spec_from_dict
 

@@ -177,7 +177,7 @@ def test_monotone_constraints_hold_and_feature_allow_list(tmp_path):
     (tmp_path / "bad.yaml").write_text(
         "name: mono\nsource: t.csv\ntarget: {column: y, kind: binary, positive: 'yes'}\ntuning: {monotone: {g: 1}}\n"
     )
-    from clientlens.errors import InputError
+    from core.errors import InputError
 
     with pytest.raises(InputError, match="tuning.monotone.*numeric"):
         fit_task(load_spec(tmp_path / "bad.yaml"), frame, seed=0, trials=1)

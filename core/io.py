@@ -1,0 +1,72 @@
+"""File I/O every stage shares: atomic writes (nothing half-written is ever visible) and one
+Parquet/CSV table reader whose errors name the file and what is wrong with it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from core.errors import InputError
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed onto `path` (atomic on one
+    file system), on failure removed. Readers see the old file or the new one, never a part.
+
+    The temporary name starts with a dot and ends in `.tmp`, so globbing readers skip it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """`write(tmp)` then rename onto `path`; returns `path`."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_table(frame: Any, path: str | Path) -> Path:
+    """A DataFrame to Parquet (or CSV when the name ends in `.csv`), atomically, without the index."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def read_table(path: str | Path, *, columns: Sequence[str] | None = None, what: str = "table") -> Any:
+    """A Parquet (or `.csv`) file as a DataFrame. A missing, empty, truncated or non-table file is an
+    `InputError` naming `what` and the path, not a raw pyarrow exception."""
+    import pandas as pd
+    import pyarrow as pa
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{what} {path}: is a folder, expected a Parquet or CSV file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{what} {path}: the file is empty (0 bytes)")
+    try:
+        if path.suffix == ".csv":
+            return pd.read_csv(path, usecols=list(columns) if columns is not None else None)
+        return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
+    except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"{what} {path}: cannot be read as {'CSV' if path.suffix == '.csv' else 'Parquet'} ({exc})"
+        ) from None
