@@ -1,6 +1,6 @@
 """Drift-report time and memory, clientlens vs plain Evidently: `python -m benchmarks.bench_drift`.
 
-Data: `monitoring.scenarios.feature_window` (feature-table-like marginals) widened to 100
+Data: `tests.monitoring.scenarios.feature_window` (feature-table-like marginals) widened to 100
 features (+ 7 score columns), a current window with injected shifts (a rate cut on five
 deposit-flow features, a channel-mix change on three, two generic columns moved), seeded.
 
@@ -39,7 +39,7 @@ SEED = 2026
 
 def windows(rows: int):
     """Reference and shifted current window, ROWS x 100 features (+ scores), and the injected columns."""
-    from monitoring import scenarios
+    from tests.monitoring import scenarios
 
     extra = FEATURES - 30  # feature_window has 30 features of its own
     ref = scenarios.feature_window(rows, seed=SEED, extra_numeric=extra)

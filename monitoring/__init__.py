@@ -7,6 +7,7 @@ Entry points (`monitoring.drift`):
 
 Building blocks: `stats` (Evidently's default drift tests, vectorised), `psi`, `cbpe`
 (performance before labels), `performance` (after labels), `workspace` (Evidently history),
-`sources` (files, inference log, champion's MLflow run), `config` (thresholds),
-`scenarios` (synthetic windows and market shifts for tests and benchmarks).
+`sources` (files, inference log, champion's MLflow run), `config` (thresholds), `retrain`
+(drift verdict -> features -> challenger -> gate). Test fixtures (synthetic windows and market
+shifts) live in `tests/monitoring/scenarios.py`.
 """

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from monitoring import scenarios
+from tests.monitoring import scenarios
 
 FEATURES = [
     "aum",
