@@ -744,11 +744,13 @@ def _finish(
         if result.evidently.get("disagreements") and not result.evidently.get("sampled"):
             logger.warning("Evidently's verdicts differ from clientlens' on %s", result.evidently["disagreements"])
     t0 = time.perf_counter()
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(result.task, settings)
+    result.report = out_dir / HTML_NAME  # named in the workspace's summary snapshot
     if snapshot is not None and config.workspace:
         from monitoring.workspace import add_snapshot
 
         result.workspace = add_snapshot(snapshot, result, settings=settings)
-    write_report(result, snapshot, Path(out_dir) if out_dir is not None else default_out_dir(result.task, settings))
+    write_report(result, snapshot, out_dir)
     result.timings["write"] = round(time.perf_counter() - t0, 3)
     return result
 

@@ -146,12 +146,13 @@ def dashboard(task: str | None):
         m = performance_metric(t)
         panels.append(
             line_plot_panel(
-                f"{t.name}: {m}, estimated before labels (CBPE) vs realised vs at training",
+                f"{t.name}: {m} estimated before labels (CBPE), realised, at training",
                 [
-                    _series(f"estimated.{t.name}.{m}", f"estimated (CBPE, {t.eligibility.describe()})"),
-                    _series(f"realised.{t.name}.{m}", "realised (labels)"),
+                    _series(f"estimated.{t.name}.{m}", "estimated (CBPE)"),
+                    _series(f"realised.{t.name}.{m}", "realised"),
                     _series(f"training.{t.name}.{m}", "at training"),
                 ],
+                description=f"on the eligible population: {t.eligibility.describe()}",
             )
         )
     panels += [
