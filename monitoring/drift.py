@@ -366,7 +366,24 @@ def decide_status(share_drifted: float, psi: dict[str, float], thresholds: Drift
     return STATUSES[level], reasons
 
 
-def _estimate(t: Task, current: pd.DataFrame) -> dict[str, Any] | None:
+REFERENCE_TARGET = "target"  # the label column of training's reference sample (null where there is none)
+
+
+def reference_calibration(t: Task, reference: pd.DataFrame | None):
+    """`cbpe.ReferenceCalibration` of a binary task's positive score on the reference's labelled,
+    eligible rows (training's reference sample carries `target`); None without enough labels."""
+    from monitoring.cbpe import ReferenceCalibration
+
+    col = positive_score_column(t)
+    if reference is None or REFERENCE_TARGET not in reference.columns or col not in reference.columns:
+        return None
+    ref = reference[eligible(t, reference) & reference[REFERENCE_TARGET].notna().to_numpy()]
+    target = ref[REFERENCE_TARGET]
+    y = (target.astype(str) == t.positive) if t.classes else pd.to_numeric(target, errors="coerce")
+    return ReferenceCalibration.fit(ref[col].to_numpy(dtype=float), np.asarray(y, dtype=float))
+
+
+def _estimate(t: Task, current: pd.DataFrame, reference: pd.DataFrame | None = None) -> dict[str, Any] | None:
     """CBPE for one task on its eligible rows: binary metrics, or expected accuracy for multiclass."""
     from monitoring.cbpe import estimate_binary_performance
 
@@ -377,7 +394,13 @@ def _estimate(t: Task, current: pd.DataFrame) -> dict[str, Any] | None:
         if col not in current.columns:
             return None
         p = current[col].to_numpy(dtype=float)[keep]
-        return {**estimate_binary_performance(p[np.isfinite(p)]), **population}
+        p = p[np.isfinite(p)]
+        calibration = reference_calibration(t, reference)
+        how = "the model's own"
+        if calibration is not None:
+            p = calibration(p)
+            how = f"recalibrated on the reference's {calibration.rows:,} labelled rows ({calibration.positives:,} positive)"
+        return {**estimate_binary_performance(p), **population, "calibration": how}
     if t.kind == "multiclass":
         cols = class_score_columns(t, current.columns)
         if len(cols) < 2:
@@ -388,11 +411,14 @@ def _estimate(t: Task, current: pd.DataFrame) -> dict[str, Any] | None:
     return None
 
 
-def estimate_performance(current: pd.DataFrame, task_name: str | None = None) -> dict[str, Any] | None:
+def estimate_performance(
+    current: pd.DataFrame, task_name: str | None = None, reference: pd.DataFrame | None = None
+) -> dict[str, Any] | None:
     """CBPE on the current window's scores, per task whose scores it holds (or only `task_name`),
-    over each task's eligible population (`core.tasks.Task.eligibility`)."""
+    over each task's eligible population (`core.tasks.Task.eligibility`), recalibrated on the
+    reference's labelled rows when it has them."""
     scope = [task_contract(task_name)] if task_name is not None else list(TASKS.values())
-    out = {t.name: est for t in scope if (est := _estimate(t, current)) is not None}
+    out = {t.name: est for t in scope if (est := _estimate(t, current, reference)) is not None}
     return out or None
 
 
@@ -441,7 +467,7 @@ def evaluate(
         rows_current=len(current),
         thresholds=config.thresholds,
         task=task,
-        estimated_performance=estimate_performance(current, task),
+        estimated_performance=estimate_performance(current, task, reference),
         context=context_report(reference, current, roles.context),
         timings={"prepare": round(t1 - t0, 3), "statistics": round(t2 - t1, 3)},
     )
@@ -653,10 +679,11 @@ def _perf_html(result: DriftResult) -> str:
             rows = "".join(
                 f"<tr><td>{html.escape(labels.get(k, k))}</td><td class='num'>{_fmt(v)}</td></tr>"
                 for k, v in metrics.items()
-                if k not in ("rows", "threshold", "population", "rows_window")
+                if k not in ("rows", "threshold", "population", "rows_window", "calibration")
             )
             who = (
-                f" on {metrics.get('rows', 0):,} of {metrics['rows_window']:,} rows ({html.escape(metrics['population'])})"
+                f" on {metrics.get('rows', 0):,} of {metrics['rows_window']:,} rows ({html.escape(metrics['population'])};"
+                f" probabilities: {html.escape(metrics.get('calibration', ''))})"
                 if "rows_window" in metrics
                 else ""
             )
