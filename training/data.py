@@ -224,6 +224,7 @@ def split(prep: Prepared, seed: int) -> Split:
     all_idx = np.arange(n)
     if s.kind == "time":
         times = prep.times
+        assert times is not None  # prepare() sets times for a time split
         uniq = np.unique(times)
         if len(uniq) < 3:
             raise InputError(
@@ -236,6 +237,7 @@ def split(prep: Prepared, seed: int) -> Split:
         return Split(train, valid, test, test_time=uniq[-1], valid_time=uniq[-2])
     if s.kind == "group":
         groups = prep.groups
+        assert groups is not None  # prepare() sets groups for a group split
         uniq = np.unique(groups)
         perm = rng.permutation(uniq)
         n_test = max(1, int(round(s.test_size * len(uniq))))

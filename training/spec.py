@@ -8,21 +8,21 @@ receives a validated `TaskSpec`. Built-in tasks (`tier`, `churn`, `risk`) are sp
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import InputError
+from core.settings import Settings
+from core.tasks import TASK_NAMES
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 SPECS_DIR = Path(__file__).parent / "specs"
-BUILTIN_TASKS = ("tier", "churn", "risk")
+BUILTIN_TASKS = TASK_NAMES  # each has its spec in tasks/<name>.yaml
 
 # Where real public data lives: `../shared/data` beside the repository. Specs point at it
-# with a path relative to the spec file; CLIENTLENS_SHARED_DATA moves the whole root.
-SHARED_DATA_ENV = "CLIENTLENS_SHARED_DATA"
+# with a path relative to the spec file; CLIENTLENS_SHARED_DATA (Settings.shared_data) moves the whole root.
 _SHARED_MARKER = "shared/data/"
 
 
@@ -222,9 +222,9 @@ class TaskSpec(_Strict):
 LOWER_IS_BETTER = {"log_loss", "brier", "rmse", "ece"}
 
 
-def resolve_source(source: str, base_dir: Path) -> Path:
+def resolve_source(source: str, base_dir: Path, settings: Settings | None = None) -> Path:
     """Resolve `source` against `base_dir`; `CLIENTLENS_SHARED_DATA` replaces everything up to `shared/data/`."""
-    root = os.environ.get(SHARED_DATA_ENV)
+    root = (settings or Settings()).shared_data
     norm = source.replace("\\", "/")
     if root and _SHARED_MARKER in norm:
         return Path(root) / norm.split(_SHARED_MARKER, 1)[1]
