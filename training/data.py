@@ -13,6 +13,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from core.errors import InputError
+from core.io import read_table
 from training.spec import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -20,18 +21,7 @@ log = logging.getLogger(__name__)
 
 def read_source(spec: TaskSpec) -> pd.DataFrame:
     """Read the spec's source table (CSV, optionally compressed, or Parquet)."""
-    path = spec.source_path()
-    if not path.is_file():
-        raise InputError(f"spec {spec.name!r} field source: file not found: {path}")
-    name = path.name.lower()
-    try:
-        if name.endswith(".parquet") or name.endswith(".pq"):
-            return pd.read_parquet(path)
-        if ".csv" in name or name.endswith(".txt"):
-            return pd.read_csv(path, encoding="utf-8-sig", low_memory=False)
-    except Exception as exc:
-        raise InputError(f"spec {spec.name!r} field source: cannot read {path}: {exc}") from None
-    raise InputError(f"spec {spec.name!r} field source: {path} is neither CSV nor Parquet")
+    return read_table(spec.source_path(), what=f"spec {spec.name!r} field source")
 
 
 @dataclass
