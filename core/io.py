@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,8 +59,15 @@ def table_format(path: str | Path) -> str | None:
     return None
 
 
-def read_table(path: str | Path, *, columns: Sequence[str] | None = None, what: str = "table") -> Any:
-    """A Parquet or CSV file (by its name; CSV may be compressed) as a DataFrame. A missing, empty,
+def read_table(
+    path: str | Path,
+    *,
+    columns: Sequence[str] | None = None,
+    what: str = "table",
+    csv_options: Mapping[str, Any] | None = None,
+    fmt: str | None = None,
+) -> Any:
+    """A Parquet or CSV file (`fmt`, else by its name; CSV may be compressed) as a DataFrame. A missing, empty,
     truncated, unknown-format or folder path is an `InputError` naming `what` and the path, not a
     raw pyarrow or pandas exception."""
     import pandas as pd
@@ -72,13 +79,16 @@ def read_table(path: str | Path, *, columns: Sequence[str] | None = None, what: 
         raise InputError(f"{what} {path}: is a folder, expected a Parquet or CSV file")
     if path.stat().st_size == 0:
         raise InputError(f"{what} {path}: the file is empty (0 bytes)")
-    fmt = table_format(path)
+    fmt = fmt or table_format(path)
     if fmt is None:
         raise InputError(f"{what} {path}: neither CSV nor Parquet (by its name: .parquet, .pq, .csv, .csv.gz, .txt)")
     cols = list(columns) if columns is not None else None
     try:
         if fmt == "csv":
-            return pd.read_csv(path, usecols=cols, encoding="utf-8-sig", low_memory=False)
+            options = {k: v for k, v in (csv_options or {}).items() if v is not None}
+            if (csv_options or {}).get("header", 0) is None:
+                options["header"] = None
+            return pd.read_csv(path, usecols=cols, encoding="utf-8-sig", low_memory=False, **options)
         return pd.read_parquet(path, columns=cols)
     except Exception as exc:
         raise InputError(f"{what} {path}: cannot be read as {'CSV' if fmt == 'csv' else 'Parquet'} ({exc})") from None

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def read_source(spec: TaskSpec) -> pd.DataFrame:
     """Read the spec's source table (CSV, optionally compressed, or Parquet)."""
-    return read_table(spec.source_path(), what=f"spec {spec.name!r} field source")
+    return read_table(spec.source_path(), what=f"spec {spec.name!r} field source", csv_options=spec.read.csv_options(), fmt=spec.read.format)
 
 
 @dataclass
@@ -67,6 +67,21 @@ def _target(frame: pd.DataFrame, spec: TaskSpec) -> pd.Series:
     return frame[t.column]
 
 
+def _as_numbers(frame: pd.DataFrame, spec: TaskSpec) -> pd.DataFrame:
+    """The spec's `numeric` columns as float; text that is no number becomes NaN (logged with a count)."""
+    if not spec.numeric:
+        return frame
+    frame = frame.copy()
+    for c in spec.numeric:
+        raw = frame[c]
+        values = pd.to_numeric(raw.astype("string").str.strip().replace("", pd.NA), errors="coerce")
+        lost = int((values.isna() & raw.notna()).sum())
+        if lost:
+            log.info("spec %r column %r: %d value(s) are not numbers, read as missing", spec.name, c, lost)
+        frame[c] = values.astype("float64")
+    return frame
+
+
 def prepare(frame: pd.DataFrame, spec: TaskSpec) -> Prepared:
     """Select rows, build the target, choose feature columns and category maps. Raises InputError naming the field."""
     t = spec.target
@@ -76,6 +91,8 @@ def prepare(frame: pd.DataFrame, spec: TaskSpec) -> Prepared:
     _require(frame, spec, "weight", [spec.weight])
     _require(frame, spec, "split.time_column", [spec.split.time_column])
     _require(frame, spec, "categorical", list(spec.categorical))
+    _require(frame, spec, "numeric", list(spec.numeric))
+    frame = _as_numbers(frame, spec)
     _require(frame, spec, "keep_columns", list(spec.keep_columns))
     if spec.features is not None:
         _require(frame, spec, "features", list(spec.features))
