@@ -21,7 +21,12 @@ log = logging.getLogger(__name__)
 
 def read_source(spec: TaskSpec) -> pd.DataFrame:
     """Read the spec's source table (CSV, optionally compressed, or Parquet)."""
-    return read_table(spec.source_path(), what=f"spec {spec.name!r} field source", csv_options=spec.read.csv_options(), fmt=spec.read.format)
+    return read_table(
+        spec.source_path(),
+        what=f"spec {spec.name!r} field source",
+        csv_options=spec.read.csv_options(),
+        fmt=spec.read.format,
+    )
 
 
 @dataclass
