@@ -147,7 +147,9 @@ def resolve_columns(reference: pd.DataFrame, current: pd.DataFrame, *, use_regis
     rest = [c for c in common if c not in scores]
     registry = _registry_columns() if use_registry else None
     num_reg, cat_reg, ctx_reg = (set(r) for r in registry) if registry is not None else (set(), set(), set())
-    numerical, categorical, from_registry = [], [], 0
+    numerical: list[str] = []
+    categorical: list[str] = []
+    from_registry = 0
     for c in rest:
         if c in num_reg or c in cat_reg:
             (numerical if c in num_reg else categorical).append(c)
@@ -879,6 +881,6 @@ def run_task_drift(
     if attach:
         result.mlflow["artifact_path"] = f"drift/{stamp}"
     result = _finish(result, reference, current, out_dir, config, settings)
-    if attach:
+    if attach and result.report is not None and result.json_path is not None:
         sources.attach_to_run(champ.run_id, [result.report, result.json_path], f"drift/{stamp}", settings=settings)
     return result

@@ -17,7 +17,8 @@ from core.tasks import TASKS
 from monitoring.cbpe import expected_roc_auc
 from monitoring.drift import estimate_performance, reference_scores
 
-pytestmark = pytest.mark.slow
+# end to end on a loaded 2-core machine: above the suite's 300 s per-test default
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 CHURN = TASKS["churn"]
 
 

@@ -27,7 +27,8 @@ from monitoring.drift import run_file_drift
 from monitoring.workspace import SUMMARY_TAG, dashboard, workspace_dir
 from tests.monitoring import scenarios
 
-pytestmark = pytest.mark.slow
+# end to end on a loaded 2-core machine: above the suite's 300 s per-test default
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 COLUMNS = [
     "customer_id",
