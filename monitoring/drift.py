@@ -620,6 +620,7 @@ def header_html(result: DriftResult) -> str:
 <h2>clientlens drift — {html.escape(result.task or "two-file comparison")} <span class="badge">{result.status.upper()}</span></h2>
 <div style="font-size:13px;color:#555">{result.created} · reference {result.rows_reference:,} rows · current
  {result.rows_current:,} rows · {len(result.roles.features)} features (types from {result.roles.source}) ·
+ {len(result.roles.context)} context columns (reported, not tested) ·
  drifted {len(result.drifted)} = {result.share_drifted:.1%} (warn ≥ {t.share_warn:.0%}, drift ≥ {t.share_drift:.0%}) ·
  score PSI warn ≥ {t.psi_warn}, drift ≥ {t.psi_drift}</div>
 <ul style="margin:6px 0 0 0;font-size:13px">{reasons}</ul>

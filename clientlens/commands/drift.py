@@ -126,6 +126,8 @@ def _human(summary: dict[str, Any]) -> None:
         f"drifted features: {len(summary['drifted'])}/{summary['features']} ({summary['share_drifted']:.1%})"
         + (f": {', '.join(summary['drifted'])}" if summary["drifted"] else "")
     )
+    for name, values in (summary.get("context") or {}).items():
+        typer.echo(f"context {name}: {values['reference']} -> {values['current']} (one value per date; not tested)")
     for score, value in summary["psi"].items():
         typer.echo(f"PSI {score}: {value:.4f}" if value is not None else f"PSI {score}: n/a")
     for name, metrics in (summary.get("estimated_performance") or {}).items():
