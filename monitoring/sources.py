@@ -79,8 +79,10 @@ def _find_artifact(client, run_id: str, name: str, path: str | None = None, dept
 
 
 def registered_model(task: str) -> str:
-    """The registered model of a built-in task (as `training.registry.model_name` names it)."""
-    return f"clientlens-{task_contract(task).name}"
+    """The registered model of a built-in task (training's registry names it)."""
+    from training.registry import model_name
+
+    return model_name(task_contract(task).name)
 
 
 def champion(task: str, *, with_reference: bool = True, settings: Settings | None = None) -> Champion:

@@ -49,7 +49,10 @@ pd.Series(rows, name="rows")
 truth = contract.read_truth(raw)
 customers = contract.read_raw(raw, tables=["customers"])["customers"]
 both = customers.merge(truth, on="customer_id")
-pd.crosstab(both["stated_risk"], both["latent_risk"], normalize="index").round(3)
+gap = pd.crosstab(both["stated_risk"], both["latent_risk"], normalize="index").round(3)
+# the stated-vs-revealed gap: some customers rated conservative are aggressive underneath
+assert 0 < gap.loc["conservative", "aggressive"] < 0.5
+gap
 
 # %% [markdown]
 # ## Features and labels
@@ -71,4 +74,6 @@ pd.Series(
 
 # %%
 assert set(registry.feature_names()) <= set(panel.columns)
-panel["tier"].value_counts(normalize=True).round(4)
+tiers = panel["tier"].value_counts(normalize=True).round(4)
+assert tiers.index[0] == "mass" and set(tiers.index) <= {"mass", "affluent", "hnw"}  # a pyramid: mass first
+tiers

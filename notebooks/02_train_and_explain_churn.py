@@ -39,6 +39,7 @@ if not (feats / "panel.parquet").exists():
 
 # %%
 result = run_training(builtin_spec("churn", feats), seed=0, trials=int(os.environ.get("NB_TRIALS", 4)), plots=False)
+assert result["metrics"]["roc_auc"] > result["baseline"]["roc_auc"]  # beats its logistic-regression baseline
 pd.DataFrame({"model": result["metrics"], "baseline": result["baseline"]}).dropna().round(4)
 
 # %%
@@ -54,7 +55,9 @@ model, info = load_champion("churn")
 latest = pd.read_parquet(feats / "latest.parquet")
 scores = model.predict_proba(latest)[:, 1]
 top = latest.assign(churn_proba=scores).nlargest(3, "churn_proba")
-for (_, row), reasons in zip(top.iterrows(), model.reasons(top, top_k=3)):
+explained = model.reasons(top, top_k=3)
+assert all(len(r) == 3 and r[0]["feature"] in model.features for r in explained)  # three reasons each, named features
+for (_, row), reasons in zip(top.iterrows(), explained):
     print(
         int(row.customer_id), round(row.churn_proba, 3), [(r["feature"], round(r["contribution"], 3)) for r in reasons]
     )
