@@ -298,7 +298,7 @@ def test_customers_onboarded_after_T_are_not_rows():
 
 
 def test_full_frame_validates_against_the_registry():
-    from features.toydata import toy_raw
+    from tests.features.toydata import toy_raw
 
     f = build_features(toy_raw(3, n_customers=30), "2025-03-31")
     registry.validate_feature_frame(f)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from features import registry
 from features.panel import build_panel, default_as_of_dates
-from features.toydata import toy_raw
+from tests.features.toydata import toy_raw
 
 
 @pytest.fixture(scope="module")

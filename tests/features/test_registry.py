@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from core.errors import InputError
 from features import registry, vocab
 from features.build import build_features
-from features.toydata import toy_raw
+from tests.features.toydata import toy_raw
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "FEATURES.md"
 
