@@ -223,7 +223,7 @@ def _row_groups(pf, ids: tuple[int, int] | None, time_col: str | None, lower, up
     return keep
 
 
-def _read_range_arrow(
+def read_range_arrow(
     path: Path,
     ids: tuple[int, int] | None,
     time_col: str | None,
@@ -232,7 +232,7 @@ def _read_range_arrow(
     columns: list[str] | None = None,
     customer_order: bool = True,
 ):
-    """`_read_range` as an Arrow table (string columns stay dictionary-encoded as in the file).
+    """`read_range` as an Arrow table (string columns stay dictionary-encoded as in the file).
 
     Only row groups whose statistics straddle the range are filtered row by row.
     `customer_order`: rows come back ordered by customer_id, each customer's rows in file
@@ -298,35 +298,7 @@ def _read_range_arrow(
     return table
 
 
-def arrow_codes(column, categories: Sequence[str]) -> np.ndarray:
-    """int8 codes of an Arrow string column in a closed vocabulary (-1 for null or unknown).
-
-    Dictionary-encoded columns (as the simulator writes them) are mapped through their
-    dictionary, so no string is decoded per row.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    vocab_index = {v: i for i, v in enumerate(categories)}
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    out = np.empty(sum(len(c) for c in chunks), dtype=np.int8)
-    offset = 0
-    for chunk in chunks:
-        part = out[offset : offset + len(chunk)]
-        offset += len(chunk)
-        if pa.types.is_dictionary(chunk.type):
-            lookup = np.array([vocab_index.get(v, -1) for v in chunk.dictionary.to_pylist()] + [-1], dtype=np.int8)
-            idx = chunk.indices
-            if idx.null_count:
-                idx = idx.fill_null(len(lookup) - 1)
-            np.take(lookup, idx.to_numpy(zero_copy_only=False), out=part)
-        else:
-            codes = pc.index_in(chunk, value_set=pa.array(list(categories), type=pa.string()))
-            part[:] = codes.fill_null(-1).to_numpy(zero_copy_only=False)
-    return out
-
-
-def _read_range(
+def read_range(
     path: Path,
     ids: tuple[int, int] | None,
     time_col: str | None,
@@ -340,9 +312,9 @@ def _read_range(
     Selects row groups from their `customer_id` and time-column statistics (the simulator
     writes one row group per customer chunk and month, so a time window skips whole months),
     reads them whole (faster than pyarrow's dataset filters on this layout), then filters the
-    Arrow table; rows ordered by customer_id (see `_read_range_arrow`).
+    Arrow table; rows ordered by customer_id (see `read_range_arrow`).
     """
-    table = _read_range_arrow(path, ids, time_col, lower, upper, columns, customer_order)
+    table = read_range_arrow(path, ids, time_col, lower, upper, columns, customer_order)
     return table.to_pandas(self_destruct=True)
 
 
@@ -374,7 +346,7 @@ def read_partition(
         lower = holdings_start if table == "holdings" else start if table in ("transactions", "events") else None
         col = TIME_COLUMN.get(table)
         try:
-            frame = _read_range(
+            frame = read_range(
                 path,
                 None if table == "market" else (int(lo), int(hi)),
                 col,
