@@ -257,7 +257,7 @@ def _subset_read(raw: str, lo: int, hi: int, as_of: str, validated: bool):
     return prep
 
 
-def _subset_partition(raw: str, lo: int, hi: int, as_of: str, validated: bool):
+def subset_partition(raw: str, lo: int, hi: int, as_of: str, validated: bool):
     """One customer range: read transactions, aggregate with the pipeline's kernel."""
     return category_flows(_subset_read(raw, lo, hi, as_of, validated), as_of, WINDOWS)
 
@@ -275,7 +275,7 @@ def pipeline_subset(raw: Path, as_of, workers: int, ranges, validated: bool, poo
     t0 = time.perf_counter()
     # like features.panel._run_local: largest ranges first, results in range order
     order = sorted(range(len(ranges)), key=lambda i: ranges[i][0] - ranges[i][1])
-    futures = {i: pool.submit(_subset_partition, str(raw), *ranges[i], str(as_of), validated) for i in order}
+    futures = {i: pool.submit(subset_partition, str(raw), *ranges[i], str(as_of), validated) for i in order}
     frames = [futures[i].result() for i in range(len(ranges))]
     result = pd.concat(frames, ignore_index=True)
     return time.perf_counter() - t0, result
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
     full = full_build(raw, args.workers, args.partition_size)
     ctx = mp.get_context("forkserver")
     times: dict[str, list[float]] = {"duckdb": [], "pipeline": [], "inprocess": [], "validated": []}
-    _subset_partition(str(raw), *ranges[0], str(last), False)  # warm this process too
+    subset_partition(str(raw), *ranges[0], str(last), False)  # warm this process too
     with ProcessPoolExecutor(
         max_workers=args.workers, mp_context=ctx, initializer=share_cores, initargs=(args.workers,)
     ) as pool:  # as the build's pool

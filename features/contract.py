@@ -12,7 +12,11 @@ for what it is good at: the declared structure (columns, dtypes, nullability).
 
 Entry points: `read_raw` (a folder, or one customer range of it), `validate_frame` (an
 in-memory frame), `validate_raw` (a whole folder in customer batches, bounded memory; what
-`clientlens validate` runs) and `read_truth` (simulator only).
+`clientlens validate` runs) and `read_truth` (simulator only). `open_table_file` (the checks a
+file must pass before any row is read: a file, not empty, not truncated, unique column names,
+ids and times of the right kind, timestamps that fit nanoseconds) and `customer_ids` (the checked
+id column) are what `features.panel` reads through too, so `clientlens features` refuses exactly
+what `clientlens validate` refuses.
 
 Frames come back normalised: integer ids int64, times datetime64[ns] (tz-naive), string
 columns pandas `category` (categories = the vocabulary, in vocabulary order, for closed
@@ -675,7 +679,7 @@ def read_raw(
     tables: Iterable[str] | None = None,
     customer_ids: tuple[int | None, int | None] | Sequence[int] | None = None,
 ) -> RawTables:
-    """Read and validate a raw folder (`<table>.parquet` file or dataset folder per table).
+    """Read and validate a raw folder (one `<table>.parquet` file per table; a folder in its place is refused).
 
     - `tables`: which tables to read (default all five). `customers` is always read when
       another customer table is, for referential integrity.

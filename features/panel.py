@@ -3,15 +3,19 @@
 `build_panel(raw_dir, out_dir, ...)` writes `panel.parquet` (features + labels per as-of
 date) and `latest.parquet` (features at the last date in the data, no labels).
 
-Work is split into contiguous `customer_id` ranges. A partition is a pure pandas function
-of that range's rows (`partition_tables`: features and labels for every as-of date); the
-worker that runs it reads only its range from Parquet (row groups chosen by their
-`customer_id` statistics, rows then filtered by customer range and by the time window the
-requested dates need), validates them with `features.contract.validate_frame`, and writes
-its rows to a part file, so memory grows with partition size, not with total transactions. The same `run_partition` runs in
-this process (`workers=1`), in local processes (`ProcessPoolExecutor`) or on a Dask cluster.
-Parts are concatenated in customer order into the final files, written under a temporary
-name and renamed. Rows are ordered by (`customer_id`, `as_of`).
+Before any row is read, every raw file passes `features.contract.open_table_file` and the
+customer ids `features.contract.customer_ids` (the checks `clientlens validate` makes), so
+both commands refuse the same folders. Work is then split into contiguous `customer_id`
+ranges. A partition is a pure pandas function of that range's rows (`partition_tables`:
+features and labels for every as-of date); the worker that runs it reads only its range from
+Parquet (row groups chosen by their `customer_id` statistics, rows then filtered by id range
+and by the time window the requested dates need; the id ranges read tile the whole int64 line,
+`reading_ranges`, so a row of an unknown customer is read by one partition and refused),
+validates them with `features.contract.validate_frame`, and writes its rows to a part file, so
+memory grows with partition size, not with total transactions. The same `run_partition` runs
+in this process (`workers=1`), in local processes (`ProcessPoolExecutor`) or on a Dask
+cluster. Parts are concatenated in customer order into the final files, written atomically
+(`core.io.atomic_path`). Rows are ordered by (`customer_id`, `as_of`).
 """
 
 from __future__ import annotations
@@ -171,7 +175,7 @@ def _naive(value) -> pd.Timestamp | None:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts
 
 
-def _row_groups(pf, ids: tuple[int, int] | None, time_col: str | None, lower, upper) -> list[tuple[int, bool]]:
+def select_row_groups(pf, ids: tuple[int, int] | None, time_col: str | None, lower, upper) -> list[tuple[int, bool]]:
     """Row groups that may hold lo <= customer_id <= hi and lower <= time < upper, from their statistics.
 
     Returns `(group, needs_filter)` pairs: a group is dropped only when its statistics prove it
@@ -245,7 +249,7 @@ def read_range_arrow(
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
-    selected = _row_groups(pf, ids, time_col, lower, upper)
+    selected = select_row_groups(pf, ids, time_col, lower, upper)
     if not selected:
         schema = pf.schema_arrow
         if columns is not None:

@@ -239,17 +239,17 @@ def test_partitions_follow_customer_chunks_of_monthly_row_groups(tmp_path):
 def test_read_range_skips_months_and_keeps_customer_time_order(sim_raw):
     import pyarrow.parquet as pq
 
-    from features.panel import _row_groups, read_range
+    from features.panel import read_range, select_row_groups
 
     path = sim_raw / "transactions.parquet"
     pf = pq.ParquetFile(path)
     lo, hi = 300, 1_200
     lower, upper = pd.Timestamp("2025-03-15"), pd.Timestamp("2025-06-01")
-    groups = _row_groups(pf, (lo, hi), "ts", lower, upper)
+    groups = select_row_groups(pf, (lo, hi), "ts", lower, upper)
     assert 0 < len(groups) <= 4 < pf.num_row_groups  # March..May (+ a boundary month at most)
     # one customer chunk: customers 300..1200 of 1..2000 need a row filter, so does March; nothing else
     assert all(needs_filter for _, needs_filter in groups)
-    assert [f for _, f in _row_groups(pf, None, "ts", lower, upper)] == [True, False, False]
+    assert [f for _, f in select_row_groups(pf, None, "ts", lower, upper)] == [True, False, False]
     got = read_range(path, (lo, hi), "ts", lower, upper)
     everything = pd.read_parquet(path)
     want = everything[

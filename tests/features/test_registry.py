@@ -118,3 +118,13 @@ def test_names_are_spelled_by_the_registry():
 def test_cli_prints_markdown(capsys):
     assert reference.main(["--markdown"]) == 0
     assert capsys.readouterr().out == reference.to_markdown()
+
+
+def test_the_registry_imports_no_other_feature_module():
+    """No cycle: the builder and the labels import the registry, never the other way round."""
+    import subprocess
+    import sys
+
+    code = "import sys, features.registry; print(sorted(m for m in sys.modules if m.startswith('features.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['features.registry', 'features.vocab']"
