@@ -648,6 +648,7 @@ def customer_ids(path: str | Path) -> np.ndarray:
             report.add("customers", col.name, "unique key (customer_id)", frame, _duplicated(frame, spec.key))
     _check_not_empty("customers", frame, report)
     report.raise_if_any()
+    assert s is not None  # a column that could not be normalised is a violation, raised above
     return np.unique(s.to_numpy(np.int64))
 
 
