@@ -130,7 +130,7 @@ def book_inputs(scores: pd.DataFrame, what: str = "--scores") -> tuple[np.ndarra
     if EXPECTED_VALUE_COLUMN in scores.columns:
         ev = pd.to_numeric(scores[EXPECTED_VALUE_COLUMN], errors="coerce").fillna(0).to_numpy(np.float64)
     elif ACTIONS_COLUMN in scores.columns:
-        ev = expected_value([list(a) for a in scores[ACTIONS_COLUMN]])
+        ev = expected_value(scores[ACTIONS_COLUMN].tolist())
     else:
         raise InputError(
             f"{what}: no {ACTIONS_COLUMN} (or {EXPECTED_VALUE_COLUMN}) column; score the book with `clientlens score`"

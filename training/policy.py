@@ -411,7 +411,7 @@ def arbitrate(
     order = np.argsort(-ranked, axis=1, kind="stable")[:, :k]
     next_action = np.empty(n, dtype=object)
     reason = np.empty(n, dtype=object)
-    actions: list[list[dict[str, Any]]] = []
+    actions = np.empty(n, dtype=object)  # one list per row (never a 2-D array, whatever the lengths)
     for i in range(n):
         row = []
         for j in order[i]:
@@ -430,8 +430,10 @@ def arbitrate(
             why = f"{policy.default_action}: no eligible and suitable action for class {inp['class'][i]}"
             if eligible[i].any():
                 why += f" ({int(eligible[i].sum())} eligible action(s) blocked by suitability)"
-            row.append({"action": policy.default_action, "channel": None, "priority": 0.0, "reason": why})
-        actions.append(row)
+            sm = policy.service_models.get(inp["class"][i])
+            channel = sm.channel if sm is not None else "none"  # never null: keeps the Parquet type stable
+            row.append({"action": policy.default_action, "channel": channel, "priority": 0.0, "reason": why})
+        actions[i] = row
         next_action[i] = row[0]["action"]
         reason[i] = row[0]["reason"]
     return {
@@ -442,6 +444,27 @@ def arbitrate(
     }
 
 
-def expected_value(actions: list[list[dict[str, Any]]]) -> np.ndarray:
-    """The policy's expected value of serving each customer: the sum of their ranked actions' priorities."""
-    return np.array([sum(a["priority"] for a in row) for row in actions], dtype=np.float64)
+def policy_inputs(policy: Policy | None = None) -> set[str]:
+    """The feature / score columns arbitration may read (scoring keeps them from the feature table)."""
+    policy = policy or default_policy()
+    names = {
+        SERVICE_CLASS_COLUMN,
+        STATED_RISK_COLUMN,
+        LIFECYCLE_COLUMN,
+        AGE_COLUMN,
+        "occupation",
+        AUM_COLUMN,
+        AUM_CHANGE_COLUMN,
+    }
+    names |= set(PROPENSITY_COLUMNS.values()) | {HIDDEN_AGGRESSIVE_COLUMN}
+    names |= {c.column for a in policy.actions for c in a.when}
+    return names
+
+
+def expected_value(actions: Any) -> np.ndarray:
+    """The policy's expected value of serving each customer: the sum of their ranked actions'
+    priorities (`actions` rows as lists of dicts, or as the JSON strings scoring writes)."""
+    import json
+
+    rows = (json.loads(r) if isinstance(r, str) else (list(r) if r is not None else []) for r in actions)
+    return np.array([sum(float(a["priority"]) for a in row) for row in rows], dtype=np.float64)
