@@ -48,8 +48,8 @@ def synthetic_scores(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def synthetic_advisors(m: int, n_customers: int, seed: int = 1) -> pd.DataFrame:
-    """Private bankers for the HNW book (most senior), wealth advisors for (most of) the affluent."""
+def synthetic_advisors(m: int, n_customers: int, seed: int = 1, coverage: float = 0.85) -> pd.DataFrame:
+    """Private bankers for the HNW book (most senior), wealth advisors for `coverage` of the affluent."""
     rng = np.random.default_rng(seed)
     n_pb = max(1, int(round(m * 0.24)))
     role = np.array(["private_banker"] * n_pb + ["wealth_advisor"] * (m - n_pb), dtype=object)
@@ -58,7 +58,7 @@ def synthetic_advisors(m: int, n_customers: int, seed: int = 1) -> pd.DataFrame:
         rng.choice([3, 6, 8, 12], size=m, p=[0.15, 0.35, 0.3, 0.2]),
         rng.integers(1, 15, size=m),
     )
-    wa_cap = max(1, int(0.17 * n_customers * 0.85 / max(1, m - n_pb)))
+    wa_cap = max(1, int(0.17 * n_customers * coverage / max(1, m - n_pb)))
     return pd.DataFrame(
         {
             "advisor_id": [f"A{i:04d}" for i in range(m)],
@@ -70,26 +70,12 @@ def synthetic_advisors(m: int, n_customers: int, seed: int = 1) -> pd.DataFrame:
     )
 
 
-def main() -> None:
-    from benchmarks.machine import machine
-    from training.assign import assign
-    from training.policy import arbitrate, default_policy
+def run_scenario(scores, advisors, policy, args, scenario: str, coverage: float) -> dict:
+    from training.assign import assign, book_inputs, build_problem, check_advisors, greedy, objective
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--customers", type=int, default=100_000)
-    ap.add_argument("--advisors", type=int, default=500)
-    args = ap.parse_args()
-    policy = default_policy()
-    cols = synthetic_scores(args.customers)
-    t = time.perf_counter()
-    arb = arbitrate(cols, args.customers, policy)
-    t_arb = time.perf_counter() - t
-    scores = pd.DataFrame({"customer_id": cols["customer_id"], "region": cols["region"], **arb})
-    advisors = synthetic_advisors(args.advisors, args.customers)
     t = time.perf_counter()
     _plan, s = assign(scores, advisors, policy, with_greedy=False)
     t_assign = time.perf_counter() - t
-    from training.assign import book_inputs, build_problem, check_advisors, greedy, objective
 
     classes, ev, region = book_inputs(scores)
     p = build_problem(classes, ev, region, check_advisors(advisors, policy), policy)
@@ -98,12 +84,12 @@ def main() -> None:
     t_greedy = time.perf_counter() - t
     hnw = s["by_class"]["hnw"]
     result = {
-        "machine": machine(),
+        "scenario": scenario,
+        "wealth_advisor_coverage_of_affluent": coverage,
         "customers": args.customers,
         "advisors": args.advisors,
         "variables": s["variables"],
         "pools": s["pools"],
-        "arbitrate_seconds": round(t_arb, 2),
         "assign_seconds": round(t_assign, 2),
         "assign_breakdown": s["seconds"],
         "objective": s["objective"],
@@ -120,6 +106,7 @@ def main() -> None:
         "lost_value": s["lost_value"],
     }
     rows = [
+        ("scenario", f"{scenario} (wealth advisors hold {coverage:.0%} of the affluent book)"),
         ("customers x advisors", f"{args.customers:,} x {args.advisors}"),
         ("variables / pools", f"{s['variables']:,} / {s['pools']}"),
         ("assign seconds (build / LP / total)", f"{s['seconds']['build']} / {s['seconds']['lp']} / {t_assign:.2f}"),
@@ -135,9 +122,32 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    print()
+    return result
+
+
+def main() -> None:
+    from benchmarks.machine import machine
+    from training.policy import arbitrate, default_policy
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--advisors", type=int, default=500)
+    args = ap.parse_args()
+    policy = default_policy()
+    cols = synthetic_scores(args.customers)
+    t = time.perf_counter()
+    arb = arbitrate(cols, args.customers, policy)
+    t_arb = time.perf_counter() - t
+    scores = pd.DataFrame({"customer_id": cols["customer_id"], "region": cols["region"], **arb})
+    results = {}
+    for scenario, coverage in (("base", 0.85), ("tight", 0.4)):
+        advisors = synthetic_advisors(args.advisors, args.customers, coverage=coverage)
+        results[scenario] = run_scenario(scores, advisors, policy, args, scenario, coverage)
+        results[scenario]["arbitrate_seconds"] = round(t_arb, 2)
     out_dir = Path(__file__).parent / "out"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "bench_assign.json").write_text(json.dumps(result, indent=2, default=str))
+    (out_dir / "bench_assign.json").write_text(json.dumps({"machine": machine(), **results}, indent=2, default=str))
 
 
 if __name__ == "__main__":
