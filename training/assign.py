@@ -469,12 +469,14 @@ def assign(
     resolution: float = 0.01,
     time_limit: float = 50.0,
     with_greedy: bool = False,
+    names: tuple[str, str] = ("--scores", "--advisors"),
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Assign the scored book; returns (one row per customer, the summary)."""
+    """Assign the scored book; returns (one row per customer, the summary). `names` label the
+    two inputs in error messages (the CLI passes the option and the file)."""
     t0 = time.perf_counter()
-    advisors = check_advisors(advisors, policy)
-    classes, ev, region = book_inputs(scores)
-    p = build_problem(classes, ev, region, advisors, policy)
+    advisors = check_advisors(advisors, policy, names[1])
+    classes, ev, region = book_inputs(scores, names[0])
+    p = build_problem(classes, ev, region, advisors, policy, names[1])
     t_build = time.perf_counter() - t0
     sol = solve(p, group_of(classes, region), ev, resolution=resolution, time_limit=time_limit)
     t_lp = time.perf_counter() - t0 - t_build

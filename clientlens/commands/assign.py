@@ -40,7 +40,9 @@ def register(app: typer.Typer) -> None:
             pol = load_policy(policy)
             book = read_table(scores, what="--scores")
             team = read_table(advisors, what="--advisors")
-            table, summary = run_assign(book, team, pol, with_greedy=greedy)
+            table, summary = run_assign(
+                book, team, pol, with_greedy=greedy, names=(f"--scores {scores}", f"--advisors {advisors}")
+            )
             write_table(table, out)
             return {"out": str(out), **summary}
 
