@@ -48,7 +48,18 @@ import pandas as pd
 from core.errors import InputError
 from core.io import write_text_atomic
 from core.settings import Settings
-from core.tasks import HIDDEN_AGGRESSIVE_COLUMN, TASKS, Task, is_score_column, reasons_column, version_column
+from core.tasks import (
+    ACTIONS_COLUMN,
+    HIDDEN_AGGRESSIVE_COLUMN,
+    NEXT_ACTION_COLUMN,
+    NEXT_ACTION_REASON_COLUMN,
+    SERVICE_CLASS_COLUMN,
+    TASKS,
+    Task,
+    is_score_column,
+    reasons_column,
+    version_column,
+)
 from core.tasks import task as task_contract
 from monitoring.config import DriftConfig, DriftThresholds
 from monitoring.performance import class_score_columns, eligible, positive_score_column
@@ -61,11 +72,14 @@ STATUSES = ("ok", "warn", "drift")
 # Keys, timestamps, versions and model outputs: never monitored as features.
 NON_FEATURE_COLUMNS = {"customer_id", "as_of", "ts", "request_id", "date", "index", "__index_level_0__"}
 NON_FEATURE_PREFIXES = (version_column(""), reasons_column(""))
-# Model outputs and labels of every task (contract), scoring's derived outputs, training's reference columns.
+# Model outputs and labels of every task (contract), scoring's derived outputs, the service policy's
+# outputs (issue #13), training's reference columns.
 OUTPUT_COLUMNS = (
     {t.output for t in TASKS.values()}
     | {t.label for t in TASKS.values()}
-    | {HIDDEN_AGGRESSIVE_COLUMN, "segment", "next_action", "prediction", "target"}
+    | {HIDDEN_AGGRESSIVE_COLUMN, "segment", NEXT_ACTION_COLUMN, NEXT_ACTION_REASON_COLUMN}
+    | {ACTIONS_COLUMN, SERVICE_CLASS_COLUMN}
+    | {"prediction", "target"}
 )
 # Registry family whose features are one value per date for every customer (reported as context).
 CONTEXT_FAMILY = "market"
