@@ -30,11 +30,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.io import atomic_path
 from core.settings import Settings
+from core.tasks import TASK_NAMES, version_column
 
 logger = logging.getLogger(__name__)
 
-VERSION_COLUMNS = ("version_tier", "version_churn", "version_risk")
+VERSION_COLUMNS = tuple(version_column(t) for t in TASK_NAMES)
 KEY_COLUMNS = ("ts", "request_id", "customer_id")
 PART_GLOB = "date=*/part-*.parquet"
 
@@ -72,8 +74,8 @@ def log_columns(
             if col not in data:
                 values = part[col]
                 data[col] = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
-    for task in ("tier", "churn", "risk"):
-        data[f"version_{task}"] = np.full(n, str(versions.get(task, "")), dtype=object)
+    for task in TASK_NAMES:
+        data[version_column(task)] = np.full(n, str(versions.get(task, "")), dtype=object)
     return data
 
 
@@ -122,13 +124,11 @@ def write_part(frame: pd.DataFrame, root: Path | None = None) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         name = f"part-{stamp}-{uuid.uuid4().hex}.parquet"
-        tmp = folder / f".{name}.tmp"
         table = _to_table(rows if rows is frame else rows.reset_index(drop=True))
-        with open(tmp, "wb") as fh:
+        with atomic_path(folder / name) as tmp, open(tmp, "wb") as fh:
             pq.write_table(table, fh, compression="zstd")
             fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / name)
+            os.fsync(fh.fileno())  # on disk before the rename makes it visible
         written.append(folder / name)
     return written
 

@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InputError
+from features.requests import check_feature_frame
 
 TASKS = ("tier", "churn", "risk")
 TIER_ORDER = ("mass", "affluent", "hnw")
@@ -250,6 +251,7 @@ def score_file(
     if bad:
         raise InputError(f"--tasks: unknown task(s) {bad}; choose from {', '.join(TASKS)}")
     frame = pd.read_parquet(features) if features.suffix != ".csv" else pd.read_csv(features)
+    check_feature_frame(frame, what=f"--features {features}")  # the API's column rules (exit 2)
     models, versions = load_models(tasks, alias)
     scores = score_frame(frame, models, playbook)
     for task, v in versions.items():

@@ -18,7 +18,7 @@ def test_request_frames_score_like_the_feature_table(use_serving_env, latest, re
 
     models = {task: load_champion(task)[0] for task in ("tier", "churn", "risk")}
     rows = latest.head(n).reset_index(drop=True)
-    request = score_request_model(customer_model(FEATURES)).model_validate({"customers": request_rows(rows)})
+    request = score_request_model(customer_model(FEATURES), 1000).model_validate({"customers": request_rows(rows)})
     ids, columns = customers_to_columns(request.customers, FEATURES)
     for explain in (0, 2):
         expected = score_frame(rows, models, explain=explain)
