@@ -45,9 +45,7 @@ ArrowRequestError = ColumnErrors  # a request the service rejects with `.status`
 
 
 def _invalid_body(detail: str) -> ArrowRequestError:
-    reason = (
-        f"not a valid Arrow IPC stream ({ARROW_STREAM}): {detail.splitlines()[0][:200] if detail else 'unreadable'}"
-    )
+    reason = f"not an Arrow IPC stream ({ARROW_STREAM}): {detail.splitlines()[0][:200] if detail else 'unreadable'}"
     return ArrowRequestError([{"field": "body", "reason": reason, "type": "arrow_invalid"}])
 
 

@@ -100,6 +100,24 @@ def install(known_paths: Collection[str]) -> None:
         logger.warning("cannot bound the metric labels of unknown paths (%s)", exc)
 
 
+def inference_log_gauges(flush_rows: int, flush_seconds: float):
+    """Prometheus gauges of the inference log's buffer (`serving.inference_log`, "Durability"):
+    returns the `set` of the buffered-rows gauge, for `InferenceLogWriter(observe=...)`.
+    Created in the worker, after BentoML has set up Prometheus' multiprocess directory."""
+    from prometheus_client import Gauge
+
+    buffered = Gauge(
+        "clientlens_inference_log_buffered_rows",
+        "Scored rows not yet on disk (lost if the worker is killed without shutdown).",
+        multiprocess_mode="livesum",
+    )
+    Gauge("clientlens_inference_log_flush_rows", "Rows that trigger a write of the inference log.",
+          multiprocess_mode="max").set(flush_rows)  # fmt: skip
+    Gauge("clientlens_inference_log_flush_seconds", "Longest wait before buffered rows are written.",
+          multiprocess_mode="max").set(flush_seconds)  # fmt: skip
+    return buffered.set
+
+
 @cache
 def root_page() -> bytes:
     """BentoML's API explorer page without the tag manager (a plain page if it cannot be removed)."""

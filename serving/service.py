@@ -385,6 +385,7 @@ class Clientlens:
             root=settings.inference_log,
             flush_seconds=settings.log_flush_seconds,
             flush_rows=settings.log_flush_rows,
+            observe=observability.inference_log_gauges(settings.log_flush_rows, settings.log_flush_seconds),
         ).start()
         self.features = FeatureTable(settings.features_table)
         self.reload_seconds = settings.reload_seconds
