@@ -112,9 +112,9 @@ def inference_log_gauges(flush_rows: int, flush_seconds: float):
         multiprocess_mode="livesum",
     )
     Gauge("clientlens_inference_log_flush_rows", "Rows that trigger a write of the inference log.",
-          multiprocess_mode="max").set(flush_rows)  # fmt: skip
+          multiprocess_mode="mostrecent").set(flush_rows)  # fmt: skip
     Gauge("clientlens_inference_log_flush_seconds", "Longest wait before buffered rows are written.",
-          multiprocess_mode="max").set(flush_seconds)  # fmt: skip
+          multiprocess_mode="mostrecent").set(flush_seconds)  # fmt: skip
     return buffered.set
 
 

@@ -52,8 +52,11 @@ def feature_annotation(feature: FeatureLike) -> Any:
         inner = Annotated[float, Field(strict=True, allow_inf_nan=False, **limits)]
     elif feature.dtype == "int":
         # Whole numbers, stored as float64 in feature tables: accept 3 and 3.0, reject 3.5 and
-        # 1e-15 (pydantic's `multiple_of` has a tolerance; the column rule has none).
-        inner = Annotated[float, Field(strict=True, allow_inf_nan=False, **limits), AfterValidator(_whole)]
+        # 1e-15. `multiple_of=1` documents it in the schema, but pydantic checks it with a
+        # tolerance; `_whole` is the exact rule the columns follow.
+        inner = Annotated[
+            float, Field(strict=True, allow_inf_nan=False, multiple_of=1, **limits), AfterValidator(_whole)
+        ]
         description = f"{description} Whole number."
     elif feature.dtype == "bool":
         inner = StrictBool

@@ -52,7 +52,9 @@ def test_sigterm_stops_the_server_and_its_workers(serving_env, tmp_path):
 
     stack = contextlib.ExitStack()
     port = free_port()
-    env = service_env({**serving_env.env, "CLIENTLENS_RELOAD_SECONDS": "0"})
+    # Its own BentoML home (BentoML wipes the metrics folder of the home a server starts in).
+    home = {"BENTOML_HOME": str(tmp_path / "bentoml"), "CLIENTLENS_RELOAD_SECONDS": "0"}
+    env = service_env({**serving_env.env, **home})
     log = stack.enter_context((tmp_path / "serve.log").open("wb"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "clientlens", "serve", "--port", str(port), "--features",

@@ -27,8 +27,10 @@ def test_readyz_and_score_ids_agree_on_the_feature_table(serving_env, latest, tm
     from serving.process import running_service
 
     table = tmp_path / "tables" / "latest.parquet"
+    # Its own BentoML home: BentoML wipes the metrics folder of the home a server starts in,
+    # which would clobber the session's server's /metrics.
     env = {**serving_env.env, "CLIENTLENS_FEATURES_TABLE": str(table), "CLIENTLENS_RELOAD_SECONDS": "0",
-           "CLIENTLENS_API_KEY": API_KEY}  # fmt: skip
+           "CLIENTLENS_API_KEY": API_KEY, "BENTOML_HOME": str(tmp_path / "bentoml")}  # fmt: skip
     ids = {"customer_ids": [int(i) for i in latest["customer_id"].head(3)]}
     with running_service(env=env, log_path=tmp_path / "server.log", ready_timeout=300) as url:
         client = httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=60)
