@@ -18,14 +18,10 @@ class _Stopped(Exception):
 
 
 def default_features_table(settings) -> tuple[Path, bool]:
-    """The table `/score_ids` reads when `--features` is not given, and whether it exists:
-    `Settings.features_table`, else the table `clientlens demo` built (it keeps its own data
-    under `<home>/demo/`), so `make demo` then `clientlens serve` scores by id out of the box."""
-    configured = settings.features_table
-    if configured.exists() or settings.features_table_ is not None:
-        return configured, configured.exists()
-    demo = settings.home_dir / "demo" / "features" / "latest.parquet"
-    return (demo, True) if demo.exists() else (configured, False)
+    """The table `/score_ids` reads when `--features` is not given (`Settings.features_table`:
+    where `clientlens features` and `clientlens demo` write it), and whether it exists."""
+    table = settings.features_table
+    return table, table.exists()
 
 
 def serve_until_stopped(proc) -> tuple[int, str | None]:
@@ -71,7 +67,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--features",
                 help="Feature table for POST /score_ids [default: CLIENTLENS_FEATURES_TABLE, else "
-                "<features dir>/latest.parquet, else the demo's].",
+                "<features dir>/latest.parquet].",
             ),
         ] = None,
         workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,

@@ -21,18 +21,14 @@ def test_serve_rejects_a_missing_feature_table(tmp_path):
     assert "no such file" in result.output
 
 
-def test_without_features_serve_finds_the_demos_table(tmp_path):
+def test_without_features_serve_uses_the_configured_table(tmp_path):
     from clientlens.commands.serve import default_features_table
     from core.settings import Settings
 
     settings = Settings.from_env({"CLIENTLENS_HOME": str(tmp_path)})
     assert default_features_table(settings) == (settings.features / "latest.parquet", False)
-    demo = tmp_path / "demo" / "features" / "latest.parquet"  # where `clientlens demo` writes it
-    demo.parent.mkdir(parents=True)
-    demo.write_bytes(b"PAR1")
-    assert default_features_table(settings) == (demo.resolve(), True)
     settings.features.mkdir(parents=True)
-    (settings.features / "latest.parquet").write_bytes(b"PAR1")  # the configured table wins
+    (settings.features / "latest.parquet").write_bytes(b"PAR1")  # where `clientlens demo` now writes it
     assert default_features_table(settings) == (settings.features / "latest.parquet", True)
     explicit = Settings.from_env({"CLIENTLENS_HOME": str(tmp_path), "CLIENTLENS_FEATURES_TABLE": str(tmp_path / "x")})
     assert default_features_table(explicit) == ((tmp_path / "x").resolve(), False)

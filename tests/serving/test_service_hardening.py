@@ -59,15 +59,16 @@ def test_random_paths_do_not_grow_the_metrics(service):
     def metrics() -> str:
         return httpx.get(f"{service.url}/metrics", timeout=10).text
 
-    for _ in range(5):  # the first requests of a path create its series
-        service.client.get(f"/warm-{uuid.uuid4().hex}")
+    for client in (httpx, service.client):  # unrouted paths, 401 and 404: their series exist now
+        for _ in range(3):
+            client.get(f"{service.url}/warm-{uuid.uuid4().hex}", timeout=10)
     before = len(metrics())
     paths = [f"/scan-{uuid.uuid4().hex}" for _ in range(300)]
     for path in paths:
         assert httpx.get(f"{service.url}{path}", timeout=10).status_code in (401, 404)
     text = metrics()
     assert not [p for p in paths if p in text]
-    assert len(text) - before < 2_000, (before, len(text))  # counters change, no series is added
+    assert len(text) - before < 500, (before, len(text))  # counters change, no series is added
 
 
 def test_a_rejected_request_is_logged_without_a_traceback(service):
