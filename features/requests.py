@@ -38,14 +38,20 @@ SHOWN_ROWS = 5
 
 
 class FeatureLike(Protocol):
-    """What the contract needs from a `features.registry.Feature`."""
+    """What the contract needs from a `features.registry.Feature` (read-only)."""
 
-    name: str
-    dtype: str  # "float" | "int" | "category" | "bool"
-    description: str
-    categories: Sequence[str] | None
-    lower: float | None
-    upper: float | None
+    @property
+    def name(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...  # "float" | "int" | "category" | "bool"
+    @property
+    def description(self) -> str: ...
+    @property
+    def categories(self) -> Sequence[str] | None: ...
+    @property
+    def lower(self) -> float | None: ...
+    @property
+    def upper(self) -> float | None: ...
 
 
 def summarise_errors(errors: Sequence[dict[str, str]], shown: int = 10) -> str:
@@ -259,7 +265,9 @@ def check_feature_frame(frame: Any, features: Sequence[FeatureLike] | None = Non
     ignored, NaN counts as missing), else `InputError` naming `what` (the file), each column and
     rule."""
     if features is None:
-        from features.registry import FEATURES as features
+        from features.registry import FEATURES
+
+        features = FEATURES
     try:
         table_to_columns(frame_to_table(frame), features, extra="ignore", nan_is_missing=True)
     except ColumnErrors as exc:

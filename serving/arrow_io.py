@@ -99,7 +99,9 @@ def request_table(frame, features: Sequence[FeatureLike] | None = None) -> pa.Ta
     every registry feature the frame has, numbers as float64, booleans as bool, categories as
     strings; NaN and None become nulls."""
     if features is None:
-        from features.registry import FEATURES as features
+        from features.registry import FEATURES
+
+        features = FEATURES
     arrays = {"customer_id": pa.array(np.asarray(frame["customer_id"], dtype=np.int64))}
     for f in features:
         if f.name not in frame:

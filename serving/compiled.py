@@ -124,7 +124,7 @@ def compile_booster(booster: Any, directory: Path) -> Callable[[np.ndarray], np.
             out[tiny] = booster.predict(X[tiny], num_threads=1)
         return out
 
-    predict.model = model  # type: ignore[attr-defined] - keeps the engine alive with the closure
+    predict.model = model  # type: ignore[attr-defined]  # keeps the engine alive with the closure
     return predict
 
 

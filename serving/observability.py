@@ -85,8 +85,8 @@ def _bound_metric_labels(known_paths: Collection[str]) -> None:
             scope = {**scope, "path": OTHER_PATH, "clientlens.path": scope["path"]}
         await original(self, scope, receive, send)
 
-    Metrics.__call__ = bounded
-    Metrics._clientlens_bounded = True
+    Metrics.__call__ = bounded  # type: ignore[method-assign]
+    setattr(Metrics, "_clientlens_bounded", True)  # noqa: B010 (an attribute BentoML does not declare)
 
 
 def install(known_paths: Collection[str]) -> None:

@@ -47,7 +47,8 @@ def feature_annotation(feature: FeatureLike) -> Any:
     window = getattr(feature, "window", None)
     if window:
         description = f"{description} (window: {window})"
-    limits = bounds(feature)
+    limits: dict[str, Any] = dict(bounds(feature))
+    inner: Any
     if feature.dtype == "float":
         inner = Annotated[float, Field(strict=True, allow_inf_nan=False, **limits)]
     elif feature.dtype == "int":
@@ -64,7 +65,7 @@ def feature_annotation(feature: FeatureLike) -> Any:
         categories = tuple(feature.categories or ())
         if not categories:
             raise ValueError(f"category feature {feature.name!r} declares no categories")
-        inner = Literal[categories]  # type: ignore[valid-type]
+        inner = Literal[categories]
     else:
         raise ValueError(f"feature {feature.name!r} has unsupported dtype {feature.dtype!r}")
     return Annotated[inner | None, Field(default=None, description=description)]

@@ -104,6 +104,8 @@ class ApiKeyMiddleware:
         self.key = api_key.encode() if api_key else None
 
     def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        if self.key is None:
+            return True
         for name, value in headers:
             if name == b"x-api-key" and hmac.compare_digest(value.strip(), self.key):
                 return True
@@ -291,7 +293,8 @@ class OpenAPIMiddleware:
             if start is not None and start["status"] == 200:
                 with contextlib.suppress(ValueError):
                     body = json.dumps(complete_openapi(json.loads(body))).encode()
-            headers = [(k, v) for k, v in (start or {}).get("headers", []) if k.lower() != b"content-length"]
+            start = start or {"type": "http.response.start", "status": 500, "headers": []}
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
             await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
 
@@ -563,8 +566,8 @@ class Clientlens:
             return JSONResponse(exc.body(), status_code=exc.status)
         request_id, out = self._predict(models, ids, columns, explain, top_k)
         if arrow_out:
-            body = arrow_io.results_table(ids, out, request_id, models.versions)
-            return Response(body, media_type=arrow_io.ARROW_STREAM)
+            stream = arrow_io.results_table(ids, out, request_id, models.versions)
+            return Response(stream, media_type=arrow_io.ARROW_STREAM)
         body = {"request_id": request_id, "versions": models.versions, "results": _results(ids.tolist(), out, explain)}
         return _json(body)
 
@@ -626,7 +629,8 @@ class Clientlens:
         )
 
 
-Clientlens.add_asgi_middleware(OpenAPIMiddleware)
-Clientlens.add_asgi_middleware(ErrorFormatMiddleware)
-Clientlens.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)
-Clientlens.add_asgi_middleware(observability.RootPageMiddleware)
+# (`add_asgi_middleware` is added by the `bentoml.service` decorator, which mypy cannot see.)
+Clientlens.add_asgi_middleware(OpenAPIMiddleware)  # type: ignore[attr-defined]
+Clientlens.add_asgi_middleware(ErrorFormatMiddleware)  # type: ignore[attr-defined]
+Clientlens.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)  # type: ignore[attr-defined]
+Clientlens.add_asgi_middleware(observability.RootPageMiddleware)  # type: ignore[attr-defined]
