@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InputError
 from core.tasks import ACTIONS_COLUMN
+from features.requests import check_feature_frame
 from training.policy import Policy, arbitrate, policy_inputs
 
 TASKS = ("tier", "churn", "risk")
@@ -261,6 +262,7 @@ def score_file(
     if bad:
         raise InputError(f"--tasks: unknown task(s) {bad}; choose from {', '.join(TASKS)}")
     frame = pd.read_parquet(features) if features.suffix != ".csv" else pd.read_csv(features)
+    check_feature_frame(frame, what=f"--features {features}")  # the API's column rules (exit 2)
     models, versions = load_models(tasks, alias)
     scores = score_frame(frame, models, playbook)
     for task, v in versions.items():
