@@ -120,11 +120,11 @@ class AlertConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    window_days: int = Field(21, ge=1, le=180, description="Trailing window the recent count is taken over.")
+    window_days: int = Field(30, ge=1, le=180, description="Trailing window the recent count is taken over.")
     baseline_days: int = Field(180, ge=14, le=730, description="Own history before the window.")
     min_baseline_days: int = Field(60, ge=1, description="Less own history than this on a day: no test that day.")
     cooldown_days: int = Field(90, ge=1, le=365, description="Episode rule: quiet days needed before a new alert.")
-    alpha: float = Field(1e-3, gt=0, lt=1, description="Poisson tail probability below which a count is unusual.")
+    alpha: float = Field(1e-2, gt=0, lt=1, description="Poisson tail probability below which a count is unusual.")
     prior_days: float = Field(
         30.0, ge=0, description="Pseudo-days at the population rate added to each customer's baseline."
     )
@@ -213,8 +213,14 @@ def _firing(
     source: Source,
     signal: Signal,
     config: AlertConfig,
+    pop_cs: np.ndarray,
+    n_population: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For each customer and eval day: fires?, score, recent, expected, baseline (all customers × eval days)."""
+    """For each customer of `cs` and eval day: fires?, score, recent, expected, baseline (customers × eval days).
+
+    `pop_cs` is the cumulative daily total of the signal over all `n_population` customers
+    scanned together (the population prior), so `cs` may hold only the candidates.
+    """
     w, b = config.window_days, config.baseline_days
     end = eval_days + 1  # cs index one past the day
     win_lo = end - w
@@ -225,7 +231,8 @@ def _firing(
     usable = base_len >= config.min_baseline_days
     if source.measure == "count":
         # population rate per day over the same baselines: the prior the customer's own rate is shrunk to
-        pop_rate = baseline.sum(axis=0) / np.maximum(base_len * cs.shape[0], 1.0)
+        pop_base = pop_cs[np.maximum(win_lo, 0)] - pop_cs[np.maximum(base_lo, 0)]
+        pop_rate = pop_base / np.maximum(base_len * n_population, 1.0)
         pop_rate = np.maximum(pop_rate, 1e-6)
         a = config.prior_days
         rate = (baseline + (a * pop_rate)[None, :]) / (base_len + a)[None, :]
@@ -322,21 +329,38 @@ def detect_alerts(
         if rows is None:
             continue
         cust_idx, day, weights = rows
-        cs = _daily(cust_idx, day, weights, len(ids), n_days)
-        fires, score, recent, expected, baseline = _firing(cs, eval_days, first_day, source, signal, config)
+        pop_cs = np.r_[0.0, np.cumsum(np.bincount(day, weights=weights, minlength=n_days))]
+        # only customers with enough in the scanned days can fire: the day grids hold just them
+        bar = config.min_count[signal] if source.measure == "count" else config.outflow_min_amount
+        if naive_count is not None and source.measure == "count":
+            bar = naive_count
+        scanned = day > eval_days[0] - config.window_days
+        totals = np.bincount(
+            cust_idx[scanned], weights=None if weights is None else weights[scanned], minlength=len(ids)
+        )
+        cand = np.flatnonzero(totals >= bar)
+        if not len(cand):
+            continue
+        compact = np.full(len(ids), -1)
+        compact[cand] = np.arange(len(cand))
+        keep = compact[cust_idx] >= 0
+        cs = _daily(compact[cust_idx[keep]], day[keep], None if weights is None else weights[keep], len(cand), n_days)
+        fires, score, recent, expected, baseline = _firing(
+            cs, eval_days, first_day, source, signal, config, pop_cs, len(ids)
+        )
         if naive_count is not None:
-            bar = naive_count if source.measure == "count" else config.outflow_min_amount
             fires = recent >= bar
             score = recent.copy()
         starts = _episode_starts(fires, config.cooldown_days, first_reported)
         ci, di = np.nonzero(starts)
         if not len(ci):
             continue
+        customer = ids[cand[ci]]
         route = config.routing[signal]
         base_len = np.minimum(config.baseline_days, np.maximum(eval_days[di] + 1 - config.window_days - first_day, 0))
         piece = pd.DataFrame(
             {
-                "customer_id": ids[ci],
+                "customer_id": customer,
                 "date": origin + pd.to_timedelta(eval_days[di], unit="D"),
                 "signal": signal.value,
                 "specialist": route.specialist,

@@ -53,7 +53,7 @@ def test_burst_against_a_quiet_history_alerts_once_with_evidence_and_route(brows
     assert alert["signal"] == Signal.MORTGAGE.value and alert["specialist"] == "mortgage_specialist"
     assert alert["date"] == pd.Timestamp("2024-09-06")  # third view: the default min_count is 3
     assert alert["recent"] == 3 and alert["baseline"] == 0 and alert["score"] > 3
-    assert "3 'mortgage' views/searches in 21 days" in alert["evidence"]
+    assert "3 'mortgage' views/searches in 30 days" in alert["evidence"]
     # transaction signals are skipped (no table), topic ones are tested
     assert set(res.skipped) == {s.value for s in Signal if s.value.endswith(("transfers", "outflow"))}
 
