@@ -50,6 +50,7 @@ from starlette.responses import JSONResponse, Response
 
 from features.registry import FEATURES
 from serving import arrow_io, models_store
+from serving.alerts_api import AlertsRequest, AlertsResponse, alerts_for
 from serving.feature_table import FeatureTable
 from serving.inference_log import InferenceLogWriter
 from serving.schemas import (
@@ -592,6 +593,16 @@ class Clientlens:
             return JSONResponse(exc.body(), status_code=exc.status)
         arrow_out = arrow_io.ARROW_STREAM in request.headers.get("accept", "")
         return await self._run(table.num_rows, self._score_table, table, explain, top_k, arrow_out)
+
+    @fastapi_app.post("/alerts", response_model=AlertsResponse, summary="Demand alerts from recent behaviour")
+    def alerts(self, request: AlertsRequest) -> AlertsResponse | JSONResponse:
+        """Need signals against each customer's own history in the body, routed to a specialist (#14)."""
+        from core.errors import InputError
+
+        try:
+            return alerts_for(request)
+        except InputError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
 
     @fastapi_app.get("/models", response_model=ModelsResponse, summary="Models being served")
     def models(self) -> ModelsResponse:
