@@ -44,7 +44,9 @@ def test_matrices_movers_and_the_aggressive_list():
     assert s["moved"]["tier"] == 1 and s["moved"]["risk_appetite"] == 2
     # customer 3 was already aggressive; customer 4 is stated balanced: only customer 1 is listed
     assert r.potential_aggressive["customer_id"].tolist() == [1]
-    assert r.truth_check["share"] == 1.0 and r.truth_check["base_rate_among_conservative_rated"] == pytest.approx(2 / 3, abs=1e-4)
+    assert r.truth_check["share"] == 1.0 and r.truth_check["base_rate_among_conservative_rated"] == pytest.approx(
+        2 / 3, abs=1e-4
+    )
     assert {"relationship_depth", "lifecycle_stage"} <= set(r.skipped)  # tolerated, listed
     movers = r.movers
     assert set(movers[movers["customer_id"] == 1]["dimension"]) == {"tier", "risk_appetite", "segment"}
