@@ -6,7 +6,8 @@
 movers (customer, dimension, from, to, predictions at both dates, reasons at the later date
 that are new), the actions the policy now proposes for them, and the bull-market
 "potential aggressive" list: customers *stated* conservative whose *revealed* appetite is
-aggressive at the later date but was not at the earlier one. With `truth` (the simulator's
+aggressive at the later date but was not at the earlier one (revealed = scoring's
+`hidden_aggressive` flag when present, else the predicted `risk_appetite`). With `truth` (the simulator's
 `truth.parquet`) it reports the share of that list that is truly latent-aggressive
 (`truth.hidden_aggressive`) against the base rate among all conservative-rated customers.
 
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.tasks import HIDDEN_AGGRESSIVE_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,15 @@ def _new_reasons(after: Any, before: Any, k: int = 3) -> str:
     return ", ".join(fresh or names(after))
 
 
+def _revealed_aggressive(both: pd.DataFrame, suffix: str) -> pd.Series:
+    """Revealed aggressive: the model's own hidden-aggressive flag when scoring gives one (its
+    threshold is tuned for stated-conservative customers), else the predicted class."""
+    flag = f"{HIDDEN_AGGRESSIVE_COLUMN}{suffix}"
+    if flag in both.columns:
+        return both[flag].fillna(False).astype(bool)
+    return _labels(both[f"risk_appetite{suffix}"]) == AGGRESSIVE
+
+
 def reclassify(
     before: pd.DataFrame,
     after: pd.DataFrame,
@@ -164,11 +175,7 @@ def reclassify(
     truth_check = None
     if {"stated_risk_to", "risk_appetite_from", "risk_appetite_to"} <= set(both.columns):
         conservative = _labels(both["stated_risk_to"]) == CONSERVATIVE
-        turned = (
-            conservative
-            & (_labels(both["risk_appetite_to"]) == AGGRESSIVE)
-            & (_labels(both["risk_appetite_from"]) != AGGRESSIVE)
-        )
+        turned = conservative & _revealed_aggressive(both, "_to") & ~_revealed_aggressive(both, "_from")
         cols = ["customer_id", "stated_risk_to", "risk_appetite_from", "risk_appetite_to"]
         cols += [
             c
