@@ -99,7 +99,11 @@ def migration_matrix(before: pd.Series, after: pd.Series) -> pd.DataFrame:
 
 
 _KNOWN_ORDER = {
-    v: i for i, v in enumerate(("mass", "affluent", "hnw", "conservative", "balanced", "not_aggressive", "aggressive"))
+    v: i
+    for i, v in enumerate(
+        ("mass", "affluent", "hnw", "conservative", "balanced", "not_aggressive", "aggressive")
+        + ("basic", "multi_product", "ecosystem", "young_professional", "family_growth", "retirement")
+    )
 }
 
 
