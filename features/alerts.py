@@ -466,15 +466,34 @@ def parse_date(value: str | pd.Timestamp, option: str) -> pd.Timestamp:
     return ts.tz_convert("UTC").tz_localize(None).normalize() if ts.tz is not None else ts.normalize()
 
 
+def arrow_codes(column, categories: tuple[str, ...]) -> np.ndarray:
+    """int codes of an Arrow string column in a closed vocabulary (-1: null or unknown), via the
+    dictionary when the column is dictionary-encoded (as the simulator writes it): no string per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    index = {v: i for i, v in enumerate(categories)}
+    parts = []
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        if pa.types.is_dictionary(chunk.type):
+            lookup = np.array([index.get(v, -1) for v in chunk.dictionary.to_pylist()] + [-1], dtype=np.int16)
+            idx = chunk.indices.fill_null(len(lookup) - 1) if chunk.indices.null_count else chunk.indices
+            parts.append(lookup[idx.to_numpy(zero_copy_only=False)])
+        else:
+            codes = pc.index_in(chunk, value_set=pa.array(list(categories), type=pa.string()))
+            parts.append(codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int16))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int16)
+
+
 def _read_rows(path: Path, table: str, lo: int, hi: int, start, stop, max_date) -> pd.DataFrame:
     """Contract-checked rows of `table` for customers lo..hi in [start, stop) that can feed a signal."""
     import pyarrow as pa
 
     from features.contract import validate_frame
-    from features.panel import _read_range_arrow, arrow_codes
+    from features.panel import read_range_arrow
 
     try:
-        arrow = _read_range_arrow(path, (lo, hi), "ts", start, stop)
+        arrow = read_range_arrow(path, (lo, hi), "ts", start, stop)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise InputError(f"{path}: cannot read as Parquet: {exc}") from exc
     # keep only the rows a signal can use before the (costly) contract checks; codes via the
