@@ -60,6 +60,7 @@ from starlette.responses import JSONResponse, Response
 from core.settings import Settings
 from features.registry import FEATURES
 from serving import arrow_io, models_store, observability
+from serving.alerts_api import AlertsRequest, AlertsResponse, alerts_for
 from serving.feature_table import FeatureTable
 from serving.inference_log import InferenceLogWriter
 from serving.schemas import (
@@ -670,6 +671,16 @@ class Clientlens:
     async def actions(self, customer: Any, top_k: int = 3) -> ActionsResponse:
         """One customer's ranked next-best actions with the reason of each (the service policy's arbitration)."""
         return self._actions(customer, top_k)
+
+    @fastapi_app.post("/alerts", response_model=AlertsResponse, summary="Demand alerts from recent behaviour")
+    def alerts(self, request: AlertsRequest) -> AlertsResponse | JSONResponse:
+        """Need signals against each customer's own history in the body, routed to a specialist (#14)."""
+        from core.errors import InputError
+
+        try:
+            return alerts_for(request)
+        except InputError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
 
     @fastapi_app.get("/models", response_model=ModelsResponse, summary="Models being served")
     def models(self) -> ModelsResponse:
