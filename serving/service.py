@@ -119,7 +119,7 @@ INLINE_MAX_CUSTOMERS = 64  # up to this many customers a request is scored on th
 OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
 RAW_BODY_PATHS = frozenset({"/score_arrow"})  # bodies that are not JSON: keep their Content-Type
 # Every path the service routes (metrics label anything else `observability.OTHER_PATH`).
-KNOWN_PATHS = OPEN_PATHS | RAW_BODY_PATHS | {"/score", "/score_ids", "/actions", "/models"}
+KNOWN_PATHS = OPEN_PATHS | RAW_BODY_PATHS | {"/score", "/score_ids", "/actions", "/alerts", "/models"}
 
 
 class ApiKeyMiddleware:
