@@ -350,6 +350,64 @@ def match_weights(model: dict[str, Any]) -> pd.DataFrame:
 # ---------------------------------------------------------------- customers
 
 
+def behaviour_keys(raw_dir: Path) -> np.ndarray:
+    """Every customer_id the behaviour tables (transactions, holdings, events) in `raw_dir` use."""
+    import duckdb
+
+    paths = [str(raw_dir / f"{t}.parquet") for t in ("transactions", "holdings", "events")]
+    paths = [p for p in paths if Path(p).exists()]
+    if not paths:
+        return np.array([], dtype=np.int64)
+    con = duckdb.connect()
+    try:
+        union = " UNION ".join(f"SELECT DISTINCT customer_id FROM read_parquet('{p}')" for p in paths)
+        return con.execute(union).df()["customer_id"].to_numpy(np.int64)
+    except duckdb.Error as exc:
+        raise InputError(f"behaviour tables in {raw_dir}: unreadable ({exc})") from None
+    finally:
+        con.close()
+
+
+def split_anchored_clusters(
+    records: pd.DataFrame, linkage: Linkage, anchors: np.ndarray, threshold: float
+) -> tuple[pd.Series, int]:
+    """Keep at most one CIF with behaviour per cluster (two such CIFs are two customers the bank
+    already tells apart; merging them would orphan one's transactions).
+
+    Inside each offending cluster the links are re-joined strongest first (union-find) and a link
+    that would put two anchored CIFs together is skipped. Returns the new labels and how many
+    clusters were split."""
+    clusters = linkage.clusters.copy()
+    uid = records["unique_id"].to_numpy()
+    anchored = pd.Series(np.isin(records["behaviour_key"].to_numpy(), anchors), index=uid)
+    per_cluster = anchored.groupby(clusters.reindex(uid).to_numpy()).sum()
+    bad = per_cluster.index[per_cluster > 1]
+    if len(bad) == 0:
+        return clusters, 0
+    members = clusters[clusters.isin(bad)]
+    parent = {u: u for u in members.index}
+    has_anchor = {u: bool(anchored[u]) for u in members.index}
+
+    def find(u: str) -> str:
+        while parent[u] != u:
+            parent[u] = parent[parent[u]]
+            u = parent[u]
+        return u
+
+    e = linkage.edges
+    e = e[e["unique_id_l"].isin(parent.keys()) & e["unique_id_r"].isin(parent.keys())]
+    e = e[e["match_probability"] >= threshold].sort_values("match_probability", ascending=False)
+    for left, right in zip(e["unique_id_l"], e["unique_id_r"], strict=True):
+        a, b = find(left), find(right)
+        if a == b or (has_anchor[a] and has_anchor[b]):
+            continue
+        parent[b] = a
+        has_anchor[a] = has_anchor[a] or has_anchor[b]
+    for u in members.index:
+        clusters[u] = f"split:{find(u)}"
+    return clusters, len(bad)
+
+
 def assign_customer_ids(records: pd.DataFrame, clusters: pd.Series, max_cif: int) -> pd.Series:
     """A cluster's id is its lowest behaviour key (CIF); clusters without one get new ids above every CIF."""
     label = clusters.reindex(records["unique_id"].to_numpy()).to_numpy()
@@ -364,7 +422,8 @@ def assign_customer_ids(records: pd.DataFrame, clusters: pd.Series, max_cif: int
 def _survivor(candidates: pd.DataFrame, rule: FieldRule, trust: dict[str, float]) -> pd.DataFrame:
     """The winning row per customer among candidates (customer_id, source_system, value, as_of)."""
     c = candidates.copy()
-    c["trust"] = c["source_system"].map(lambda s: rule.trust.get(s, trust.get(s, 0.0))).astype(float)
+    weights = {**trust, **rule.trust}
+    c["trust"] = c["source_system"].map(weights).fillna(0.0).astype(float)
     c["as_of_key"] = c["as_of"].fillna(pd.Timestamp("1900-01-01"))
     if rule.policy == "vote":
         c["votes"] = c.groupby(["customer_id", "value"], sort=False)["trust"].transform("size")
@@ -394,7 +453,12 @@ def golden_records(records: pd.DataFrame, customer_id: pd.Series, config: UnifyC
     out = pd.DataFrame(index=pd.Index(ids, name="customer_id"))
     grouped = recs.groupby("customer_id")
     out["n_source_records"] = grouped.size()
-    out["source_systems"] = grouped["source_system"].agg(lambda s: "+".join(sorted(set(s))))
+    systems = sorted(recs["source_system"].unique())
+    bit = recs["source_system"].map({name: 1 << k for k, name in enumerate(systems)})
+    held = pd.DataFrame({"customer_id": recs["customer_id"], "bit": bit}).drop_duplicates()
+    mask = held.groupby("customer_id")["bit"].sum()
+    names = {m: "+".join(n for k, n in enumerate(systems) if m >> k & 1) for m in range(1, 1 << len(systems))}
+    out["source_systems"] = mask.map(names).reindex(ids)
     for name, rule in config.fields.items():
         if name not in recs.columns:
             continue
@@ -593,7 +657,9 @@ def evaluate(
 def _golden_accuracy(profile: pd.DataFrame, records: pd.DataFrame, golden: pd.DataFrame, truth_ids: np.ndarray):
     """Per field: golden value == true current value, for customers mapped to their majority true id."""
     rec = pd.DataFrame({"customer_id": records["customer_id"].to_numpy(), "t": truth_ids})
-    major = rec.groupby("customer_id")["t"].agg(lambda s: s.mode().iloc[0])
+    counts = rec.groupby(["customer_id", "t"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["customer_id", "n"], ascending=[True, False], kind="stable")
+    major = counts.drop_duplicates("customer_id").set_index("customer_id")["t"]
     g = golden.set_index("customer_id")
     prof = profile.set_index("customer_id").reindex(major.to_numpy())
     out: dict[str, Any] = {}
@@ -660,6 +726,7 @@ class UnifyResult:
     seconds: dict[str, float]
     rows: dict[str, int]
     columns: dict[str, list[str]]
+    split_clusters: int = 0  # clusters split to keep one CIF with behaviour each
 
 
 def unify_frames(sources_dir: str | Path, config: UnifyConfig, raw_dir: str | Path | None = None) -> UnifyResult:
@@ -674,6 +741,11 @@ def unify_frames(sources_dir: str | Path, config: UnifyConfig, raw_dir: str | Pa
     seconds.update(linkage.seconds)
     t0 = time.perf_counter()
     records = src.records
+    splits = 0
+    if raw_dir is not None:
+        linkage.clusters, splits = split_anchored_clusters(
+            records, linkage, behaviour_keys(Path(raw_dir)), config.match_threshold
+        )
     records["customer_id"] = assign_customer_ids(records, linkage.clusters, src.max_cif).to_numpy()
     as_of = pd.Timestamp(config.as_of) if config.as_of else pd.Timestamp(records["updated_on"].max()).normalize()
     golden = golden_records(records, records["customer_id"], config, as_of)
@@ -688,7 +760,7 @@ def unify_frames(sources_dir: str | Path, config: UnifyConfig, raw_dir: str | Pa
     crosswalk = records[["source_system", "record_id", "customer_id"]].copy()
     crosswalk["cluster_size"] = crosswalk.groupby("customer_id")["record_id"].transform("size").to_numpy()
     metrics = evaluate(base, records, std, linkage, customers)
-    return UnifyResult(customers, crosswalk, records, linkage, metrics, as_of, seconds, src.rows, src.columns)
+    return UnifyResult(customers, crosswalk, records, linkage, metrics, as_of, seconds, src.rows, src.columns, splits)
 
 
 def _cluster_confidence(records: pd.DataFrame, linkage: Linkage, ids: np.ndarray) -> np.ndarray:
@@ -727,7 +799,11 @@ def unify(
         "out": out.resolve(),
         "records": result.rows,
         "customers": n,
-        "clusters": {"multi_record": int((sizes > 1).sum()), "largest": int(sizes.max())},
+        "clusters": {
+            "multi_record": int((sizes > 1).sum()),
+            "largest": int(sizes.max()),
+            "split_to_keep_one_cif_with_behaviour": result.split_clusters,
+        },
         "imputed_income_band": int(result.customers.get("income_band_imputed", pd.Series(dtype=bool)).sum()),
         "stale_income_band": int(result.customers.get("income_band_stale", pd.Series(dtype=bool)).sum()),
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},

@@ -204,3 +204,29 @@ def test_unify_end_to_end_links_well_completes_and_meets_the_contract(small_sour
     for section in ("Match weights", "Clusters", "Completeness", "Staleness", "Least-sure clusters"):
         assert section in page
     assert page.count("data:image/png;base64") >= 2
+
+
+def test_two_cifs_with_behaviour_are_never_one_customer():
+    from features.unify import Linkage, assign_customer_ids, split_anchored_clusters
+
+    recs = pd.DataFrame(
+        {
+            "unique_id": ["core_banking:1", "core_banking:2", "wealth:W", "cards:C"],
+            "behaviour_key": [1, 2, -1, -1],
+        }
+    )
+    clusters = pd.Series(["k"] * 4, index=recs["unique_id"])  # one chained cluster
+    edges = pd.DataFrame(
+        {
+            "unique_id_l": ["core_banking:1", "wealth:W", "core_banking:2"],
+            "unique_id_r": ["wealth:W", "core_banking:2", "cards:C"],
+            "match_probability": [0.99, 0.93, 0.97],
+            "match_weight": [9.0, 5.0, 7.0],
+        }
+    )
+    new, n_split = split_anchored_clusters(recs, Linkage(clusters, edges, {}), np.array([1, 2]), 0.9)
+    assert n_split == 1
+    ids = assign_customer_ids(recs, new, max_cif=2).tolist()
+    assert ids == [1, 2, 1, 2]  # W goes with its strongest link (CIF 1); C with CIF 2
+    same, none = split_anchored_clusters(recs, Linkage(clusters, edges, {}), np.array([1]), 0.9)
+    assert none == 0 and same.equals(clusters)
