@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from features.unify import UnifyConfig, UnifyResult
 
 SHOWN_CLUSTERS = 8
+WEIGHT_CLIP = 20.0
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1250px;color:#222}
 h1{margin-bottom:0} .sub{color:#666;margin-top:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
@@ -69,7 +70,12 @@ def _weights_chart(weights: pd.DataFrame) -> str:
     labels = [f"{c}: {lvl}"[:60] for c, lvl in zip(w["comparison"], w["level"], strict=True)]
     fig, ax = plt.subplots(figsize=(10, 0.28 * len(w) + 1))
     colors = ["#2e7d32" if x > 0 else "#c62828" for x in w["weight"]]
-    ax.barh(range(len(w)), w["weight"], color=colors)
+    # A level EM almost never saw among matches gets a huge negative weight; clip so the rest stays readable.
+    shown = w["weight"].clip(-WEIGHT_CLIP, WEIGHT_CLIP)
+    ax.barh(range(len(w)), shown, color=colors)
+    for y, (raw, bar) in enumerate(zip(w["weight"], shown, strict=True)):
+        if raw != bar:
+            ax.annotate(f"{raw:.0f} (clipped)", (bar, y), xytext=(4, -3), textcoords="offset points", fontsize=7)
     ax.set_yticks(range(len(w)), labels, fontsize=8)
     ax.axvline(0, color="#444", lw=0.8)
     ax.set_xlabel("partial match weight = log2(m / u)")
