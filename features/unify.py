@@ -815,6 +815,8 @@ def unify(
         summary["naive_f1"] = round(m["naive"]["f1"], 4)
         summary["precision"] = round(m["linkage"]["precision"], 4)
         summary["recall"] = round(m["linkage"]["recall"], 4)
-        if "golden" in m and "completion" in m["golden"]:
-            summary["completion"] = m["golden"]["completion"]
+        if "golden" in m:
+            summary["golden_accuracy"] = {k: round(v, 4) for k, v in m["golden"].items() if isinstance(v, float)}
+            if "completion" in m["golden"]:
+                summary["completion"] = m["golden"]["completion"]
     return summary
