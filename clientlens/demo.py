@@ -216,7 +216,7 @@ def outputs(run: DemoRun) -> dict[str, Any]:
         "drift_report": s["drift later"].get("report"),
         "drift_status": s["drift later"].get("status"),
         "evidently_ui": f"uv run evidently ui --workspace {run.settings.home_dir / 'evidently_workspace'}",
-        "reclassify_report": s["reclassify"].get("report"),
+        "reclassify_report": f"{s['reclassify'].get('out')}/report.html",
         "alerts": s["alerts"].get("out"),
         "seconds": {k: round(v, 1) for k, v in run.seconds.items()},
     }
