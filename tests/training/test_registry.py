@@ -62,7 +62,7 @@ def test_train_register_promote_load_and_score(features_dir, tmp_path):
     core, info = R.load_champion("churn")
     assert info["version"] == "1" and "champion" in info["aliases"] and "roc_auc" in info["metrics"]
     ref = R.load_reference("churn")
-    assert {"prediction", "proba"} <= set(ref.columns) and set(core.features) <= set(ref.columns)
+    assert {"prediction", "churn_proba"} <= set(ref.columns) and set(core.features) <= set(ref.columns)
     assert 0 < len(ref) <= 5000
 
     # the pyfunc itself: signature + input example, predict gives the core's numbers
