@@ -316,3 +316,15 @@ def questionnaire_vs_revealed(scores: pd.DataFrame) -> pd.DataFrame:
     table = table.loc[table.sum(axis=1) > 0]
     table.index.name, table.columns.name = "stated", "revealed"
     return table
+
+
+def classification_summary(scores: pd.DataFrame) -> str:
+    """What the demo prints after batch scoring: class counts per dimension, then the questionnaire
+    (rows) against the revealed risk class (columns)."""
+    lines = []
+    for dim, counts in class_counts(scores).items():
+        lines.append(f"{dim}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if T.STATED_RISK_COLUMN in scores.columns and T.RISK.output in scores.columns:
+        lines.append("questionnaire (rows) vs revealed (columns):")
+        lines.extend(questionnaire_vs_revealed(scores).to_string().splitlines())
+    return "\n".join(lines)

@@ -142,3 +142,26 @@ def test_ordinal_calibrator_keeps_the_ranking_and_recovers_the_classes():
     assert set(pred) == {0, 1, 2}
     np.testing.assert_allclose(proba.mean(axis=0), np.bincount(y) / len(y), atol=0.02)
     assert (pred == y).mean() > 0.7
+
+
+def test_classification_summary_counts_and_crosstab():
+    import pandas as pd
+
+    from training.scoring import class_counts, classification_summary, questionnaire_vs_revealed
+
+    scores = pd.DataFrame(
+        {
+            "tier": ["mass", "mass", "hnw"],
+            "risk_appetite": ["aggressive", "balanced", "aggressive"],
+            "stated_risk": ["conservative", "balanced", None],
+            "lifecycle_stage": ["retirement", "retirement", "family_growth"],
+            "relationship_depth": ["basic", "ecosystem", "basic"],
+            "business_segment": ["mass_growth_light", "mass_growth_loyal", "wealth_growth_light"],
+        }
+    )
+    counts = class_counts(scores)
+    assert counts["tier"] == {"hnw": 1, "mass": 2} and counts["lifecycle_stage"]["retirement"] == 2
+    table = questionnaire_vs_revealed(scores)
+    assert list(table.columns) == ["conservative", "balanced", "aggressive"]
+    assert table.loc["conservative", "aggressive"] == 1 and table.loc["unknown", "aggressive"] == 1
+    assert table.loc["balanced", "balanced"] == 1 and "conservative" in classification_summary(scores)

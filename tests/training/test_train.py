@@ -152,7 +152,9 @@ def test_risk_boosts_from_the_heuristic_and_serves_what_it_trained(panel_and_tru
     if not compiled.compile_core(core, tmp_path / "compiled"):
         pytest.skip("no compiled predictor here (lleaves missing or disabled)")
     try:
-        np.testing.assert_allclose(core.predict_proba(rows)[:, core.classes.index("aggressive")], want, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            core.predict_proba(rows)[:, core.classes.index("aggressive")], want, rtol=1e-9, atol=1e-12
+        )
     finally:
         core.use_predictor(None)
 
