@@ -8,7 +8,7 @@ UV := $(PYTHON) -m uv
 endif
 PYTEST_ARGS ?=
 
-.PHONY: demo test sync clean
+.PHONY: demo test test-fast check sync clean
 
 sync:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv 2>/dev/null || $(PYTHON) -m pip install --quiet uv
@@ -17,8 +17,20 @@ sync:
 demo: sync
 	$(UV) run --locked clientlens demo
 
-test: sync
+# Lint, format and type checks: ruff and mypy over the whole tree (settings in pyproject.toml).
+check: sync
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked mypy
+
+# Everything CI runs: the checks, then every test (unit, data, property, model, slow end-to-end).
+test: check
 	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+# The fast lane while you work: ruff, then the tests not marked slow (under 3 minutes here).
+test-fast: sync
+	$(UV) run --locked ruff check .
+	$(UV) run --locked pytest -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf .clientlens .pytest_cache

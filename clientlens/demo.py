@@ -20,10 +20,9 @@ from typing import Any
 
 from core.errors import ClientlensError
 from core.settings import Settings
+from core.tasks import TASK_NAMES
 
 logger = logging.getLogger(__name__)
-
-TASKS = ("tier", "churn", "risk")
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class DemoConfig:
 
 @dataclass
 class DemoRun:
-    home: Path
+    settings: Settings
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -58,11 +57,13 @@ def run_stage(name: str, args: list[str], run: DemoRun, say: Callable[[str], Non
     return summary
 
 
-def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> DemoRun:
-    home = Settings().home_dir
-    demo = home / "demo"
-    raw, feats = demo / "raw", demo / "features"
-    run = DemoRun(home=home)
+def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | None = None) -> DemoRun:
+    """The whole job under `settings.home_dir`. The feature tables go where the service and
+    `/score_ids` look for them (`settings.features`), so `clientlens serve` after the demo scores by id."""
+    settings = settings or Settings()
+    demo = settings.home_dir / "demo"
+    raw, feats = demo / "raw", settings.features
+    run = DemoRun(settings=settings)
     run_stage("simulate", ["simulate", "--customers", str(cfg.customers), "--months", str(cfg.months),
                            "--seed", str(cfg.seed), "--out", str(raw)], run, say)  # fmt: skip
     run_stage("validate", ["validate", "--raw", str(raw)], run, say)
@@ -71,12 +72,12 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> DemoRun:
     say(
         f"         panel: {panel.get('rows')} rows x {panel.get('columns')} columns over {len(panel.get('as_of', []))} as-of dates"
     )
-    for task in TASKS:
+    for task in TASK_NAMES:
         extra = ["--truth", str(raw / "truth.parquet")] if task == "risk" else []
         s = run_stage(f"train {task}", ["train", task, "--features", str(feats), "--trials", str(cfg.trials),
                                         "--timeout", str(cfg.timeout), "--seed", str(cfg.seed), *extra], run, say)  # fmt: skip
         say(f"         {s['model']} v{s['version']}: " + _versus(s["metrics"], s["baseline"]))
-    for task in TASKS:
+    for task in TASK_NAMES:
         s = run_stage(f"promote {task}", ["promote", task], run, say)
         say(f"         champion v{s.get('champion')}: {s.get('reason')}")
     scores = demo / "scores.parquet"
@@ -109,9 +110,11 @@ def call_service(run: DemoRun, feats: Path, say: Callable[[str], None]) -> None:
     ]  # the last is unknown
     say("[serve] bentoml serve serving.service:Clientlens (loopback, stopped after the calls)")
     started = time.perf_counter()
-    log_path = run.home / "demo" / "serve.log"
-    env = {"CLIENTLENS_FEATURES": str(feats)}
-    with running_service(log_path=log_path, env=env) as url, httpx.Client(base_url=url, timeout=60) as http:
+    log_path = run.settings.home_dir / "demo" / "serve.log"
+    with (
+        running_service(log_path=log_path, env=run.settings.process_env()) as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
         models = http.get("/models").raise_for_status().json()
         scored = http.post("/score", json={"customers": [customer], "explain": True}).raise_for_status().json()
         by_id = http.post("/score_ids", json={"customer_ids": ids}).raise_for_status().json()
@@ -144,14 +147,14 @@ def outputs(run: DemoRun) -> dict[str, Any]:
     """Where everything the demo made lives."""
     s = run.summaries
     return {
-        "home": str(run.home),
+        "home": str(run.settings.home_dir),
         "raw": s["simulate"]["out"],
-        "features": str(run.home / "demo" / "features"),
-        "models": {t: f"{s[f'train {t}']['model']} v{s[f'train {t}']['version']}" for t in TASKS},
-        "mlflow_ui": f"uv run mlflow ui --backend-store-uri {Settings().tracking_uri}",
+        "features": str(run.settings.features),
+        "models": {t: f"{s[f'train {t}']['model']} v{s[f'train {t}']['version']}" for t in TASK_NAMES},
+        "mlflow_ui": f"uv run mlflow ui --backend-store-uri {run.settings.tracking_uri}",
         "scores": s["score"].get("out"),
         "serve_log": s["serve"]["log"],
-        "inference_log": str(Settings().inference_log),
+        "inference_log": str(run.settings.inference_log),
         "drift_report": s["drift"].get("report"),
         "drift_status": s["drift"].get("status"),
         "seconds": {k: round(v, 1) for k, v in run.seconds.items()},

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
 
         class _FromMapping(cls):  # type: ignore[valid-type,misc]
             @classmethod
-            def settings_customise_sources(cls_, settings_cls, init_settings, **_sources):  # type: ignore[override]
+            def settings_customise_sources(cls_, settings_cls, init_settings, **_sources):
                 return (init_settings, _MappingEnvSource(settings_cls, mapping))
 
         return cls.model_validate(_FromMapping().model_dump())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.tasks import CHURN_MIN_AUM
+
 
 class TierThresholds(BaseModel):
     """Value tier on bank AUM (non-liability market value), in the bank's currency.
@@ -45,7 +47,7 @@ class LabelConfig(BaseModel):
 
     horizon_days: int = Field(90, ge=1)
     # churn is defined only for customers with at least this AUM at T.
-    churn_min_aum: float = Field(10_000.0, ge=0)
+    churn_min_aum: float = Field(CHURN_MIN_AUM, ge=0)
     # churn = 1 when AUM at T+H <= churn_aum_fraction * AUM at T (or every product closed).
     churn_aum_fraction: float = Field(0.5, gt=0, lt=1)
     # revealed_risk: share of the risk base (AUM at T+H + buys + brokerage outflows in (T, T+H])

@@ -5,7 +5,12 @@ Each function takes arrays and returns a Figure; `figures(result)` builds the se
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _plt():
@@ -137,11 +142,11 @@ def predicted_vs_actual(y: np.ndarray, pred: np.ndarray, title: str):
     return fig
 
 
-def figures(result) -> dict[str, object]:
+def figures(result) -> dict[str, Figure]:
     """All figures of a `TrainResult`, keyed by artefact file name."""
     m, title = result.model, result.spec.name
     y, p, raw, base = result.y_test, result.proba_test, result.raw_test, result.baseline_test
-    out: dict[str, object] = {}
+    out: dict[str, Figure] = {}
     if m.kind == "binary":
         out["roc_pr.png"] = roc_pr(y, p[:, 1], base[:, 1], title)
         out["calibration.png"] = reliability(y, raw, p, title)

@@ -13,6 +13,7 @@ Fast for single rows: the frame is turned into column arrays once, each model ru
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import tasks as T
 from core.errors import InputError
 from core.io import read_table, write_table
+from core.tasks import ACTIONS_COLUMN
+from training.policy import Policy, arbitrate, policy_inputs
 from training.segments import DEFAULT_DRIVERS, DEFAULT_SCHEME, DriverConfig, SegmentScheme, risk_gap, segment_labels
 from training.segments import churn_drivers as _churn_drivers
 
@@ -87,6 +90,7 @@ def score_frame(
     explain: int = 0,
     scheme: SegmentScheme | None = None,
     drivers: DriverConfig | None = None,
+    policy: Policy | None = None,
 ) -> pd.DataFrame:
     """Score each row with the given models (`{"tier": TabularModel, "churn": ..., "risk": ...}`, any subset).
 
@@ -98,11 +102,15 @@ def score_frame(
     column arrays directly): both paths run exactly the same code on the same values.
     """
     _check_tasks(models)
-    cols = _columns(features_df, needed_columns(models))
+    cols = _columns(features_df, needed_columns(models, policy))
     out: dict[str, Any] = {}
     if "customer_id" in features_df.columns:
         out["customer_id"] = features_df["customer_id"].to_numpy()  # keep its dtype (cols may be an object block)
-    out.update(score_columns(cols, len(features_df), models, playbook, explain=explain, scheme=scheme, drivers=drivers))
+    out.update(
+        score_columns(
+            cols, len(features_df), models, playbook, explain=explain, scheme=scheme, drivers=drivers, policy=policy
+        )
+    )
     return pd.DataFrame(out, index=features_df.index)
 
 
@@ -110,8 +118,8 @@ def score_frame(
 CONTEXT_COLUMNS = ("customer_id", T.TIER.output, T.STATED_RISK_COLUMN, T.DEPTH_COLUMN, T.LIFECYCLE_COLUMN)
 
 
-def needed_columns(models: Mapping[str, Any]) -> set[str]:
-    needed = set(CONTEXT_COLUMNS)
+def needed_columns(models: Mapping[str, Any], policy: Policy | None = None) -> set[str]:
+    needed = {*CONTEXT_COLUMNS, *policy_inputs(policy)}
     for m in models.values():
         needed.update(m.features)
     return needed
@@ -143,6 +151,7 @@ def score_columns(
     explain: int = 0,
     scheme: SegmentScheme | None = None,
     drivers: DriverConfig | None = None,
+    policy: Policy | None = None,
 ) -> dict[str, Any]:
     """The scoring core of `score_frame` on column arrays (`{column: array of n values}`).
 
@@ -212,7 +221,13 @@ def score_columns(
     out[T.DEPTH_COLUMN] = depth
     out[T.SEGMENT_COLUMN] = segment_labels(asset_tier, risk_seg, lifecycle, depth)
     out[T.BUSINESS_SEGMENT_COLUMN] = scheme.assign(asset_tier, risk_seg, lifecycle, depth)
-    out["next_action"] = next_actions(playbook, asset_tier, churn_p, hidden, upgrade, risk_label)
+    # Ranked actions from the service policy (training/policy.py): class = the current asset tier.
+    arb_cols = {**cols, **out, T.TIER.output: asset_tier}
+    ranked = arbitrate(arb_cols, n, policy)
+    # `actions` leaves scoring as one JSON list per row: a plain string column in Parquet, CSV,
+    # Arrow responses and the inference log alike (`json.loads` gives the list of dicts back).
+    ranked[ACTIONS_COLUMN] = np.array([json.dumps(a) for a in ranked[ACTIONS_COLUMN]], dtype=object)
+    out.update(ranked)
     for name, rs in reasons.items():
         out[T.reasons_column(name)] = rs
     return out

@@ -8,22 +8,21 @@ receives a validated `TaskSpec`. Built-in tasks (`tier`, `churn`, `risk`) are sp
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import InputError
+from core.settings import Settings
 from core.tasks import AGGRESSIVE, STATED_CONSERVATIVE, TASK_NAMES
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 SPECS_DIR = Path(__file__).parent / "specs"
-BUILTIN_TASKS = TASK_NAMES
+BUILTIN_TASKS = TASK_NAMES  # each has its spec in tasks/<name>.yaml
 
 # Where real public data lives: `../shared/data` beside the repository. Specs point at it
-# with a path relative to the spec file; CLIENTLENS_SHARED_DATA moves the whole root.
-SHARED_DATA_ENV = "CLIENTLENS_SHARED_DATA"
+# with a path relative to the spec file; CLIENTLENS_SHARED_DATA (Settings.shared_data) moves the whole root.
 _SHARED_MARKER = "shared/data/"
 
 
@@ -158,15 +157,47 @@ class UpgradeSpec(_Strict):
     current_column: str = "tier"
 
 
+class ReadSpec(_Strict):
+    """How to read a CSV source that is not a headed, comma-separated file (e.g. UCI's `german.data`)."""
+
+    format: Literal["csv", "parquet"] | None = Field(default=None, description="Default: from the file name.")
+    sep: str = Field(default=",", description="Field separator; `whitespace` for runs of spaces.")
+    header: bool = True
+    names: list[str] | None = Field(default=None, description="Column names, required when `header` is false.")
+    na_values: list[str] = Field(default_factory=list, description="Extra strings that mean missing.")
+
+    @model_validator(mode="after")
+    def _names(self) -> ReadSpec:
+        if not self.header and not self.names:
+            raise ValueError("read.header false needs read.names")
+        if self.names is not None and len(set(self.names)) != len(self.names):
+            raise ValueError("read.names repeats a name")
+        return self
+
+    def csv_options(self) -> dict:
+        return {
+            "sep": r"\s+" if self.sep == "whitespace" else self.sep,
+            "header": 0 if self.header else None,
+            "names": self.names,
+            "na_values": self.na_values or None,
+        }
+
+
 class TaskSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     description: str = ""
     source: str
+    read: ReadSpec = Field(default_factory=ReadSpec)
     id: str | None = None
     target: TargetSpec
     where: str | None = Field(default=None, description="pandas query selecting the rows of the task.")
     features: list[str] | None = None
     categorical: list[str] = Field(default_factory=list)
+    numeric: list[str] = Field(
+        default_factory=list,
+        description="Columns to read as numbers although the file holds text in them (e.g. Telco's TotalCharges, "
+        "blank for new customers): values that are not numbers become missing, counted in the log.",
+    )
     drop: list[str] = Field(default_factory=list)
     group: str | None = None
     weight: str | None = None
@@ -245,9 +276,9 @@ class TaskSpec(_Strict):
 LOWER_IS_BETTER = {"log_loss", "brier", "rmse", "ece"}
 
 
-def resolve_source(source: str, base_dir: Path) -> Path:
+def resolve_source(source: str, base_dir: Path, settings: Settings | None = None) -> Path:
     """Resolve `source` against `base_dir`; `CLIENTLENS_SHARED_DATA` replaces everything up to `shared/data/`."""
-    root = os.environ.get(SHARED_DATA_ENV)
+    root = (settings or Settings()).shared_data
     norm = source.replace("\\", "/")
     if root and _SHARED_MARKER in norm:
         return Path(root) / norm.split(_SHARED_MARKER, 1)[1]

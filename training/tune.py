@@ -9,26 +9,27 @@ Deterministic for a given data, spec and seed: TPESampler(seed), LightGBM `seed`
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
+
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 VALID_NAME = "valid"
 
 
-def lgb_threads() -> int:
-    """LightGBM threads: `CLIENTLENS_LGBM_THREADS`, default 1.
+def lgb_threads(settings: Settings | None = None) -> int:
+    """LightGBM threads: `CLIENTLENS_LGBM_THREADS` (`Settings.lgbm_threads`), default 1.
 
     One thread per trial is both deterministic and robust on a shared 2-core machine: with
     2 OpenMP threads and other work running, a trial was measured ~10x slower (busy-waiting).
     """
-    return int(os.environ.get("CLIENTLENS_LGBM_THREADS", "1"))
+    return (settings or Settings()).lgbm_threads
 
 
 def objective_of(kind: str, n_classes: int) -> tuple[dict[str, Any], str, str]:
@@ -111,7 +112,7 @@ def datasets(
     `init_train` / `init_valid`: per-row starting scores (LightGBM `init_score`, log-odds for binary)
     that boosting corrects; the validation metric (early stopping, pruning) includes them."""
     ds_params = {"feature_pre_filter": False, "verbosity": -1, "max_bin": 255}
-    names = feature_names or "auto"
+    names: list[str] | Literal["auto"] = list(feature_names) if feature_names else "auto"
     dtrain = lgb.Dataset(
         X_train,
         y_train,
@@ -228,7 +229,9 @@ def tune(
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30, interval_steps=5)
-    study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
+    study = optuna.create_study(
+        direction=optuna.study.StudyDirection[direction.upper()], sampler=sampler, pruner=pruner
+    )
     t0 = time.perf_counter()
     study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
     seconds = time.perf_counter() - t0
