@@ -129,7 +129,9 @@ def test_a_challenger_with_another_target_is_not_compared_with_the_champion(feat
     assert "not comparable" in p["reason"] and "binary" in p["reason"] and "--force" in p["reason"]
     # the data scientist who redefined the target replaces the champion, and says why
     assert runner.invoke(app, ["promote", "risk", "--force", " ", "--json"]).exit_code == 2
-    forced = _json(runner.invoke(app, ["promote", "risk", "--force", "risk target redefined as three classes", "--json"]))
+    forced = _json(
+        runner.invoke(app, ["promote", "risk", "--force", "risk target redefined as three classes", "--json"])
+    )
     assert forced["promoted"] is True and forced["champion"] == new["version"]
     tags = R.client().get_model_version("clientlens-risk", new["version"]).tags
     assert tags["promotion_decision"] == "promoted"
