@@ -26,6 +26,7 @@ from core import tasks as T
 from core.errors import InputError
 from core.io import read_table, write_table
 from core.tasks import ACTIONS_COLUMN
+from features.requests import check_feature_frame
 from training.policy import Policy, arbitrate, policy_inputs
 from training.segments import DEFAULT_DRIVERS, DEFAULT_SCHEME, DriverConfig, SegmentScheme, risk_gap, segment_labels
 from training.segments import churn_drivers as _churn_drivers
@@ -291,6 +292,7 @@ def score_file(
         raise InputError(f"--features {features}: file not found")
     tasks = T.check_tasks(tasks, "--tasks")
     frame = read_table(features, what="--features")
+    check_feature_frame(frame, what=f"--features {features}")  # the API's column rules (exit 2)
     models, versions = load_models(tasks, alias)
     scores = score_frame(frame, models, playbook, scheme=scheme)
     for task, v in versions.items():
