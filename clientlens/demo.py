@@ -82,7 +82,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
         f"         panel: {panel.get('rows')} rows x {panel.get('columns')} columns over {len(panel.get('as_of', []))} as-of dates"
     )
     for task in TASK_NAMES:
-        extra = ["--truth", str(raw / "truth.parquet")] if task == "risk" else []
+        extra = ["--truth", str(raw / "truth.parquet")] if task in ("risk", "churn") else []
         s = run_stage(f"train {task}", ["train", task, "--features", str(feats), "--trials", str(cfg.trials),
                                         "--timeout", str(cfg.timeout), "--seed", str(cfg.seed), *extra], run, say)  # fmt: skip
         say(f"         {s['model']} v{s['version']}: " + _versus(s["metrics"], s["baseline"]))
@@ -124,11 +124,13 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
 
 
 def book_summary(scores_path: Path) -> list[str]:
-    """What a bank reads first about its classified book: the next-action mix by service class."""
+    """What a bank reads first about its classified book: the classes on every dimension, the
+    questionnaire against the revealed risk class, and the next-action mix by service class."""
     from training.policy_plot import action_mix
+    from training.scoring import classification_summary
 
     scores = pd.read_parquet(scores_path)
-    lines = []
+    lines = classification_summary(scores).splitlines()
     mix = action_mix(scores)
     for cls in mix.columns:
         top = mix[cls].sort_values(ascending=False).head(3)
