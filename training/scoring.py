@@ -3,9 +3,9 @@
 Per customer: `tier` + `tier_proba_<class>` + `upgrade_proba`, `churn_proba` + `churn` +
 `churn_driver`, `risk_appetite` (conservative / balanced / aggressive) + `risk_proba_<class>`,
 `hidden_aggressive`, `stated_risk`, `risk_gap`, `lifecycle_stage`, `relationship_depth`, the
-four-dimensional `segment`, the bank's `business_segment` (training.segments) and `next_action`
-from a configurable `Playbook`. Next actions are conversations for people (an advisor, a
-private banker, a suitability re-assessment), never an automatic product push.
+four-dimensional `segment`, the bank's `business_segment` (training.segments), and the service
+policy's ranked `actions` with `next_action` first (training.policy: eligibility, suitability,
+priority; a hidden-aggressive customer gets a re-assessment, never a product push).
 
 Fast for single rows: the frame is turned into column arrays once, each model runs
 `booster.predict` on a numpy matrix, and the output frame is built once.
@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from core import tasks as T
 from core.errors import InputError
@@ -32,41 +31,6 @@ from training.segments import DEFAULT_DRIVERS, DEFAULT_SCHEME, DriverConfig, Seg
 from training.segments import churn_drivers as _churn_drivers
 
 TASKS = T.TASK_NAMES
-
-
-class Rule(BaseModel):
-    """A playbook rule: every condition given must hold; the first matching rule wins."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    action: str
-    tiers: list[str] | None = Field(default=None, description="Current asset tier in this list.")
-    min_churn_proba: float | None = None
-    hidden_aggressive: bool | None = None
-    min_upgrade_proba: float | None = None
-    risk_appetite: list[str] | None = None
-
-
-def _default_rules() -> list[Rule]:
-    return [
-        Rule(action="private_banker_retention_call", tiers=["hnw"], min_churn_proba=0.3),
-        Rule(action="suitability_reassessment", hidden_aggressive=True),
-        Rule(action="retention_outreach", min_churn_proba=0.5),
-        Rule(action="advisor_review", tiers=["affluent"], min_upgrade_proba=0.3),
-        Rule(action="digital_engagement", tiers=["mass"], min_upgrade_proba=0.3),
-    ]
-
-
-class Playbook(BaseModel):
-    """Ordered rules from predictions to a suggested next action (for a person to take)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rules: list[Rule] = Field(default_factory=_default_rules)
-    default_action: str = "service_as_usual"
-
-
-DEFAULT_PLAYBOOK = Playbook()
 
 
 def _columns(frame: pd.DataFrame, names: set[str]) -> dict[str, np.ndarray]:
@@ -86,7 +50,6 @@ def _as_str(values: np.ndarray | None, n: int) -> np.ndarray:
 def score_frame(
     features_df: pd.DataFrame,
     models: Mapping[str, Any],
-    playbook: Playbook | None = None,
     *,
     explain: int = 0,
     scheme: SegmentScheme | None = None,
@@ -108,9 +71,7 @@ def score_frame(
     if "customer_id" in features_df.columns:
         out["customer_id"] = features_df["customer_id"].to_numpy()  # keep its dtype (cols may be an object block)
     out.update(
-        score_columns(
-            cols, len(features_df), models, playbook, explain=explain, scheme=scheme, drivers=drivers, policy=policy
-        )
+        score_columns(cols, len(features_df), models, explain=explain, scheme=scheme, drivers=drivers, policy=policy)
     )
     return pd.DataFrame(out, index=features_df.index)
 
@@ -147,7 +108,6 @@ def score_columns(
     cols: Mapping[str, Any],
     n: int,
     models: Mapping[str, Any],
-    playbook: Playbook | None = None,
     *,
     explain: int = 0,
     scheme: SegmentScheme | None = None,
@@ -160,7 +120,6 @@ def score_columns(
     `reasons_<task>` are lists. No DataFrame is built or read, which keeps single-customer
     HTTP requests cheap.
     """
-    playbook = playbook or DEFAULT_PLAYBOOK
     scheme = scheme or DEFAULT_SCHEME
     _check_tasks(models)
     out: dict[str, Any] = {}
@@ -234,38 +193,6 @@ def score_columns(
     return out
 
 
-def next_actions(
-    playbook: Playbook,
-    tier: np.ndarray,
-    churn_proba: np.ndarray,
-    hidden_aggressive: np.ndarray,
-    upgrade_proba: np.ndarray,
-    risk_appetite: np.ndarray,
-) -> np.ndarray:
-    """Apply the playbook's rules in order (vectorised); unmatched rows get the default action."""
-    n = len(tier)
-    action = np.full(n, None, dtype=object)
-    todo = np.ones(n, dtype=bool)
-    for rule in playbook.rules:
-        m = todo.copy()
-        if rule.tiers is not None:
-            m &= np.isin(tier.astype(str), rule.tiers)
-        if rule.min_churn_proba is not None:
-            m &= np.nan_to_num(churn_proba, nan=-1.0) >= rule.min_churn_proba
-        if rule.hidden_aggressive is not None:
-            m &= hidden_aggressive == rule.hidden_aggressive
-        if rule.min_upgrade_proba is not None:
-            m &= np.nan_to_num(upgrade_proba, nan=-1.0) >= rule.min_upgrade_proba
-        if rule.risk_appetite is not None:
-            m &= np.isin(risk_appetite.astype(str), rule.risk_appetite)
-        action[m] = rule.action
-        todo &= ~m
-        if not todo.any():
-            break
-    action[todo] = playbook.default_action
-    return action
-
-
 def load_models(tasks: list[str], alias: str = "champion") -> tuple[dict[str, Any], dict[str, str]]:
     """Load each task's model by alias: `({task: TabularModel}, {task: version})`."""
     from training.registry import load_model
@@ -283,7 +210,7 @@ def score_file(
     *,
     tasks: list[str],
     alias: str = "champion",
-    playbook: Playbook | None = None,
+    policy: Policy | None = None,
     scheme: SegmentScheme | None = None,
 ) -> dict[str, Any]:
     """Batch-score a feature table with the `alias` models; writes Parquet (or CSV by extension)."""
@@ -294,7 +221,7 @@ def score_file(
     frame = read_table(features, what="--features")
     check_feature_frame(frame, what=f"--features {features}")  # the API's column rules (exit 2)
     models, versions = load_models(tasks, alias)
-    scores = score_frame(frame, models, playbook, scheme=scheme)
+    scores = score_frame(frame, models, scheme=scheme, policy=policy)
     for task, v in versions.items():
         scores[T.version_column(task)] = v
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,6 @@ records its result. Metrics and baselines are computed on the same test rows.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -495,66 +494,14 @@ def _hidden_aggressive(
 
 # ----------------------------------------------------------------------------- jobs (I/O)
 
-_META_FILES = ("metadata.json", "manifest.json", "panel.json", "_metadata.json", "features.json")
-
 
 def find_truth(features_dir: Path | str | None) -> Path | None:
-    """Locate the simulator's `truth.parquet` for a feature folder.
-
-    Looks at `DIR/truth.parquet`, then at a raw folder named by the features stage: in a JSON
-    metadata file in DIR (`raw`, `raw_dir`) or in `panel.parquet`'s key-value metadata.
-    """
+    """The simulator's `truth.parquet` beside a feature folder's tables (`DIR/truth.parquet`), or None:
+    nothing records which raw folder a feature folder came from, so pass `--truth` otherwise."""
     if features_dir is None:
         return None
-    d = Path(features_dir)
-    if (d / "truth.parquet").is_file():
-        return d / "truth.parquet"
-    candidates: list[str] = []
-    for name in _META_FILES:
-        f = d / name
-        if f.is_file():
-            try:
-                meta = json.loads(f.read_text())
-            except ValueError:
-                continue
-            candidates += _raw_dirs_in(meta)
-    panel = d / "panel.parquet"
-    if panel.is_file():
-        try:
-            import pyarrow.parquet as pq
-
-            kv = pq.read_schema(panel).metadata or {}
-            for k, v in kv.items():
-                if k.decode(errors="ignore").startswith(("clientlens", "raw")):
-                    try:
-                        candidates += _raw_dirs_in(json.loads(v))
-                    except ValueError:
-                        candidates.append(v.decode(errors="ignore"))
-        except Exception:
-            pass
-    for c in candidates:
-        p = Path(c)
-        if not p.is_absolute():
-            p = (d / p).resolve()
-        if p.is_file() and p.name == "truth.parquet":
-            return p
-        if (p / "truth.parquet").is_file():
-            return p / "truth.parquet"
-    return None
-
-
-def _raw_dirs_in(meta) -> list[str]:
-    out: list[str] = []
-    if isinstance(meta, dict):
-        for k, v in meta.items():
-            if isinstance(v, str) and ("raw" in k.lower() or "truth" in k.lower()):
-                out.append(v)
-            elif isinstance(v, dict | list):
-                out += _raw_dirs_in(v)
-    elif isinstance(meta, list):
-        for v in meta:
-            out += _raw_dirs_in(v)
-    return out
+    path = Path(features_dir) / "truth.parquet"
+    return path if path.is_file() else None
 
 
 def run_training(

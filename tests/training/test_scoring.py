@@ -1,4 +1,4 @@
-"""score_frame: the one scoring function for batch and HTTP (columns, playbook, single-row speed)."""
+"""score_frame: the one scoring function for batch and HTTP (columns, actions, single-row speed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.scoring import Playbook, Rule, next_actions, score_frame
+from training.scoring import score_frame
 from training.spec import builtin_spec
 from training.train import fit_task
 
@@ -107,21 +107,3 @@ def test_single_row_is_fast(models, panel_and_truth):
         times.append(time.perf_counter() - t)
     # The serving target is p50 <= 4 ms for the three models; leave room for a loaded CI machine.
     assert np.median(times) < 0.02
-
-
-def test_playbook_rules_in_order():
-    tier = np.array(["hnw", "mass", "affluent", "affluent", "mass"], dtype=object)
-    churn = np.array([0.6, 0.1, 0.7, 0.1, 0.1])
-    hidden = np.array([True, True, False, False, False])
-    upgrade = np.array([0.0, 0.0, 0.5, 0.5, np.nan])
-    risk = np.array(["aggressive"] * 5, dtype=object)
-    actions = next_actions(Playbook(), tier, churn, hidden, upgrade, risk)
-    assert actions.tolist() == [
-        "private_banker_retention_call",
-        "suitability_reassessment",
-        "retention_outreach",
-        "advisor_review",
-        "service_as_usual",
-    ]
-    custom = Playbook(rules=[Rule(action="call", min_churn_proba=0.65)], default_action="none")
-    assert next_actions(custom, tier, churn, hidden, upgrade, risk).tolist() == ["none", "none", "call", "none", "none"]

@@ -63,5 +63,5 @@ def test_risk_ranks_hidden_aggressive_level_with_the_yearly_browsing_heuristic(s
 
 def test_truth_is_found_next_to_the_features_or_given(simulated, tmp_path):
     assert find_truth(tmp_path) is None
-    (tmp_path / "metadata.json").write_text('{"raw_dir": "%s"}' % (simulated / "raw"))
-    assert find_truth(tmp_path) == simulated / "raw" / "truth.parquet"
+    (tmp_path / "truth.parquet").write_bytes((simulated / "raw" / "truth.parquet").read_bytes())
+    assert find_truth(tmp_path) == tmp_path / "truth.parquet"
