@@ -85,7 +85,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
         extra = ["--truth", str(raw / "truth.parquet")] if task in ("risk", "churn") else []
         s = run_stage(f"train {task}", ["train", task, "--features", str(feats), "--trials", str(cfg.trials),
                                         "--timeout", str(cfg.timeout), "--seed", str(cfg.seed), *extra], run, say)  # fmt: skip
-        say(f"         {s['model']} v{s['version']}: " + _versus(s["metrics"], s["baseline"]))
+        say(f"         {s['model']} v{s['version']}: " + _versus(task, s["metrics"], s["baseline"]))
     for task in TASK_NAMES:
         s = run_stage(f"promote {task}", ["promote", task], run, say)
         say(f"         champion v{s.get('champion')}: {s.get('reason')}")
@@ -138,8 +138,16 @@ def book_summary(scores_path: Path) -> list[str]:
     return lines
 
 
-def _versus(metrics: dict[str, float], baseline: dict[str, float]) -> str:
-    shown = [k for k in ("roc_auc", "macro_f1", "hidden_aggressive_auc", "upgrade_auc") if k in metrics][:2]
+# The numbers a person reads first for each task, beside the task baseline's on the same rows.
+HEADLINES = {
+    "tier": ("macro_f1", "upgrade_auc"),
+    "churn": ("roc_auc", "churn_driver_accuracy"),
+    "risk": ("hidden_aggressive_auc", "latent_risk_accuracy", "latent_risk_macro_f1"),
+}
+
+
+def _versus(task: str, metrics: dict[str, float], baseline: dict[str, float]) -> str:
+    shown = [k for k in HEADLINES.get(task, ("roc_auc", "macro_f1")) if k in metrics]
     return ", ".join(f"{k} {metrics[k]:.3f} (baseline {baseline.get(k, float('nan')):.3f})" for k in shown)
 
 
