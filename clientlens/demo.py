@@ -73,8 +73,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
     if cfg.source_systems:
         u = run_stage("unify", ["unify", "--sources", str(raw / "sources"), "--raw", str(raw),
                                 "--out", str(demo / "unified")], run, say)  # fmt: skip
-        say(f"         {u['records']:,} source records -> {u['customers']:,} customers; linkage F1 {u['f1']:.3f} "
-            f"(naive exact name + birth date {u['naive_f1']:.3f}); report {u['report']}")  # fmt: skip
+        say(f"         {sum(u['records'].values()):,} source records -> {u['customers']:,} customers; linkage F1 "
+            f"{u.get('f1', float('nan')):.3f} (naive exact name + birth date {u.get('naive_f1', float('nan')):.3f}); "
+            f"report {u['report']}")  # fmt: skip
     run_stage("validate", ["validate", "--raw", str(raw)], run, say)
     panel = run_stage("features", ["features", "--raw", str(raw), "--out", str(feats),
                                    "--workers", str(cfg.workers)], run, say)  # fmt: skip
