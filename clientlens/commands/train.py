@@ -66,6 +66,10 @@ def register(app: typer.Typer) -> None:
             from training.train import run_training
 
             optuna.logging.set_verbosity(logging.DEBUG if debug else logging.WARNING)
+            if engine not in ("local", "dask"):
+                raise InputError(f"--engine must be local or dask, got {engine!r}")
+            if engine != "dask" and (scheduler or study_storage):
+                raise InputError("--scheduler and --study-storage need --engine dask")
             if spec is not None and task is not None:
                 raise InputError("give either TASK (with --features) or --spec FILE, not both")
             if spec is not None:
@@ -78,10 +82,6 @@ def register(app: typer.Typer) -> None:
                 task_spec = builtin_spec(task, features)
             else:
                 raise InputError("give a TASK (tier, churn, risk) with --features DIR, or --spec FILE")
-            if engine not in ("local", "dask"):
-                raise InputError(f"--engine must be local or dask, got {engine!r}")
-            if engine != "dask" and (scheduler or study_storage):
-                raise InputError("--scheduler and --study-storage need --engine dask")
             n = trials or task_spec.tuning.trials
             with ExitStack() as stack:
                 cluster = None
