@@ -37,6 +37,13 @@ def env(tracking_server, tmp_path_factory):
         yield values
 
 
+@pytest.fixture(autouse=True)
+def on_the_server(isolated_home, env, monkeypatch):
+    """Every test here talks to the tracking server (after the per-test home of tests/conftest.py)."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.fixture(scope="module")
 def trained(env, tracking_server, tmp_path_factory):
     """tier and risk trained here, churn on Dask with its study in PostgreSQL; all promoted via the server."""
