@@ -166,3 +166,45 @@ def test_cli_scheduler_needs_the_dask_engine(tmp_path):
     result = CliRunner().invoke(app, ["train", "churn", "--features", str(tmp_path), "--scheduler", "tcp://x:1"])
     assert result.exit_code == 2
     assert "need --engine dask" in result.output
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_reads_the_shared_journal(tmp_path):
+    """The documented command (docs/SCALING.md): `optuna-dashboard JOURNAL` lists the study's trials."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import optuna
+
+    from serving.process import free_port
+
+    journal = tmp_path / "studies" / "optuna-journal.log"
+    study = optuna.create_study(study_name="clientlens-churn-seed0-x", storage=open_storage(str(journal)))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    port = free_port()
+    dashboard = [
+        sys.executable,
+        "-c",
+        "from optuna_dashboard._cli import main; main()",
+        str(journal),
+        "--port",
+        str(port),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(dashboard, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline, body = time.monotonic() + 300, None  # ~7 s of CPU to start: minutes on a loaded machine
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/api/studies", timeout=5).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert body is not None, proc.stderr.read().decode() if proc.poll() is not None else "no answer in 300 s"
+        [summary] = body["study_summaries"]
+        assert summary["study_name"] == "clientlens-churn-seed0-x"
+    finally:
+        proc.terminate()
+        proc.wait(30)
