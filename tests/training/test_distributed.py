@@ -169,6 +169,7 @@ def test_cli_scheduler_needs_the_dask_engine(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)
 def test_optuna_dashboard_reads_the_shared_journal(tmp_path):
     """The documented command (docs/SCALING.md): `optuna-dashboard JOURNAL` lists the study's trials."""
     import subprocess
