@@ -70,6 +70,12 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--engine must be local or dask, got {engine!r}")
             if engine != "dask" and (scheduler or study_storage):
                 raise InputError("--scheduler and --study-storage need --engine dask")
+            if scheduler and not study_storage:
+                # The default journal lives in this machine's home; remote workers would each write their own.
+                raise InputError(
+                    "--scheduler needs --study-storage: a database URL or a journal file on a file system "
+                    "every worker mounts"
+                )
             if spec is not None and task is not None:
                 raise InputError("give either TASK (with --features) or --spec FILE, not both")
             if spec is not None:

@@ -166,6 +166,10 @@ def test_cli_scheduler_needs_the_dask_engine(tmp_path):
     result = CliRunner().invoke(app, ["train", "churn", "--features", str(tmp_path), "--scheduler", "tcp://x:1"])
     assert result.exit_code == 2
     assert "need --engine dask" in result.output
+    remote = ["train", "churn", "--features", str(tmp_path), "--engine", "dask", "--scheduler", "tcp://x:1"]
+    result = CliRunner().invoke(app, remote)
+    assert result.exit_code == 2
+    assert "--scheduler needs --study-storage" in result.output
 
 
 @pytest.mark.slow
