@@ -9,8 +9,8 @@ Three timings on the same Parquet data, in one run (compare them as ratios):
 2. **DuckDB subset**: one SQL query computing per customer the 30/90/180-day sums and counts of
    transactions by category and direction at that date (DuckDB with W threads, warm, in process).
 3. **pipeline subset**: the same aggregates, in the same shape (a row per customer, direction and
-   category present), with the pipeline's own reader and kernel (`features.panel._read_range_arrow`:
-   row groups chosen by `customer_id` and `ts` statistics; then `features.build.category_flows`
+   category present), with the pipeline's own reader and kernel (`features.panel.read_range_arrow`:
+   row groups chosen by `customer_id` and `ts` statistics; then `category_flows` here
    over the build's kernel `window_counts`), partitioned by customer range as
    `features.panel.plan_partitions` plans the build: on W warm local processes (largest
    ranges first, like the build) and, like `--workers 1`, one range after another in this
@@ -158,13 +158,74 @@ def duckdb_subset(raw: Path, as_of, threads: int) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
+def category_flows(prep, as_of, windows=WINDOWS):
+    """Sums and counts of transactions per customer, direction and category over `windows` at `as_of`.
+
+    The behaviour family's kernel (`window_counts`, as `_transaction_features` calls it) on its
+    own, in the shape of the equivalent SQL `GROUP BY customer_id, direction, category` that the
+    benchmark runs in DuckDB: one row per (customer, direction, category) with a transaction in
+    the largest window; columns `customer_id`, `direction`, `category` (categoricals), then
+    `sum_<w>d` and `count_<w>d` per window. Rows of an unknown category are left out.
+    (Benchmark-only: it lives here, not in the installed package; so does `arrow_codes`.)
+    """
+    import numpy as np
+    import pandas as pd
+
+    from features import vocab
+    from features.build import CATEGORIES, N_CAT, N_DIR, window_counts
+
+    tx = prep.tx
+    t_end = (pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)).value
+    group = np.where(tx["cat"] < 0, -1, tx["dir"].astype(np.int32) * N_CAT + tx["cat"])
+    count, total = window_counts(tx["cust"], tx["ts"], group, prep.n, N_DIR * N_CAT, t_end, windows, tx["amount"])
+    g, c = np.nonzero(count[-1])  # the groups present: some row in the largest window
+    cols = {
+        "customer_id": prep.customer_ids[c],
+        "direction": pd.Categorical.from_codes(g // N_CAT, vocab.DIRECTIONS),
+        "category": pd.Categorical.from_codes(g % N_CAT, CATEGORIES),
+    }
+    for i, w in enumerate(sorted(windows)):
+        cols[f"sum_{w}d"] = total[i][g, c]
+        cols[f"count_{w}d"] = count[i][g, c]
+    return pd.DataFrame(cols)
+
+
+def arrow_codes(column, categories):
+    """int8 codes of an Arrow string column in a closed vocabulary (-1 for null or unknown).
+
+    Dictionary-encoded columns (as the simulator writes them) are mapped through their
+    dictionary, so no string is decoded per row.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    vocab_index = {v: i for i, v in enumerate(categories)}
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = np.empty(sum(len(c) for c in chunks), dtype=np.int8)
+    offset = 0
+    for chunk in chunks:
+        part = out[offset : offset + len(chunk)]
+        offset += len(chunk)
+        if pa.types.is_dictionary(chunk.type):
+            lookup = np.array([vocab_index.get(v, -1) for v in chunk.dictionary.to_pylist()] + [-1], dtype=np.int8)
+            idx = chunk.indices
+            if idx.null_count:
+                idx = idx.fill_null(len(lookup) - 1)
+            np.take(lookup, idx.to_numpy(zero_copy_only=False), out=part)
+        else:
+            codes = pc.index_in(chunk, value_set=pa.array(list(categories), type=pa.string()))
+            part[:] = codes.fill_null(-1).to_numpy(zero_copy_only=False)
+    return out
+
+
 def _subset_read(raw: str, lo: int, hi: int, as_of: str, validated: bool):
     """One customer range's transactions as the kernel's arrays (`features.build.Prepared`)."""
     import numpy as np
     import pandas as pd
 
     from features import vocab
-    from features.build import CATEGORIES, Prepared, _positions, prepare
+    from features.build import CATEGORIES, Prepared, positions, prepare
 
     t_end = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)
     since = t_end - pd.Timedelta(days=max(WINDOWS))
@@ -176,14 +237,14 @@ def _subset_read(raw: str, lo: int, hi: int, as_of: str, validated: bool):
     # Arrow to the kernel's arrays: no pandas, dictionary columns mapped to codes by dictionary
     import pyarrow as pa
 
-    from features.panel import _read_range_arrow, arrow_codes
+    from features.panel import read_range_arrow
 
     cols = ["customer_id", "ts", "amount", "direction", "category"]
-    tx = _read_range_arrow(
+    tx = read_range_arrow(
         Path(raw) / "transactions.parquet", (lo, hi), "ts", since, t_end, columns=cols, customer_order=False
     )  # the kernel does not depend on row order
     ids = np.arange(lo, hi + 1, dtype=np.int64)  # simulated ids are dense
-    cust, _ = _positions(tx["customer_id"].to_numpy(), ids)  # as `prepare` does
+    cust, _ = positions(tx["customer_id"].to_numpy(), ids)  # as `prepare` does
     prep = Prepared(customer_ids=ids, customers=pd.DataFrame({"customer_id": ids}))
     ts = tx["ts"].cast(pa.timestamp("ns")).cast(pa.int64()).to_numpy()
     prep.tx = {
@@ -196,10 +257,8 @@ def _subset_read(raw: str, lo: int, hi: int, as_of: str, validated: bool):
     return prep
 
 
-def _subset_partition(raw: str, lo: int, hi: int, as_of: str, validated: bool):
+def subset_partition(raw: str, lo: int, hi: int, as_of: str, validated: bool):
     """One customer range: read transactions, aggregate with the pipeline's kernel."""
-    from features.build import category_flows
-
     return category_flows(_subset_read(raw, lo, hi, as_of, validated), as_of, WINDOWS)
 
 
@@ -216,7 +275,7 @@ def pipeline_subset(raw: Path, as_of, workers: int, ranges, validated: bool, poo
     t0 = time.perf_counter()
     # like features.panel._run_local: largest ranges first, results in range order
     order = sorted(range(len(ranges)), key=lambda i: ranges[i][0] - ranges[i][1])
-    futures = {i: pool.submit(_subset_partition, str(raw), *ranges[i], str(as_of), validated) for i in order}
+    futures = {i: pool.submit(subset_partition, str(raw), *ranges[i], str(as_of), validated) for i in order}
     frames = [futures[i].result() for i in range(len(ranges))]
     result = pd.concat(frames, ignore_index=True)
     return time.perf_counter() - t0, result
@@ -227,7 +286,6 @@ def pipeline_subset_inprocess(raw: Path, as_of, ranges) -> tuple[float, object]:
     range's read overlapping this one's kernel (`features.panel.read_ahead`, as the build does)."""
     import pandas as pd
 
-    from features.build import category_flows
     from features.panel import read_ahead
 
     t0 = time.perf_counter()
@@ -287,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
     full = full_build(raw, args.workers, args.partition_size)
     ctx = mp.get_context("forkserver")
     times: dict[str, list[float]] = {"duckdb": [], "pipeline": [], "inprocess": [], "validated": []}
-    _subset_partition(str(raw), *ranges[0], str(last), False)  # warm this process too
+    subset_partition(str(raw), *ranges[0], str(last), False)  # warm this process too
     with ProcessPoolExecutor(
         max_workers=args.workers, mp_context=ctx, initializer=share_cores, initargs=(args.workers,)
     ) as pool:  # as the build's pool

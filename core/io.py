@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,28 @@ def write_table(frame: Any, path: str | Path) -> Path:
     return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def read_table(path: str | Path, *, columns: Sequence[str] | None = None, what: str = "table") -> Any:
-    """A Parquet (or `.csv`) file as a DataFrame. A missing, empty, truncated or non-table file is an
-    `InputError` naming `what` and the path, not a raw pyarrow exception."""
+def table_format(path: str | Path) -> str | None:
+    """`"parquet"`, `"csv"` (also compressed, e.g. `.csv.gz`, or `.txt`) or None, from the file name."""
+    name = Path(path).name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if ".csv" in name or name.endswith(".txt"):
+        return "csv"
+    return None
+
+
+def read_table(
+    path: str | Path,
+    *,
+    columns: Sequence[str] | None = None,
+    what: str = "table",
+    csv_options: Mapping[str, Any] | None = None,
+    fmt: str | None = None,
+) -> Any:
+    """A Parquet or CSV file (`fmt`, else by its name; CSV may be compressed) as a DataFrame. A missing, empty,
+    truncated, unknown-format or folder path is an `InputError` naming `what` and the path, not a
+    raw pyarrow or pandas exception."""
     import pandas as pd
-    import pyarrow as pa
 
     path = Path(path)
     if not path.exists():
@@ -62,11 +79,16 @@ def read_table(path: str | Path, *, columns: Sequence[str] | None = None, what: 
         raise InputError(f"{what} {path}: is a folder, expected a Parquet or CSV file")
     if path.stat().st_size == 0:
         raise InputError(f"{what} {path}: the file is empty (0 bytes)")
+    fmt = fmt or table_format(path)
+    if fmt is None:
+        raise InputError(f"{what} {path}: neither CSV nor Parquet (by its name: .parquet, .pq, .csv, .csv.gz, .txt)")
+    cols = list(columns) if columns is not None else None
     try:
-        if path.suffix == ".csv":
-            return pd.read_csv(path, usecols=list(columns) if columns is not None else None)
-        return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
-    except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"{what} {path}: cannot be read as {'CSV' if path.suffix == '.csv' else 'Parquet'} ({exc})"
-        ) from None
+        if fmt == "csv":
+            options = {k: v for k, v in (csv_options or {}).items() if v is not None}
+            if (csv_options or {}).get("header", 0) is None:
+                options["header"] = None
+            return pd.read_csv(path, usecols=cols, encoding="utf-8-sig", low_memory=False, **options)
+        return pd.read_parquet(path, columns=cols)
+    except Exception as exc:
+        raise InputError(f"{what} {path}: cannot be read as {'CSV' if fmt == 'csv' else 'Parquet'} ({exc})") from None

@@ -157,3 +157,17 @@ def version_column(task_name: str) -> str:
 
 def reasons_column(task_name: str) -> str:
     return f"reasons_{task_name}"
+
+
+# --- Service policy (issue #13): columns the policy and arbitration read and write ----------------
+# Inputs (features / scores) the arbitration reads, with fallbacks when a book lacks them.
+STATED_RISK_COLUMN = "stated_risk"
+LIFECYCLE_COLUMN = "lifecycle_stage"
+AGE_COLUMN = "age"
+AUM_COLUMN = "aum"
+AUM_CHANGE_COLUMN = "aum_change_3m"
+# Outputs: the class the policy served, the first action and its reason, the ranked list.
+SERVICE_CLASS_COLUMN = "service_class"
+NEXT_ACTION_COLUMN = "next_action"
+NEXT_ACTION_REASON_COLUMN = "next_action_reason"
+ACTIONS_COLUMN = "actions"

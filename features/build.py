@@ -22,6 +22,7 @@ import pandas as pd
 
 from features import registry, vocab
 from features.config import FeatureConfig
+from features.registry import windowed
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Prepared:
         return [t for t in vocab.TABLES if not present[t]]
 
 
-def _positions(ids: np.ndarray, customer_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def positions(ids: np.ndarray, customer_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Position of each id in the sorted, unique `customer_ids` (clipped), and whether it is there."""
     n = len(customer_ids)
     if n and int(customer_ids[-1]) - int(customer_ids[0]) == n - 1:  # dense ids: an offset, no search
@@ -119,7 +120,7 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], snapshot_dates: Sequence 
 
     tx = tables.get("transactions")
     if tx is not None:
-        pos, ok = _positions(tx["customer_id"].to_numpy(np.int64), customer_ids)
+        pos, ok = positions(tx["customer_id"].to_numpy(np.int64), customer_ids)
         pt = _codes(tx["product_type"], vocab.PRODUCT_TYPES) if "product_type" in tx else np.full(len(tx), -1, np.int8)
         arrays = {
             "cust": pos,
@@ -135,7 +136,7 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], snapshot_dates: Sequence 
         prep.tx = {k: v[keep] for k, v in arrays.items()} if not keep.all() else arrays
     ev = tables.get("events")
     if ev is not None:
-        pos, ok = _positions(ev["customer_id"].to_numpy(np.int64), customer_ids)
+        pos, ok = positions(ev["customer_id"].to_numpy(np.int64), customer_ids)
         arrays = {
             "cust": pos,
             "ts": _ns(ev["ts"]),
@@ -146,7 +147,7 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], snapshot_dates: Sequence 
         prep.ev = {k: v[keep] for k, v in arrays.items()} if not keep.all() else arrays
     ho = tables.get("holdings")
     if ho is not None:
-        pos, ok = _positions(ho["customer_id"].to_numpy(np.int64), customer_ids)
+        pos, ok = positions(ho["customer_id"].to_numpy(np.int64), customer_ids)
         pt = _codes(ho["product_type"], vocab.PRODUCT_TYPES)
         arrays = {
             "cust": pos,
@@ -178,7 +179,7 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], snapshot_dates: Sequence 
 # --------------------------------------------------------------------------- helpers
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den, NaN where den is 0 or NaN."""
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
@@ -240,7 +241,7 @@ def _group_min(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _last_at_or_before(dates: np.ndarray, t: int) -> int:
+def last_at_or_before(dates: np.ndarray, t: int) -> int:
     """Index of the last date <= t in sorted `dates`, or -1."""
     return int(np.searchsorted(dates, t, side="right")) - 1
 
@@ -251,7 +252,7 @@ def _month_index(ns: np.ndarray | int) -> np.ndarray:
 
 def _snapshot_for_month(snapshots: np.ndarray, t_ns: int, months_back: int) -> int | None:
     """The last snapshot <= T whose calendar month is <= (month of T's snapshot) - months_back."""
-    i = _last_at_or_before(snapshots, t_ns)
+    i = last_at_or_before(snapshots, t_ns)
     if i < 0:
         return None
     if months_back == 0:
@@ -329,31 +330,31 @@ def _transaction_features(prep: Prepared, t_end: int, config: FeatureConfig, wee
 
     d_in, d_out = vocab.DIRECTIONS.index("in"), vocab.DIRECTIONS.index("out")
     for w in registry.WINDOWS:
-        cols[f"txn_count_{w}d"] = cum_cnt[win[w]].sum(axis=0)
-        cols[f"inflow_total_{w}d"] = cum_amt[win[w], d_in]
-        cols[f"outflow_total_{w}d"] = cum_amt[win[w], d_out]
-        cols[f"net_flow_{w}d"] = cols[f"inflow_total_{w}d"] - cols[f"outflow_total_{w}d"]
+        cols[windowed("txn_count", w)] = cum_cnt[win[w]].sum(axis=0)
+        inflow = cols[windowed("inflow_total", w)] = cum_amt[win[w], d_in]
+        outflow = cols[windowed("outflow_total", w)] = cum_amt[win[w], d_out]
+        cols[windowed("net_flow", w)] = inflow - outflow
     for direction, category, windows in registry.CATEGORY_FLOWS:
         di, ci = vocab.DIRECTIONS.index(direction), CATEGORIES.index(category)
         for w in windows:
-            cols[f"{registry._FLOW_WORD[direction]}_{category}_{w}d"] = amt_cat[win[w], di, ci]
+            cols[registry.flow(direction, category, w)] = amt_cat[win[w], di, ci]
     ib = CATEGORIES.index("investment_buy")
     for w in registry.WINDOWS:
-        cols[f"count_investment_buy_{w}d"] = cnt_cat[win[w], :, ib].sum(axis=0)
+        cols[windowed("count_investment_buy", w)] = cnt_cat[win[w], :, ib].sum(axis=0)
     for direction, counterparty, windows in registry.COUNTERPARTY_FLOWS:
         di, pi = vocab.DIRECTIONS.index(direction), COUNTERPARTIES.index(counterparty)
         for w in windows:
-            cols[f"{registry._FLOW_WORD[direction]}_{counterparty}_{w}d"] = amt_cp[win[w], di, pi]
+            cols[registry.flow(direction, counterparty, w)] = amt_cp[win[w], di, pi]
     br = COUNTERPARTIES.index("brokerage")
     for w in registry.WINDOWS:
-        cols[f"count_outflow_brokerage_{w}d"] = cnt_cp[win[w], d_out, br]
+        cols[windowed("count_outflow_brokerage", w)] = cnt_cp[win[w], d_out, br]
     # channels over 90 days
     in90 = d < 90
     ch_cnt = np.bincount(
         cust[in90] * (N_CH + 1) + np.where(ch[in90] < 0, N_CH, ch[in90]), minlength=n * (N_CH + 1)
     ).reshape(n, N_CH + 1)
     digital = ch_cnt[:, CHANNELS.index("mobile")] + ch_cnt[:, CHANNELS.index("web")]
-    cols["digital_txn_share_90d"] = _ratio(digital, ch_cnt.sum(axis=1))
+    cols["digital_txn_share_90d"] = ratio(digital, ch_cnt.sum(axis=1))
     cols["advisor_txn_count_90d"] = ch_cnt[:, CHANNELS.index("advisor")].astype(np.float64)
     cols["branch_txn_count_90d"] = ch_cnt[:, CHANNELS.index("branch")].astype(np.float64)
     # trends: recent window / prior window of the same length
@@ -367,30 +368,24 @@ def _transaction_features(prep: Prepared, t_end: int, config: FeatureConfig, wee
         "outflow_investment_buy": amt_cat[:, d_out, ib],
         "outflow_brokerage": amt_cp[:, d_out, br],
     }
-    for name, w in (
-        ("txn_count", 30),
-        ("txn_count", 90),
-        ("inflow_total", 90),
-        ("outflow_total", 90),
-        ("outflow_card_spend", 90),
-        ("outflow_investment_buy", 90),
-        ("outflow_brokerage", 90),
-    ):
+    for name, w in registry.TRANSACTION_TRENDS:
         c = series[name]
-        cols[f"{name}_trend_{w}d"] = _ratio(recent[w](c), prior[w](c))
+        cols[registry.trend(name, w)] = ratio(recent[w](c), prior[w](c))
     # recency (within the lookback)
     rec = d < config.recency_lookback_days
     df = d.astype(np.float64)
     salary = (cat == CATEGORIES.index("salary")) & (dirn == d_in)
     brokerage_out = (cp == br) & (dirn == d_out)
-    for name, mask in (
-        ("txn", rec),
-        ("salary", rec & salary),
-        ("investment_buy", rec & (cat == ib)),
-        ("brokerage_transfer", rec & brokerage_out),
-        ("overseas_transfer", rec & (cp == COUNTERPARTIES.index("overseas")) & (dirn == d_out)),
-    ):
-        cols[f"days_since_last_{name}"] = _group_min(cust[mask], df[mask], n)
+    last_of = {
+        "txn": rec,
+        "salary": rec & salary,
+        "investment_buy": rec & (cat == ib),
+        "brokerage_transfer": rec & brokerage_out,
+        "overseas_transfer": rec & (cp == COUNTERPARTIES.index("overseas")) & (dirn == d_out),
+    }
+    for name in registry.TRANSACTION_RECENCY:
+        mask = last_of[name]
+        cols[registry.days_since_last(name)] = _group_min(cust[mask], df[mask], n)
     # salary regularity
     t_month = int(_month_index(t_end - 1))
     sal_month = t_month - _month_index(ts[salary])
@@ -401,8 +396,8 @@ def _transaction_features(prep: Prepared, t_end: int, config: FeatureConfig, wee
     k = np.bincount(cust[s180], minlength=n).astype(np.float64)
     s1 = np.bincount(cust[s180], weights=amount[s180], minlength=n)
     s2 = np.bincount(cust[s180], weights=amount[s180] ** 2, minlength=n)
-    var = np.clip(_ratio(s2 - _ratio(s1**2, k), k - 1), 0, None)
-    cv = _ratio(np.sqrt(var), _ratio(s1, k))
+    var = np.clip(ratio(s2 - ratio(s1**2, k), k - 1), 0, None)
+    cv = ratio(np.sqrt(var), ratio(s1, k))
     cv[k < 2] = np.nan
     cols["salary_amount_cv_180d"] = cv
     # response to market moves
@@ -424,7 +419,7 @@ def _transaction_features(prep: Prepared, t_end: int, config: FeatureConfig, wee
         up_mean, down_mean = _up_down_means(wcount.astype(np.float64), weekly_returns)
         cols["invest_count_up_weeks_180d"] = up_mean
         cols["invest_count_down_weeks_180d"] = down_mean
-        cols["invest_up_down_ratio_180d"] = _ratio(up_mean, down_mean)
+        cols["invest_up_down_ratio_180d"] = ratio(up_mean, down_mean)
         cols["invest_index_corr_180d"] = _row_corr(wamount, weekly_returns)
     return cols
 
@@ -448,7 +443,7 @@ def _row_corr(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
     den = np.sqrt((xc**2).sum(axis=1)) * np.sqrt((v**2).sum())
     # guard against float noise on constant rows
     den[np.sqrt((xc**2).sum(axis=1)) < 1e-9 * (np.abs(x).max(axis=1) + 1)] = 0
-    return np.clip(_ratio(xc @ v, den), -1.0, 1.0)
+    return np.clip(ratio(xc @ v, den), -1.0, 1.0)
 
 
 def _event_features(prep: Prepared, t_end: int, config: FeatureConfig, weekly_returns: np.ndarray | None):
@@ -466,25 +461,25 @@ def _event_features(prep: Prepared, t_end: int, config: FeatureConfig, weekly_re
     login, view, search = (EVENT_TYPES.index(x) for x in ("login", "view", "search"))
     logins = cum[:, login].sum(axis=1)  # window, customer
     for w in registry.WINDOWS:
-        cols[f"login_count_{w}d"] = logins[win[w]]
+        cols[windowed("login_count", w)] = logins[win[w]]
     is_login = et == login
     recent_login = is_login & (d < 30)
     pairs = np.unique(cust[recent_login] * 30 + d[recent_login])
     cols["login_days_30d"] = np.bincount(pairs // 30, minlength=n).astype(np.float64)
     rec = is_login & (d < config.recency_lookback_days)
     cols["days_since_last_login"] = _group_min(cust[rec], d[rec].astype(np.float64), n)
-    cols["login_count_trend_30d"] = _ratio(logins[0], logins[1] - logins[0])
-    cols["login_count_trend_90d"] = _ratio(logins[2], logins[3] - logins[2])
+    cols[registry.trend("login_count", 30)] = ratio(logins[0], logins[1] - logins[0])
+    cols[registry.trend("login_count", 90)] = ratio(logins[2], logins[3] - logins[2])
     cols["view_count_90d"] = cum[win[90], view].sum(axis=0)
     cols["search_count_90d"] = cum[win[90], search].sum(axis=0)
     topic_cum = cum[:, view] + cum[:, search]  # window, topic, customer
     for ti, topic in enumerate(TOPICS):
         for w in (30, 90):
-            cols[f"views_{topic}_{w}d"] = topic_cum[win[w], ti]
+            cols[registry.topic_views(topic, w)] = topic_cum[win[w], ti]
     eq = topic_cum[:, TOPICS.index("equity_funds")]
-    cols["views_equity_funds_trend_30d"] = _ratio(eq[0], eq[1] - eq[0])
-    cols["views_equity_funds_trend_90d"] = _ratio(eq[2], eq[3] - eq[2])
-    cols["equity_funds_view_share_90d"] = _ratio(eq[2], topic_cum[2, : N_TOPIC - 1].sum(axis=0))
+    cols[registry.trend("views_equity_funds", 30)] = ratio(eq[0], eq[1] - eq[0])
+    cols[registry.trend("views_equity_funds", 90)] = ratio(eq[2], eq[3] - eq[2])
+    cols["equity_funds_view_share_90d"] = ratio(eq[2], topic_cum[2, : N_TOPIC - 1].sum(axis=0))
     if weekly_returns is None:
         cols["equity_views_index_corr_180d"] = np.full(n, np.nan)
     else:
@@ -519,9 +514,9 @@ def _long_window_features(prep: Prepared, t_end: int) -> dict[str, np.ndarray]:
         for name, rows in (("brokerage", brk), ("buys", buy)):
             count, _ = window_counts(cust, ts, np.where(rows, 0, -1), n, 1, t_end, windows)
             counts[name] = count[:, 0].astype(np.float64)
-        cols[f"count_outflow_brokerage_{w}d"] = counts["brokerage"][1]
-        cols[f"outflow_brokerage_{w}d"] = np.bincount(cust[brk], weights=tx["amount"][idx][brk], minlength=n)
-        cols[f"count_investment_buy_{w}d"] = counts["buys"][1]
+        cols[windowed("count_outflow_brokerage", w)] = counts["brokerage"][1]
+        cols[windowed("outflow_brokerage", w)] = np.bincount(cust[brk], weights=tx["amount"][idx][brk], minlength=n)
+        cols[windowed("count_investment_buy", w)] = counts["buys"][1]
     if prep.ev is not None:
         ev = prep.ev
         idx = np.flatnonzero((ev["ts"] < t_end) & (ev["ts"] >= t_end - w * DAY_NS))
@@ -536,18 +531,19 @@ def _long_window_features(prep: Prepared, t_end: int) -> dict[str, np.ndarray]:
         count = count.astype(np.float64)  # window, kind, customer
         counts["logins"], counts["equity"] = count[:, 0], count[:, 1]
         topical = count[:, 1] + count[:, 2]
-        cols[f"login_count_{w}d"] = counts["logins"][1]
+        cols[windowed("login_count", w)] = counts["logins"][1]
         for i, lw in enumerate(windows):
-            cols[f"views_equity_funds_{lw}d"] = counts["equity"][i]
-            cols[f"equity_funds_view_share_{lw}d"] = _ratio(counts["equity"][i], topical[i])
+            cols[registry.topic_views("equity_funds", lw)] = counts["equity"][i]
+            cols[windowed("equity_funds_view_share", lw)] = ratio(counts["equity"][i], topical[i])
     if "logins" in counts:
         for i, lw in enumerate(windows):
             den = 1.0 + counts["logins"][i]
-            cols[f"equity_views_per_login_{lw}d"] = counts["equity"][i] / den
+            cols[windowed("equity_views_per_login", lw)] = counts["equity"][i] / den
             if "brokerage" in counts:
-                cols[f"brokerage_transfers_per_login_{lw}d"] = counts["brokerage"][i] / den
-                cols[f"investment_buys_per_login_{lw}d"] = counts["buys"][i] / den
-                cols[f"invest_interest_per_login_{lw}d"] = (counts["brokerage"][i] + counts["equity"][i]) / den
+                cols[windowed("brokerage_transfers_per_login", lw)] = counts["brokerage"][i] / den
+                cols[windowed("investment_buys_per_login", lw)] = counts["buys"][i] / den
+                interest = counts["brokerage"][i] + counts["equity"][i]
+                cols[windowed("invest_interest_per_login", lw)] = interest / den
     return cols
 
 
@@ -566,19 +562,19 @@ def _holdings_features(prep: Prepared, t_end: int, config: FeatureConfig, stated
     aum = np.bincount(cust[asset], weights=value[asset], minlength=n)
     cols["aum"] = aum
     by_risk = np.bincount(cust[asset] * 6 + risk[asset], weights=value[asset], minlength=n * 6).reshape(n, 6)
-    for level in range(1, 6):
-        cols[f"aum_r{level}"] = by_risk[:, level]
-    cols["aum_high_risk_share"] = _ratio(by_risk[:, 4] + by_risk[:, 5], aum)
+    for level, name in enumerate(vocab.RISK_LEVELS, start=1):
+        cols[registry.aum_in_risk_level(name)] = by_risk[:, level]
+    cols["aum_high_risk_share"] = ratio(by_risk[:, 4] + by_risk[:, 5], aum)
     famc = np.where(fam < 0, len(FAMILY_CODES), fam)
     by_fam = np.bincount(cust * 5 + famc, weights=np.where(liab, 0.0, value), minlength=n * 5).reshape(n, 5)
     for family in ("deposit", "fund", "insurance"):
-        cols[f"aum_{family}"] = by_fam[:, FAMILY_CODES[family]]
-    cols["deposit_share"] = _ratio(cols["aum_deposit"], aum)
+        cols[registry.aum_in_family(family)] = by_fam[:, FAMILY_CODES[family]]
+    cols["deposit_share"] = ratio(cols[registry.aum_in_family("deposit")], aum)
     cols["liabilities"] = np.bincount(cust[liab], weights=value[liab], minlength=n)
     mort = ho["mortgage"][at]
     cols["mortgage_balance"] = np.bincount(cust[mort], weights=value[mort], minlength=n)
     sq = np.bincount(cust[asset], weights=value[asset] ** 2, minlength=n)
-    cols["aum_hhi"] = _ratio(sq, aum**2)
+    cols["aum_hhi"] = ratio(sq, aum**2)
     cols["product_count"] = np.bincount(cust, minlength=n).astype(np.float64)
     held = np.bincount(cust * 5 + famc, minlength=n * 5).reshape(n, 5)[:, : len(FAMILY_CODES)] > 0
     cols["product_family_count"] = held.sum(axis=1).astype(np.float64)
@@ -588,14 +584,14 @@ def _holdings_features(prep: Prepared, t_end: int, config: FeatureConfig, stated
     above = np.zeros(n)
     for level in range(2, 6):  # value in `level` counts when level > the stated maximum
         above += np.where(stated_max < level, by_risk[:, level], 0.0)
-    share = _ratio(above, aum)
+    share = ratio(above, aum)
     share[stated_max == 0] = np.nan  # risk unknown at T
     cols["aum_share_above_suitability"] = share
     history = aum_at(prep, snaps)
     for months in (1, 3, 6):
-        cols[f"aum_change_{months}m"] = _ratio(aum, history[:, months]) - 1
+        cols[registry.monthly("aum_change", months)] = ratio(aum, history[:, months]) - 1
     peak = np.nanmax(np.where(np.isnan(history), -np.inf, history), axis=1)
-    cols["aum_drawdown_6m"] = _ratio(aum, peak) - 1
+    cols["aum_drawdown_6m"] = ratio(aum, peak) - 1
     return cols, s_t
 
 
@@ -606,7 +602,7 @@ def _market_context(prep: Prepared, t_end: int, config: FeatureConfig):
         return {k: None for k in names}, None
     mk = prep.market
     t_ns = t_end - 1  # market dates on or before the calendar day T
-    i_t = _last_at_or_before(mk["date"], t_ns)
+    i_t = last_at_or_before(mk["date"], t_ns)
     if i_t < 0:
         return {k: None for k in names}, None
     t = pd.Timestamp(t_ns)
@@ -616,14 +612,14 @@ def _market_context(prep: Prepared, t_end: int, config: FeatureConfig):
         return date.value >= mk["date"][0]
 
     def at(date: pd.Timestamp, col: str) -> float:
-        i = _last_at_or_before(mk["date"], date.value)
+        i = last_at_or_before(mk["date"], date.value)
         return float(mk[col][i]) if i >= 0 else np.nan
 
     idx_t, rate_t = mk["index"][i_t], mk["rate"][i_t]
     out: dict[str, float | str | None] = {}
     for months in (1, 3, 6):
         past = t - pd.DateOffset(months=months)
-        out[f"index_return_{months}m"] = idx_t / at(past, "index") - 1 if first_known(past) else np.nan
+        out[registry.monthly("index_return", months)] = idx_t / at(past, "index") - 1 if first_known(past) else np.nan
     lo3 = (t - pd.DateOffset(months=3)).value
     win = mk["index"][(mk["date"] > lo3) & (mk["date"] <= t_ns)]
     out["index_volatility_3m"] = float(np.std(np.diff(np.log(win)), ddof=1) * np.sqrt(252)) if len(win) > 2 else np.nan
@@ -633,8 +629,10 @@ def _market_context(prep: Prepared, t_end: int, config: FeatureConfig):
     out["deposit_rate_1y"] = float(rate_t)
     for months in (3, 6):
         past = t - pd.DateOffset(months=months)
-        out[f"deposit_rate_change_{months}m"] = rate_t - at(past, "rate") if first_known(past) else np.nan
-    r6 = out["index_return_6m"]
+        out[registry.monthly("deposit_rate_change", months)] = (
+            rate_t - at(past, "rate") if first_known(past) else np.nan
+        )
+    r6 = out[registry.monthly("index_return", 6)]
     if r6 is None or np.isnan(r6):
         out["market_regime"] = None
     else:
@@ -677,8 +675,13 @@ def _profile_features(prep: Prepared, t_end: int):
     return cols
 
 
-def features_at(prep: Prepared, as_of, config: FeatureConfig | None = None) -> pd.DataFrame:
-    """Features of the active customers in `prep` at `as_of` (see module docstring)."""
+def feature_columns(prep: Prepared, as_of, config: FeatureConfig | None = None) -> tuple[dict, np.ndarray]:
+    """Every feature the builder computes at `as_of`, by name, for every customer in `prep` (a
+    value per customer), and the mask of active customers.
+
+    Which columns exist depends on which raw tables are present; the names are the registry's
+    (`check_columns` holds the two to each other on every build).
+    """
     config = config or FeatureConfig()
     as_of = pd.Timestamp(as_of).normalize()
     t_end = (as_of + pd.Timedelta(days=1)).value
@@ -710,16 +713,18 @@ def features_at(prep: Prepared, as_of, config: FeatureConfig | None = None) -> p
         cols["tier"] = tier_of(aum, config)
         t = config.tiers
         nxt = np.where(aum >= t.hnw_min, np.nan, np.where(aum >= t.affluent_min, t.hnw_min, t.affluent_min))
-        cols["aum_to_next_tier_ratio"] = _ratio(aum, nxt)
+        cols["aum_to_next_tier_ratio"] = ratio(aum, nxt)
         families = cols["product_family_count"]
         digital = np.zeros(n, dtype=bool)
-        if "login_count_90d" in cols:
-            digital |= cols["login_count_90d"] > 0
-        if "digital_txn_share_90d" in cols:
-            digital |= np.nan_to_num(cols["digital_txn_share_90d"]) > 0
+        logins, share = windowed("login_count", 90), windowed("digital_txn_share", 90)
+        if logins in cols:
+            digital |= cols[logins] > 0
+        if share in cols:
+            digital |= np.nan_to_num(cols[share]) > 0
         payroll = cols["payroll_at_bank"].copy()
-        if "inflow_salary_90d" in cols:
-            payroll |= cols["inflow_salary_90d"] > 0
+        salary = registry.flow("in", "salary", 90)
+        if salary in cols:
+            payroll |= cols[salary] > 0
         depth = np.where(
             (families >= config.ecosystem_min_families) & digital & payroll,
             "ecosystem",
@@ -728,10 +733,37 @@ def features_at(prep: Prepared, as_of, config: FeatureConfig | None = None) -> p
         depth[np.isnan(families)] = None
         cols["relationship_depth"] = depth
 
-    active = active_mask(prep, t_end, snap_t)
+    check_columns(cols, prep)
+    return cols, active_mask(prep, t_end, snap_t)
+
+
+def check_columns(cols: Mapping[str, object], prep: Prepared) -> None:
+    """The builder computed exactly the registry's features that its present tables allow.
+
+    A name spelled differently on the two sides would otherwise leave a declared column all NaN
+    in silence; this is a programming error, so it raises `RuntimeError` naming the columns.
+    """
+    declared = {f.name for f in registry.FEATURES}
+    undeclared = sorted(set(cols) - declared)
+    missing_tables = set(prep.missing_tables)
+    uncomputed = sorted(
+        f.name for f in registry.FEATURES if f.name not in cols and not (set(f.sources) & missing_tables)
+    )
+    if undeclared or uncomputed:
+        raise RuntimeError(
+            f"features.build and features.registry disagree: computed but not declared {undeclared}; "
+            f"declared (all source tables present) but not computed {uncomputed}"
+        )
+
+
+def features_at(prep: Prepared, as_of, config: FeatureConfig | None = None) -> pd.DataFrame:
+    """Features of the active customers in `prep` at `as_of` (see module docstring), in registry order."""
+    as_of = pd.Timestamp(as_of).normalize()
+    cols, active = feature_columns(prep, as_of, config)
+    n_active = int(active.sum())
     data: dict[str, np.ndarray] = {
         "customer_id": prep.customer_ids[active],
-        "as_of": np.full(int(active.sum()), as_of.to_datetime64(), dtype="datetime64[ns]"),
+        "as_of": np.full(n_active, as_of.to_datetime64(), dtype="datetime64[ns]"),
     }
     for feat in registry.FEATURES:
         values = cols.get(feat.name)
@@ -739,12 +771,12 @@ def features_at(prep: Prepared, as_of, config: FeatureConfig | None = None) -> p
             data[feat.name] = (
                 np.asarray(values, dtype=object)[active]
                 if values is not None
-                else np.full(len(data["customer_id"]), None, dtype=object)
+                else np.full(n_active, None, dtype=object)
             )
         elif feat.dtype == "bool":
             data[feat.name] = np.asarray(values, dtype=bool)[active]
         elif values is None:
-            data[feat.name] = np.full(len(data["customer_id"]), np.nan)
+            data[feat.name] = np.full(n_active, np.nan)
         else:
             col = np.asarray(values, dtype=np.float64)[active]
             if feat.lower is not None or feat.upper is not None:
@@ -778,28 +810,3 @@ def build_features(
     active customer.
     """
     return features_at(prepare(tables), as_of, config)
-
-
-def category_flows(prep: Prepared, as_of, windows: Sequence[int] = registry.WINDOWS) -> pd.DataFrame:
-    """Sums and counts of transactions per customer, direction and category over `windows` at `as_of`.
-
-    The behaviour family's kernel (`window_counts`, as `_transaction_features` calls it) on its
-    own, in the shape of the equivalent SQL `GROUP BY customer_id, direction, category` that the
-    benchmark runs in DuckDB: one row per (customer, direction, category) with a transaction in
-    the largest window; columns `customer_id`, `direction`, `category` (categoricals), then
-    `sum_<w>d` and `count_<w>d` per window. Rows of an unknown category are left out.
-    """
-    tx = prep.tx
-    t_end = (pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)).value
-    group = np.where(tx["cat"] < 0, -1, tx["dir"].astype(np.int32) * N_CAT + tx["cat"])
-    count, total = window_counts(tx["cust"], tx["ts"], group, prep.n, N_DIR * N_CAT, t_end, windows, tx["amount"])
-    g, c = np.nonzero(count[-1])  # the groups present: some row in the largest window
-    cols: dict[str, object] = {
-        "customer_id": prep.customer_ids[c],
-        "direction": pd.Categorical.from_codes(g // N_CAT, vocab.DIRECTIONS),
-        "category": pd.Categorical.from_codes(g % N_CAT, CATEGORIES),
-    }
-    for i, w in enumerate(sorted(windows)):
-        cols[f"sum_{w}d"] = total[i][g, c]
-        cols[f"count_{w}d"] = count[i][g, c]
-    return pd.DataFrame(cols)

@@ -12,7 +12,11 @@ for what it is good at: the declared structure (columns, dtypes, nullability).
 
 Entry points: `read_raw` (a folder, or one customer range of it), `validate_frame` (an
 in-memory frame), `validate_raw` (a whole folder in customer batches, bounded memory; what
-`clientlens validate` runs) and `read_truth` (simulator only).
+`clientlens validate` runs) and `read_truth` (simulator only). `open_table_file` (the checks a
+file must pass before any row is read: a file, not empty, not truncated, unique column names,
+ids and times of the right kind, timestamps that fit nanoseconds) and `customer_ids` (the checked
+id column) are what `features.panel` reads through too, so `clientlens features` refuses exactly
+what `clientlens validate` refuses.
 
 Frames come back normalised: integer ids int64, times datetime64[ns] (tz-naive), string
 columns pandas `category` (categories = the vocabulary, in vocabulary order, for closed
@@ -45,6 +49,7 @@ MIN_DATE = pd.Timestamp("1900-01-01")
 FUTURE_MARGIN = pd.Timedelta(days=45)
 """Timestamps may run this far past the last market date (month-end snapshots, late postings)."""
 EXAMPLES = 5
+EMPTY_MARKET = "%s: the market table has no rows: every market feature (and the market-response features) will be NaN"
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,8 @@ class Violation:
     examples: pd.DataFrame | None = None
 
     def describe(self) -> str:
+        if self.n_rows == 0:
+            return f"{self.table}.{self.column}: rule '{self.rule}' fails: the table has no rows"
         head = f"{self.table}.{self.column}: rule '{self.rule}' fails for {self.n_bad:,} of {self.n_rows:,} rows"
         if self.examples is None or self.examples.empty:
             return head
@@ -335,6 +342,7 @@ def _check_frame(table: str, df: pd.DataFrame, report: _Report, max_date: pd.Tim
                 )
             )
         return None
+    _check_not_empty(table, df, report)
     extra = [c for c in df.columns if c not in spec.column_names]
     if extra:
         log.info("%s: ignoring columns outside the contract: %s", table, extra)
@@ -504,8 +512,154 @@ def customer_order(cid: np.ndarray) -> np.ndarray | None:
     return np.argsort(cid, kind="stable")
 
 
+# What a datetime64[ns] column can hold: Parquet stores coarser units that reach further.
+NS_MIN, NS_MAX = pd.Timestamp.min.ceil("s"), pd.Timestamp.max.floor("s")
+
+
+def _naive_utc(value) -> pd.Timestamp | None:
+    """A statistics value (datetime or date, possibly tz-aware) as a tz-naive UTC Timestamp (of any
+    unit, so a value past 2262 stays comparable); None when not even that holds it."""
+    import datetime as dt
+
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    try:
+        return pd.Timestamp(value)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        return None
+
+
+def _check_time_range(table: str, column: str, pf: pq.ParquetFile, path: Path) -> Violation | None:
+    """Timestamps outside what datetime64[ns] holds (before 1677 or after 2262), from row-group
+    statistics (a full column read only without statistics or when they show a problem)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    field_type = pf.schema_arrow.field(column).type
+    if not (pa.types.is_timestamp(field_type) or pa.types.is_date(field_type)):
+        return None  # not a time at all: the dtype check reports it
+    if pa.types.is_timestamp(field_type) and field_type.unit == "ns":
+        return None  # already nanoseconds: always in range
+    meta, idx = pf.metadata, pf.schema_arrow.get_field_index(column)
+    suspicious = False
+    for g in range(meta.num_row_groups):
+        st = meta.row_group(g).column(idx).statistics
+        if st is None or not st.has_min_max:
+            suspicious = True
+            break
+        lo, hi = _naive_utc(st.min), _naive_utc(st.max)
+        if lo is None or hi is None or lo < NS_MIN or hi > NS_MAX:
+            suspicious = True
+            break
+    if not suspicious:
+        return None
+    values = pq.read_table(path, columns=[column])[column]
+    if pa.types.is_date(values.type):
+        values = values.cast(pa.timestamp("s"))
+    values = values.cast(pa.timestamp(values.type.unit))  # drop the time zone: compare in UTC
+    lo = pa.scalar(NS_MIN.to_pydatetime().replace(tzinfo=None), values.type)
+    hi = pa.scalar(NS_MAX.to_pydatetime().replace(tzinfo=None), values.type)
+    bad = pc.or_(pc.less(values, lo), pc.greater(values, hi)).fill_null(False)
+    n_bad = pc.sum(bad).as_py() or 0
+    if not n_bad:
+        return None
+    examples = pd.DataFrame({column: [str(v) for v in values.filter(bad).slice(0, EXAMPLES).to_pylist()]})
+    rule = f"{NS_MIN.date()} <= {column} <= {NS_MAX.date()} (the range of nanosecond timestamps)"
+    return Violation(table, column, rule, int(n_bad), len(values), examples)
+
+
+def open_table_file(table: str, path: str | Path) -> pq.ParquetFile:
+    """Open one raw table's Parquet file, or raise `InputError` naming table, file and rule.
+
+    The checks every reader of raw data needs before it reads rows (`clientlens validate` and
+    `clientlens features` both come through here): one Parquet file per table (not a folder),
+    not empty, readable footer, unique column names, timestamps that fit datetime64[ns].
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            f"{path}: table '{table}' is a folder; the contract takes one Parquet file per table "
+            "(write the dataset as a single file)"
+        )
+    if not path.exists():
+        raise InputError(f"{path}: table '{table}' is missing")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: cannot read as Parquet (table '{table}'): the file is empty (0 bytes)")
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"{path}: cannot read as Parquet (table '{table}'; truncated or not Parquet): {exc}") from None
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(
+            f"raw data violates the contract (1 problem):\n- {table}.{dup[0]}: rule 'unique column names' fails: "
+            f"the file {path} has {names.count(dup[0])} columns named {dup[0]!r} (duplicated: {dup})"
+        )
+    spec = SPECS.get(table)
+    if spec is not None:
+        import pyarrow as pa
+
+        report = _Report()
+        for col in spec.columns:
+            # ids and times are compared by row-group statistics before any row is read: a column of
+            # another kind (strings, say) fails here with the rule `_normalise_column` would report
+            typ = pf.schema_arrow.field(col.name).type if col.name in names else None
+            numeric = typ is not None and (pa.types.is_integer(typ) or pa.types.is_floating(typ))
+            timelike = typ is not None and (pa.types.is_timestamp(typ) or pa.types.is_date(typ))
+            if (col.name == "customer_id" and typ is not None and not numeric) or (
+                col.kind == "datetime" and typ is not None and not timelike and not pa.types.is_null(typ)
+            ):
+                expected = "integer" if col.kind == "int" else "datetime"
+                n = pf.metadata.num_rows
+                report.violations.append(
+                    Violation(table, col.name, f"dtype is {expected}", n, n, pd.DataFrame({"dtype": [str(typ)]}))
+                )
+                continue
+            if col.kind == "datetime" and col.name in names:
+                v = _check_time_range(table, col.name, pf, path)
+                if v is not None:
+                    report.violations.append(v)
+        report.raise_if_any()
+    return pf
+
+
+def customer_ids(path: str | Path) -> np.ndarray:
+    """The sorted, unique `customer_id`s of a customers file, checked by the contract's rules for
+    that column (integer, not null, >= 0, unique) and for the table (at least one row).
+
+    Cheap (one column), so a reader that splits work by customer can plan on ids it can trust.
+    """
+    pf = open_table_file("customers", path)
+    spec = SPECS["customers"]
+    col = spec.column("customer_id")
+    if col.name not in pf.schema_arrow.names:
+        raise InputError(
+            "raw data violates the contract (1 problem):\n- customers.customer_id: rule 'column present' fails "
+            f"(columns found: {', '.join(pf.schema_arrow.names)})"
+        )
+    frame = pf.read(columns=[col.name]).to_pandas()
+    report = _Report()
+    s = _normalise_column("customers", col, frame[col.name], report, frame)
+    if s is not None:
+        report.add("customers", col.name, "not null", frame, s.isna().to_numpy())
+        if not report.violations:
+            report.add("customers", col.name, f"{col.name} >= {col.ge:g}", frame, (s < col.ge).to_numpy())
+            report.add("customers", col.name, "unique key (customer_id)", frame, _duplicated(frame, spec.key))
+    _check_not_empty("customers", frame, report)
+    report.raise_if_any()
+    assert s is not None  # a column that could not be normalised is a violation, raised above
+    return np.unique(s.to_numpy(np.int64))
+
+
+def _check_not_empty(table: str, frame: pd.DataFrame, report: _Report) -> None:
+    """customers must hold a row: features of nobody are not a result (other tables may be empty)."""
+    if table == "customers" and len(frame) == 0:
+        report.violations.append(Violation(table, "customer_id", "at least one row", 0, 0))
+
+
 def _read_table(path: Path, spec: TableSpec, customer_ids) -> pd.DataFrame:
-    schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+    schema = open_table_file(spec.name, path).schema_arrow
     present = [c for c in spec.column_names if c in schema.names]
     strings = [c.name for c in spec.columns if c.kind == "category" and c.name in present]
     filters = _customer_filter(customer_ids) if spec.name != "market" and "customer_id" in present else None
@@ -526,7 +680,7 @@ def read_raw(
     tables: Iterable[str] | None = None,
     customer_ids: tuple[int | None, int | None] | Sequence[int] | None = None,
 ) -> RawTables:
-    """Read and validate a raw folder (`<table>.parquet` file or dataset folder per table).
+    """Read and validate a raw folder (one `<table>.parquet` file per table; a folder in its place is refused).
 
     - `tables`: which tables to read (default all five). `customers` is always read when
       another customer table is, for referential integrity.
@@ -554,9 +708,9 @@ def read_raw(
     max_date: pd.Timestamp | None = None
     market_path = raw / "market.parquet"
     if "market" not in wanted and market_path.exists():
-        dates = pq.read_table(market_path, columns=["date"]).column("date")
+        dates = open_table_file("market", market_path).read(columns=["date"]).column("date")
         if len(dates):
-            max_date = pd.Timestamp(dates.to_pandas().max())
+            max_date = _naive_utc(pd.Timestamp(dates.to_pandas().max()))
     for table in order:
         spec = SPECS[table]
         path = raw / f"{table}.parquet"
@@ -575,6 +729,8 @@ def read_raw(
         out = _check_frame(table, df, report, max_date)
         if table == "market" and out is not None and len(out):
             max_date = out["date"].max()
+        if table == "market" and len(df) == 0:
+            log.warning(EMPTY_MARKET, path)
         if out is not None:
             frames[table] = out
     if "customers" in frames and not any(v.table == "customers" for v in report.violations):

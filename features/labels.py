@@ -18,10 +18,10 @@ from features.build import (
     DAY_NS,
     RISK_MAX_LEVEL,
     Prepared,
-    _last_at_or_before,
-    _ratio,
     aum_at,
+    last_at_or_before,
     prepare,
+    ratio,
     stated_risk_at,
     tier_of,
 )
@@ -63,7 +63,7 @@ def labels_at(
     revealed = np.full(n, None, dtype=object)
     out = pd.DataFrame({"customer_id": prep.customer_ids})
     snaps = prep.snapshot_dates
-    i_t, i_h = _last_at_or_before(snaps, t_end - 1), _last_at_or_before(snaps, h_end - 1)
+    i_t, i_h = last_at_or_before(snaps, t_end - 1), last_at_or_before(snaps, h_end - 1)
     if prep.ho is None or i_h < 0 or i_h <= i_t:
         out["tier_future"], out["churn"], out["revealed_risk"] = tier_future, churn, revealed
         return out
@@ -108,7 +108,7 @@ def labels_at(
             high += np.bincount(tx["cust"][add_high], weights=tx["amount"][add_high], minlength=n)
             if add_mid is not None:
                 mid += np.bincount(tx["cust"][add_mid], weights=tx["amount"][add_mid], minlength=n)
-    share_high, share_mid = _ratio(high, base), _ratio(high + mid, base)
+    share_high, share_mid = ratio(high, base), ratio(high + mid, base)
     label = np.where(
         share_high >= config.revealed_aggressive_share,
         "aggressive",

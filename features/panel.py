@@ -3,15 +3,19 @@
 `build_panel(raw_dir, out_dir, ...)` writes `panel.parquet` (features + labels per as-of
 date) and `latest.parquet` (features at the last date in the data, no labels).
 
-Work is split into contiguous `customer_id` ranges. A partition is a pure pandas function
-of that range's rows (`partition_tables`: features and labels for every as-of date); the
-worker that runs it reads only its range from Parquet (row groups chosen by their
-`customer_id` statistics, rows then filtered by customer range and by the time window the
-requested dates need), validates them with `features.contract.validate_frame`, and writes
-its rows to a part file, so memory grows with partition size, not with total transactions. The same `run_partition` runs in
-this process (`workers=1`), in local processes (`ProcessPoolExecutor`) or on a Dask cluster.
-Parts are concatenated in customer order into the final files, written under a temporary
-name and renamed. Rows are ordered by (`customer_id`, `as_of`).
+Before any row is read, every raw file passes `features.contract.open_table_file` and the
+customer ids `features.contract.customer_ids` (the checks `clientlens validate` makes), so
+both commands refuse the same folders. Work is then split into contiguous `customer_id`
+ranges. A partition is a pure pandas function of that range's rows (`partition_tables`:
+features and labels for every as-of date); the worker that runs it reads only its range from
+Parquet (row groups chosen by their `customer_id` statistics, rows then filtered by id range
+and by the time window the requested dates need; the id ranges read tile the whole int64 line,
+`reading_ranges`, so a row of an unknown customer is read by one partition and refused),
+validates them with `features.contract.validate_frame`, and writes its rows to a part file, so
+memory grows with partition size, not with total transactions. The same `run_partition` runs
+in this process (`workers=1`), in local processes (`ProcessPoolExecutor`) or on a Dask
+cluster. Parts are concatenated in customer order into the final files, written atomically
+(`core.io.atomic_path`). Rows are ordered by (`customer_id`, `as_of`).
 """
 
 from __future__ import annotations
@@ -82,8 +86,9 @@ def partition_prepared(
 
 
 def raw_paths(raw_dir: Path) -> dict[str, Path]:
-    """The raw tables present in `raw_dir` (customers is required)."""
+    """The raw tables present in `raw_dir` (customers is required), each a readable Parquet file."""
     from core.errors import InputError
+    from features.contract import open_table_file
 
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
@@ -91,11 +96,13 @@ def raw_paths(raw_dir: Path) -> dict[str, Path]:
     paths = {t: raw_dir / f"{t}.parquet" for t in vocab.TABLES if (raw_dir / f"{t}.parquet").exists()}
     if "customers" not in paths:
         raise InputError(f"raw folder {raw_dir}: customers.parquet is required (found: {sorted(paths) or 'nothing'})")
+    for table, path in paths.items():
+        open_table_file(table, path)  # a folder, an empty or truncated file, duplicate columns: InputError
     return paths
 
 
 def _column_range(path: Path, column: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-    """Min and max of a timestamp column from Parquet row-group statistics (no data read)."""
+    """Min and max of a timestamp column from Parquet row-group statistics (no data read), tz-naive UTC."""
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(path).metadata
@@ -111,10 +118,10 @@ def _column_range(path: Path, column: str) -> tuple[pd.Timestamp | None, pd.Time
             values = pq.read_table(path, columns=[column])[column]
             mm = pc.min_max(values)
             return (
-                pd.Timestamp(mm["min"].as_py()) if mm["min"].is_valid else None,
-                pd.Timestamp(mm["max"].as_py()) if mm["max"].is_valid else None,
+                _naive(mm["min"].as_py()) if mm["min"].is_valid else None,
+                _naive(mm["max"].as_py()) if mm["max"].is_valid else None,
             )
-        a, b = pd.Timestamp(st.min), pd.Timestamp(st.max)
+        a, b = _naive(st.min), _naive(st.max)
         lo = a if lo is None or a < lo else lo
         hi = b if hi is None or b > hi else hi
     return lo, hi
@@ -168,7 +175,7 @@ def _naive(value) -> pd.Timestamp | None:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts
 
 
-def _row_groups(pf, ids: tuple[int, int] | None, time_col: str | None, lower, upper) -> list[tuple[int, bool]]:
+def select_row_groups(pf, ids: tuple[int, int] | None, time_col: str | None, lower, upper) -> list[tuple[int, bool]]:
     """Row groups that may hold lo <= customer_id <= hi and lower <= time < upper, from their statistics.
 
     Returns `(group, needs_filter)` pairs: a group is dropped only when its statistics prove it
@@ -220,7 +227,7 @@ def _row_groups(pf, ids: tuple[int, int] | None, time_col: str | None, lower, up
     return keep
 
 
-def _read_range_arrow(
+def read_range_arrow(
     path: Path,
     ids: tuple[int, int] | None,
     time_col: str | None,
@@ -229,7 +236,7 @@ def _read_range_arrow(
     columns: list[str] | None = None,
     customer_order: bool = True,
 ):
-    """`_read_range` as an Arrow table (string columns stay dictionary-encoded as in the file).
+    """`read_range` as an Arrow table (string columns stay dictionary-encoded as in the file).
 
     Only row groups whose statistics straddle the range are filtered row by row.
     `customer_order`: rows come back ordered by customer_id, each customer's rows in file
@@ -242,7 +249,7 @@ def _read_range_arrow(
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
-    selected = _row_groups(pf, ids, time_col, lower, upper)
+    selected = select_row_groups(pf, ids, time_col, lower, upper)
     if not selected:
         schema = pf.schema_arrow
         if columns is not None:
@@ -258,13 +265,19 @@ def _read_range_arrow(
 
         if ids is not None and "customer_id" in part.column_names:
             c = part["customer_id"]
-            mask = both(mask, pc.and_(pc.greater_equal(c, ids[0]), pc.less_equal(c, ids[1])))
+            # a null id is kept (every range reads it), so the contract's check reports it instead of
+            # the filter dropping it
+            in_range = pc.and_(pc.greater_equal(c, ids[0]), pc.less_equal(c, ids[1])).fill_null(True)
+            mask = both(mask, in_range)
         if time_col is not None and time_col in part.column_names:
             typ = part.schema.field(time_col).type
+            # null times are kept too (for the contract's not-null check)
             if lower is not None:
-                mask = both(mask, pc.greater_equal(part[time_col], pa.scalar(pd.Timestamp(lower), typ)))
+                after = pc.greater_equal(part[time_col], pa.scalar(pd.Timestamp(lower), typ)).fill_null(True)
+                mask = both(mask, after)
             if upper is not None:
-                mask = both(mask, pc.less(part[time_col], pa.scalar(pd.Timestamp(upper), typ)))
+                before = pc.less(part[time_col], pa.scalar(pd.Timestamp(upper), typ)).fill_null(True)
+                mask = both(mask, before)
         return mask
 
     if any(f for _, f in selected):
@@ -289,35 +302,7 @@ def _read_range_arrow(
     return table
 
 
-def arrow_codes(column, categories: Sequence[str]) -> np.ndarray:
-    """int8 codes of an Arrow string column in a closed vocabulary (-1 for null or unknown).
-
-    Dictionary-encoded columns (as the simulator writes them) are mapped through their
-    dictionary, so no string is decoded per row.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    vocab_index = {v: i for i, v in enumerate(categories)}
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    out = np.empty(sum(len(c) for c in chunks), dtype=np.int8)
-    offset = 0
-    for chunk in chunks:
-        part = out[offset : offset + len(chunk)]
-        offset += len(chunk)
-        if pa.types.is_dictionary(chunk.type):
-            lookup = np.array([vocab_index.get(v, -1) for v in chunk.dictionary.to_pylist()] + [-1], dtype=np.int8)
-            idx = chunk.indices
-            if idx.null_count:
-                idx = idx.fill_null(len(lookup) - 1)
-            np.take(lookup, idx.to_numpy(zero_copy_only=False), out=part)
-        else:
-            codes = pc.index_in(chunk, value_set=pa.array(list(categories), type=pa.string()))
-            part[:] = codes.fill_null(-1).to_numpy(zero_copy_only=False)
-    return out
-
-
-def _read_range(
+def read_range(
     path: Path,
     ids: tuple[int, int] | None,
     time_col: str | None,
@@ -331,9 +316,9 @@ def _read_range(
     Selects row groups from their `customer_id` and time-column statistics (the simulator
     writes one row group per customer chunk and month, so a time window skips whole months),
     reads them whole (faster than pyarrow's dataset filters on this layout), then filters the
-    Arrow table; rows ordered by customer_id (see `_read_range_arrow`).
+    Arrow table; rows ordered by customer_id (see `read_range_arrow`).
     """
-    table = _read_range_arrow(path, ids, time_col, lower, upper, columns, customer_order)
+    table = read_range_arrow(path, ids, time_col, lower, upper, columns, customer_order)
     return table.to_pandas(self_destruct=True)
 
 
@@ -365,7 +350,7 @@ def read_partition(
         lower = holdings_start if table == "holdings" else start if table in ("transactions", "events") else None
         col = TIME_COLUMN.get(table)
         try:
-            frame = _read_range(
+            frame = read_range(
                 path,
                 None if table == "market" else (int(lo), int(hi)),
                 col,
@@ -405,6 +390,10 @@ class PartitionTask:
     feature_config: FeatureConfig
     label_config: LabelConfig
     parts_dir: str
+    # the customer_id range read from the other tables: wider than lo..hi, so together the
+    # partitions read every row and one of an id no customer has fails referential integrity
+    read_lo: int | None = None
+    read_hi: int | None = None
 
 
 def read_task(task: PartitionTask) -> Prepared:
@@ -418,9 +407,9 @@ def read_task(task: PartitionTask) -> Prepared:
     # prepare straight from the reader so the raw frames are freed before the features are computed
     # holdings: the AUM history features and labels need 6 months before the earliest date
     holdings_start = (min(dates) - pd.DateOffset(months=8)) if dates else None
-    return prepare(
-        read_partition(Path(task.raw_dir), task.lo, task.hi, start, stop, holdings_start), task.snapshot_dates
-    )
+    lo = task.lo if task.read_lo is None else task.read_lo
+    hi = task.hi if task.read_hi is None else task.read_hi
+    return prepare(read_partition(Path(task.raw_dir), lo, hi, start, stop, holdings_start), task.snapshot_dates)
 
 
 def run_partition(task: PartitionTask, prep: Prepared | None = None) -> dict[str, Any]:
@@ -512,11 +501,9 @@ def plan_partitions(
     it, the number of partitions is a multiple of `workers` (no worker idles in the last
     round). There are at least `workers` partitions (when there are that many customers).
     """
-    import pyarrow.parquet as pq
+    from features.contract import customer_ids
 
-    ids = np.unique(pq.read_table(customers_path, columns=["customer_id"])["customer_id"].to_numpy())
-    if len(ids) == 0:
-        return []
+    ids = customer_ids(customers_path)  # the contract's rules for the id column: InputError if broken
     starts = _row_group_starts(layout_path) if layout_path is not None and layout_path.exists() else None
     if starts is None:
         n_parts = max(min(workers, len(ids)), -(-len(ids) // partition_size))
@@ -552,22 +539,30 @@ def plan_partitions(
     return [(int(c[0]), int(c[-1])) for c in chunks if len(c)]
 
 
+def reading_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The id range each partition reads from holdings, transactions and events: from its first
+    customer to just before the next partition's (the first from the smallest int64, the last to
+    the largest), so rows of ids between, before or after the customers are read by exactly one
+    partition, where referential integrity reports them instead of no partition reading them."""
+    lo_all, hi_all = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+    starts = [lo_all] + [lo for lo, _ in ranges[1:]]
+    ends = [lo - 1 for lo, _ in ranges[1:]] + [hi_all]
+    return list(zip(starts, ends, strict=True))
+
+
 def _concat_parts(parts: list[Path], dest: Path, schema) -> int:
-    """Stream part files into one Parquet file (temporary name, then rename)."""
+    """Stream part files into one Parquet file, written atomically (`core.io.atomic_path`)."""
     import pyarrow.parquet as pq
 
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    from core.io import atomic_path
+
     rows = 0
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for part in parts:
-                table = pq.read_table(part, schema=schema)
-                if table.num_rows:
-                    writer.write_table(table)
-                    rows += table.num_rows
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for part in parts:
+            table = pq.read_table(part, schema=schema)
+            if table.num_rows:
+                writer.write_table(table)
+                rows += table.num_rows
     return rows
 
 
@@ -682,9 +677,10 @@ def build_panel(
     label horizon (overrides `label_config.horizon_days`). Summary keys: `rows`, `columns`,
     `as_of`, `latest_as_of`, `latest_rows`, `out`, `panel`, `latest`, `missing_tables`,
     `incomplete_families` (family -> features left NaN because a table is missing),
-    `partitions`, `engine`, `workers`, `seconds`.
+    `warnings` (e.g. an empty market table), `partitions`, `engine`, `workers`, `seconds`.
     """
     from core.errors import InputError
+    from features.contract import EMPTY_MARKET, open_table_file
 
     t0 = time.perf_counter()
     if engine not in ("local", "dask"):
@@ -709,15 +705,18 @@ def build_panel(
                 f"data from {first.date()} to {last.date()} is too short for a panel: need {WARMUP_MONTHS} months of "
                 f"history plus a {horizon_days}-day horizon; pass --as-of dates explicitly"
             )
+    warnings: list[str] = []
+    if "market" in paths and open_table_file("market", paths["market"]).metadata.num_rows == 0:
+        warnings.append(EMPTY_MARKET % paths["market"])
+        log.warning(warnings[-1])
     snapshot_dates = None
     if "holdings" in paths:
-        import pyarrow.parquet as pq
+        from core.io import read_table
 
-        col = pq.read_table(paths["holdings"], columns=["snapshot_date"])["snapshot_date"]
-        import pyarrow.compute as pc
-
-        snapshot_dates = tuple(pd.Timestamp(x) for x in pc.unique(col).to_pandas().sort_values())
+        col = read_table(paths["holdings"], columns=["snapshot_date"], what="holdings table")["snapshot_date"]
+        snapshot_dates = tuple(_naive(x) for x in col.dropna().drop_duplicates().sort_values())
     ranges = plan_partitions(paths["customers"], partition_size, workers, paths.get("transactions"))
+    read_ranges = reading_ranges(ranges)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     parts_dir = out / f".parts-{uuid.uuid4().hex[:12]}"
@@ -734,6 +733,7 @@ def build_panel(
             feature_config,
             label_config,
             str(parts_dir.resolve()),
+            *read_ranges[i],
         )
         for i, (lo, hi) in enumerate(ranges)
     ]
@@ -779,6 +779,7 @@ def build_panel(
         "latest": str(latest_path) if latest_path else None,
         "missing_tables": missing,
         "incomplete_families": incomplete,
+        "warnings": warnings,
         "partitions": len(tasks),
         "engine": engine,
         "workers": workers,

@@ -1,8 +1,12 @@
-"""The single declaration of every feature (DESIGN §5, STYLE 4).
+"""The single declaration of every feature (DESIGN §5, STYLE 4): name, dtype, family, window,
+description, categories, source tables and the bounds that hold by construction.
 
-`FEATURES` feeds the feature-table schema (`validate_feature_frame`), the docs table
-(`python -m features.registry --markdown > docs/FEATURES.md`), the serving request model
-(`request_model()`) and the drift column mapping (`drift_columns()`).
+Imports only `features.vocab`. Everything else reads it: the builder (`features.build` names its
+columns with this module's name functions, `windowed`, `flow`, `trend`, ..., and assembles
+`FEATURES` in order), the feature-table schema (`arrow_schema`), serving's
+request model (`serving.schemas.customer_model(FEATURES)`), drift monitoring
+(`numerical_features`, `categorical_features`) and the generated reference (`features.reference`,
+`docs/FEATURES.md`).
 
 Storage: `float` and `int` features are float64 columns (an `int` feature holds whole
 numbers; NaN means "not defined" or "not computable", e.g. a raw table was missing), `bool`
@@ -11,13 +15,8 @@ features are bool, `category` features are strings from `categories`, null when 
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Literal
-
-import pandas as pd
 
 from features import vocab
 
@@ -50,7 +49,69 @@ COUNTERPARTY_FLOWS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     ("out", "external_bank", WINDOWS),
     ("in", "external_bank", WINDOWS),
 )
-_FLOW_WORD = {"in": "inflow", "out": "outflow"}
+FLOW_WORD = {"in": "inflow", "out": "outflow"}
+# Trends (recent window / the equally long window before it) of these transaction series.
+TRANSACTION_TRENDS: tuple[tuple[str, int], ...] = (
+    ("txn_count", 30),
+    ("txn_count", 90),
+    ("inflow_total", 90),
+    ("outflow_total", 90),
+    ("outflow_card_spend", 90),
+    ("outflow_investment_buy", 90),
+    ("outflow_brokerage", 90),
+)
+# Recency: days since the last of these (name -> what it is).
+TRANSACTION_RECENCY: dict[str, str] = {
+    "txn": "any transaction",
+    "salary": "a salary inflow",
+    "investment_buy": "an investment_buy",
+    "brokerage_transfer": "an outflow to a brokerage",
+    "overseas_transfer": "an outflow overseas",
+}
+
+
+# --------------------------------------------------------------------------- names
+# The one place a parametrised feature name is spelled: the declarations below and the builder
+# (`features.build`) both call these, so the two cannot drift apart.
+
+
+def windowed(base: str, days: int) -> str:
+    """A feature over the `days` days up to T: `txn_count_90d`."""
+    return f"{base}_{days}d"
+
+
+def flow(direction: str, what: str, days: int) -> str:
+    """Sum of one direction's transactions of a category or with a counterparty: `inflow_salary_90d`."""
+    return windowed(f"{FLOW_WORD[direction]}_{what}", days)
+
+
+def trend(base: str, days: int) -> str:
+    """`base` over the `days` days up to T / the same over the `days` days before: `txn_count_trend_30d`."""
+    return f"{base}_trend_{days}d"
+
+
+def monthly(base: str, months: int) -> str:
+    """A change or return over `months` calendar months: `aum_change_3m`."""
+    return f"{base}_{months}m"
+
+
+def days_since_last(what: str) -> str:
+    return f"days_since_last_{what}"
+
+
+def topic_views(topic: str, days: int) -> str:
+    """Views and searches of one topic: `views_equity_funds_90d`."""
+    return windowed(f"views_{topic}", days)
+
+
+def aum_in_risk_level(level: str) -> str:
+    """AUM in one product risk level (`R1`..`R5`): `aum_r4`."""
+    return f"aum_{level.lower()}"
+
+
+def aum_in_family(family: str) -> str:
+    """AUM in one product family: `aum_fund`."""
+    return f"aum_{family}"
 
 
 @dataclass(frozen=True)
@@ -107,7 +168,7 @@ def _declare() -> list[Feature]:
     # --- behaviour: transaction flows -------------------------------------------------
     for w in WINDOWS:
         add(
-            f"txn_count_{w}d",
+            windowed("txn_count", w),
             "int",
             "behaviour",
             f"{w}d",
@@ -116,7 +177,7 @@ def _declare() -> list[Feature]:
         )
     for w in WINDOWS:
         add(
-            f"inflow_total_{w}d",
+            windowed("inflow_total", w),
             "float",
             "behaviour",
             f"{w}d",
@@ -124,7 +185,7 @@ def _declare() -> list[Feature]:
             sources=tx,
         )
         add(
-            f"outflow_total_{w}d",
+            windowed("outflow_total", w),
             "float",
             "behaviour",
             f"{w}d",
@@ -132,7 +193,7 @@ def _declare() -> list[Feature]:
             sources=tx,
         )
         add(
-            f"net_flow_{w}d",
+            windowed("net_flow", w),
             "float",
             "behaviour",
             f"{w}d",
@@ -140,10 +201,9 @@ def _declare() -> list[Feature]:
             sources=tx,
         )
     for direction, category, windows in CATEGORY_FLOWS:
-        word = _FLOW_WORD[direction]
         for w in windows:
             add(
-                f"{word}_{category}_{w}d",
+                flow(direction, category, w),
                 "float",
                 "behaviour",
                 f"{w}d",
@@ -152,7 +212,7 @@ def _declare() -> list[Feature]:
             )
     for w in WINDOWS:
         add(
-            f"count_investment_buy_{w}d",
+            windowed("count_investment_buy", w),
             "int",
             "behaviour",
             f"{w}d",
@@ -160,10 +220,9 @@ def _declare() -> list[Feature]:
             sources=tx,
         )
     for direction, counterparty, windows in COUNTERPARTY_FLOWS:
-        word = _FLOW_WORD[direction]
         for w in windows:
             add(
-                f"{word}_{counterparty}_{w}d",
+                flow(direction, counterparty, w),
                 "float",
                 "behaviour",
                 f"{w}d",
@@ -172,7 +231,7 @@ def _declare() -> list[Feature]:
             )
     for w in WINDOWS:
         add(
-            f"count_outflow_brokerage_{w}d",
+            windowed("count_outflow_brokerage", w),
             "int",
             "behaviour",
             f"{w}d",
@@ -205,17 +264,9 @@ def _declare() -> list[Feature]:
         sources=tx,
     )
     # trends: recent window / the equally long window before it; NaN when the prior window is empty.
-    for base, w in (
-        ("txn_count", 30),
-        ("txn_count", 90),
-        ("inflow_total", 90),
-        ("outflow_total", 90),
-        ("outflow_card_spend", 90),
-        ("outflow_investment_buy", 90),
-        ("outflow_brokerage", 90),
-    ):
+    for base, w in TRANSACTION_TRENDS:
         add(
-            f"{base}_trend_{w}d",
+            trend(base, w),
             "float",
             "behaviour",
             f"{w}d vs prior {w}d",
@@ -223,15 +274,9 @@ def _declare() -> list[Feature]:
             sources=tx,
         )
     # recency
-    for name, what in (
-        ("txn", "any transaction"),
-        ("salary", "a salary inflow"),
-        ("investment_buy", "an investment_buy"),
-        ("brokerage_transfer", "an outflow to a brokerage"),
-        ("overseas_transfer", "an outflow overseas"),
-    ):
+    for name, what in TRANSACTION_RECENCY.items():
         add(
-            f"days_since_last_{name}",
+            days_since_last(name),
             "int",
             "behaviour",
             "365d",
@@ -292,7 +337,14 @@ def _declare() -> list[Feature]:
 
     # --- behaviour: digital events ----------------------------------------------------
     for w in WINDOWS:
-        add(f"login_count_{w}d", "int", "behaviour", f"{w}d", f"Number of logins in the {w} days up to T.", sources=ev)
+        add(
+            windowed("login_count", w),
+            "int",
+            "behaviour",
+            f"{w}d",
+            f"Number of logins in the {w} days up to T.",
+            sources=ev,
+        )
     add("login_days_30d", "int", "behaviour", "30d", "Distinct days with a login in the 30 days up to T.", sources=ev)
     add(
         "days_since_last_login",
@@ -304,7 +356,7 @@ def _declare() -> list[Feature]:
     )
     for w in (30, 90):
         add(
-            f"login_count_trend_{w}d",
+            trend("login_count", w),
             "float",
             "behaviour",
             f"{w}d vs prior {w}d",
@@ -323,7 +375,7 @@ def _declare() -> list[Feature]:
     for topic in vocab.TOPICS:
         for w in (30, 90):
             add(
-                f"views_{topic}_{w}d",
+                topic_views(topic, w),
                 "int",
                 "behaviour",
                 f"{w}d",
@@ -332,7 +384,7 @@ def _declare() -> list[Feature]:
             )
     for w in (30, 90):
         add(
-            f"views_equity_funds_trend_{w}d",
+            trend("views_equity_funds", w),
             "float",
             "behaviour",
             f"{w}d vs prior {w}d",
@@ -363,7 +415,7 @@ def _declare() -> list[Feature]:
     # per (1 + logins) take out how much a customer uses the bank's digital channels at all.
     w = LONG_WINDOW_DAYS
     add(
-        f"count_outflow_brokerage_{w}d",
+        windowed("count_outflow_brokerage", w),
         "int",
         "behaviour",
         f"{w}d",
@@ -371,7 +423,7 @@ def _declare() -> list[Feature]:
         sources=tx,
     )
     add(
-        f"outflow_brokerage_{w}d",
+        windowed("outflow_brokerage", w),
         "float",
         "behaviour",
         f"{w}d",
@@ -379,17 +431,24 @@ def _declare() -> list[Feature]:
         sources=tx,
     )
     add(
-        f"count_investment_buy_{w}d",
+        windowed("count_investment_buy", w),
         "int",
         "behaviour",
         f"{w}d",
         f"Number of investment_buy transactions in the {w} days up to T.",
         sources=tx,
     )
-    add(f"login_count_{w}d", "int", "behaviour", f"{w}d", f"Number of logins in the {w} days up to T.", sources=ev)
+    add(
+        windowed("login_count", w),
+        "int",
+        "behaviour",
+        f"{w}d",
+        f"Number of logins in the {w} days up to T.",
+        sources=ev,
+    )
     for lw in (180, w):
         add(
-            f"views_equity_funds_{lw}d",
+            topic_views("equity_funds", lw),
             "int",
             "behaviour",
             f"{lw}d",
@@ -397,7 +456,7 @@ def _declare() -> list[Feature]:
             sources=ev,
         )
         add(
-            f"equity_funds_view_share_{lw}d",
+            windowed("equity_funds_view_share", lw),
             "float",
             "behaviour",
             f"{lw}d",
@@ -406,7 +465,7 @@ def _declare() -> list[Feature]:
         )
     for lw in (180, w):
         add(
-            f"brokerage_transfers_per_login_{lw}d",
+            windowed("brokerage_transfers_per_login", lw),
             "float",
             "behaviour",
             f"{lw}d",
@@ -414,7 +473,7 @@ def _declare() -> list[Feature]:
             sources=tx + ev,
         )
         add(
-            f"equity_views_per_login_{lw}d",
+            windowed("equity_views_per_login", lw),
             "float",
             "behaviour",
             f"{lw}d",
@@ -422,7 +481,7 @@ def _declare() -> list[Feature]:
             sources=ev,
         )
         add(
-            f"investment_buys_per_login_{lw}d",
+            windowed("investment_buys_per_login", lw),
             "float",
             "behaviour",
             f"{lw}d",
@@ -430,7 +489,7 @@ def _declare() -> list[Feature]:
             sources=tx + ev,
         )
         add(
-            f"invest_interest_per_login_{lw}d",
+            windowed("invest_interest_per_login", lw),
             "float",
             "behaviour",
             f"{lw}d",
@@ -449,7 +508,7 @@ def _declare() -> list[Feature]:
     )
     for level in vocab.RISK_LEVELS:
         add(
-            f"aum_{level.lower()}",
+            aum_in_risk_level(level),
             "float",
             "holdings",
             "snapshot",
@@ -458,7 +517,7 @@ def _declare() -> list[Feature]:
         )
     add("aum_high_risk_share", "float", "holdings", "snapshot", "Share of AUM in R4-R5 (NaN if AUM is 0).", sources=ho)
     for family in ("deposit", "fund", "insurance"):
-        add(f"aum_{family}", "float", "holdings", "snapshot", f"Market value of {family} products.", sources=ho)
+        add(aum_in_family(family), "float", "holdings", "snapshot", f"Market value of {family} products.", sources=ho)
     add("deposit_share", "float", "holdings", "snapshot", "Share of AUM in deposits (NaN if AUM is 0).", sources=ho)
     add("liabilities", "float", "holdings", "snapshot", "Outstanding balance of all liabilities.", sources=ho)
     add("mortgage_balance", "float", "holdings", "snapshot", "Outstanding mortgage balance.", sources=ho)
@@ -497,7 +556,7 @@ def _declare() -> list[Feature]:
     )
     for months in (1, 3, 6):
         add(
-            f"aum_change_{months}m",
+            monthly("aum_change", months),
             "float",
             "holdings",
             f"{months}m",
@@ -582,7 +641,7 @@ def _declare() -> list[Feature]:
     # --- market (the same for every customer at T) -----------------------------------
     for months in (1, 3, 6):
         add(
-            f"index_return_{months}m",
+            monthly("index_return", months),
             "float",
             "market",
             f"{months}m",
@@ -603,7 +662,7 @@ def _declare() -> list[Feature]:
     )
     for months in (3, 6):
         add(
-            f"deposit_rate_change_{months}m",
+            monthly("deposit_rate_change", months),
             "float",
             "market",
             f"{months}m",
@@ -627,7 +686,6 @@ _BY_NAME: dict[str, Feature] = {feat.name: feat for feat in FEATURES}
 if len(_BY_NAME) != len(FEATURES):  # pragma: no cover - guards the declaration itself
     raise RuntimeError("duplicate feature names in the registry")
 
-ID_COLUMNS = ("customer_id", "as_of")
 LABELS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "tier_future": ("category", vocab.TIERS),
     "churn": ("float", None),
@@ -673,31 +731,6 @@ def features_needing(tables: set[str] | frozenset[str]) -> list[str]:
     return [f.name for f in FEATURES if set(f.sources) & set(tables)]
 
 
-def drift_columns() -> dict[str, list[str]]:
-    """Column mapping for drift monitoring."""
-    return {"numerical": numerical_features(), "categorical": categorical_features()}
-
-
-def storage_dtype(name: str) -> str:
-    """pandas dtype of the column in feature tables."""
-    return {"float": "float64", "int": "float64", "bool": "bool", "category": "object"}[feature(name).dtype]
-
-
-def empty_feature_frame(n: int = 0) -> pd.DataFrame:
-    """A frame with every feature column, all missing, in storage dtypes (bools False)."""
-    import numpy as np
-
-    cols = {}
-    for feat in FEATURES:
-        if feat.dtype == "bool":
-            cols[feat.name] = np.zeros(n, dtype=bool)
-        elif feat.dtype == "category":
-            cols[feat.name] = pd.Series([None] * n, dtype="object")
-        else:
-            cols[feat.name] = np.full(n, np.nan)
-    return pd.DataFrame(cols)
-
-
 def arrow_schema(*, labels: bool = False):
     """The Parquet (Arrow) schema of feature tables: ids, every feature, and optionally the labels."""
     import pyarrow as pa
@@ -708,134 +741,3 @@ def arrow_schema(*, labels: bool = False):
     if labels:
         fields += [pa.field(name, types[kind]) for name, (kind, _) in LABELS.items()]
     return pa.schema(fields)
-
-
-def validate_feature_frame(frame: pd.DataFrame, *, labels: bool = False, where: str = "feature table") -> pd.DataFrame:
-    """Check a feature frame against the registry; raise `InputError` naming column, rule and examples.
-
-    Returns the frame unchanged so it can be used inline.
-    """
-    import numpy as np
-
-    from core.errors import InputError
-
-    def fail(column: str, rule: str, mask: pd.Series | None = None) -> None:
-        example = ""
-        if mask is not None:
-            rows = frame.loc[mask, [c for c in ("customer_id", "as_of", column) if c in frame.columns]].head(3)
-            example = f"; example rows:\n{rows.to_string()}"
-        raise InputError(f"{where}: column {column!r} violates rule: {rule}{example}")
-
-    expected = list(ID_COLUMNS[:1]) + feature_names() + (list(LABELS) if labels else [])
-    missing = [c for c in expected if c not in frame.columns]
-    if missing:
-        fail(missing[0], f"required column is missing ({len(missing)} missing: {missing[:5]})")
-    if frame["customer_id"].dtype != np.int64:
-        fail("customer_id", "dtype must be int64")
-    keys = ["customer_id"] + (["as_of"] if "as_of" in frame.columns else [])
-    dup = frame.duplicated(keys, keep=False)
-    if dup.any():
-        fail("customer_id", f"{keys} must be unique", dup)
-    for feat in FEATURES:
-        col = frame[feat.name]
-        if feat.dtype in ("float", "int"):
-            if col.dtype != np.float64:
-                fail(feat.name, f"dtype must be float64 (declared {feat.dtype}), got {col.dtype}")
-            if np.isinf(col.to_numpy()).any():
-                fail(feat.name, "must not be infinite", pd.Series(np.isinf(col.to_numpy()), index=frame.index))
-            if feat.dtype == "int":
-                bad = col.notna() & (col != np.floor(col))
-                if bad.any():
-                    fail(feat.name, "declared int: values must be whole numbers", bad)
-            if feat.lower is not None and (col < feat.lower).any():
-                fail(feat.name, f"values must be >= {feat.lower}", col < feat.lower)
-            if feat.upper is not None and (col > feat.upper).any():
-                fail(feat.name, f"values must be <= {feat.upper}", col > feat.upper)
-        elif feat.dtype == "bool":
-            if col.dtype != bool:
-                fail(feat.name, f"dtype must be bool, got {col.dtype}")
-        else:
-            bad = col.notna() & ~col.isin(feat.categories)
-            if bad.any():
-                fail(feat.name, f"values must be one of {list(feat.categories)} or null", bad)
-    if labels:
-        for name, (kind, cats) in LABELS.items():
-            col = frame[name]
-            if kind == "category":
-                bad = col.notna() & ~col.isin(cats)
-                if bad.any():
-                    fail(name, f"values must be one of {list(cats)} or null", bad)
-            else:
-                bad = col.notna() & ~col.isin([0.0, 1.0])
-                if bad.any():
-                    fail(name, "values must be 0.0, 1.0 or NaN", bad)
-    return frame
-
-
-def request_model():
-    """A pydantic model of one customer's features for serving (every feature optional, categories closed)."""
-    from typing import Literal as Lit
-
-    from pydantic import ConfigDict, Field, create_model
-
-    fields = {"customer_id": (int, Field(..., description="Customer id."))}
-    for feat in FEATURES:
-        if feat.dtype == "category":
-            typ = Lit[feat.categories]  # type: ignore[valid-type]
-        else:
-            typ = {"float": float, "int": float, "bool": bool}[feat.dtype]
-        fields[feat.name] = (typ | None, Field(None, description=feat.description, ge=feat.lower, le=feat.upper))
-    return create_model("CustomerFeatures", __config__=ConfigDict(extra="forbid"), **fields)
-
-
-@cache
-def to_markdown() -> str:
-    """The feature reference (docs/FEATURES.md), generated from the registry and label definitions."""
-    from features import labels as label_docs
-
-    lines = [
-        "# Feature reference",
-        "",
-        "<!-- Generated by `uv run python -m features.registry --markdown > docs/FEATURES.md`; do not edit by hand. -->",
-        "",
-        f"{len(FEATURES)} features; one row per (`customer_id`, `as_of`). Point in time: a feature at as-of date T "
-        "uses only rows dated on or before T (transactions and events with `ts` before T + 1 day, holdings with "
-        "`snapshot_date` <= T, market with `date` <= T, the risk questionnaire if `risk_assessed_on` <= T). "
-        "A window of N days is the N days up to and including T. `int` features are stored as float64 (whole "
-        "numbers; NaN when undefined or when a raw table was missing). Rows: customers onboarded on or before T "
-        "that hold a product at T's snapshot or had a transaction or event in the 180 days up to T.",
-        "",
-        "| family | count |",
-        "|---|---|",
-    ]
-    for fam in FAMILIES:
-        lines.append(f"| {fam} | {len(features_of_family(fam))} |")
-    lines += ["", "| name | dtype | family | window | description | categories / range |", "|---|---|---|---|---|---|"]
-    for feat in FEATURES:
-        if feat.categories:
-            values = ", ".join(feat.categories)
-        elif feat.lower is not None or feat.upper is not None:
-            values = f"[{'' if feat.lower is None else f'{feat.lower:g}'}, {'' if feat.upper is None else f'{feat.upper:g}'}]"
-        else:
-            values = ""
-        lines.append(
-            f"| `{feat.name}` | {feat.dtype} | {feat.family} | {feat.window} | {feat.description} | {values} |"
-        )
-    lines += ["", label_docs.LABELS_DOC.strip(), ""]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m features.registry", description=__doc__.splitlines()[0])
-    parser.add_argument("--markdown", action="store_true", help="print the feature reference as Markdown")
-    args = parser.parse_args(argv)
-    if args.markdown:
-        sys.stdout.write(to_markdown())
-    else:
-        for feat in FEATURES:
-            print(f"{feat.name}\t{feat.dtype}\t{feat.family}\t{feat.window}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

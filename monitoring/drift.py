@@ -60,6 +60,9 @@ OUTPUT_COLUMNS = {
     "hidden_aggressive",
     "segment",
     "next_action",
+    "next_action_reason",  # the service policy's outputs (issue #13)
+    "actions",
+    "service_class",
     "tier_future",
     "revealed_risk",
     "prediction",

@@ -45,6 +45,7 @@ import bentoml
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic_core import to_json
 from starlette.responses import JSONResponse, Response
 
@@ -54,6 +55,7 @@ from serving.feature_table import FeatureTable
 from serving.inference_log import InferenceLogWriter
 from serving.schemas import (
     ModelsResponse,
+    ModelVersions,
     ScoreIdsResponse,
     ScoreResponse,
     customer_model,
@@ -71,6 +73,33 @@ ScoreRequest = score_request_model(Customer)
 ScoreIdsRequest = score_ids_request_model()
 
 FEATURE_NAMES = [f.name for f in FEATURES]
+
+
+# -- POST /actions: one customer's ranked actions (issue #13) ------------------------------------
+class RankedAction(BaseModel):
+    action: str = Field(description="The action's name in the service policy's catalogue.")
+    channel: str = Field(description="The channel the action uses.")
+    priority: float = Field(description="propensity x value x lever (expected annual value, weighted).")
+    reason: str = Field(description="Which prediction, which value and which rule put the action here.")
+
+
+ActionsRequest = create_model(
+    "ActionsRequest",
+    __config__=ConfigDict(extra="forbid", title="ActionsRequest"),
+    customer=(Customer, Field(description="The customer's features (as one item of POST /score).")),
+    top_k=(int, Field(3, ge=1, le=10, description="Most actions returned (at most the policy's top_k).")),
+)
+
+
+class ActionsResponse(BaseModel):
+    request_id: str
+    versions: ModelVersions
+    customer_id: int
+    service_class: str | None = Field(description="The class the policy served (the current asset tier).")
+    next_action: str = Field(description="The first of `actions`.")
+    actions: list[RankedAction] = Field(description="Eligible, suitable actions, best first, each with its reason.")
+
+
 INLINE_MAX_CUSTOMERS = 64  # up to this many customers a request is scored on the event loop
 OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
 RAW_BODY_PATHS = frozenset({"/score_arrow"})  # bodies that are not JSON: keep their Content-Type
@@ -592,6 +621,30 @@ class Clientlens:
             return JSONResponse(exc.body(), status_code=exc.status)
         arrow_out = arrow_io.ARROW_STREAM in request.headers.get("accept", "")
         return await self._run(table.num_rows, self._score_table, table, explain, top_k, arrow_out)
+
+    def _actions(self, customer: Any, top_k: int) -> Response:
+        """The same scoring (and log) as /score for one customer, answered as its ranked actions."""
+        models = self._models
+        if models is None:
+            return _no_models()
+        ids, columns = customers_to_columns([customer], FEATURES)
+        request_id, out = self._predict(models, ids, columns, False, 0)
+        ranked = json.loads(out["actions"][0])[:top_k]
+        return _json(
+            {
+                "request_id": request_id,
+                "versions": models.versions,
+                "customer_id": int(ids[0]),
+                "service_class": out["service_class"][0],
+                "next_action": out["next_action"][0],
+                "actions": ranked,
+            }
+        )
+
+    @bentoml.api(route="/actions", input_spec=ActionsRequest, output_spec=ActionsResponse)
+    async def actions(self, customer: Any, top_k: int = 3) -> ActionsResponse:
+        """One customer's ranked next-best actions with the reason of each (the service policy's arbitration)."""
+        return self._actions(customer, top_k)
 
     @fastapi_app.get("/models", response_model=ModelsResponse, summary="Models being served")
     def models(self) -> ModelsResponse:

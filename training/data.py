@@ -13,6 +13,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from core.errors import InputError
+from core.io import read_table
 from training.spec import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -20,18 +21,12 @@ log = logging.getLogger(__name__)
 
 def read_source(spec: TaskSpec) -> pd.DataFrame:
     """Read the spec's source table (CSV, optionally compressed, or Parquet)."""
-    path = spec.source_path()
-    if not path.is_file():
-        raise InputError(f"spec {spec.name!r} field source: file not found: {path}")
-    name = path.name.lower()
-    try:
-        if name.endswith(".parquet") or name.endswith(".pq"):
-            return pd.read_parquet(path)
-        if ".csv" in name or name.endswith(".txt"):
-            return pd.read_csv(path, encoding="utf-8-sig", low_memory=False)
-    except Exception as exc:
-        raise InputError(f"spec {spec.name!r} field source: cannot read {path}: {exc}") from None
-    raise InputError(f"spec {spec.name!r} field source: {path} is neither CSV nor Parquet")
+    return read_table(
+        spec.source_path(),
+        what=f"spec {spec.name!r} field source",
+        csv_options=spec.read.csv_options(),
+        fmt=spec.read.format,
+    )
 
 
 @dataclass
@@ -77,6 +72,21 @@ def _target(frame: pd.DataFrame, spec: TaskSpec) -> pd.Series:
     return frame[t.column]
 
 
+def _as_numbers(frame: pd.DataFrame, spec: TaskSpec) -> pd.DataFrame:
+    """The spec's `numeric` columns as float; text that is no number becomes NaN (logged with a count)."""
+    if not spec.numeric:
+        return frame
+    frame = frame.copy()
+    for c in spec.numeric:
+        raw = frame[c]
+        values = pd.to_numeric(raw.astype("string").str.strip().replace("", pd.NA), errors="coerce")
+        lost = int((values.isna() & raw.notna()).sum())
+        if lost:
+            log.info("spec %r column %r: %d value(s) are not numbers, read as missing", spec.name, c, lost)
+        frame[c] = values.astype("float64")
+    return frame
+
+
 def prepare(frame: pd.DataFrame, spec: TaskSpec) -> Prepared:
     """Select rows, build the target, choose feature columns and category maps. Raises InputError naming the field."""
     t = spec.target
@@ -86,6 +96,8 @@ def prepare(frame: pd.DataFrame, spec: TaskSpec) -> Prepared:
     _require(frame, spec, "weight", [spec.weight])
     _require(frame, spec, "split.time_column", [spec.split.time_column])
     _require(frame, spec, "categorical", list(spec.categorical))
+    _require(frame, spec, "numeric", list(spec.numeric))
+    frame = _as_numbers(frame, spec)
     _require(frame, spec, "keep_columns", list(spec.keep_columns))
     if spec.features is not None:
         _require(frame, spec, "features", list(spec.features))

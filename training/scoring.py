@@ -11,6 +11,7 @@ Fast for single rows: the frame is turned into column arrays once, each model ru
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InputError
+from core.tasks import ACTIONS_COLUMN
+from training.policy import Policy, arbitrate, policy_inputs
 
 TASKS = ("tier", "churn", "risk")
 TIER_ORDER = ("mass", "affluent", "hnw")
@@ -80,6 +83,7 @@ def score_frame(
     playbook: Playbook | None = None,
     *,
     explain: int = 0,
+    policy: Policy | None = None,
 ) -> pd.DataFrame:
     """Score each row with the given models (`{"tier": TabularModel, "churn": ..., "risk": ...}`, any subset).
 
@@ -91,14 +95,14 @@ def score_frame(
     column arrays directly): both paths run exactly the same code on the same values.
     """
     _check_tasks(models)
-    needed = {"customer_id", "tier", "stated_risk", "relationship_depth"}
+    needed = {"customer_id", "tier", "stated_risk", "relationship_depth", *policy_inputs(policy)}
     for m in models.values():
         needed.update(m.features)
     cols = _columns(features_df, needed)
     out: dict[str, Any] = {}
     if "customer_id" in features_df.columns:
         out["customer_id"] = features_df["customer_id"].to_numpy()  # keep its dtype (cols may be an object block)
-    out.update(score_columns(cols, len(features_df), models, playbook, explain=explain))
+    out.update(score_columns(cols, len(features_df), models, playbook, explain=explain, policy=policy))
     return pd.DataFrame(out, index=features_df.index)
 
 
@@ -126,6 +130,7 @@ def score_columns(
     playbook: Playbook | None = None,
     *,
     explain: int = 0,
+    policy: Policy | None = None,
 ) -> dict[str, Any]:
     """The scoring core of `score_frame` on column arrays (`{column: array of n values}`).
 
@@ -190,7 +195,13 @@ def score_columns(
         ],
         dtype=object,
     )
-    out["next_action"] = next_actions(playbook, asset_tier, churn_p, hidden, upgrade, risk_label)
+    # Ranked actions from the service policy (training/policy.py): class = the current asset tier.
+    arb_cols = {**cols, **out, "tier": asset_tier}
+    ranked = arbitrate(arb_cols, n, policy)
+    # `actions` leaves scoring as one JSON list per row: a plain string column in Parquet, CSV,
+    # Arrow responses and the inference log alike (`json.loads` gives the list of dicts back).
+    ranked[ACTIONS_COLUMN] = np.array([json.dumps(a) for a in ranked[ACTIONS_COLUMN]], dtype=object)
+    out.update(ranked)
     for task, rs in reasons.items():
         out[f"reasons_{task}"] = rs
     return out

@@ -142,15 +142,47 @@ class UpgradeSpec(_Strict):
     current_column: str = "tier"
 
 
+class ReadSpec(_Strict):
+    """How to read a CSV source that is not a headed, comma-separated file (e.g. UCI's `german.data`)."""
+
+    format: Literal["csv", "parquet"] | None = Field(default=None, description="Default: from the file name.")
+    sep: str = Field(default=",", description="Field separator; `whitespace` for runs of spaces.")
+    header: bool = True
+    names: list[str] | None = Field(default=None, description="Column names, required when `header` is false.")
+    na_values: list[str] = Field(default_factory=list, description="Extra strings that mean missing.")
+
+    @model_validator(mode="after")
+    def _names(self) -> ReadSpec:
+        if not self.header and not self.names:
+            raise ValueError("read.header false needs read.names")
+        if self.names is not None and len(set(self.names)) != len(self.names):
+            raise ValueError("read.names repeats a name")
+        return self
+
+    def csv_options(self) -> dict:
+        return {
+            "sep": r"\s+" if self.sep == "whitespace" else self.sep,
+            "header": 0 if self.header else None,
+            "names": self.names,
+            "na_values": self.na_values or None,
+        }
+
+
 class TaskSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     description: str = ""
     source: str
+    read: ReadSpec = Field(default_factory=ReadSpec)
     id: str | None = None
     target: TargetSpec
     where: str | None = Field(default=None, description="pandas query selecting the rows of the task.")
     features: list[str] | None = None
     categorical: list[str] = Field(default_factory=list)
+    numeric: list[str] = Field(
+        default_factory=list,
+        description="Columns to read as numbers although the file holds text in them (e.g. Telco's TotalCharges, "
+        "blank for new customers): values that are not numbers become missing, counted in the log.",
+    )
     drop: list[str] = Field(default_factory=list)
     group: str | None = None
     weight: str | None = None

@@ -43,12 +43,12 @@ def test_window_counts_equals_a_row_by_row_count(seed):
 
 def test_benchmark_subset_equals_duckdb_on_every_group(sim_raw):
     """`benchmarks.bench_features`: the pipeline's subset (reader + kernel) holds DuckDB's rows and numbers."""
-    from benchmarks.bench_features import WINDOWS, _subset_partition, check_agreement, duckdb_subset
+    from benchmarks.bench_features import WINDOWS, check_agreement, duckdb_subset, subset_partition
     from features.panel import data_dates, raw_paths
 
     _, last = data_dates(raw_paths(sim_raw))
     ours = pd.concat(
-        [_subset_partition(str(sim_raw), lo, hi, str(last), False) for lo, hi in [(1, 700), (701, 2000)]],
+        [subset_partition(str(sim_raw), lo, hi, str(last), False) for lo, hi in [(1, 700), (701, 2000)]],
         ignore_index=True,
     )
     _, duck = duckdb_subset(sim_raw, last, threads=1)

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from features import registry
 from features.panel import build_panel, default_as_of_dates
-from features.toydata import toy_raw
+from tests.features.frames import validate_feature_frame
+from tests.features.toydata import toy_raw
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,8 @@ def read(folder: Path, name: str) -> pd.DataFrame:
 
 def test_panel_and_latest_follow_the_schema(toy_panel):
     panel, latest = read(toy_panel, "panel.parquet"), read(toy_panel, "latest.parquet")
-    registry.validate_feature_frame(panel, labels=True, where="panel.parquet")
-    registry.validate_feature_frame(latest, where="latest.parquet")
+    validate_feature_frame(panel, labels=True, where="panel.parquet")
+    validate_feature_frame(latest, where="latest.parquet")
     assert list(panel.columns) == registry.arrow_schema(labels=True).names
     assert list(latest.columns) == registry.arrow_schema(labels=False).names
     assert panel["as_of"].nunique() >= 6 and latest["as_of"].nunique() == 1
@@ -238,18 +239,18 @@ def test_partitions_follow_customer_chunks_of_monthly_row_groups(tmp_path):
 def test_read_range_skips_months_and_keeps_customer_time_order(sim_raw):
     import pyarrow.parquet as pq
 
-    from features.panel import _read_range, _row_groups
+    from features.panel import read_range, select_row_groups
 
     path = sim_raw / "transactions.parquet"
     pf = pq.ParquetFile(path)
     lo, hi = 300, 1_200
     lower, upper = pd.Timestamp("2025-03-15"), pd.Timestamp("2025-06-01")
-    groups = _row_groups(pf, (lo, hi), "ts", lower, upper)
+    groups = select_row_groups(pf, (lo, hi), "ts", lower, upper)
     assert 0 < len(groups) <= 4 < pf.num_row_groups  # March..May (+ a boundary month at most)
     # one customer chunk: customers 300..1200 of 1..2000 need a row filter, so does March; nothing else
     assert all(needs_filter for _, needs_filter in groups)
-    assert [f for _, f in _row_groups(pf, None, "ts", lower, upper)] == [True, False, False]
-    got = _read_range(path, (lo, hi), "ts", lower, upper)
+    assert [f for _, f in select_row_groups(pf, None, "ts", lower, upper)] == [True, False, False]
+    got = read_range(path, (lo, hi), "ts", lower, upper)
     everything = pd.read_parquet(path)
     want = everything[
         everything["customer_id"].between(lo, hi) & (everything["ts"] >= lower) & (everything["ts"] < upper)
@@ -259,19 +260,19 @@ def test_read_range_skips_months_and_keeps_customer_time_order(sim_raw):
     c, t = got["customer_id"].to_numpy(), got["ts"].to_numpy()
     assert np.all((np.diff(c) > 0) | ((np.diff(c) == 0) & (t[1:] >= t[:-1])))
     # file order on request (order-free kernels), same rows
-    loose = _read_range(path, (lo, hi), "ts", lower, upper, customer_order=False)
+    loose = read_range(path, (lo, hi), "ts", lower, upper, customer_order=False)
     pd.testing.assert_frame_equal(
         loose.sort_values("txn_id", ignore_index=True), got.sort_values("txn_id", ignore_index=True)
     )
     # nothing in range: an empty frame with the requested columns
-    empty = _read_range(path, (lo, hi), "ts", pd.Timestamp("2040-01-01"), None, columns=["customer_id", "ts"])
+    empty = read_range(path, (lo, hi), "ts", pd.Timestamp("2040-01-01"), None, columns=["customer_id", "ts"])
     assert len(empty) == 0 and list(empty.columns) == ["customer_id", "ts"]
 
 
 def test_arrow_codes_map_dictionaries_to_the_vocabulary():
     import pyarrow as pa
 
-    from features.panel import arrow_codes
+    from benchmarks.bench_features import arrow_codes
 
     col = pa.chunked_array(
         [pa.array(["x", "b", None, "a"]).dictionary_encode(), pa.array(["b", "a", "b"]).dictionary_encode()]

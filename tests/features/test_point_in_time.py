@@ -1,6 +1,6 @@
 """Point in time (DESIGN §5): data after T never changes features at T; labels use only (T, T+H].
 
-Hypothesis draws a small random bank (`features.toydata`), an as-of date T and a list of
+Hypothesis draws a small random bank (`tests.features.toydata`), an as-of date T and a list of
 edits to rows dated after a cut-off (add, remove or change rows of any table), then checks
 the features at T (cut-off T) or the labels at T (cut-off T+H) are identical.
 """
@@ -16,7 +16,7 @@ from features import vocab
 from features.build import build_features
 from features.config import LabelConfig
 from features.labels import build_labels
-from features.toydata import toy_raw
+from tests.features.toydata import toy_raw
 
 START, END = pd.Timestamp("2024-01-01"), pd.Timestamp("2025-06-30")
 TABLES = ("transactions", "events", "holdings", "market", "customers")

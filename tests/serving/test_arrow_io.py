@@ -9,9 +9,9 @@ import pytest
 
 from features.build import build_features
 from features.registry import FEATURES, feature_names
-from features.toydata import toy_raw
 from serving.arrow_io import ArrowRequestError, read_table, request_table, table_to_columns, to_arrow_stream
 from serving.schemas import customer_model, customers_to_columns, score_request_model
+from tests.features.toydata import toy_raw
 from tests.serving.champions import to_request_rows
 
 ScoreRequest = score_request_model(customer_model(FEATURES), max_batch=1000)

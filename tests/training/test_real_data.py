@@ -30,3 +30,36 @@ def test_scf_latent_risk_beats_heuristic_without_leaky_columns():
     assert r.split["kind"] == "group"
     assert r.metrics["roc_auc"] > r.baseline["roc_auc"] + 0.05
     assert 0.7 < r.metrics["roc_auc"] < 0.95  # a leak would show up as near-perfect AUC
+
+
+@pytest.mark.parametrize(
+    ("spec_file", "rows", "auc_range"),
+    [
+        # Each README's plain LightGBM reaches 0.84 (Telco), 0.77-0.80 (German), 0.87 (GMSC) on random
+        # 20% holdouts; a bounded budget must land near there, and far below 0.99 (a leak would).
+        ("telco_churn.yaml", 7_043, (0.80, 0.90)),
+        ("german_credit.yaml", 1_000, (0.65, 0.90)),
+        ("give_me_some_credit.yaml", 150_000, (0.83, 0.90)),
+    ],
+)
+def test_real_tables_train_within_their_published_range(spec_file, rows, auc_range):
+    spec = load_spec(SPECS_DIR / spec_file)
+    frame = read_source(spec)
+    assert len(frame) == rows
+    r = fit_task(spec, frame, seed=0, trials=3)
+    assert auc_range[0] <= r.metrics["roc_auc"] <= auc_range[1]
+    # Not asserted yet: beating the logistic baseline. On German credit (1,000 rows) a 3-trial study
+    # scores 0.80 against logistic regression's 0.83 on this split (issue #15: tuning on one small
+    # validation split overfits it).
+    assert {"customerID", "Unnamed: 0", "class", "Churn"}.isdisjoint(r.model.features)
+
+
+def test_text_in_a_numeric_column_becomes_missing():
+    spec = load_spec(SPECS_DIR / "telco_churn.yaml")
+    frame = read_source(spec)
+    assert frame["TotalCharges"].dtype == object  # as the file holds it
+    from training.data import prepare
+
+    prep = prepare(frame, spec)
+    assert "TotalCharges" not in prep.categorical
+    assert int(prep.X["TotalCharges"].isna().sum()) == 11

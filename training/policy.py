@@ -1,0 +1,470 @@
+"""The service policy and the per-customer arbitration behind `next_action` / `actions`.
+
+A `Policy` (typed; YAML only at the edge, `load_policy`) says how each class is served (the
+service model: channel, team, review cadence, advisor roles), which actions exist (the action
+catalogue: classes, life-cycle stages, product risk level, value, channel, the prediction that
+drives it), when each applies (eligibility conditions) and the business levers (weights).
+
+`arbitrate(cols, n, policy)` runs, on column arrays, the stages of an enterprise next-best-action
+engine: eligibility (class, stage, conditions) -> suitability (the guard, below) -> priority
+(propensity x value x lever) -> the top K per customer, each with a reason a person can read.
+
+The suitability guard (`suitable_mask`) is not configurable: whatever the policy file says, an
+action whose product risk level exceeds what the customer's assessed (stated) risk allows never
+reaches the output, and a customer flagged hidden-aggressive (rated conservative, behaves
+aggressive) gets no product at all, only conversations such as a re-assessment. Its limits come
+from `features.vocab.MAX_RISK_LEVEL_FOR`, not from the policy, and a policy cannot switch it off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.errors import InputError
+from core.tasks import (
+    ACTIONS_COLUMN,
+    AGE_COLUMN,
+    AUM_CHANGE_COLUMN,
+    AUM_COLUMN,
+    CHURN,
+    HIDDEN_AGGRESSIVE_COLUMN,
+    LIFECYCLE_COLUMN,
+    NEXT_ACTION_COLUMN,
+    NEXT_ACTION_REASON_COLUMN,
+    RISK,
+    SERVICE_CLASS_COLUMN,
+    STATED_RISK_COLUMN,
+    TIER_CLASSES,
+    UPGRADE_COLUMN,
+)
+from features.vocab import LIFECYCLE_STAGES, MAX_RISK_LEVEL_FOR, RISK_LEVELS
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POLICY_PATH = Path(__file__).parent / "policies" / "default.yaml"
+
+RiskLevel = Literal["R1", "R2", "R3", "R4", "R5"]
+Propensity = Literal["none", "churn", "upgrade", "revealed_aggressive"]
+# The prediction column behind each propensity source (the champions' outputs).
+PROPENSITY_COLUMNS: dict[str, str] = {
+    "churn": CHURN.score_column(),
+    "upgrade": UPGRADE_COLUMN,
+    "revealed_aggressive": RISK.score_column("aggressive"),
+}
+LEVEL_RANK = {level: i + 1 for i, level in enumerate(RISK_LEVELS)}  # R1 -> 1 ... R5 -> 5; no product -> 0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceModel(_Strict):
+    """How a class is served: who, through which channel, how often, and how well each channel realises value."""
+
+    channel: str = Field(description="The class's main contact channel (a key of `channels`).")
+    team: str = Field(description="Who serves the class, for people (e.g. 'private banker + legal, tax, trust').")
+    review: str = Field(description="The review cadence, for people (e.g. 'monthly portfolio review').")
+    contacts_per_week: float = Field(ge=0, description="Contacts a served customer takes per week (slot use).")
+    advisor_roles: list[str] = Field(default_factory=list, description="Roles allowed to serve the class.")
+    min_seniority_years: float = Field(default=0, ge=0, description="Seniority an advisor needs for this class.")
+    min_coverage: float = Field(
+        default=0.0, ge=0, le=1, description="Share of the class the qualified advisors must be able to hold."
+    )
+    realisation: dict[str, float] = Field(
+        description="Share of the customer's expected action value each service option realises "
+        "(keys: an advisor role or a channel such as `digital`)."
+    )
+
+
+class Role(_Strict):
+    max_clients: int = Field(gt=0, description="Most clients one advisor of this role may hold.")
+    channel: str = Field(description="The channel this role's contacts use (a key of `channels`).")
+
+
+class Channel(_Strict):
+    weekly_slots: float | None = Field(default=None, ge=0, description="Contacts per week; null = unlimited.")
+
+
+class Condition(_Strict):
+    """One eligibility rule on a scored/feature column: `min <= value <= max`, `value in any_of`,
+    or `value == equals`. A missing value never satisfies a condition."""
+
+    column: str
+    min: float | None = None
+    max: float | None = None
+    any_of: list[str] | None = None
+    equals: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Condition:
+        if self.min is None and self.max is None and self.any_of is None and self.equals is None:
+            raise ValueError(f"condition on {self.column!r} tests nothing: give min, max, any_of or equals")
+        return self
+
+    def describe(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f"{self.column} >= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"{self.column} <= {self.max:g}")
+        if self.any_of is not None:
+            parts.append(f"{self.column} in {'/'.join(self.any_of)}")
+        if self.equals is not None:
+            parts.append(f"{self.column} is {str(self.equals).lower()}")
+        return " and ".join(parts)
+
+
+class Action(_Strict):
+    """One entry of the action catalogue."""
+
+    name: str
+    description: str = ""
+    classes: list[str] = Field(description="Classes (asset tiers) the action applies to.")
+    stages: list[str] | None = Field(default=None, description="Life-cycle stages; null = every stage.")
+    product_risk: RiskLevel | None = Field(default=None, description="Risk level of the product; null = no product.")
+    channel: str
+    lever: str = Field(description="The business lever (a key of `levers`) weighting this action.")
+    propensity: Propensity = Field(default="none", description="The prediction driving the action.")
+    base_rate: float = Field(default=1.0, gt=0, le=1, description="Take-up rate, times the prediction if any.")
+    value_fixed: float = Field(default=0.0, ge=0, description="Expected annual value per take-up (currency).")
+    value_aum_rate: float = Field(default=0.0, ge=0, description="Expected annual value as a share of AUM.")
+    customer_benefit: float = Field(default=0.0, ge=0, le=1, description="Benefit to the customer (0-1).")
+    when: list[Condition] = Field(default_factory=list, description="Eligibility rules; all must hold.")
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in TIER_CLASSES]
+        if bad or not v:
+            raise ValueError(f"classes {bad or v}: choose from {', '.join(TIER_CLASSES)}")
+        return v
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, v: list[str] | None) -> list[str] | None:
+        bad = [s for s in v or [] if s not in LIFECYCLE_STAGES]
+        if bad:
+            raise ValueError(f"stages {bad}: choose from {', '.join(LIFECYCLE_STAGES)}")
+        return v
+
+
+class Policy(_Strict):
+    """The service policy (see `training/policies/default.yaml` and docs/POLICY.md)."""
+
+    version: int = 1
+    top_k: int = Field(default=3, ge=1, le=10)
+    default_action: str = "service_as_usual"
+    trend_weight: float = Field(default=1.0, ge=0, description="How much the 3-month AUM trend scales value.")
+    customer_weight: float = Field(default=0.5, ge=0, description="Weight of customer benefit in value.")
+    same_region_bonus: float = Field(
+        default=0.0, ge=0, description="Extra realisation when advisor and customer share a region."
+    )
+    service_models: dict[str, ServiceModel]
+    roles: dict[str, Role]
+    channels: dict[str, Channel]
+    levers: dict[str, float]
+    actions: list[Action]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        missing = [c for c in TIER_CLASSES if c not in self.service_models]
+        if missing:
+            raise ValueError(f"service_models: no service model for class(es) {missing}")
+        names = [a.name for a in self.actions]
+        dup = sorted({x for x in names if names.count(x) > 1})
+        if dup:
+            raise ValueError(f"actions: duplicate name(s) {dup}")
+        for a in self.actions:
+            if a.lever not in self.levers:
+                raise ValueError(f"actions.{a.name}.lever: {a.lever!r} is not one of levers {sorted(self.levers)}")
+            if a.channel not in self.channels:
+                raise ValueError(
+                    f"actions.{a.name}.channel: {a.channel!r} is not one of channels {sorted(self.channels)}"
+                )
+        for name, role in self.roles.items():
+            if role.channel not in self.channels:
+                raise ValueError(
+                    f"roles.{name}.channel: {role.channel!r} is not one of channels {sorted(self.channels)}"
+                )
+        for cls, sm in self.service_models.items():
+            if cls not in TIER_CLASSES:
+                raise ValueError(f"service_models.{cls}: not a class; choose from {', '.join(TIER_CLASSES)}")
+            for role in sm.advisor_roles:
+                if role not in self.roles:
+                    raise ValueError(
+                        f"service_models.{cls}.advisor_roles: {role!r} is not one of roles {sorted(self.roles)}"
+                    )
+            for option in sm.realisation:
+                if option not in self.roles and option not in self.channels:
+                    raise ValueError(f"service_models.{cls}.realisation: {option!r} is neither a role nor a channel")
+            if sm.channel not in self.channels:
+                raise ValueError(
+                    f"service_models.{cls}.channel: {sm.channel!r} is not one of channels {sorted(self.channels)}"
+                )
+        bad_levers = {k: v for k, v in self.levers.items() if v < 0}
+        if bad_levers:
+            raise ValueError(f"levers: weights must be >= 0, got {bad_levers}")
+        return self
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """Read a policy YAML (default: the shipped one); a bad file is an `InputError` naming the field."""
+    import yaml
+
+    path = Path(path) if path is not None else DEFAULT_POLICY_PATH
+    if not path.is_file():
+        raise InputError(f"--policy {path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"--policy {path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"--policy {path}: expected a mapping at the top level")
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise InputError(f"--policy {path}: {where}: {first['msg']}") from None
+
+
+_DEFAULT: Policy | None = None
+
+
+def default_policy() -> Policy:
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = load_policy(DEFAULT_POLICY_PATH)
+    return _DEFAULT
+
+
+# -- column helpers ---------------------------------------------------------------------------
+def _strings(values: Any, n: int) -> np.ndarray:
+    if values is None:
+        return np.full(n, None, dtype=object)
+    return np.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values], dtype=object)
+
+
+def _floats(values: Any, n: int) -> np.ndarray:
+    if values is None:
+        return np.full(n, np.nan)
+    out = np.empty(n, dtype=np.float64)
+    for i, v in enumerate(values):
+        out[i] = np.nan if v is None else float(v)
+    return out
+
+
+def _bools(values: Any, n: int) -> np.ndarray:
+    """True/False, or None when missing (a condition on a missing flag is never met)."""
+    if values is None:
+        return np.full(n, None, dtype=object)
+    return np.array([None if v is None or (isinstance(v, float) and v != v) else bool(v) for v in values], dtype=object)
+
+
+def lifecycle_from_age(age: np.ndarray, occupation: np.ndarray | None = None) -> np.ndarray:
+    """The feature build's life-cycle rule (<35 young professional, <60 family growth, else
+    retirement; retired occupation = retirement), for rows that carry no `lifecycle_stage`."""
+    young, family, retired = LIFECYCLE_STAGES
+    stage = np.select([age < 35, age < 60], [young, family], retired).astype(object)
+    if occupation is not None:
+        stage[np.asarray(occupation, dtype=object) == "retired"] = retired
+    stage[np.isnan(age)] = None
+    return stage
+
+
+def allowed_level(stated_risk: np.ndarray) -> np.ndarray:
+    """Highest product risk rank (1-5) each customer's assessed risk allows; 0 = no assessment (no product)."""
+    limits = {k: LEVEL_RANK[v] for k, v in MAX_RISK_LEVEL_FOR.items()}
+    return np.array([limits.get(s, 0) for s in stated_risk], dtype=np.int8)
+
+
+def suitable_mask(level: np.ndarray, allowed: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """THE suitability guard, (n customers x A actions): an action without a product (level 0) is
+    always suitable; a product only if its level is within the allowed one and the customer is
+    not flagged hidden-aggressive (who gets a re-assessment first, never a product push)."""
+    level = level[None, :]
+    return (level == 0) | ((level <= allowed[:, None]) & ~hidden[:, None])
+
+
+# -- arbitration ----------------------------------------------------------------------------------
+def _condition_mask(cond: Condition, cols: Mapping[str, Any], n: int, cache: dict[str, Any]) -> np.ndarray:
+    raw = cols.get(cond.column)
+    if raw is None:
+        return np.zeros(n, dtype=bool)
+    ok = np.ones(n, dtype=bool)
+    if cond.min is not None or cond.max is not None:
+        x = cache.setdefault(("f", cond.column), _floats(raw, n))
+        with np.errstate(invalid="ignore"):
+            if cond.min is not None:
+                ok &= x >= cond.min
+            if cond.max is not None:
+                ok &= x <= cond.max
+    if cond.any_of is not None:
+        s = cache.setdefault(("s", cond.column), _strings(raw, n))
+        ok &= np.isin(s.astype(str), cond.any_of) & (s != None)  # noqa: E711
+    if cond.equals is not None:
+        b = cache.setdefault(("b", cond.column), _bools(raw, n))
+        ok &= b == cond.equals
+    return ok
+
+
+def customer_inputs(cols: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
+    """The per-customer inputs arbitration reads, with the fallbacks for columns a book may lack:
+    class = `service_class`, else the current `tier`; life-cycle stage = `lifecycle_stage`, else
+    derived from `age`; hidden-aggressive = the flag, else False."""
+    cls = _strings(cols.get(SERVICE_CLASS_COLUMN, cols.get("tier")), n)
+    stage = (
+        _strings(cols[LIFECYCLE_COLUMN], n)
+        if cols.get(LIFECYCLE_COLUMN) is not None
+        else lifecycle_from_age(_floats(cols.get(AGE_COLUMN), n), cols.get("occupation"))
+    )
+    hidden = _bools(cols.get(HIDDEN_AGGRESSIVE_COLUMN), n)
+    return {
+        "class": cls,
+        "stage": stage,
+        "stated": _strings(cols.get(STATED_RISK_COLUMN), n),
+        "hidden": np.array([bool(h) for h in hidden], dtype=bool),
+        "aum": np.nan_to_num(_floats(cols.get(AUM_COLUMN), n), nan=0.0).clip(min=0),
+        "trend": np.nan_to_num(_floats(cols.get(AUM_CHANGE_COLUMN), n), nan=0.0).clip(-0.5, 0.5),
+    }
+
+
+def _propensities(policy: Policy, cols: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
+    out = {"none": np.ones(n)}
+    for source, column in PROPENSITY_COLUMNS.items():
+        values = cols.get(column)
+        if values is None and source == "revealed_aggressive":
+            values = cols.get(HIDDEN_AGGRESSIVE_COLUMN)  # no probabilities: the flag is 0/1 evidence
+        out[source] = np.nan_to_num(_floats(values, n), nan=0.0).clip(0, 1)
+    return out
+
+
+def _matrices(policy: Policy, cols: Mapping[str, Any], n: int, inp: dict[str, np.ndarray]):
+    """(eligible, priority, propensity, value) as (n x A) arrays, eligibility before suitability."""
+    acts = policy.actions
+    a = len(acts)
+    eligible = np.zeros((n, a), dtype=bool)
+    prop = np.zeros((n, a))
+    value = np.zeros((n, a))
+    props = _propensities(policy, cols, n)
+    cache: dict[str, Any] = {}
+    trend_factor = 1 + policy.trend_weight * inp["trend"]
+    for j, act in enumerate(acts):
+        m = np.isin(inp["class"].astype(str), act.classes)
+        if act.stages is not None:
+            m &= np.isin(inp["stage"].astype(str), act.stages)
+        for cond in act.when:
+            m &= _condition_mask(cond, cols, n, cache)
+        eligible[:, j] = m
+        prop[:, j] = act.base_rate * props[act.propensity]
+        bank = act.value_fixed + act.value_aum_rate * inp["aum"] * trend_factor
+        value[:, j] = bank * (1 + policy.customer_weight * act.customer_benefit)
+    lever = np.array([policy.levers[act.lever] for act in acts])
+    priority = prop * value * lever[None, :]
+    return eligible, priority, prop, value
+
+
+def _reason(act: Action, i: int, prop: float, value: float, policy: Policy, cols: Mapping[str, Any], inp) -> str:
+    src = act.propensity
+    if src == "none":
+        why = f"take-up {act.base_rate:.2f}"
+    else:
+        column = PROPENSITY_COLUMNS[src]
+        if cols.get(column) is None and src == "revealed_aggressive":
+            column = HIDDEN_AGGRESSIVE_COLUMN
+        why = f"{column} {prop / act.base_rate:.2f} x take-up {act.base_rate:.2f}"
+    rule = f"{inp['class'][i]}"
+    if act.stages is not None:
+        rule += f", {inp['stage'][i]}"
+    for cond in act.when:
+        rule += f", {cond.describe()}"
+    product = f"; product {act.product_risk} within {inp['stated'][i]} limit" if act.product_risk else ""
+    return (
+        f"{act.name}: {why} x value {value:,.0f} (aum {inp['aum'][i]:,.0f}, 3m trend {inp['trend'][i]:+.0%})"
+        f" x lever {act.lever} {policy.levers[act.lever]:g}; rule: {rule}{product}"
+    )
+
+
+def arbitrate(
+    cols: Mapping[str, Any], n: int, policy: Policy | None = None, *, top_k: int | None = None
+) -> dict[str, Any]:
+    """The ranked actions of every customer (`{column: array of n values}` in, columns out).
+
+    Returns `service_class`, `next_action` (the first action), `next_action_reason` and
+    `actions` (per row a list of `{action, channel, priority, reason}`, best first, at most K).
+    A customer with no eligible, suitable action gets the policy's default action and a reason
+    that says so.
+    """
+    policy = policy or default_policy()
+    k = top_k or policy.top_k
+    inp = customer_inputs(cols, n)
+    eligible, priority, prop, value = _matrices(policy, cols, n, inp)
+    level = np.array([LEVEL_RANK[a.product_risk] if a.product_risk else 0 for a in policy.actions], dtype=np.int8)
+    ok = eligible & suitable_mask(level, allowed_level(inp["stated"]), inp["hidden"])
+    ranked = np.where(ok, priority, -np.inf)
+    order = np.argsort(-ranked, axis=1, kind="stable")[:, :k]
+    next_action = np.empty(n, dtype=object)
+    reason = np.empty(n, dtype=object)
+    actions = np.empty(n, dtype=object)  # one list per row (never a 2-D array, whatever the lengths)
+    for i in range(n):
+        row = []
+        for j in order[i]:
+            if not ok[i, j]:
+                break
+            act = policy.actions[j]
+            row.append(
+                {
+                    "action": act.name,
+                    "channel": act.channel,
+                    "priority": round(float(priority[i, j]), 2),
+                    "reason": _reason(act, i, prop[i, j], value[i, j], policy, cols, inp),
+                }
+            )
+        if not row:
+            why = f"{policy.default_action}: no eligible and suitable action for class {inp['class'][i]}"
+            if eligible[i].any():
+                why += f" ({int(eligible[i].sum())} eligible action(s) blocked by suitability)"
+            sm = policy.service_models.get(inp["class"][i])
+            channel = sm.channel if sm is not None else "none"  # never null: keeps the Parquet type stable
+            row.append({"action": policy.default_action, "channel": channel, "priority": 0.0, "reason": why})
+        actions[i] = row
+        next_action[i] = row[0]["action"]
+        reason[i] = row[0]["reason"]
+    return {
+        SERVICE_CLASS_COLUMN: inp["class"],
+        NEXT_ACTION_COLUMN: next_action,
+        NEXT_ACTION_REASON_COLUMN: reason,
+        ACTIONS_COLUMN: actions,
+    }
+
+
+def policy_inputs(policy: Policy | None = None) -> set[str]:
+    """The feature / score columns arbitration may read (scoring keeps them from the feature table)."""
+    policy = policy or default_policy()
+    names = {
+        SERVICE_CLASS_COLUMN,
+        STATED_RISK_COLUMN,
+        LIFECYCLE_COLUMN,
+        AGE_COLUMN,
+        "occupation",
+        AUM_COLUMN,
+        AUM_CHANGE_COLUMN,
+    }
+    names |= set(PROPENSITY_COLUMNS.values()) | {HIDDEN_AGGRESSIVE_COLUMN}
+    names |= {c.column for a in policy.actions for c in a.when}
+    return names
+
+
+def expected_value(actions: Any) -> np.ndarray:
+    """The policy's expected value of serving each customer: the sum of their ranked actions'
+    priorities (`actions` rows as lists of dicts, or as the JSON strings scoring writes)."""
+    import json
+
+    rows = (json.loads(r) if isinstance(r, str) else (list(r) if r is not None else []) for r in actions)
+    return np.array([sum(float(a["priority"]) for a in row) for row in rows], dtype=np.float64)
