@@ -1,8 +1,10 @@
 """Drift-report time and memory, clientlens vs plain Evidently: `python -m benchmarks.bench_drift`.
 
-Data: `monitoring.scenarios.feature_window` (feature-table-like marginals) widened to 100
-features (+ 7 score columns), a current window with injected shifts (a rate cut on five
-deposit-flow features, a channel-mix change on three, two generic columns moved), seeded.
+Data: `tests.monitoring.scenarios.feature_window` (feature-table-like marginals; the test fixture,
+imported from `tests/`) widened to 100 columns (+ the task contract's score columns; its two
+market columns are context, so 98 features are tested), a current window with injected shifts (a
+rate cut on four deposit-flow features and the deposit rate, a channel-mix change on three, two
+generic columns moved), seeded.
 
 Jobs, each in its own child process so its peak RSS (ru_maxrss) is its own:
 - `clientlens` on ROWS x 100 (default 1M): `monitoring.drift.run_file_drift` end to end, i.e.
@@ -39,7 +41,7 @@ SEED = 2026
 
 def windows(rows: int):
     """Reference and shifted current window, ROWS x 100 features (+ scores), and the injected columns."""
-    from monitoring import scenarios
+    from tests.monitoring import scenarios
 
     extra = FEATURES - 30  # feature_window has 30 features of its own
     ref = scenarios.feature_window(rows, seed=SEED, extra_numeric=extra)
@@ -47,7 +49,10 @@ def windows(rows: int):
     cur = scenarios.channel_mix(scenarios.rate_cut(cur))
     cur["behaviour_extra_0"] = cur["behaviour_extra_0"] + 0.3  # normal(0, 1) -> mean +0.3 sd
     cur["behaviour_extra_3"] = cur["behaviour_extra_3"] * 1.5  # a share, scaled
-    injected = [c for c in (*scenarios.SCENARIO_COLUMNS["rate_cut"], *scenarios.SCENARIO_COLUMNS["channel_mix"])]
+    # the deposit rate moves too, but it is market context (one value per window), not a customer feature
+    context = scenarios.SCENARIO_CONTEXT["rate_cut"] | scenarios.SCENARIO_CONTEXT["channel_mix"]
+    moved = (*scenarios.SCENARIO_COLUMNS["rate_cut"], *scenarios.SCENARIO_COLUMNS["channel_mix"])
+    injected = [c for c in moved if c not in context]
     injected += ["behaviour_extra_0", "behaviour_extra_3"]
     return ref, cur, injected
 

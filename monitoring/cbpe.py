@@ -10,9 +10,17 @@ expectations, accurate to O(1/n) on windows of thousands of rows.
 The estimate is as good as the calibration on the current window: it tracks a change in
 the score distribution (covariate shift) but cannot see concept drift (the same features
 meaning a different outcome) — only realised performance (`monitoring.performance`) can.
+
+A model calibrated on a small validation split can be overconfident in the tail (churn: most
+customers scored ~0.002 while ~1% of them churn), which inflates the expected AUC. As NannyML's
+CBPE does, the scores are first recalibrated on the reference period's labelled rows when there
+are enough of them (`ReferenceCalibration`: a logistic fit on the score's logit, which keeps the
+model's ranking, so the estimate has no tie bias).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -105,3 +113,37 @@ def estimate_binary_performance(proba, threshold: float = 0.5) -> dict[str, floa
         "threshold": float(threshold),
         "rows": int(p.size),
     }
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class ReferenceCalibration:
+    """p -> sigmoid(a * logit(p) + b), fit on the reference's labelled rows."""
+
+    slope: float
+    intercept: float
+    rows: int
+    positives: int
+
+    def __call__(self, proba) -> np.ndarray:
+        z = self.slope * _logit(np.asarray(proba, dtype=np.float64)) + self.intercept
+        return 1 / (1 + np.exp(-z))
+
+    @classmethod
+    def fit(cls, proba, labels, *, min_rows: int = 200, min_positives: int = 10) -> ReferenceCalibration | None:
+        """None when the reference has too few labelled rows or positives to fit two numbers."""
+        from sklearn.linear_model import LogisticRegression
+
+        p = np.asarray(proba, dtype=np.float64)
+        y = np.asarray(labels, dtype=np.float64)
+        ok = np.isfinite(p) & np.isfinite(y)
+        p, y = p[ok], y[ok]
+        positives = int(y.sum())
+        if p.size < min_rows or positives < min_positives or positives == p.size:
+            return None
+        model = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(p)[:, None], y.astype(int))
+        return cls(float(model.coef_[0, 0]), float(model.intercept_[0]), int(p.size), positives)

@@ -19,8 +19,9 @@ class DriftThresholds(BaseModel):
 
     The status then combines:
     - the share of monitored features that drift: >= `share_drift` -> drift,
-      >= `share_warn` -> warn. With ~140 features, 0.1 is ~14 features moving together
-      (a market event); 0.3 means the model sees a different population.
+      >= `share_warn` -> warn. The registry declares 162 features, 9 of them market context
+      (one value per date, reported but not tested), so a full feature table monitors ~150:
+      0.1 is ~15 customer features moving together; 0.3 means the model sees a different population.
     - the PSI of each model score (e.g. `churn_proba`): >= `psi_drift` -> drift, >= `psi_warn`
       -> warn. 0.1 / 0.25 are the credit-risk industry's conventional PSI bands ("minor" /
       "major shift"); for 10 bins and two windows of n rows PSI is about 9 * 2 / n under no

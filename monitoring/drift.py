@@ -6,6 +6,12 @@ Two entry points, used by `clientlens drift` and `clientlens demo`:
 - `run_task_drift(task, since=None, out_dir=None)`: the inference log against the champion's
   reference sample (`reference.parquet` of its MLflow run).
 
+What a task is (score columns, outputs, who its label is defined for) comes from `core.tasks`.
+Market features (one value per date for every customer) are context, not customer drift: a
+comparison of two dates always finds them "drifted", which says nothing about the customers;
+the report shows their values at each date instead (`DriftResult.context`). Performance before
+labels (CBPE) is estimated on the task's eligible population, the rows its label is defined for.
+
 Both go through `evaluate()` (pure: frames in, `DriftResult` out) and then write the report:
 Evidently's HTML with a clientlens summary on top, and a JSON file for machines, both
 written atomically; add the Evidently snapshot to the workspace; in task mode attach the
@@ -30,8 +36,6 @@ import html
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,9 +46,23 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.io import write_text_atomic
 from core.settings import Settings
+from core.tasks import (
+    ACTIONS_COLUMN,
+    HIDDEN_AGGRESSIVE_COLUMN,
+    NEXT_ACTION_COLUMN,
+    NEXT_ACTION_REASON_COLUMN,
+    SERVICE_CLASS_COLUMN,
+    TASKS,
+    Task,
+    is_score_column,
+    reasons_column,
+    version_column,
+)
+from core.tasks import task as task_contract
 from monitoring.config import DriftConfig, DriftThresholds
-from monitoring.performance import is_score_column, task_info
+from monitoring.performance import class_score_columns, eligible, positive_score_column
 from monitoring.psi import psi_table
 from monitoring.stats import ColumnDrift, is_drift, table_drift
 
@@ -53,21 +71,18 @@ logger = logging.getLogger(__name__)
 STATUSES = ("ok", "warn", "drift")
 # Keys, timestamps, versions and model outputs: never monitored as features.
 NON_FEATURE_COLUMNS = {"customer_id", "as_of", "ts", "request_id", "date", "index", "__index_level_0__"}
-NON_FEATURE_PREFIXES = ("version_",)
-OUTPUT_COLUMNS = {
-    "churn",
-    "risk_appetite",
-    "hidden_aggressive",
-    "segment",
-    "next_action",
-    "next_action_reason",  # the service policy's outputs (issue #13)
-    "actions",
-    "service_class",
-    "tier_future",
-    "revealed_risk",
-    "prediction",
-    "target",
-}
+NON_FEATURE_PREFIXES = (version_column(""), reasons_column(""))
+# Model outputs and labels of every task (contract), scoring's derived outputs, the service policy's
+# outputs (issue #13), training's reference columns.
+OUTPUT_COLUMNS = (
+    {t.output for t in TASKS.values()}
+    | {t.label for t in TASKS.values()}
+    | {HIDDEN_AGGRESSIVE_COLUMN, "segment", NEXT_ACTION_COLUMN, NEXT_ACTION_REASON_COLUMN}
+    | {ACTIONS_COLUMN, SERVICE_CLASS_COLUMN}
+    | {"prediction", "target"}
+)
+# Registry family whose features are one value per date for every customer (reported as context).
+CONTEXT_FAMILY = "market"
 HTML_NAME = "drift_report.html"
 JSON_NAME = "drift_report.json"
 
@@ -84,18 +99,44 @@ class ColumnRoles:
     scores: list[str]
     ignored: list[str]
     source: str  # "registry", "dtypes" or "registry+dtypes"
+    context: list[str] = field(default_factory=list)  # one value per date: reported, not drift-tested
 
     @property
     def features(self) -> list[str]:
         return self.numerical + self.categorical
 
 
-def _registry_columns() -> tuple[list[str], list[str]] | None:
+def _registry_columns() -> tuple[list[str], list[str], list[str]] | None:
     try:
-        from features.registry import categorical_features, numerical_features
+        from features.registry import categorical_features, features_of_family, numerical_features
     except ImportError:  # the feature registry is optional for two-file drift
         return None
-    return list(numerical_features()), list(categorical_features())
+    return list(numerical_features()), list(categorical_features()), list(features_of_family(CONTEXT_FAMILY))
+
+
+def date_key(frame: pd.DataFrame) -> pd.Series | None:
+    """The date each row describes: `as_of` when present, else the day of `ts`, else None (one date)."""
+    if "as_of" in frame.columns:
+        return pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d")
+    if "ts" in frame.columns:
+        return pd.to_datetime(frame["ts"], utc=True).dt.strftime("%Y-%m-%d")
+    return None
+
+
+def _constant_within_dates(frame: pd.DataFrame, columns: list[str]) -> set[str]:
+    """Numerical columns holding one (non-null) value per date in `frame` (vectorised min == max)."""
+    if not columns or frame.empty:
+        return set()
+    values = frame[columns].apply(pd.to_numeric, errors="coerce")
+    key = date_key(frame)
+    if key is None:
+        lo, hi = values.min(), values.max()
+    else:
+        grouped = values.groupby(key.to_numpy())
+        lo, hi = grouped.min(), grouped.max()
+        same = (lo == hi) | (lo.isna() & hi.isna())
+        return {c for c in columns if bool(same[c].all()) and bool(lo[c].notna().any())}
+    return {c for c in columns if pd.notna(lo[c]) and lo[c] == hi[c]}
 
 
 def resolve_columns(reference: pd.DataFrame, current: pd.DataFrame, *, use_registry: bool = True) -> ColumnRoles:
@@ -119,8 +160,10 @@ def resolve_columns(reference: pd.DataFrame, current: pd.DataFrame, *, use_regis
     scores = [c for c in common if is_score_column(str(c)) and pd.api.types.is_numeric_dtype(reference[c])]
     rest = [c for c in common if c not in scores]
     registry = _registry_columns() if use_registry else None
-    num_reg, cat_reg = (set(registry[0]), set(registry[1])) if registry is not None else (set(), set())
-    numerical, categorical, from_registry = [], [], 0
+    num_reg, cat_reg, ctx_reg = (set(r) for r in registry) if registry is not None else (set(), set(), set())
+    numerical: list[str] = []
+    categorical: list[str] = []
+    from_registry = 0
     for c in rest:
         if c in num_reg or c in cat_reg:
             (numerical if c in num_reg else categorical).append(c)
@@ -137,13 +180,68 @@ def resolve_columns(reference: pd.DataFrame, current: pd.DataFrame, *, use_regis
             categorical.append(c)
     typed_by_dtype = len(numerical) + len(categorical) - from_registry
     source = "registry" if typed_by_dtype == 0 else ("dtypes" if from_registry == 0 else "registry+dtypes")
-    used = set(numerical) | set(categorical) | set(scores)
+    # Context: the registry's market features, and any numerical column with one value per date on
+    # both sides (a value shared by every customer at a date cannot tell customers apart).
+    candidates = [c for c in numerical if c not in ctx_reg]
+    shared = _constant_within_dates(reference, candidates) & _constant_within_dates(current, candidates)
+    context = [c for c in numerical + categorical if c in ctx_reg or c in shared]
+    numerical = [c for c in numerical if c not in context]
+    categorical = [c for c in categorical if c not in context]
+    used = set(numerical) | set(categorical) | set(scores) | set(context)
     ignored = [c for c in common if c not in used]
-    if not numerical and not categorical and not scores:
+    if not numerical and not categorical and not scores and not context:
         raise InputError(
             f"no monitorable column among the {len(common)} common columns ({', '.join(map(str, common[:8]))})"
         )
-    return ColumnRoles(numerical, categorical, scores, ignored, source)
+    return ColumnRoles(numerical, categorical, scores, ignored, source, context)
+
+
+def _values_by_date(frame: pd.DataFrame, column: str) -> tuple[dict[str, Any], bool]:
+    """{date: value} (median of a number, most frequent category) and whether it varies within a date."""
+    key = date_key(frame)
+    keys = key.to_numpy() if key is not None else np.full(len(frame), "window", dtype=object)
+    s = frame[column]
+    numeric = pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
+    out: dict[str, Any] = {}
+    varies = False
+    for when, part in pd.Series(s.to_numpy(), index=keys).groupby(level=0, sort=True):
+        values = part.dropna()
+        if values.empty:
+            out[str(when)] = None
+            continue
+        if numeric:
+            v = values.astype(float)
+            out[str(when)] = float(v.median())
+            varies |= bool(v.min() != v.max())
+        else:
+            counts = values.astype(str).value_counts()
+            out[str(when)] = str(counts.index[0])
+            varies |= len(counts) > 1
+    return out, varies
+
+
+def context_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, Any]]:
+    """Each context feature's value at every date of both windows, and the change between the last dates."""
+    out: dict[str, dict[str, Any]] = {}
+    for col in columns:
+        ref, ref_varies = _values_by_date(reference, col)
+        cur, cur_varies = _values_by_date(current, col)
+        last_ref = next((v for v in reversed(ref.values()) if v is not None), None)
+        last_cur = next((v for v in reversed(cur.values()) if v is not None), None)
+        entry: dict[str, Any] = {
+            "reference": ref,
+            "current": cur,
+            "reference_value": last_ref,
+            "current_value": last_cur,
+        }
+        if isinstance(last_ref, float) and isinstance(last_cur, float):
+            entry["change"] = last_cur - last_ref
+        else:
+            entry["change"] = None if last_ref == last_cur else f"{last_ref} -> {last_cur}"
+        if ref_varies or cur_varies:
+            entry["varies_within_date"] = True  # a market feature should not: worth a look upstream
+        out[col] = entry
+    return out
 
 
 def prepare(frame: pd.DataFrame, roles: ColumnRoles, *, what: str) -> pd.DataFrame:
@@ -189,6 +287,7 @@ class DriftResult:
     task: str | None = None
     performance: dict[str, Any] | None = None
     estimated_performance: dict[str, Any] | None = None
+    context: dict[str, dict[str, Any]] = field(default_factory=dict)
     evidently: dict[str, Any] = field(default_factory=dict)
     report: Path | None = None
     json_path: Path | None = None
@@ -208,6 +307,9 @@ class DriftResult:
             "json": str(self.json_path) if self.json_path else None,
             "reasons": self.reasons,
             "features": len(self.roles.features),
+            "context": {
+                k: {"reference": v["reference_value"], "current": v["current_value"]} for k, v in self.context.items()
+            },
             "rows_reference": self.rows_reference,
             "rows_current": self.rows_current,
         }
@@ -280,22 +382,59 @@ def decide_status(share_drifted: float, psi: dict[str, float], thresholds: Drift
     return STATUSES[level], reasons
 
 
-def estimate_performance(current: pd.DataFrame, task: str | None = None) -> dict[str, Any] | None:
-    """CBPE on the current window's scores: churn (binary) metrics; expected accuracy for multiclass."""
+REFERENCE_TARGET = "target"  # the label column of training's reference sample (null where there is none)
+
+
+def reference_calibration(t: Task, reference: pd.DataFrame | None):
+    """`cbpe.ReferenceCalibration` of a binary task's positive score on the reference's labelled,
+    eligible rows (training's reference sample carries `target`); None without enough labels."""
+    from monitoring.cbpe import ReferenceCalibration
+
+    col = positive_score_column(t)
+    if reference is None or REFERENCE_TARGET not in reference.columns or col not in reference.columns:
+        return None
+    ref = reference[eligible(t, reference) & reference[REFERENCE_TARGET].notna().to_numpy()]
+    target = ref[REFERENCE_TARGET]
+    y = (target.astype(str) == t.positive) if t.classes else pd.to_numeric(target, errors="coerce")
+    return ReferenceCalibration.fit(ref[col].to_numpy(dtype=float), np.asarray(y, dtype=float))
+
+
+def _estimate(t: Task, current: pd.DataFrame, reference: pd.DataFrame | None = None) -> dict[str, Any] | None:
+    """CBPE for one task on its eligible rows: binary metrics, or expected accuracy for multiclass."""
     from monitoring.cbpe import estimate_binary_performance
 
-    out: dict[str, Any] = {}
-    if "churn_proba" in current.columns and task in (None, "churn"):
-        out["churn"] = estimate_binary_performance(current["churn_proba"].to_numpy(dtype=float))
-    for name in ("tier", "risk"):
-        if task not in (None, name):
-            continue
-        cols = task_info(name).score_columns(current.columns)
-        if len(cols) >= 2:
-            p = current[cols].to_numpy(dtype=float)
-            p = p[np.isfinite(p).all(axis=1)]
-            if len(p):
-                out[name] = {"accuracy": float(p.max(axis=1).mean()), "rows": len(p)}
+    keep = eligible(t, current)
+    population = {"population": t.eligibility.describe(), "rows_window": len(current)}
+    if t.kind == "binary":
+        col = positive_score_column(t)
+        if col not in current.columns:
+            return None
+        p = current[col].to_numpy(dtype=float)[keep]
+        p = p[np.isfinite(p)]
+        calibration = reference_calibration(t, reference)
+        how = "the model's own"
+        if calibration is not None:
+            p = calibration(p)
+            how = f"recalibrated on the reference's {calibration.rows:,} labelled rows ({calibration.positives:,} positive)"
+        return {**estimate_binary_performance(p), **population, "calibration": how}
+    if t.kind == "multiclass":
+        cols = class_score_columns(t, current.columns)
+        if len(cols) < 2:
+            return None
+        p = current[cols].to_numpy(dtype=float)[keep]
+        p = p[np.isfinite(p).all(axis=1)]
+        return {"accuracy": float(p.max(axis=1).mean()), "rows": len(p), **population} if len(p) else None
+    return None
+
+
+def estimate_performance(
+    current: pd.DataFrame, task_name: str | None = None, reference: pd.DataFrame | None = None
+) -> dict[str, Any] | None:
+    """CBPE on the current window's scores, per task whose scores it holds (or only `task_name`),
+    over each task's eligible population (`core.tasks.Task.eligibility`), recalibrated on the
+    reference's labelled rows when it has them."""
+    scope = [task_contract(task_name)] if task_name is not None else list(TASKS.values())
+    out = {t.name: est for t in scope if (est := _estimate(t, current, reference)) is not None}
     return out or None
 
 
@@ -344,7 +483,8 @@ def evaluate(
         rows_current=len(current),
         thresholds=config.thresholds,
         task=task,
-        estimated_performance=estimate_performance(current, task),
+        estimated_performance=estimate_performance(current, task, reference),
+        context=context_report(reference, current, roles.context),
         timings={"prepare": round(t1 - t0, 3), "statistics": round(t2 - t1, 3)},
     )
 
@@ -430,23 +570,6 @@ def evidently_snapshot(reference: pd.DataFrame, current: pd.DataFrame, result: D
 # --- writing ------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is an ordinary file
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _fmt(x, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
@@ -478,6 +601,7 @@ def header_html(result: DriftResult) -> str:
         for c in top
     )
     perf = _perf_html(result)
+    context = _context_html(result)
     ev = result.evidently
     note = ""
     if ev.get("error"):
@@ -510,6 +634,7 @@ def header_html(result: DriftResult) -> str:
 <h2>clientlens drift — {html.escape(result.task or "two-file comparison")} <span class="badge">{result.status.upper()}</span></h2>
 <div style="font-size:13px;color:#555">{result.created} · reference {result.rows_reference:,} rows · current
  {result.rows_current:,} rows · {len(result.roles.features)} features (types from {result.roles.source}) ·
+ {len(result.roles.context)} context columns (reported, not tested) ·
  drifted {len(result.drifted)} = {result.share_drifted:.1%} (warn ≥ {t.share_warn:.0%}, drift ≥ {t.share_drift:.0%}) ·
  score PSI warn ≥ {t.psi_warn}, drift ≥ {t.psi_drift}</div>
 <ul style="margin:6px 0 0 0;font-size:13px">{reasons}</ul>
@@ -519,6 +644,7 @@ def header_html(result: DriftResult) -> str:
 </div>
 <h3>Features, drifted first (top 15 of {len(result.columns)})</h3>
 <table><tr><th>feature</th><th>type</th><th>test</th><th>statistic</th><th>threshold</th><th>PSI</th><th>verdict</th></tr>{col_rows}</table>
+{context}
 <div style="font-size:12px;color:#666">{html.escape(note)}</div>
 </section>
 """
@@ -552,8 +678,9 @@ def _perf_html(result: DriftResult) -> str:
             for k, v in perf.get("metrics", {}).items()
             if k != "rows"
         )
+        who = f", {html.escape(perf['population'])}" if perf.get("population") else ""
         parts.append(
-            f"<div><h3>Realised performance ({perf.get('rows_matched', 0):,} labelled predictions)</h3>"
+            f"<div><h3>Realised performance ({perf.get('rows_matched', 0):,} labelled predictions{who})</h3>"
             f"<table><tr><th>metric</th><th>now</th><th>at training</th></tr>{rows}</table></div>"
         )
     if result.estimated_performance:
@@ -562,21 +689,45 @@ def _perf_html(result: DriftResult) -> str:
             labels = (
                 {k: f"{k} (p ≥ {at:.2f})" for k in ("precision", "recall", "f1", "accuracy")} if at is not None else {}
             )
+            labels.update(precision_top10="precision, top 10%", recall_top10="recall, top 10%")
             labels.update(
-                precision_top10="precision, top 10%",
-                recall_top10="recall, top 10%",
-                training_roc_auc="roc_auc at training",
+                {k: f"{k.removeprefix('training_')} at training" for k in metrics if k.startswith("training_")}
             )
             rows = "".join(
                 f"<tr><td>{html.escape(labels.get(k, k))}</td><td class='num'>{_fmt(v)}</td></tr>"
                 for k, v in metrics.items()
-                if k not in ("rows", "threshold")
+                if k not in ("rows", "threshold", "population", "rows_window", "calibration")
+            )
+            who = (
+                f" on {metrics.get('rows', 0):,} of {metrics['rows_window']:,} rows ({html.escape(metrics['population'])};"
+                f" probabilities: {html.escape(metrics.get('calibration', ''))})"
+                if "rows_window" in metrics
+                else ""
             )
             parts.append(
-                f"<div><h3>Estimated {html.escape(name)} performance before labels (CBPE)</h3>"
+                f"<div><h3>Estimated {html.escape(name)} performance before labels (CBPE){who}</h3>"
                 f"<table><tr><th>metric</th><th>expected</th></tr>{rows}</table></div>"
             )
     return "".join(parts)
+
+
+def _context_html(result: DriftResult) -> str:
+    """Context features (one value per date): their values at each date, not a drift verdict."""
+    if not result.context:
+        return ""
+
+    def dates(values: dict[str, Any]) -> str:
+        return ", ".join(f"{html.escape(d)}: {_fmt(v, 4)}" for d, v in values.items())
+
+    rows = "".join(
+        f"<tr><td>{html.escape(col)}</td><td>{dates(c['reference'])}</td><td>{dates(c['current'])}</td>"
+        f"<td class='num'>{_fmt(c['change'], 4)}</td></tr>"
+        for col, c in result.context.items()
+    )
+    return (
+        "<h3>Context: market features, one value per date (reported, not tested per customer)</h3>"
+        f"<table><tr><th>feature</th><th>reference</th><th>current</th><th>change</th></tr>{rows}</table>"
+    )
 
 
 def _inject(evidently_html: str, header: str) -> str:
@@ -602,14 +753,14 @@ def write_report(result: DriftResult, snapshot, out_dir: Path) -> tuple[Path, Pa
     body = result.to_json()
     if snapshot is not None:
         body["evidently"] = _clean_json(json.loads(snapshot.json()))  # NaN -> null: strict JSON for machines
-    _atomic_write(json_path, json.dumps(body, indent=1, default=str, allow_nan=False))
-    _atomic_write(html_path, page)
+    write_text_atomic(json_path, json.dumps(body, indent=1, default=str, allow_nan=False))
+    write_text_atomic(html_path, page)
     return html_path, json_path
 
 
-def default_out_dir(task: str | None) -> Path:
+def default_out_dir(task: str | None, settings: Settings | None = None) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return Settings().reports / "drift" / (task or "adhoc") / stamp
+    return (settings or Settings()).reports / "drift" / (task or "adhoc") / stamp
 
 
 # --- entry points -------------------------------------------------------------------------
@@ -621,6 +772,7 @@ def _finish(
     current: pd.DataFrame,
     out_dir: Path | str | None,
     config: DriftConfig,
+    settings: Settings,
 ) -> DriftResult:
     snapshot = None
     if config.evidently_report:
@@ -636,11 +788,13 @@ def _finish(
         if result.evidently.get("disagreements") and not result.evidently.get("sampled"):
             logger.warning("Evidently's verdicts differ from clientlens' on %s", result.evidently["disagreements"])
     t0 = time.perf_counter()
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(result.task, settings)
+    result.report = out_dir / HTML_NAME  # named in the workspace's summary snapshot
     if snapshot is not None and config.workspace:
         from monitoring.workspace import add_snapshot
 
-        result.workspace = add_snapshot(snapshot, result.task)
-    write_report(result, snapshot, Path(out_dir) if out_dir is not None else default_out_dir(result.task))
+        result.workspace = add_snapshot(snapshot, result, settings=settings)
+    write_report(result, snapshot, out_dir)
     result.timings["write"] = round(time.perf_counter() - t0, 3)
     return result
 
@@ -653,15 +807,17 @@ def run_file_drift(
     *,
     task: str | None = None,
     labels: pd.DataFrame | None = None,
+    settings: Settings | None = None,
 ) -> DriftResult:
     """Drift of `current_df` against `reference_df`; writes the report into `out_dir`.
 
     With `task` and `labels` (a panel with the task's label), also realised performance of
-    the current window's predictions.
+    the current window's predictions (the task's eligible population).
     """
     config = config or DriftConfig()
+    settings = settings or Settings()
     if task is not None:
-        task_info(task)
+        reference_df = reference_scores(task_contract(task), reference_df)  # an unknown name is an InputError
     result = evaluate(reference_df, current_df, config, task=task)
     if labels is not None:
         if task is None:
@@ -669,23 +825,22 @@ def run_file_drift(
         from monitoring.performance import realised_performance
 
         result.performance = realised_performance(task, current_df, labels)
-    return _finish(result, reference_df, current_df, out_dir, config)
+    return _finish(result, reference_df, current_df, out_dir, config, settings)
 
 
-def align_reference(task: str, reference: pd.DataFrame) -> pd.DataFrame:
-    """Name the training run's prediction columns as serving logs them.
+def reference_scores(t: Task, reference: pd.DataFrame) -> pd.DataFrame:
+    """The reference sample with `t`'s score columns as the contract names them.
 
-    `training` writes `proba` (binary) / `proba_<class>` (multiclass) into `reference.parquet`;
-    the inference log has `churn_proba`, `tier_proba_<class>`, `risk_proba_<class>`.
-    """
-    info = task_info(task)
-    renames = {}
-    for col in reference.columns:
-        if info.kind == "binary" and col == "proba":
-            renames[col] = info.score_prefix
-        elif info.kind == "multiclass" and col.startswith("proba_"):
-            renames[col] = info.score_prefix + col.removeprefix("proba_")
-    return reference.rename(columns=renames)
+    Training writes its reference with scoring's names (`churn_proba`, `risk_proba_<class>`);
+    runs logged before that carry `proba` / `proba_<class>`, whose names come from the contract
+    here (`Task.score_column`), so both compare with the inference log."""
+    if any(t.is_score_column(str(c)) for c in reference.columns):
+        return reference
+    legacy = {"proba": t.score_column()} if "proba" in reference.columns else {}
+    legacy |= {
+        c: t.score_column(c.removeprefix("proba_")) for c in map(str, reference.columns) if c.startswith("proba_")
+    }
+    return reference.rename(columns=legacy) if legacy else reference
 
 
 def training_metrics_for(names, run_metrics: dict[str, float]) -> dict[str, float]:
@@ -708,6 +863,7 @@ def run_task_drift(
     labels: pd.DataFrame | None = None,
     until=None,
     attach: bool = True,
+    settings: Settings | None = None,
 ) -> DriftResult:
     """The inference log (ts >= `since`) against the champion's reference sample.
 
@@ -717,12 +873,13 @@ def run_task_drift(
     from monitoring import sources
 
     config = config or DriftConfig()
-    info = task_info(task)
-    champ = sources.champion(task)
-    current = sources.read_window(since, until)
-    reference = align_reference(task, champ.reference)
+    settings = settings or Settings()
+    t = task_contract(task)
+    champ = sources.champion(task, settings=settings)
+    current = sources.read_window(since, until, settings=settings)
+    reference = reference_scores(t, champ.reference)
     # Compare like with like: the log holds every task's scores; keep this task's.
-    others = [c for c in current.columns if is_score_column(c) and c not in info.score_columns(current.columns)]
+    others = [c for c in current.columns if is_score_column(str(c)) and not t.is_score_column(str(c))]
     result = evaluate(reference, current.drop(columns=others), config, task=task)
     if labels is not None:
         from monitoring.performance import realised_performance
@@ -730,15 +887,15 @@ def run_task_drift(
         perf = realised_performance(task, current, labels)
         perf["training"] = training_metrics_for(perf["metrics"], champ.metrics)
         result.performance = perf
-    if result.estimated_performance and info.kind == "binary":
-        result.estimated_performance[task]["training_roc_auc"] = training_metrics_for(["roc_auc"], champ.metrics).get(
-            "roc_auc"
-        )
+    estimate = (result.estimated_performance or {}).get(task)
+    if estimate:
+        shown = [k for k in ("roc_auc", "pr_auc", "brier", "accuracy") if k in estimate]
+        estimate.update({f"training_{k}": v for k, v in training_metrics_for(shown, champ.metrics).items()})
     stamp = result.created.replace(":", "").replace("-", "")
     result.mlflow = {"model": champ.model_name, "version": champ.version, "run_id": champ.run_id}
     if attach:
         result.mlflow["artifact_path"] = f"drift/{stamp}"
-    result = _finish(result, reference, current, out_dir, config)
-    if attach:
-        sources.attach_to_run(champ.run_id, [result.report, result.json_path], f"drift/{stamp}")
+    result = _finish(result, reference, current, out_dir, config, settings)
+    if attach and result.report is not None and result.json_path is not None:
+        sources.attach_to_run(champ.run_id, [result.report, result.json_path], f"drift/{stamp}", settings=settings)
     return result

@@ -4,106 +4,103 @@ A prediction logged at time `ts` for customer c is matched with the label row of
 feature build (`panel.parquet`) whose `as_of` is the prediction's as-of date: exactly, when
 the log carries an `as_of` column, otherwise the latest `as_of <= ts` within `tolerance`
 (a label at as-of T describes (T, T + horizon], the period the prediction was about).
-Pure functions of frames; the I/O lives in `monitoring.sources`.
+
+What a task is (its label, kind, classes, positive class, score columns, who its label is
+defined for) comes from the task contract (`core.tasks`); every metric is `core.metrics`, the
+same computation training reports, so a realised metric and its training-time value are
+comparable. Pure functions of frames; the I/O lives in `monitoring.sources`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core import metrics as M
 from core.errors import InputError
+from core.tasks import Task, task
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TaskInfo:
-    """What monitoring needs to know about a built-in task."""
-
-    name: str
-    label: str  # label column in panel.parquet
-    kind: str  # "binary" | "multiclass"
-    score_prefix: str  # score columns: churn_proba, tier_proba_<class>, risk_proba_<class>
-    classes: tuple[str, ...] = ()
-
-    def score_columns(self, columns) -> list[str]:
-        if self.kind == "binary":
-            return [self.score_prefix] if self.score_prefix in columns else []
-        return [c for c in columns if c.startswith(self.score_prefix)]
+# --- the contract, as monitoring reads it ---------------------------------------------------
 
 
-TASKS: dict[str, TaskInfo] = {
-    "churn": TaskInfo("churn", "churn", "binary", "churn_proba"),
-    "tier": TaskInfo("tier", "tier_future", "multiclass", "tier_proba_", ("mass", "affluent", "hnw")),
-    "risk": TaskInfo("risk", "revealed_risk", "multiclass", "risk_proba_", ("conservative", "balanced", "aggressive")),
-}
+def positive_score_column(t: Task) -> str:
+    """The P(positive) column of a binary task (`churn_proba`, `risk_proba_aggressive`)."""
+    if t.kind != "binary":
+        raise ValueError(f"task {t.name} is {t.kind}, not binary")
+    return t.score_column(t.positive) if t.classes else t.score_column()
 
 
-def task_info(task: str) -> TaskInfo:
-    try:
-        return TASKS[task]
-    except KeyError:
-        raise InputError(f"unknown task {task!r}: expected one of {', '.join(TASKS)}") from None
+def class_score_columns(t: Task, columns) -> list[str]:
+    """A multiclass task's score columns present in `columns`, in the contract's class order."""
+    present = set(t.classes_of(columns))
+    return [t.score_column(c) for c in t.classes if c in present]
 
 
-def is_score_column(name: str) -> bool:
-    """Model probability columns as written by `training.scoring.score_frame`."""
-    return name.endswith("_proba") or "_proba_" in name
+def eligible(t: Task, frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of `frame` the task's label is defined for (`Task.eligibility`).
+
+    A rule on a column the frame does not carry cannot be applied: every row is kept and a
+    warning says so (the estimate is then over the whole book)."""
+    rule = t.eligibility
+    if rule.column is not None and rule.column not in frame.columns:
+        logger.warning("task %s: eligibility column %r not in the window; using every row", t.name, rule.column)
+        return np.ones(len(frame), dtype=bool)
+    return np.asarray(rule.mask(frame), dtype=bool)
 
 
-# --- metrics ------------------------------------------------------------------------------
+# --- metrics (core.metrics, with what an unlabelled-looking window needs) -------------------
 
 
-def binary_metrics(y_true, proba) -> dict[str, float]:
-    """roc_auc, pr_auc, ks, brier, lift_at_10 (DESIGN §11 names), plus rows and positive rate."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
-
+def binary_performance(y_true, proba) -> dict[str, float]:
+    """`core.metrics.binary_metrics` plus rows and positive rate; NaN metrics for a single class."""
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(proba, dtype=np.float64)
     out: dict[str, float] = {"rows": int(y.size), "positive_rate": float(y.mean()) if y.size else float("nan")}
     if y.size == 0 or np.unique(y).size < 2:
-        logger.warning("realised performance: labels have a single class; AUCs undefined")
-        out.update(roc_auc=float("nan"), pr_auc=float("nan"), ks=float("nan"))
-    else:
-        fpr, tpr, _ = roc_curve(y, p)
-        out.update(
-            roc_auc=float(roc_auc_score(y, p)),
-            pr_auc=float(average_precision_score(y, p)),
-            ks=float(np.max(tpr - fpr)),
-        )
-    out["brier"] = float(brier_score_loss(y, p)) if y.size else float("nan")
-    if y.size and y.mean() > 0:
-        top = np.argsort(-p, kind="stable")[: max(1, int(np.ceil(0.1 * y.size)))]
-        out["lift_at_10"] = float(y[top].mean() / y.mean())
-    else:
-        out["lift_at_10"] = float("nan")
+        logger.warning("realised performance: labels have a single class; metrics undefined")
+        out.update(dict.fromkeys(("roc_auc", "pr_auc", "ks", "brier", "lift_at_10"), float("nan")))
+        return out
+    out.update(M.binary_metrics(y, p))
     return out
 
 
-def multiclass_metrics(y_true, proba: pd.DataFrame, classes: list[str]) -> dict[str, float]:
-    """macro_f1, accuracy, log_loss over `classes` (the columns of `proba`, in that order)."""
-    from sklearn.metrics import accuracy_score, f1_score, log_loss
-
-    y = pd.Series(y_true).astype(str).to_numpy()
-    p = np.clip(proba.to_numpy(dtype=np.float64), 1e-15, 1.0)
+def multiclass_performance(y_true, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """`core.metrics.multiclass_metrics` over `classes` (the columns of `proba`, in that order)."""
+    labels = pd.Series(y_true).astype(str).to_numpy()
+    index = {c: i for i, c in enumerate(classes)}
+    known = np.array([v in index for v in labels])
+    if not known.all():
+        unknown = sorted(set(labels[~known]))[:5]
+        raise InputError(f"labels: classes {unknown} have no score column (scored classes: {classes})")
+    y = np.array([index[v] for v in labels], dtype=int)
+    p = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1.0)
     p = p / p.sum(axis=1, keepdims=True)
-    pred = np.asarray(classes)[np.argmax(p, axis=1)]
-    out = {
-        "rows": int(y.size),
-        "macro_f1": float(f1_score(y, pred, labels=classes, average="macro", zero_division=0)),
-        "accuracy": float(accuracy_score(y, pred)),
-    }
-    order = np.argsort(np.asarray(classes, dtype=str))  # sklearn's log_loss wants sorted labels
-    try:
-        out["log_loss"] = float(log_loss(y, p[:, order], labels=list(np.asarray(classes)[order])))
-    except ValueError as exc:
-        logger.warning("realised performance: log_loss undefined (%s)", exc)
-        out["log_loss"] = float("nan")
-    return out
+    return {"rows": int(y.size), **M.multiclass_metrics(y, p)}
+
+
+def task_performance(t: Task, labelled: pd.DataFrame) -> dict[str, float]:
+    """The task's metrics on rows carrying both its label and its score columns."""
+    if t.kind == "binary":
+        col = positive_score_column(t)
+        if col not in labelled.columns:
+            raise InputError(f"predictions: no {col!r} score column for task {t.name!r}")
+        label = labelled[t.label]
+        # Named classes: positive = the label is the positive class (a 3-class label counts as
+        # "aggressive or not" for a binary risk model, as in training); else the label is 0/1.
+        y = (label.astype(str) == t.positive).astype(float) if t.classes else label.astype(float)
+        return binary_performance(y, labelled[col])
+    if t.kind == "multiclass":
+        cols = class_score_columns(t, labelled.columns)
+        if not cols:
+            raise InputError(f"predictions: no {t.score_prefix}_<class> score columns for task {t.name!r}")
+        return multiclass_performance(labelled[t.label], labelled[cols].to_numpy(), t.classes_of(cols))
+    raise InputError(f"task {t.name!r}: realised performance of a {t.kind} task is not monitored")
 
 
 # --- joining predictions with labels --------------------------------------------------------
@@ -152,45 +149,34 @@ def join_labels(
 
 
 def realised_performance(
-    task: str,
+    task_name: str,
     predictions: pd.DataFrame,
     panel: pd.DataFrame,
     *,
     tolerance: pd.Timedelta | str | None = "92D",
-) -> dict:
-    """The task's metrics on logged predictions joined with labels from a later feature build.
+) -> dict[str, Any]:
+    """The task's metrics on logged predictions of its eligible population joined with later labels.
 
-    Returns `{"task", "rows_predictions", "rows_matched", "metrics"}`; raises `InputError`
-    when nothing matches (names both time ranges so the user sees why).
+    Returns `{"task", "label", "population", "rows_predictions", "rows_eligible", "rows_matched",
+    "metrics"}`; raises `InputError` when nothing matches (names both time ranges so the user sees why).
     """
-    info = task_info(task)
-    joined = join_labels(predictions, panel, info.label, tolerance=tolerance)
+    t = task(task_name)
+    keep = eligible(t, predictions)
+    joined = join_labels(predictions[keep], panel, t.label, tolerance=tolerance)
     if joined.empty:
         when = "as_of" if "as_of" in predictions.columns else "ts"
         pmin, pmax = predictions[when].min(), predictions[when].max()
         raise InputError(
-            f"no logged {task} prediction matched a label: predictions {when} {pmin} .. {pmax}, "
+            f"no logged {task_name} prediction matched a label: predictions {when} {pmin} .. {pmax}, "
             f"labelled panel as_of {panel['as_of'].min()} .. {panel['as_of'].max()} "
-            f"(label {info.label!r}, tolerance {tolerance})"
+            f"(label {t.label!r}, tolerance {tolerance})"
         )
-    scores = info.score_columns(joined.columns)
-    if not scores:
-        raise InputError(f"predictions: no {info.score_prefix}* score column for task {task!r}")
-    if info.kind == "binary":
-        metrics = binary_metrics(joined[info.label].astype(float), joined[scores[0]])
-    else:
-        classes = [c.removeprefix(info.score_prefix) for c in scores]
-        if len(classes) == 2:
-            # A binary model with named classes [negative, positive] (spec target.classes, e.g. risk's
-            # not_aggressive / aggressive): positive = the label equals the positive class, as in training.
-            positive = (joined[info.label].astype(str) == classes[1]).astype(float)
-            metrics = binary_metrics(positive, joined[scores[1]])
-        else:
-            metrics = multiclass_metrics(joined[info.label], joined[scores], classes)
     return {
-        "task": task,
-        "label": info.label,
+        "task": task_name,
+        "label": t.label,
+        "population": t.eligibility.describe(),
         "rows_predictions": len(predictions),
+        "rows_eligible": int(keep.sum()),
         "rows_matched": len(joined),
-        "metrics": metrics,
+        "metrics": task_performance(t, joined),
     }

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import io
 from core.errors import ClientlensError, InputError
 from core.settings import Settings
+from core.tasks import task as task_contract
 
 logger = logging.getLogger(__name__)
 
@@ -25,34 +27,18 @@ REFERENCE_ARTIFACT = "reference.parquet"
 
 
 def read_table(path: str | Path, *, what: str = "table") -> pd.DataFrame:
-    """A CSV or Parquet file as a frame; `InputError` for a missing, unreadable or empty file."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} file not found: {path}")
-    if path.is_dir():
-        raise InputError(f"{what}: {path} is a folder, expected a .csv or .parquet file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        elif suffix in (".csv", ".txt") or path.name.endswith(".csv.gz"):
-            frame = pd.read_csv(path, low_memory=False)
-        else:
-            raise InputError(f"{what}: {path} is neither .csv nor .parquet")
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{what}: cannot read {path}: {type(exc).__name__}: {exc}") from None
+    """A CSV or Parquet file as a frame (`core.io.read_table`); an empty table is an `InputError` too."""
+    frame = io.read_table(path, what=what)
     if frame.empty:
-        raise InputError(f"{what}: {path} has no rows")
+        raise InputError(f"{what} {path}: has no rows")
     return frame
 
 
-def read_window(since=None, until=None, *, root: Path | None = None) -> pd.DataFrame:
+def read_window(since=None, until=None, *, root: Path | None = None, settings: Settings | None = None) -> pd.DataFrame:
     """Logged inferences with since <= ts < until, read with serving's own reader."""
     from serving.inference_log import read_inference_log
 
-    root = Path(root) if root is not None else Settings().inference_log
+    root = Path(root) if root is not None else (settings or Settings()).inference_log
     frame = read_inference_log(since, until, root=root)
     if frame.empty:
         span = f" since {since}" if since is not None else ""
@@ -73,10 +59,10 @@ class Champion:
     reference_artifact: str | None = None
 
 
-def _client():
+def _client(settings: Settings):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=Settings().tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri)
 
 
 def _find_artifact(client, run_id: str, name: str, path: str | None = None, depth: int = 3) -> str | None:
@@ -92,18 +78,26 @@ def _find_artifact(client, run_id: str, name: str, path: str | None = None, dept
     return None
 
 
-def champion(task: str, *, with_reference: bool = True) -> Champion:
+def registered_model(task: str) -> str:
+    """The registered model of a built-in task (training's registry names it)."""
+    from training.registry import model_name
+
+    return model_name(task_contract(task).name)
+
+
+def champion(task: str, *, with_reference: bool = True, settings: Settings | None = None) -> Champion:
     """The `champion` alias of `clientlens-<task>`, its run's metrics and reference sample."""
     from mlflow.exceptions import MlflowException
 
-    client = _client()
-    model_name = f"clientlens-{task}"
+    settings = settings or Settings()
+    client = _client(settings)
+    model_name = registered_model(task)
     try:
         version = client.get_model_version_by_alias(model_name, "champion")
     except MlflowException as exc:
         raise InputError(
             f"no champion for task {task!r} (registered model {model_name!r}, alias 'champion') in "
-            f"{Settings().tracking_uri}: train and promote first ({exc.message if hasattr(exc, 'message') else exc})"
+            f"{settings.tracking_uri}: train and promote first ({exc.message if hasattr(exc, 'message') else exc})"
         ) from None
     run_id = version.run_id
     if not run_id:
@@ -121,8 +115,8 @@ def champion(task: str, *, with_reference: bool = True) -> Champion:
     return champ
 
 
-def attach_to_run(run_id: str, paths: list[Path], artifact_path: str) -> None:
+def attach_to_run(run_id: str, paths: list[Path], artifact_path: str, *, settings: Settings | None = None) -> None:
     """Log report files as artefacts of an existing (finished) MLflow run."""
-    client = _client()
+    client = _client(settings or Settings())
     for path in paths:
         client.log_artifact(run_id, str(path), artifact_path=artifact_path)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from core.settings import Settings
+from core.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +40,6 @@ TOLERANCE = 1e-9  # the service promises batch == HTTP to 1e-9
 # to zero are therefore scored by the booster; real features never get there.
 ZERO_BAND = 1e-30
 PROBE_ROWS = 512
-
-
-def enabled() -> bool:
-    return os.environ.get("CLIENTLENS_COMPILED_MODELS", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("CLIENTLENS_COMPILED_DIR", Settings().home_dir / "compiled")).resolve()
 
 
 def _cache_key(model_text: str) -> str:
@@ -109,11 +100,10 @@ def probe_matrix(booster: Any, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndar
     return X
 
 
-def compile_booster(booster: Any, directory: Path | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def compile_booster(booster: Any, directory: Path) -> Callable[[np.ndarray], np.ndarray]:
     """Compile (or load from the cache) `booster`; returns `predict(X) -> Booster.predict(X)`."""
     import lleaves
 
-    directory = directory or cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     text = booster.model_to_string()
     obj = directory / f"{_cache_key(text)}.o"
@@ -124,9 +114,8 @@ def compile_booster(booster: Any, directory: Path | None = None) -> Callable[[np
         if obj.exists():
             model.compile(cache=str(obj))
         else:
-            partial = Path(tmp) / "model.o"
-            model.compile(cache=str(partial))  # lleaves writes the object once compiled
-            os.replace(partial, obj)
+            with atomic_path(obj) as partial:  # other workers see the whole object or none
+                model.compile(cache=str(partial))  # lleaves writes the object once compiled
 
     def predict(X: np.ndarray) -> np.ndarray:
         out = model.predict(X, n_jobs=1)
@@ -135,17 +124,18 @@ def compile_booster(booster: Any, directory: Path | None = None) -> Callable[[np
             out[tiny] = booster.predict(X[tiny], num_threads=1)
         return out
 
-    predict.model = model  # type: ignore[attr-defined] - keeps the engine alive with the closure
+    predict.model = model  # type: ignore[attr-defined]  # keeps the engine alive with the closure
     return predict
 
 
-def compile_core(core: Any, directory: Path | None = None) -> bool:
+def compile_core(core: Any, directory: Path, *, enabled: bool = True) -> bool:
     """Attach a verified compiled predictor to a `training.model.TabularModel`; True if attached.
 
-    Never raises: any failure (lleaves missing, compile error, disagreement with the booster on
+    `directory` caches the compiled objects (`Settings.compiled_dir`); `enabled=False`
+    (`Settings.compiled_models`) attaches nothing. Never raises: any failure (lleaves missing, compile error, disagreement with the booster on
     the probe rows) leaves the core on `Booster.predict` and logs why.
     """
-    if not enabled():
+    if not enabled:
         return False
     try:
         fast = compile_booster(core.booster, directory)

@@ -13,6 +13,19 @@ output column of `training.scoring.score_frame`, and `version_tier`, `version_ch
 The service appends to an `InferenceLogWriter`, which buffers in memory and writes parts
 from a background thread (off the request's hot path), and on `close()` at shutdown.
 `read_inference_log()` is what monitoring reads.
+
+Durability, exactly: a scored request is answered before its rows are on disk. Its rows are
+written (fsynced, then renamed into place) within `flush_seconds` (`Settings.log_flush_seconds`,
+default 2 s) plus the time of one write, or sooner once `flush_rows` rows wait
+(`Settings.log_flush_rows`, default 20,000), and on every orderly shutdown (SIGTERM, Ctrl-C:
+the service's shutdown hook calls `close()`). A process killed without a chance to run it
+(`kill -9`, the OOM killer, power loss) loses the rows still buffered: those answered in the
+last `flush_seconds` or so, normally at most `flush_rows` rows. Rows already written are never
+lost or half-visible. The buffer is exposed on `/metrics` as
+`clientlens_inference_log_buffered_rows` (rows at risk right now, summed over workers), next to
+the bound `clientlens_inference_log_flush_rows` / `clientlens_inference_log_flush_seconds`.
+If writing fails (disk full) rows stay buffered up to `max_rows`; beyond that the oldest are
+dropped, each drop logged at ERROR (`rows_dropped`).
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -30,11 +43,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.io import atomic_path
 from core.settings import Settings
+from core.tasks import TASK_NAMES, version_column
 
 logger = logging.getLogger(__name__)
 
-VERSION_COLUMNS = ("version_tier", "version_churn", "version_risk")
+VERSION_COLUMNS = tuple(version_column(t) for t in TASK_NAMES)
 KEY_COLUMNS = ("ts", "request_id", "customer_id")
 PART_GLOB = "date=*/part-*.parquet"
 
@@ -72,8 +87,8 @@ def log_columns(
             if col not in data:
                 values = part[col]
                 data[col] = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
-    for task in ("tier", "churn", "risk"):
-        data[f"version_{task}"] = np.full(n, str(versions.get(task, "")), dtype=object)
+    for task in TASK_NAMES:
+        data[version_column(task)] = np.full(n, str(versions.get(task, "")), dtype=object)
     return data
 
 
@@ -122,13 +137,11 @@ def write_part(frame: pd.DataFrame, root: Path | None = None) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         name = f"part-{stamp}-{uuid.uuid4().hex}.parquet"
-        tmp = folder / f".{name}.tmp"
         table = _to_table(rows if rows is frame else rows.reset_index(drop=True))
-        with open(tmp, "wb") as fh:
+        with atomic_path(folder / name) as tmp, open(tmp, "wb") as fh:
             pq.write_table(table, fh, compression="zstd")
             fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / name)
+            os.fsync(fh.fileno())  # on disk before the rename makes it visible
         written.append(folder / name)
     return written
 
@@ -213,13 +226,17 @@ class InferenceLogWriter:
         flush_seconds: float = 2.0,
         flush_rows: int = 20_000,
         max_rows: int = 2_000_000,
+        observe: Callable[[int], None] | None = None,
     ) -> None:
+        """`observe(buffered_rows)` is called after every append and flush (e.g. a gauge's `set`)."""
         self.root = Path(root) if root is not None else Settings().inference_log
+        self.observe = observe
         self.flush_seconds = flush_seconds
         self.flush_rows = flush_rows
         self.max_rows = max_rows
         self._pending: list[pd.DataFrame | tuple] = []
-        self._pending_rows = 0
+        self._pending_rows = 0  # queued for the next write
+        self._writing_rows = 0  # in the write under way (still lost by a kill until renamed)
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -240,9 +257,19 @@ class InferenceLogWriter:
         with self._lock:
             self._pending.append(frame)
             self._pending_rows += len(frame)
-            wake = self._pending_rows >= self.flush_rows
-        if wake:
+            pending = self._pending_rows
+        self._observe(pending + self._writing_rows)
+        if pending >= self.flush_rows:
             self._wake.set()
+
+    def _observe(self, pending: int) -> None:
+        if self.observe is not None:
+            self.observe(pending)
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows accepted but not yet on disk (what a `kill -9` now would lose)."""
+        return self._pending_rows + self._writing_rows
 
     def append_scored(
         self,
@@ -264,8 +291,9 @@ class InferenceLogWriter:
         with self._lock:
             self._pending.append((ts, request_id, customer_ids, features, outputs, dict(versions)))
             self._pending_rows += len(customer_ids)
-            wake = self._pending_rows >= self.flush_rows
-        if wake:
+            pending = self._pending_rows
+        self._observe(pending + self._writing_rows)
+        if pending >= self.flush_rows:
             self._wake.set()
 
     @staticmethod
@@ -293,17 +321,21 @@ class InferenceLogWriter:
         """Write everything buffered now; returns the parts written."""
         with self._write_lock:
             with self._lock:
-                batch, self._pending, self._pending_rows = self._pending, [], 0
+                batch, self._pending = self._pending, []
+                self._writing_rows, self._pending_rows = self._pending_rows, 0
             if not batch:
                 return []
             frame = self._assemble(batch)
             try:
                 paths = write_part(frame, self.root)
+                self._writing_rows = 0
+                self._observe(self.buffered_rows)
             except Exception:
                 logger.exception("could not write the inference log to %s; will retry", self.root)
                 with self._lock:
                     self._pending.insert(0, frame)
                     self._pending_rows += len(frame)
+                    self._writing_rows = 0
                     while self._pending_rows > self.max_rows and self._pending:
                         dropped = self._pending.pop(0)
                         self._pending_rows -= len(dropped)

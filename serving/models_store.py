@@ -10,7 +10,10 @@
 - `load_model_set()` loads the latest stored model of each task and unwraps the MLflow pyfunc
   once into its `training.model.TabularModel` core, which is what the service calls; the core's
   booster is compiled to native code for prediction (`serving.compiled`, verified against the
-  booster, cached per model; `CLIENTLENS_COMPILED_MODELS=0` turns it off).
+  booster, cached per model in `Settings.compiled_dir`; `Settings.compiled_models` false turns it off).
+
+Every function takes the `Settings` (read once by the caller; `Settings()` when omitted) and
+changes no process-wide state: no environment variable, no MLflow global URI.
 - `champion_versions()` asks MLflow which version each alias points at (the service polls it
   to pick up a newly promoted champion).
 """
@@ -18,17 +21,19 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from core.errors import ClientlensError
 from core.settings import Settings
+from core.tasks import TASK_NAMES
 
 logger = logging.getLogger(__name__)
 
-TASKS: tuple[str, ...] = ("tier", "churn", "risk")
 CHAMPION = "champion"
 # Headline metric names (DESIGN §11); anything else a run logs stays in MLflow.
 HEADLINE_METRICS = (
@@ -88,32 +93,38 @@ class ModelSet:
         return ModelSet({**self.models, **loaded})
 
 
-def _bentoml():
-    """The bentoml module, using the configured store (BentoML reads BENTOML_HOME once per process)."""
-    import os
-
-    os.environ.setdefault("BENTOML_HOME", str(Settings().bentoml_home))
+def _bentoml(settings: Settings):
+    """The bentoml module, checked to use the configured store. BentoML fixes its store from
+    `BENTOML_HOME` when it is first imported in a process, so a process that serves or imports
+    models is started with it set (`serving.process.service_env` does); this module never
+    changes the environment, it refuses to write to another store than the settings name."""
     import bentoml
+    from bentoml._internal.configuration.containers import BentoMLContainer
 
+    store = Path(BentoMLContainer.bentoml_home.get()).resolve()
+    if store != settings.bentoml_home:
+        raise ClientlensError(
+            f"this process uses the BentoML store {store}, the settings name {settings.bentoml_home}: "
+            f"start it with BENTOML_HOME={settings.bentoml_home}"
+        )
     return bentoml
 
 
-def _client():
+def _client(settings: Settings):
+    """An MLflow client on the configured store (MLflow's process-wide URIs are left alone)."""
     import mlflow
 
-    _bentoml()
-
-    uri = Settings().tracking_uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    uri = settings.tracking_uri
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def champion_info(tasks: Iterable[str] = TASKS, alias: str = CHAMPION) -> dict[str, dict[str, Any] | None]:
+def champion_info(
+    tasks: Iterable[str] = TASK_NAMES, alias: str = CHAMPION, settings: Settings | None = None
+) -> dict[str, dict[str, Any] | None]:
     """Per task, the MLflow version `alias` points at and all its aliases (None when unset)."""
     from mlflow.exceptions import MlflowException
 
-    client = _client()
+    client = _client(settings or Settings())
     out: dict[str, dict[str, Any] | None] = {}
     for task in tasks:
         try:
@@ -124,13 +135,15 @@ def champion_info(tasks: Iterable[str] = TASKS, alias: str = CHAMPION) -> dict[s
     return out
 
 
-def champion_versions(tasks: Iterable[str] = TASKS, alias: str = CHAMPION) -> dict[str, str | None]:
+def champion_versions(
+    tasks: Iterable[str] = TASK_NAMES, alias: str = CHAMPION, settings: Settings | None = None
+) -> dict[str, str | None]:
     """The MLflow version each task's `alias` points at (None when unset or unregistered)."""
-    return {task: (info or {}).get("version") for task, info in champion_info(tasks, alias).items()}
+    return {task: (info or {}).get("version") for task, info in champion_info(tasks, alias, settings).items()}
 
 
-def _stored(task: str) -> list[Any]:
-    bentoml = _bentoml()
+def _stored(task: str, settings: Settings) -> list[Any]:
+    bentoml = _bentoml(settings)
     from bentoml.exceptions import NotFound
 
     try:
@@ -140,9 +153,9 @@ def _stored(task: str) -> list[Any]:
     return sorted(models, key=lambda m: m.info.creation_time)
 
 
-def latest_stored(task: str):
+def latest_stored(task: str, settings: Settings | None = None):
     """The newest `clientlens-<task>` in the BentoML store, or None."""
-    models = _stored(task)
+    models = _stored(task, settings or Settings())
     return models[-1] if models else None
 
 
@@ -156,21 +169,23 @@ def _headline(metrics: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-def import_champion(task: str, alias: str = CHAMPION):
+def import_champion(task: str, alias: str = CHAMPION, settings: Settings | None = None):
     """Copy the MLflow version behind `alias` into the BentoML store (idempotent); returns the bento model."""
-    bentoml = _bentoml()
+    settings = settings or Settings()
+    bentoml = _bentoml(settings)
+    from mlflow.artifacts import download_artifacts
 
-    client = _client()
+    client = _client(settings)
     name = model_name(task)
     try:
         mv = client.get_model_version_by_alias(name, alias)
     except Exception as exc:
         raise ClientlensError(
-            f"no {alias!r} version of {name} in MLflow at {Settings().tracking_uri}: "
+            f"no {alias!r} version of {name} in MLflow at {settings.tracking_uri}: "
             f"train it (`clientlens train {task}`) and promote it (`clientlens promote {task}`)"
         ) from exc
     version = str(mv.version)
-    latest = latest_stored(task)
+    latest = latest_stored(task, settings)
     if (
         latest is not None
         and latest.info.labels.get("mlflow_version") == version
@@ -190,23 +205,36 @@ def import_champion(task: str, alias: str = CHAMPION):
         "mlflow_version": version,
         "mlflow_run_id": str(mv.run_id),
         "mlflow_alias_at_import": alias,
-        "tracking_uri": Settings().tracking_uri,
+        "tracking_uri": settings.tracking_uri,
         "trained_at": trained_at or "",
         **{f"metric_{k}": v for k, v in metrics.items()},
     }
     logger.info("importing %s version %s into the BentoML store", name, version)
-    return bentoml.mlflow.import_model(name, f"models:/{name}/{version}", labels=labels, metadata=metadata)
+    # Downloaded with explicit URIs first: BentoML would resolve `models:/` through MLflow's
+    # process-wide tracking URI, which this module does not set.
+    with tempfile.TemporaryDirectory(prefix="clientlens-import-") as tmp:
+        local = download_artifacts(
+            artifact_uri=f"models:/{name}/{version}",
+            dst_path=tmp,
+            tracking_uri=settings.tracking_uri,
+            registry_uri=settings.tracking_uri,
+        )
+        return bentoml.mlflow.import_model(name, local, labels=labels, metadata=metadata)
 
 
-def import_champions(tasks: Iterable[str] = TASKS, alias: str = CHAMPION) -> dict[str, str]:
+def import_champions(
+    tasks: Iterable[str] = TASK_NAMES, alias: str = CHAMPION, settings: Settings | None = None
+) -> dict[str, str]:
     """Import every task's champion into the BentoML store; returns task → bento tag."""
-    return {task: str(import_champion(task, alias).tag) for task in tasks}
+    settings = settings or Settings()
+    return {task: str(import_champion(task, alias, settings).tag) for task in tasks}
 
 
-def load_stored(bento_model, *, compile_trees: bool = True) -> LoadedModel:
+def load_stored(bento_model, *, compile_trees: bool = True, settings: Settings | None = None) -> LoadedModel:
     """Load one stored model and unwrap its pyfunc once into the `TabularModel` core; with
     `compile_trees`, predict through the compiled booster (`serving.compiled.compile_core`)."""
-    bentoml = _bentoml()
+    settings = settings or Settings()
+    bentoml = _bentoml(settings)
     from serving import compiled
 
     pyfunc = bentoml.mlflow.load_model(bento_model)
@@ -215,7 +243,7 @@ def load_stored(bento_model, *, compile_trees: bool = True) -> LoadedModel:
     if core is None:
         raise ClientlensError(f"{bento_model.tag}: the MLflow model carries no `core` TabularModel")
     if compile_trees:
-        compiled.compile_core(core)
+        compiled.compile_core(core, settings.compiled_dir, enabled=settings.compiled_models)
     labels, meta = bento_model.info.labels, bento_model.info.metadata
     return LoadedModel(
         task=labels.get("task") or bento_model.tag.name.removeprefix("clientlens-"),
@@ -228,33 +256,35 @@ def load_stored(bento_model, *, compile_trees: bool = True) -> LoadedModel:
     )
 
 
-def load_task(task: str, *, compile_trees: bool = True) -> LoadedModel:
-    model = latest_stored(task)
+def load_task(task: str, *, compile_trees: bool = True, settings: Settings | None = None) -> LoadedModel:
+    settings = settings or Settings()
+    model = latest_stored(task, settings)
     if model is None:
         raise ClientlensError(
-            f"no {model_name(task)} in the BentoML store at {Settings().bentoml_home}: run `clientlens serve` "
+            f"no {model_name(task)} in the BentoML store at {settings.bentoml_home}: run `clientlens serve` "
             "with MLflow reachable, or `serving.models_store.import_champions()`"
         )
-    return load_stored(model, compile_trees=compile_trees)
+    return load_stored(model, compile_trees=compile_trees, settings=settings)
 
 
-def load_model_set(tasks: Iterable[str] = TASKS, *, compile_trees: bool = True) -> ModelSet:
+def load_model_set(
+    tasks: Iterable[str] = TASK_NAMES, *, compile_trees: bool = True, settings: Settings | None = None
+) -> ModelSet:
     """The latest stored model of every task, loaded."""
-    return ModelSet({task: load_task(task, compile_trees=compile_trees) for task in tasks})
+    settings = settings or Settings()
+    return ModelSet({task: load_task(task, compile_trees=compile_trees, settings=settings) for task in tasks})
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m serving.models_store`: import every champion into the BentoML store, print JSON."""
     import argparse
     import json
-    import os
 
     parser = argparse.ArgumentParser(prog="python -m serving.models_store", description=main.__doc__)
     parser.add_argument("--alias", default=CHAMPION)
     args = parser.parse_args(argv)
-    os.environ.setdefault("BENTOML_HOME", str(Settings().bentoml_home))
     try:
-        print(json.dumps(import_champions(alias=args.alias)))
+        print(json.dumps(import_champions(alias=args.alias, settings=Settings())))
     except ClientlensError as exc:
         print(f"error: {exc}", file=__import__("sys").stderr)
         return 2

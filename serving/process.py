@@ -34,12 +34,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def service_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a service process: the caller's, with every store made explicit."""
-    env = dict(os.environ)
-    env.setdefault("CLIENTLENS_HOME", str(Settings().home_dir))
-    env["BENTOML_HOME"] = str(Settings().bentoml_home)
-    env["MLFLOW_TRACKING_URI"] = Settings().tracking_uri
+def service_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a service process: `base` (default: the environment this process
+    would hand any child, which is the only reason it is read here; settings are not read from
+    it), then `extra`, with every store made explicit as an absolute path
+    (`Settings.process_env`, from that same environment)."""
+    env = {**(os.environ if base is None else base), **(extra or {})}
+    env.update(Settings.from_env(env).process_env())
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra or {})
@@ -83,18 +84,36 @@ def wait_ready(base_url: str, proc: subprocess.Popen | None = None, timeout: flo
     raise ClientlensError(f"the service at {base_url} was not ready after {timeout:.0f}s")
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
-    """Ask the server to shut down (SIGTERM to its process group: the arbiter and its workers
-    flush the inference log), then kill it if it does not stop in `timeout` seconds."""
+    """Ask the server to shut down (SIGTERM to its process group, which it leads: the arbiter and
+    its workers flush the inference log), then kill the group if it does not stop in `timeout`
+    seconds; a worker left behind by an arbiter that exited is killed too."""
+    pgid = proc.pid
     if proc.poll() is None:
         with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(pgid, signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             logger.warning("service did not stop in %.0fs; killing it", timeout)
-            os.killpg(proc.pid, signal.SIGKILL)
+            with suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
             proc.wait()
+    deadline = time.monotonic() + 5.0
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        logger.warning("processes of the service outlived it; killing them")
+        with suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
     return proc.returncode
 
 

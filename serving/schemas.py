@@ -14,60 +14,31 @@ Input rules (documented in the OpenAPI schema, enforced by pydantic before any m
   (400, naming the field and the allowed values) rather than silently scored as missing,
   because at the API boundary it is almost always a caller's typo or a stale vocabulary;
 - unknown fields are rejected (`extra="forbid"`), as are empty batches and batches over
-  `max_batch_size()` customers.
+  `Settings.max_batch` customers.
+
+The same rules, column-wise, are `features.requests.table_to_columns` (`/score_arrow`, batch
+scoring).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, create_model
+from pydantic_core import PydanticCustomError
 
-DEFAULT_MAX_BATCH = 10_000
-MAX_SAFE_INT = 2**53  # integers beyond this lose precision once LightGBM sees them as doubles
-MAX_CUSTOMER_ID = 2**63 - 1
+from features.requests import MAX_CUSTOMER_ID, MAX_SAFE_INT, FeatureLike, bounds, is_whole, summarise_errors
 
-
-class FeatureLike(Protocol):
-    """What the request model needs from a `features.registry.Feature`."""
-
-    name: str
-    dtype: str  # "float" | "int" | "category" | "bool"
-    description: str
-    categories: Sequence[str] | None
+__all__ = ["MAX_CUSTOMER_ID", "MAX_SAFE_INT", "FeatureLike", "summarise_errors"]
 
 
-def summarise_errors(errors: Sequence[dict[str, str]], shown: int = 10) -> str:
-    """`invalid request: <field>: <reason>; ...` for `{field, reason, type}` items (the first `shown`)."""
-    listed = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:shown])
-    more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
-    return f"invalid request: {listed}{more}"
-
-
-def max_batch_size() -> int:
-    """Largest accepted batch (`CLIENTLENS_MAX_BATCH`, default 10,000 customers)."""
-    return int(os.environ.get("CLIENTLENS_MAX_BATCH", DEFAULT_MAX_BATCH))
-
-
-def _bounds(feature: Any) -> dict[str, Any]:
-    """Bounds the registry may declare (`lower`/`upper`, `min_value`/`max_value` or `bounds`)."""
-    lo = hi = None
-    if getattr(feature, "bounds", None):
-        lo, hi = feature.bounds
-    for name in ("lower", "min_value", "minimum", "ge"):
-        lo = getattr(feature, name, None) if lo is None else lo
-    for name in ("upper", "max_value", "maximum", "le"):
-        hi = getattr(feature, name, None) if hi is None else hi
-    out = {}
-    if lo is not None:
-        out["ge"] = lo
-    if hi is not None:
-        out["le"] = hi
-    return out
+def _whole(value: float) -> float:
+    if not is_whole(value):
+        raise PydanticCustomError("multiple_of", "Input should be a multiple of 1 (a whole number)")
+    return value
 
 
 def feature_annotation(feature: FeatureLike) -> Any:
@@ -76,14 +47,17 @@ def feature_annotation(feature: FeatureLike) -> Any:
     window = getattr(feature, "window", None)
     if window:
         description = f"{description} (window: {window})"
-    bounds = _bounds(feature)
+    limits: dict[str, Any] = dict(bounds(feature))
+    inner: Any
     if feature.dtype == "float":
-        inner = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
+        inner = Annotated[float, Field(strict=True, allow_inf_nan=False, **limits)]
     elif feature.dtype == "int":
-        # Whole numbers, stored as float64 in feature tables: accept 3 and 3.0, reject 3.5.
-        bounds.setdefault("ge", -MAX_SAFE_INT)
-        bounds.setdefault("le", MAX_SAFE_INT)
-        inner = Annotated[float, Field(strict=True, allow_inf_nan=False, multiple_of=1, **bounds)]
+        # Whole numbers, stored as float64 in feature tables: accept 3 and 3.0, reject 3.5 and
+        # 1e-15. `multiple_of=1` documents it in the schema, but pydantic checks it with a
+        # tolerance; `_whole` is the exact rule the columns follow.
+        inner = Annotated[
+            float, Field(strict=True, allow_inf_nan=False, multiple_of=1, **limits), AfterValidator(_whole)
+        ]
         description = f"{description} Whole number."
     elif feature.dtype == "bool":
         inner = StrictBool
@@ -91,7 +65,7 @@ def feature_annotation(feature: FeatureLike) -> Any:
         categories = tuple(feature.categories or ())
         if not categories:
             raise ValueError(f"category feature {feature.name!r} declares no categories")
-        inner = Literal[categories]  # type: ignore[valid-type]
+        inner = Literal[categories]
     else:
         raise ValueError(f"feature {feature.name!r} has unsupported dtype {feature.dtype!r}")
     return Annotated[inner | None, Field(default=None, description=description)]
@@ -118,9 +92,8 @@ def customer_model(features: Sequence[FeatureLike]) -> type[BaseModel]:
     )
 
 
-def score_request_model(customer: type[BaseModel], max_batch: int | None = None) -> type[BaseModel]:
-    """`ScoreRequest`: `{"customers": [...], "explain": false, "top_k": 3}`."""
-    max_batch = max_batch or max_batch_size()
+def score_request_model(customer: type[BaseModel], max_batch: int) -> type[BaseModel]:
+    """`ScoreRequest`: `{"customers": [...], "explain": false, "top_k": 3}` (1 to `max_batch` customers)."""
     return create_model(
         "ScoreRequest",
         __config__=ConfigDict(extra="forbid", title="ScoreRequest"),
@@ -136,9 +109,8 @@ def score_request_model(customer: type[BaseModel], max_batch: int | None = None)
     )
 
 
-def score_ids_request_model(max_batch: int | None = None) -> type[BaseModel]:
-    """`ScoreIdsRequest`: `{"customer_ids": [...], "explain": false, "top_k": 3}`."""
-    max_batch = max_batch or max_batch_size()
+def score_ids_request_model(max_batch: int) -> type[BaseModel]:
+    """`ScoreIdsRequest`: `{"customer_ids": [...], "explain": false, "top_k": 3}` (1 to `max_batch` ids)."""
     return create_model(
         "ScoreIdsRequest",
         __config__=ConfigDict(extra="forbid", title="ScoreIdsRequest"),
@@ -177,17 +149,27 @@ class TierScore(BaseModel):
 class ChurnScore(BaseModel):
     probability: float = Field(description="Calibrated probability of churn within the horizon.")
     flag: bool = Field(description="Probability above the model's decision threshold.")
+    driver: str | None = Field(
+        default=None,
+        description="For a flagged customer, why they are likely to leave (rate_gap / service_incidents / "
+        "disengagement / life_event / other), from the churn model's contributions by feature family.",
+    )
 
 
 class RiskScore(BaseModel):
     label: str = Field(
-        description="Most likely latent risk appetite, among the risk model's classes (the built-in model: "
-        "aggressive / not_aggressive, learned from customers free to act on their appetite)."
+        description="Risk appetite revealed by behaviour: conservative / balanced / aggressive, learned from "
+        "customers free to act on their appetite."
     )
     probabilities: dict[str, float] = Field(description="Calibrated probability per risk class of the model.")
     hidden_aggressive: bool = Field(
         description="Rated conservative but behaves like an aggressive investor: a candidate for a "
         "suitability re-assessment (never an automatic product push)."
+    )
+    stated: str | None = Field(default=None, description="The questionnaire's risk class at T (null if unknown).")
+    gap: int | None = Field(
+        default=None,
+        description="Revealed class minus stated class, -2..+2 (positive: more appetite than the questionnaire says).",
     )
 
 
@@ -196,7 +178,10 @@ class CustomerScore(BaseModel):
     tier: TierScore
     churn: ChurnScore
     risk_appetite: RiskScore
-    segment: str
+    lifecycle_stage: str | None = Field(default=None, description="Life-cycle stage from the features at T.")
+    relationship_depth: str | None = Field(default=None, description="basic / multi_product / ecosystem at T.")
+    segment: str = Field(description="The four-dimensional class tier/risk/lifecycle/depth.")
+    business_segment: str = Field(description="The bank's own class (configured scheme; default eight classes).")
     next_action: str
     reasons: dict[str, list[Reason]] | None = Field(
         default=None, description="Top reasons per model (`tier`, `churn`, `risk`), when `explain` is true."

@@ -1,28 +1,36 @@
-"""The clientlens HTTP service (BentoML): the champions of tier, churn and risk behind one API.
+"""The clientlens HTTP service (BentoML): the champion of every task (`core.tasks`) behind one API.
 
 Endpoints (DESIGN §7):
-- `POST /score`      `{"customers": [{"customer_id": 1, <feature>: value, ...}], "explain": false}`
-- `POST /score_ids`  `{"customer_ids": [1, 2]}`, scored from the latest materialised feature table
-- `POST /score_arrow` the features as an Arrow IPC stream (one column per feature) for bulk
-                     scoring; answers an Arrow stream or the JSON of `/score` (`serving.arrow_io`)
-- `GET  /models`     names, versions, aliases, training date and headline metrics
-- `GET  /livez`, `/readyz` (ready once every champion is loaded), `/metrics` (Prometheus)
+- `POST /score`      `{"customers": [{"customer_id": 1, <feature>: value, ...}], "explain": false}`,
+                     validated by the pydantic request model generated from the feature registry
+                     (`serving.schemas`);
+- `POST /score_ids`  `{"customer_ids": [1, 2]}`, scored from the materialised feature table
+                     (`serving.feature_table`; 503 while there is no readable one);
+- `POST /score_arrow` the features as one Arrow IPC stream, validated buffer by buffer and then
+                     column-wise (`serving.arrow_io`, `features.requests`); answers an Arrow stream
+                     or the JSON of `/score`;
+- `GET  /models`     names, versions, aliases, training date and headline metrics;
+- `GET  /livez`, `/readyz` (champions loaded and the feature table, if present, readable),
+  `/metrics` (Prometheus; unrouted paths share one label), `/` (the API explorer, no third-party
+  scripts: `serving.observability`).
 
-Scoring goes through `training.scoring.score_frame`, the same function `clientlens score`
-uses, on the `TabularModel` cores unwrapped once at load. The models a request uses are read
-once from an immutable `ModelSet`; a background thread polls the MLflow `champion` aliases
-every `CLIENTLENS_RELOAD_SECONDS` (default 30, 0 = never), imports a newly promoted version into
-the BentoML store, loads it and swaps the set, so in-flight requests finish on the models they
-started with. Every scored customer is appended to the inference log off the hot path.
-Requests of up to 64 customers are scored inline on the event loop (no thread hand-off);
-bigger batches run on one worker thread so they never hold up health checks or small requests.
+Every invalid request is a 400 naming each field and reason (query parameters too), logged at
+INFO without a traceback; 401 without the API key when one is set.
 
-Settings (environment): `CLIENTLENS_API_KEY` (require `Authorization: Bearer <key>` or
-`X-API-Key: <key>` on the API endpoints; health, metrics and docs stay open),
-`CLIENTLENS_MAX_BATCH` (default 10,000), `CLIENTLENS_RELOAD_SECONDS`,
-`CLIENTLENS_FEATURES_TABLE` (default `<features dir>/latest.parquet`), `CLIENTLENS_WORKERS`
-(default 1), `CLIENTLENS_LOG_FLUSH_SECONDS` (default 2) and `CLIENTLENS_LOG_FLUSH_ROWS` (default
-20,000): the log is written every so many seconds or rows, and on shutdown.
+Scoring calls `training.scoring.score_columns` (the core of `score_frame`, which `clientlens
+score` uses) on the request's column arrays, with the `TabularModel` cores of an immutable
+`ModelSet`. A background thread checks the MLflow `champion` aliases every `reload_seconds`
+(0 = never), imports a newly promoted version into the BentoML store, loads it and swaps the set
+(one reference assignment), so in-flight requests finish on the models they started with.
+Requests of up to `INLINE_MAX_CUSTOMERS` are scored on the event loop; bigger batches on one
+worker thread, so they never hold up health checks or small requests.
+
+Every scored customer is appended to the inference log (`serving.inference_log`), which is
+written by a background thread: the durability guarantee and its bound are stated there.
+
+Settings: `core.settings.Settings`, read once when this module is imported in a worker
+(`SETTINGS`) and passed down: `api_key`, `max_batch`, `workers`, `reload_seconds`,
+`features_table`, `inference_log`, `log_flush_seconds`, `log_flush_rows`, the stores.
 
 Run: `clientlens serve` or `bentoml serve serving.service:Clientlens`.
 """
@@ -34,7 +42,6 @@ import functools
 import hmac
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -45,12 +52,15 @@ import bentoml
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic_core import to_json
 from starlette.responses import JSONResponse, Response
 
+from core.settings import Settings
 from features.registry import FEATURES
-from serving import arrow_io, models_store
+from serving import arrow_io, models_store, observability
+from serving.alerts_api import AlertsRequest, AlertsResponse, alerts_for
 from serving.feature_table import FeatureTable
 from serving.inference_log import InferenceLogWriter
 from serving.schemas import (
@@ -60,7 +70,6 @@ from serving.schemas import (
     ScoreResponse,
     customer_model,
     customers_to_columns,
-    max_batch_size,
     score_ids_request_model,
     score_request_model,
     summarise_errors,
@@ -68,9 +77,15 @@ from serving.schemas import (
 
 logger = logging.getLogger(__name__)
 
+# The one read of the settings in the service: BentoML needs the worker count and the request
+# models (whose batch limit is documented in the OpenAPI schema) when the class is defined.
+# Every worker is a fresh process importing this module, so this is also "read once at start";
+# everything below receives `SETTINGS` explicitly.
+SETTINGS = Settings()
+
 Customer = customer_model(FEATURES)
-ScoreRequest = score_request_model(Customer)
-ScoreIdsRequest = score_ids_request_model()
+ScoreRequest = score_request_model(Customer, SETTINGS.max_batch)
+ScoreIdsRequest = score_ids_request_model(SETTINGS.max_batch)
 
 FEATURE_NAMES = [f.name for f in FEATURES]
 
@@ -103,26 +118,24 @@ class ActionsResponse(BaseModel):
 INLINE_MAX_CUSTOMERS = 64  # up to this many customers a request is scored on the event loop
 OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
 RAW_BODY_PATHS = frozenset({"/score_arrow"})  # bodies that are not JSON: keep their Content-Type
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else default
+# Every path the service routes (metrics label anything else `observability.OTHER_PATH`).
+KNOWN_PATHS = OPEN_PATHS | RAW_BODY_PATHS | {"/score", "/score_ids", "/actions", "/alerts", "/models"}
 
 
 class ApiKeyMiddleware:
-    """Require the API key (`CLIENTLENS_API_KEY`) on every path but health, metrics and docs.
+    """Require the API key (`Settings.api_key`) on every path but health, metrics and docs.
 
     Accepted as `Authorization: Bearer <key>` or `X-API-Key: <key>`; compared in constant time.
-    Without `CLIENTLENS_API_KEY` the middleware lets everything through.
+    Without a key the middleware lets everything through.
     """
 
-    def __init__(self, app, api_key: str | None = None) -> None:
+    def __init__(self, app, api_key: str = "") -> None:
         self.app = app
-        key = api_key if api_key is not None else os.environ.get("CLIENTLENS_API_KEY", "")
-        self.key = key.encode() if key else None
+        self.key = api_key.encode() if api_key else None
 
     def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        if self.key is None:
+            return True
         for name, value in headers:
             if name == b"x-api-key" and hmac.compare_digest(value.strip(), self.key):
                 return True
@@ -225,6 +238,12 @@ class ErrorFormatMiddleware:
         await self.app(scope, receive, capture)
 
 
+SERVICE_DESCRIPTION = (
+    "Value tier, churn and latent risk appetite for bank customers, from the champion models in MLflow. "
+    "`POST /score` takes features as JSON, `POST /score_ids` customer ids (from the materialised feature "
+    "table), `POST /score_arrow` features as an Arrow IPC stream. Invalid input is a 400 naming each field "
+    "and reason; with an API key set, send `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+)
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
@@ -258,6 +277,10 @@ def complete_openapi(spec: dict[str, Any]) -> dict[str, Any]:
     def response(description: str, schema: dict) -> dict:
         return {"description": description, "content": {"application/json": {"schema": schema}}}
 
+    # BentoML's stock description links badges and chat rooms on other sites (which the root
+    # page's Content-Security-Policy blocks anyway): describe this service instead.
+    spec.setdefault("info", {})["description"] = SERVICE_DESCRIPTION
+    spec["info"].pop("contact", None)
     for path, item in spec.get("paths", {}).items():
         for _method, op in item.items():
             if not isinstance(op, dict) or path in OPEN_PATHS:
@@ -300,7 +323,8 @@ class OpenAPIMiddleware:
             if start is not None and start["status"] == 200:
                 with contextlib.suppress(ValueError):
                     body = json.dumps(complete_openapi(json.loads(body))).encode()
-            headers = [(k, v) for k, v in (start or {}).get("headers", []) if k.lower() != b"content-length"]
+            start = start or {"type": "http.response.start", "status": 500, "headers": []}
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
             await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
 
@@ -320,44 +344,43 @@ def _json(body: dict[str, Any]) -> Response:
     return Response(to_json(body), media_type="application/json")
 
 
-def _frame(ids: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
-    """The request as the feature frame `score_frame` takes (the service itself hands the column
-    arrays to `score_columns`, skipping the frame). A few rows become one object block (cheap to
-    build, and `score_frame` reads small frames as one block); bigger batches typed columns."""
-    if len(ids) <= 32:
-        block = np.empty((len(ids), len(columns) + 1), dtype=object)
-        block[:, 0] = ids
-        for j, values in enumerate(columns.values(), start=1):
-            block[:, j] = values
-        return pd.DataFrame(block, columns=["customer_id", *columns], copy=False)
-    return pd.DataFrame({"customer_id": ids, **columns}, copy=False)
-
-
 def _results(ids: list[int], out: pd.DataFrame | dict[str, Any], explain: bool) -> list[dict[str, Any]]:
     """`score_columns` (or `score_frame`) output as response items (plain Python values, serialised once)."""
+    from core import tasks as T  # column names of the task contract (imported here: cached, no work at import)
+
     col = {c: (v if isinstance(v, list) else v.tolist()) for c, v in out.items()}
-    tier_classes = [c.removeprefix("tier_proba_") for c in col if c.startswith("tier_proba_")]
-    risk_classes = [c.removeprefix("risk_proba_") for c in col if c.startswith("risk_proba_")]
-    tier_p = [col[f"tier_proba_{c}"] for c in tier_classes]
-    risk_p = [col[f"risk_proba_{c}"] for c in risk_classes]
-    upgrade = [None if v != v else v for v in col["upgrade_proba"]]  # NaN when the current tier is unknown
-    reasons = {t: col[f"reasons_{t}"] for t in ("tier", "churn", "risk") if f"reasons_{t}" in col} if explain else None
+    tier_classes = T.TIER.classes_of(col)
+    risk_classes = T.RISK.classes_of(col)
+    tier_p = [col[T.TIER.score_column(c)] for c in tier_classes]
+    risk_p = [col[T.RISK.score_column(c)] for c in risk_classes]
+    upgrade = [None if v != v else v for v in col[T.UPGRADE_COLUMN]]  # NaN when the current tier is unknown
+    gap = [None if v != v else int(v) for v in col[T.RISK_GAP_COLUMN]]  # NaN when either class is unknown
+    reasons = {t: col[T.reasons_column(t)] for t in T.TASK_NAMES if T.reasons_column(t) in col} if explain else None
     items = []
     for i, cid in enumerate(ids):
         item = {
             "customer_id": cid,
             "tier": {
                 "label": col["tier"][i],
-                "probabilities": {c: p[i] for c, p in zip(tier_classes, tier_p)},
+                "probabilities": {c: p[i] for c, p in zip(tier_classes, tier_p, strict=True)},
                 "upgrade_probability": upgrade[i],
             },
-            "churn": {"probability": col["churn_proba"][i], "flag": bool(col["churn"][i])},
+            "churn": {
+                "probability": col["churn_proba"][i],
+                "flag": bool(col["churn"][i]),
+                "driver": col[T.CHURN_DRIVER_COLUMN][i],
+            },
             "risk_appetite": {
                 "label": col["risk_appetite"][i],
-                "probabilities": {c: p[i] for c, p in zip(risk_classes, risk_p)},
-                "hidden_aggressive": bool(col["hidden_aggressive"][i]),
+                "probabilities": {c: p[i] for c, p in zip(risk_classes, risk_p, strict=True)},
+                "hidden_aggressive": bool(col[T.HIDDEN_AGGRESSIVE_COLUMN][i]),
+                "stated": col[T.STATED_RISK_COLUMN][i],
+                "gap": gap[i],
             },
-            "segment": col["segment"][i],
+            "lifecycle_stage": col[T.LIFECYCLE_COLUMN][i],
+            "relationship_depth": col[T.DEPTH_COLUMN][i],
+            "segment": col[T.SEGMENT_COLUMN][i],
+            "business_segment": col[T.BUSINESS_SEGMENT_COLUMN][i],
             "next_action": col["next_action"][i],
         }
         if reasons is not None:
@@ -369,9 +392,20 @@ def _results(ids: list[int], out: pd.DataFrame | dict[str, Any], explain: bool) 
 fastapi_app = FastAPI(title="clientlens", docs_url=None, redoc_url=None, openapi_url=None)
 
 
+async def _bad_query(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Invalid query parameters of the FastAPI routes: 400 with the fields and reasons, as every
+    other invalid request (FastAPI's default is 422)."""
+    errors = [{"field": _where(e.get("loc", ())), "reason": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors()]  # fmt: skip
+    return JSONResponse({"error": summarise_errors(errors), "errors": errors}, status_code=400)
+
+
+fastapi_app.add_exception_handler(RequestValidationError, _bad_query)  # type: ignore[arg-type]
+
+
 @bentoml.service(
     name="clientlens",
-    workers=int(os.environ.get("CLIENTLENS_WORKERS", "1")),
+    workers=SETTINGS.workers,
     traffic={"timeout": 120},
     http={"max_request_size": 200 * 1024 * 1024},
 )
@@ -400,12 +434,16 @@ class Clientlens:
         self._reload_lock = threading.Lock()
         self._batch_limiter: anyio.CapacityLimiter | None = None
         self._stop = threading.Event()
+        self.settings = settings = SETTINGS
+        observability.install(KNOWN_PATHS)
         self.log = InferenceLogWriter(
-            flush_seconds=_env_float("CLIENTLENS_LOG_FLUSH_SECONDS", 2.0),
-            flush_rows=int(_env_float("CLIENTLENS_LOG_FLUSH_ROWS", 20_000)),
+            root=settings.inference_log,
+            flush_seconds=settings.log_flush_seconds,
+            flush_rows=settings.log_flush_rows,
+            observe=observability.inference_log_gauges(settings.log_flush_rows, settings.log_flush_seconds),
         ).start()
-        self.features = FeatureTable()
-        self.reload_seconds = _env_float("CLIENTLENS_RELOAD_SECONDS", 30.0)
+        self.features = FeatureTable(settings.features_table)
+        self.reload_seconds = settings.reload_seconds
         self.refresh_models(initial=True)
         self._watcher = None
         if self.reload_seconds > 0:
@@ -461,7 +499,9 @@ class Clientlens:
             self.refresh_models()
 
     def __is_ready__(self) -> bool:
-        return self._models is not None
+        """Champions loaded, and the feature table (when its file exists) readable: a service that
+        would answer `/score_ids` with 503 for a broken table does not report itself ready."""
+        return self._models is not None and self.features.usable()
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
@@ -520,10 +560,8 @@ class Clientlens:
             return _no_models()
         snap = self.features.snapshot()
         if snap is None:
-            return _unavailable(
-                f"no materialised feature table at {self.features.path}: run `clientlens features` "
-                "or set CLIENTLENS_FEATURES_TABLE"
-            )
+            # The body names no server path (the server log does): callers need not know the layout.
+            return _unavailable(self.features.problem())
         wanted = np.asarray(customer_ids, dtype=np.int64)
         pos = snap.index.get_indexer(wanted)
         found = pos >= 0
@@ -565,13 +603,13 @@ class Clientlens:
         if models is None:
             return _no_models()
         try:
-            ids, columns = arrow_io.table_to_columns(table, FEATURES, max_batch_size())
+            ids, columns = arrow_io.table_to_columns(table, FEATURES, self.settings.max_batch)
         except arrow_io.ArrowRequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
         request_id, out = self._predict(models, ids, columns, explain, top_k)
         if arrow_out:
-            body = arrow_io.results_table(ids, out, request_id, models.versions)
-            return Response(body, media_type=arrow_io.ARROW_STREAM)
+            stream = arrow_io.results_table(ids, out, request_id, models.versions)
+            return Response(stream, media_type=arrow_io.ARROW_STREAM)
         body = {"request_id": request_id, "versions": models.versions, "results": _results(ids.tolist(), out, explain)}
         return _json(body)
 
@@ -646,6 +684,16 @@ class Clientlens:
         """One customer's ranked next-best actions with the reason of each (the service policy's arbitration)."""
         return self._actions(customer, top_k)
 
+    @fastapi_app.post("/alerts", response_model=AlertsResponse, summary="Demand alerts from recent behaviour")
+    def alerts(self, request: AlertsRequest) -> AlertsResponse | JSONResponse:
+        """Need signals against each customer's own history in the body, routed to a specialist (#14)."""
+        from core.errors import InputError
+
+        try:
+            return alerts_for(request)
+        except InputError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
     @fastapi_app.get("/models", response_model=ModelsResponse, summary="Models being served")
     def models(self) -> ModelsResponse:
         """Names, MLflow versions, aliases, training date and headline metrics of the served models."""
@@ -657,6 +705,8 @@ class Clientlens:
         )
 
 
-Clientlens.add_asgi_middleware(OpenAPIMiddleware)
-Clientlens.add_asgi_middleware(ErrorFormatMiddleware)
-Clientlens.add_asgi_middleware(ApiKeyMiddleware)
+# (`add_asgi_middleware` is added by the `bentoml.service` decorator, which mypy cannot see.)
+Clientlens.add_asgi_middleware(OpenAPIMiddleware)  # type: ignore[attr-defined]
+Clientlens.add_asgi_middleware(ErrorFormatMiddleware)  # type: ignore[attr-defined]
+Clientlens.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)  # type: ignore[attr-defined]
+Clientlens.add_asgi_middleware(observability.RootPageMiddleware)  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ import typer
 
 from clientlens.commands._common import DebugOpt, JsonOpt, run
 from core.errors import InputError
+from core.tasks import TASK_NAMES
 
 EXIT_DRIFT = 3
 
@@ -29,7 +30,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--task",
-                help="tier, churn or risk. Alone: the inference log against the champion's reference sample. "
+                help=f"{', '.join(TASK_NAMES)}. Alone: the inference log against the champion's reference sample. "
                 "With --reference/--current: which task's scores and labels the files hold.",
             ),
         ] = None,
@@ -77,10 +78,12 @@ def register(app: typer.Typer) -> None:
         outcome: dict[str, Any] = {}
 
         def action() -> dict[str, Any]:
+            from core.settings import Settings
             from monitoring.config import DriftConfig
             from monitoring.drift import run_file_drift, run_task_drift
             from monitoring.sources import read_table
 
+            settings = Settings()
             config = DriftConfig(
                 evidently_max_rows=max_evidently_rows, workspace=not no_workspace, evidently_report=not no_evidently
             )
@@ -101,9 +104,12 @@ def register(app: typer.Typer) -> None:
                     config,
                     task=task,
                     labels=label_frame,
+                    settings=settings,
                 )
             elif task is not None:
-                result = run_task_drift(task, since=since, until=until, out_dir=out, config=config, labels=label_frame)
+                result = run_task_drift(
+                    task, since=since, until=until, out_dir=out, config=config, labels=label_frame, settings=settings
+                )
             else:
                 raise InputError("give --reference FILE --current FILE, or --task TASK (see --help)")
             outcome["status"] = result.status
@@ -120,6 +126,8 @@ def _human(summary: dict[str, Any]) -> None:
         f"drifted features: {len(summary['drifted'])}/{summary['features']} ({summary['share_drifted']:.1%})"
         + (f": {', '.join(summary['drifted'])}" if summary["drifted"] else "")
     )
+    for name, values in (summary.get("context") or {}).items():
+        typer.echo(f"context {name}: {values['reference']} -> {values['current']} (one value per date; not tested)")
     for score, value in summary["psi"].items():
         typer.echo(f"PSI {score}: {value:.4f}" if value is not None else f"PSI {score}: n/a")
     for name, metrics in (summary.get("estimated_performance") or {}).items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitoring import scenarios
+from tests.monitoring import scenarios
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from clientlens.cli import app
-from monitoring import scenarios
+from tests.monitoring import scenarios
 
 runner = CliRunner()
 COLUMNS = [
@@ -46,11 +47,15 @@ def test_two_file_drift_json_and_fail_on_drift(tmp_path):
     ]
     res = runner.invoke(app, args)
     summary = _last_json(res.stdout)
-    # 3-4 of 7 features move (aum_deposit is borderline at 1,500 rows): share >= 0.3 -> drift -> exit 3
+    # 2-3 of 6 customer features move (aum_deposit is borderline at 1,500 rows): share >= 0.3 -> drift -> exit 3
     assert summary["status"] == "drift", summary
     assert res.exit_code == 3
-    assert {"deposit_share", "deposit_rate_1y", "outflow_external_bank_90d"} <= set(summary["drifted"])
+    assert {"deposit_share", "outflow_external_bank_90d"} <= set(summary["drifted"])
     assert not {"aum", "login_count_30d", "region"} & set(summary["drifted"])
+    # the deposit rate is one value for everyone: reported as context (its cut), not drift-tested
+    assert "deposit_rate_1y" not in summary["drifted"] and summary["features"] == 6
+    rate = summary["context"]["deposit_rate_1y"]
+    assert rate["current"] - rate["reference"] == pytest.approx(-1.5, abs=0.3)
     assert set(summary["psi"]) == {"churn_proba"}
     assert summary["report"].endswith("drift_report.html") and summary["json"].endswith("drift_report.json")
     assert (tmp_path / "out" / "drift_report.html").exists()

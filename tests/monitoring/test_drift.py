@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from monitoring import scenarios
 from monitoring.config import DriftConfig, DriftThresholds
 from monitoring.drift import decide_status, evaluate, resolve_columns, run_file_drift
+from tests.monitoring import scenarios
 
 FEATURE_SCENARIO_COLUMNS = {
-    name: {c for c in cols if c not in scenarios.SCORE_COLUMNS} for name, cols in scenarios.SCENARIO_COLUMNS.items()
+    name: {c for c in cols if c not in scenarios.SCORE_COLUMNS and c not in scenarios.SCENARIO_CONTEXT[name]}
+    for name, cols in scenarios.SCENARIO_COLUMNS.items()
 }
 
 
@@ -26,8 +27,44 @@ def test_injected_shift_is_reported_on_the_right_features(windows, scenario):
     result = evaluate(reference, shifted)
     assert set(result.drifted) == FEATURE_SCENARIO_COLUMNS[scenario]
     assert result.status in ("warn", "drift")
+    # the market columns it moved are context: their values before and after, no customer verdict
+    assert set(result.roles.context) == {"deposit_rate_1y", "index_return_3m"}
+    assert not set(result.roles.context) & {c.column for c in result.columns}
+    for col in scenarios.SCENARIO_CONTEXT[scenario]:
+        before = evaluate(reference, current).context[col]["current_value"]
+        assert result.context[col]["current_value"] != pytest.approx(before)
     # and nothing drifts without the shift
     assert evaluate(reference, current).drifted == []
+
+
+def test_context_columns_are_reported_per_date_and_found_without_the_registry():
+    """A column with one value per as-of date (the market) is context even outside the registry;
+    its value at every date of both windows is in the report; a customer column is not context."""
+    rng = np.random.default_rng(0)
+
+    def window(dates, rate):
+        n = 300 * len(dates)
+        as_of = np.repeat(pd.to_datetime(dates), 300)
+        return pd.DataFrame(
+            {
+                "as_of": as_of,
+                "policy_rate": np.repeat(rate, 300),
+                "balance": rng.lognormal(8, 1, n),
+                "index_level": np.repeat(np.arange(len(dates)) * 10.0 + 100, 300),
+            }
+        )
+
+    ref = window(["2025-01-31"], [2.0])
+    cur = window(["2025-02-28", "2025-03-31"], [1.75, 1.5])
+    result = evaluate(ref, cur, roles=resolve_columns(ref, cur, use_registry=False))
+    assert result.roles.context == ["policy_rate", "index_level"]
+    assert [c.column for c in result.columns] == ["balance"]
+    rate = result.context["policy_rate"]
+    assert rate["reference"] == {"2025-01-31": 2.0}
+    assert rate["current"] == {"2025-02-28": 1.75, "2025-03-31": 1.5}
+    assert rate["change"] == pytest.approx(-0.5)
+    assert "varies_within_date" not in rate
+    assert "policy_rate" not in result.drifted and result.share_drifted == 0.0
 
 
 def test_bull_market_moves_the_scores_psi_to_drift(windows):
@@ -80,14 +117,15 @@ def test_columns_typed_by_dtype_otherwise():
             "segment_x": ["a", "b"],
             "flag": [True, False],
             "when": pd.to_datetime(["2024-01-01", "2024-02-01"]),
-            "score_proba": [0.1, 0.2],
+            "churn_proba": [0.1, 0.2],  # a score column as the task contract names it
+            "other_proba": [0.3, 0.4],  # not a task's score: an ordinary number
         }
     )
     roles = resolve_columns(ref, ref.copy())
     assert roles.source == "dtypes"
-    assert roles.numerical == ["balance", "flag"]
+    assert roles.numerical == ["balance", "flag", "other_proba"]
     assert roles.categorical == ["segment_x"]
-    assert roles.scores == ["score_proba"]
+    assert roles.scores == ["churn_proba"]
     assert set(roles.ignored) == {"customer_id", "when"}
 
 
@@ -135,7 +173,15 @@ def test_report_files_workspace_and_evidently_agreement(tmp_path, isolated_home)
     ws = Workspace.create(str(isolated_home / "evidently_workspace"))
     project = ws.search_project("clientlens-adhoc")[0]
     assert result.workspace["project_id"] == str(project.id)
-    assert len(ws.list_runs(project.id)) == 1
+    # Evidently's report and the clientlens summary snapshot the dashboard plots, carrying our numbers
+    runs = {str(r) for r in ws.list_runs(project.id)}
+    assert runs == {result.workspace["snapshot_id"], result.workspace["summary_snapshot_id"]}
+    plotted = ws.get_run(project.id, result.workspace["summary_snapshot_id"]).dict()["metric_results"]
+    values = {m["metric_value_location"]["metric"]["params"]["column"]: m["value"] for m in plotted.values()}
+    assert values["share_drifted"] == pytest.approx(result.share_drifted)
+    assert values["rows_current"] == result.rows_current
+    assert {f"psi.{k}" for k in result.psi} <= set(values)
+    assert ws.get_dashboard(project.id).panels  # panels defined in code
     summary = result.summary()
     assert set(summary) >= {"status", "share_drifted", "drifted", "psi", "report", "json"}
     json.dumps(summary)

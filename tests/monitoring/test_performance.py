@@ -7,8 +7,18 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from core import metrics as M
 from core.errors import InputError
-from monitoring.performance import binary_metrics, join_labels, multiclass_metrics, realised_performance
+from core.tasks import CHURN_MIN_AUM, TASKS
+from monitoring.performance import (
+    binary_performance,
+    join_labels,
+    multiclass_performance,
+    positive_score_column,
+    realised_performance,
+)
+
+CHURN, RISK, TIER = TASKS["churn"], TASKS["risk"], TASKS["tier"]
 
 
 def _panel(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -78,28 +88,77 @@ def test_realised_multiclass_performance():
     proba = 0.7 * onehot + 0.1
     preds = latest[["customer_id", "as_of"]].copy()
     for i, c in enumerate(["mass", "affluent", "hnw"]):
-        preds[f"tier_proba_{c}"] = proba[:, i]
+        preds[TIER.score_column(c)] = proba[:, i]
     perf = realised_performance("tier", preds, panel)
     assert perf["metrics"]["accuracy"] == pytest.approx(1.0)
     assert perf["metrics"]["macro_f1"] == pytest.approx(1.0)
     assert perf["metrics"]["log_loss"] == pytest.approx(-np.log(0.8), rel=1e-6)
 
 
+@pytest.mark.skipif(RISK.kind != "binary", reason="the contract declares risk multiclass")
 def test_realised_performance_of_a_binary_model_with_named_classes():
-    """Risk as a binary model (not_aggressive / aggressive) against the 3-class revealed_risk label."""
+    """Risk as the contract declares it today (binary, named classes, positive `aggressive`) against
+    a 3-class revealed_risk label: positive = the label is the contract's positive class."""
     panel = _panel(600)
     rng = np.random.default_rng(3)
-    panel["revealed_risk"] = rng.choice(["conservative", "balanced", "aggressive"], len(panel))
+    panel["revealed_risk"] = rng.choice(["conservative", "balanced", RISK.positive], len(panel))
     latest = panel[panel.as_of == "2025-01-31"]
-    p = np.where(latest["revealed_risk"] == "aggressive", 0.8, 0.2)
-    preds = latest[["customer_id", "as_of"]].assign(risk_proba_not_aggressive=1 - p, risk_proba_aggressive=p)
+    p = np.where(latest["revealed_risk"] == RISK.positive, 0.8, 0.2)
+    preds = latest[["customer_id", "as_of"]].copy()
+    for c in RISK.classes:
+        preds[RISK.score_column(c)] = p if c == RISK.positive else 1 - p
     perf = realised_performance("risk", preds, panel)
     assert perf["metrics"]["roc_auc"] == pytest.approx(1.0)
-    assert perf["metrics"]["positive_rate"] == pytest.approx((latest["revealed_risk"] == "aggressive").mean())
+    assert perf["metrics"]["positive_rate"] == pytest.approx((latest["revealed_risk"] == RISK.positive).mean())
 
 
 def test_metric_functions_on_edge_cases():
-    out = binary_metrics([0, 0, 0], [0.1, 0.2, 0.3])
-    assert np.isnan(out["roc_auc"]) and out["rows"] == 3
-    m = multiclass_metrics(["a", "b"], pd.DataFrame({"a": [0.9, 0.2], "b": [0.1, 0.8]}), ["a", "b"])
+    out = binary_performance([0, 0, 0], [0.1, 0.2, 0.3])
+    assert np.isnan(out["roc_auc"]) and np.isnan(out["lift_at_10"]) and out["rows"] == 3
+    m = multiclass_performance(["a", "b"], np.array([[0.9, 0.1], [0.2, 0.8]]), ["a", "b"])
     assert m["accuracy"] == 1.0
+    with pytest.raises(InputError, match="no score column"):
+        multiclass_performance(["a", "c"], np.array([[0.9, 0.1], [0.2, 0.8]]), ["a", "b"])
+
+
+def test_realised_and_training_time_metrics_agree_on_the_same_rows():
+    """Monitoring's realised metrics are training's (`core.metrics`) on the same labels and scores.
+
+    15 rows: the top 10% is 1.5 rows, where the old monitoring definition (ceil: 2 rows) and
+    training's weighted cumulative cut (1 row) give different lifts, so this fails if they part."""
+    rng = np.random.default_rng(7)
+    n = 15
+    y = np.array([1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0], dtype=float)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, n), 0, 1)
+    p[np.argmax(p)] = 0.99  # the single top row ...
+    y[np.argmax(p)] = 1.0  # ... is a positive; the second-highest row below
+    order = np.argsort(-p)
+    y[order[1]] = 0.0
+    preds = pd.DataFrame(
+        {"customer_id": np.arange(n), "as_of": pd.Timestamp("2025-01-31"), "aum": CHURN_MIN_AUM, "churn_proba": p}
+    )
+    panel = preds[["customer_id", "as_of"]].assign(churn=y)
+    realised = realised_performance("churn", preds, panel)["metrics"]
+    training = M.task_metrics("binary", y, np.column_stack([1 - p, p]))
+    for name, value in training.items():
+        assert realised[name] == pytest.approx(value, abs=1e-12), name
+    assert realised["lift_at_10"] == pytest.approx(1.0 / y.mean())  # one row, a positive
+
+
+def test_realised_performance_counts_the_eligible_population_only():
+    """Churn's label is defined above the AUM minimum: a row below it never counts, even if a
+    (stale) label row exists for it."""
+    n = 400
+    rng = np.random.default_rng(2)
+    aum = np.where(np.arange(n) < 100, CHURN_MIN_AUM / 10, CHURN_MIN_AUM * 5)
+    y = (rng.random(n) < 0.3).astype(float)
+    p = np.where(y == 1, 0.7, 0.3) + rng.normal(0, 0.1, n)
+    p[:100] = 0.99 - 0.98 * y[:100]  # the ineligible rows are scored exactly wrong
+    preds = pd.DataFrame(
+        {"customer_id": np.arange(n), "as_of": pd.Timestamp("2025-01-31"), "aum": aum, CHURN.score_column(): p}
+    )
+    panel = preds[["customer_id", "as_of"]].assign(churn=y)
+    perf = realised_performance("churn", preds, panel)
+    assert perf["rows_eligible"] == 300 and perf["rows_matched"] == 300
+    assert perf["metrics"]["roc_auc"] == pytest.approx(M.binary_metrics(y[100:], p[100:])["roc_auc"])
+    assert positive_score_column(CHURN) == "churn_proba"

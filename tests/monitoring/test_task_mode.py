@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from monitoring import scenarios
+from core.tasks import CHURN_MIN_AUM, TASK_NAMES, version_column
+from tests.monitoring import scenarios
 
 FEATURES = [
     "aum",
@@ -56,8 +57,8 @@ def _log(frame: pd.DataFrame, ts: str) -> None:
     rows.insert(0, "request_id", "req-1")
     rows.insert(0, "ts", pd.Timestamp(ts, tz="UTC"))
     rows["churn"] = rows["churn_proba"] >= 0.5
-    for task in ("tier", "churn", "risk"):
-        rows[f"version_{task}"] = "1"
+    for task in TASK_NAMES:
+        rows[version_column(task)] = "1"
     write_part(rows)
 
 
@@ -90,10 +91,19 @@ def test_task_drift_on_the_inference_log_against_the_champion(tmp_path, isolated
     result = run_task_drift("churn", since="2025-03-02", config=DriftConfig(), labels=panel)
 
     assert result.rows_current == 1_500 and result.rows_reference == 2_000
-    assert {"deposit_share", "outflow_external_bank_90d", "deposit_rate_1y"} <= set(result.drifted)
+    assert {"deposit_share", "outflow_external_bank_90d"} <= set(result.drifted)
     assert "login_count_30d" not in result.drifted
+    # the deposit rate is market context: one value per date in both windows, its cut reported
+    assert "deposit_rate_1y" not in result.drifted
+    assert result.context["deposit_rate_1y"]["change"] == pytest.approx(-1.5)
     assert list(result.psi) == ["churn_proba"]  # only this task's score, matched with the reference's `proba`
-    assert result.performance["rows_matched"] == 1_500
+    # CBPE on churn's eligible population (AUM minimum); this reference has no positive label to
+    # recalibrate on, so the scores are taken as the model's own probabilities
+    estimate = result.estimated_performance["churn"]
+    assert estimate["rows"] == int((later["aum"].iloc[500:] >= CHURN_MIN_AUM).sum()) < 1_500
+    assert estimate["calibration"] == "the model's own"
+    # realised performance on the same population: the labels of ineligible customers never count
+    assert result.performance["rows_matched"] == result.performance["rows_eligible"] == estimate["rows"]
     assert result.performance["training"]["roc_auc"] == pytest.approx(0.81)
     assert 0.5 < result.estimated_performance["churn"]["roc_auc"] < 1
     assert result.estimated_performance["churn"]["training_roc_auc"] == pytest.approx(0.81)

@@ -67,7 +67,7 @@ def service(serving_env):
         "CLIENTLENS_API_KEY": API_KEY,
     }
     with ExitStack() as stack:
-        url = stack.enter_context(running_service(env=env, log_path=serving_env.root / "server.log"))
+        url = stack.enter_context(running_service(env=env, log_path=serving_env.root / "server.log", ready_timeout=300))
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
         stack.callback(client.close)
         # `stop()` lets the last test shut the server down (idempotent; also runs at session end).

@@ -75,10 +75,9 @@ def test_a_disagreeing_compiled_model_is_not_used(tmp_path, monkeypatch):
     np.testing.assert_array_equal(core.raw_from_matrix(_inputs()), expected)
 
 
-def test_compilation_can_be_turned_off(tmp_path, monkeypatch):
-    monkeypatch.setenv("CLIENTLENS_COMPILED_MODELS", "0")
+def test_compilation_can_be_turned_off(tmp_path):
     core = _model("binary")
-    assert not compiled.compile_core(core, tmp_path / "compiled")
+    assert not compiled.compile_core(core, tmp_path / "compiled", enabled=False)
     assert core.predictor is None and not (tmp_path / "compiled").exists()
 
 

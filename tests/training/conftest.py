@@ -28,7 +28,8 @@ def make_panel(n_customers: int = 700, n_dates: int = 4, seed: int = 0) -> tuple
     # columns above keep the values they had before these were added.
     extra = np.random.default_rng([seed, 1])
     tenure = extra.uniform(0, 30, n_customers)
-    occupation = extra.choice(["employee", "self_employed", "retired"], size=n_customers)
+    # Registry categories only: batch scoring rejects others (features.requests).
+    occupation = extra.choice(["salaried", "self_employed", "retired"], size=n_customers)
     business = extra.random(n_customers) < 0.1
     payroll = extra.random(n_customers) < 0.6
     stage = np.where(age < 35, "young_professional", np.where(age < 60, "family_growth", "retirement")).astype(object)

@@ -1,8 +1,9 @@
-"""Synthetic feature windows and named market scenarios, for tests, benchmarks and demos.
+"""Synthetic feature windows and named market scenarios: a test fixture (benchmarks import it too).
 
 `feature_window(n, seed)` draws a frame shaped like a slice of the feature table (the column
 names are real registry features; marginals are heavy-tailed amounts, counts, shares,
-categories and flags) plus the model score columns. Scenarios return a shifted copy and
+categories and flags; market features are one value for the whole window, as at one as-of date)
+plus the model score columns named by the task contract (`core.tasks`). Scenarios return a shifted copy and
 the columns they meant to move:
 
 - `rate_cut`: deposit rates fall; money leaves deposits for external banks and brokerages.
@@ -18,20 +19,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.tasks import RISK_CLASSES, TASKS, TIER_CLASSES
+
 REGIONS = ("metro", "urban", "suburban", "rural")
 INCOME_BANDS = ("low", "lower_middle", "middle", "upper_middle", "high")
-RISK_CLASSES = ("conservative", "balanced", "aggressive")
-TIERS = ("mass", "affluent", "hnw")
-
-SCORE_COLUMNS = (
-    "churn_proba",
-    "risk_proba_conservative",
-    "risk_proba_balanced",
-    "risk_proba_aggressive",
-    "tier_proba_mass",
-    "tier_proba_affluent",
-    "tier_proba_hnw",
-)
+CHURN, RISK, TIER = TASKS["churn"], TASKS["risk"], TASKS["tier"]
+# The positive-class score of a binary task, every class's score of a multiclass one.
+SCORE_COLUMNS = tuple(c for t in TASKS.values() for c in t.score_columns())
 
 SCENARIO_COLUMNS = {
     "rate_cut": (
@@ -47,11 +41,13 @@ SCENARIO_COLUMNS = {
         "outflow_investment_buy_90d",
         "outflow_brokerage_90d",
         "index_return_3m",
-        "churn_proba",
-        "risk_proba_aggressive",
+        CHURN.score_column(CHURN.positive),
+        *RISK.score_columns(),
     ),
     "channel_mix": ("digital_txn_share_90d", "branch_txn_count_90d", "advisor_txn_count_90d"),
 }
+# The market columns a scenario moves: one value per window, so context, not customer drift.
+SCENARIO_CONTEXT = {"rate_cut": {"deposit_rate_1y"}, "bull_market": {"index_return_3m"}, "channel_mix": set()}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -101,12 +97,13 @@ def feature_window(n: int, seed: int = 0, *, extra_numeric: int = 0) -> pd.DataF
             "views_equity_funds_90d": rng.poisson(0.5 + 2 * appetite.clip(0) * engagement).astype(float),
             "days_since_last_login": np.where(rng.random(n) < 0.1, np.nan, rng.exponential(6, n).round()),
             "salary_months_6m": rng.choice([0, 3, 5, 6], n, p=[0.25, 0.05, 0.1, 0.6]).astype(float),
-            "index_return_3m": rng.normal(0.01, 0.002, n),
-            "deposit_rate_1y": rng.normal(2.5, 0.05, n),
+            # market context: the same value for every customer at one as-of date
+            "index_return_3m": np.full(n, round(rng.normal(0.01, 0.002), 4)),
+            "deposit_rate_1y": np.full(n, round(rng.normal(2.5, 0.05), 2)),
             "region": rng.choice(REGIONS, n, p=[0.35, 0.3, 0.2, 0.15]),
             "income_band": rng.choice(INCOME_BANDS, n, p=[0.15, 0.25, 0.3, 0.2, 0.1]),
             "stated_risk": rng.choice(RISK_CLASSES, n, p=[0.55, 0.35, 0.10]),
-            "tier": np.where(aum >= 1e7, "hnw", np.where(aum >= 5e5, "affluent", "mass")),
+            "tier": np.where(aum >= 1e7, TIER_CLASSES[2], np.where(aum >= 5e5, TIER_CLASSES[1], TIER_CLASSES[0])),
             "is_business_owner": rng.random(n) < 0.08,
             "payroll_at_bank": rng.random(n) < 0.6,
         }
@@ -137,19 +134,25 @@ def add_scores(frame: pd.DataFrame, rng: np.random.Generator | None = None) -> p
         + 0.6 * (out["outflow_brokerage_90d"] > 0)
         + rng.normal(0, 0.3, n)
     )
-    out["churn_proba"] = 1 / (1 + np.exp(-churn_logit))
+    out[CHURN.score_column(CHURN.positive)] = 1 / (1 + np.exp(-churn_logit))
     appetite = (
         0.5 * out["count_investment_buy_90d"]
         + 0.2 * out["views_equity_funds_90d"]
         + 0.8 * (out["outflow_brokerage_90d"] > 0)
     )
-    risk = _softmax(np.column_stack([1 - appetite, np.zeros(n), appetite - 1]) + rng.normal(0, 0.2, (n, 3)))
-    for k, name in enumerate(RISK_CLASSES):
-        out[f"risk_proba_{name}"] = risk[:, k]
+    # Ordered classes, lowest appetite first, whatever the contract declares (binary or 3-class).
+    k = len(RISK.classes) or 2
+    slopes = np.linspace(-1.0, 1.0, k)
+    risk = _softmax(slopes[None, :] * (appetite.to_numpy()[:, None] - 1.0) + rng.normal(0, 0.2, (n, k)))
+    if RISK.classes:
+        for j, col in enumerate(RISK.score_columns()):
+            out[col] = risk[:, j]
+    else:  # one column, P(positive): the highest-appetite class
+        out[RISK.score_column()] = risk[:, -1]
     log_aum = np.log1p(out["aum"].to_numpy())
     tier = _softmax(np.column_stack([13.1 - log_aum, np.zeros(n), log_aum - 16.1]) * 2)
-    for k, name in enumerate(TIERS):
-        out[f"tier_proba_{name}"] = tier[:, k]
+    for j, col in enumerate(TIER.score_columns()):
+        out[col] = tier[:, j]
     return out
 
 
@@ -158,7 +161,7 @@ def rate_cut(frame: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     out = frame.copy()
     n = len(out)
-    out["deposit_rate_1y"] = out["deposit_rate_1y"] - 1.5
+    out["deposit_rate_1y"] = out["deposit_rate_1y"] - 1.5  # one rate for everyone, like the market table
     moved = rng.beta(2, 5, n)  # share of deposits moved out
     out["deposit_share"] = out["deposit_share"] * (1 - moved)
     out["aum_deposit"] = out["aum_deposit"] * (1 - moved)

@@ -1,0 +1,47 @@
+"""`clientlens reclassify --features DIR --from DATE --to DATE --out DIR`: who moved between two as-of dates (quarterly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clientlens.commands._common import DebugOpt, JsonOpt, run
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("reclassify")
+    def reclassify(
+        features: Annotated[Path, typer.Option("--features", help="Feature folder holding panel.parquet.")],
+        date_from: Annotated[str, typer.Option("--from", help="Earlier date (the panel's as-of at or before it).")],
+        date_to: Annotated[str, typer.Option("--to", help="Later date (the panel's as-of at or before it).")],
+        out: Annotated[Path, typer.Option("--out", help="Report folder (report.html, reclassify.json, movers).")],
+        truth: Annotated[
+            Path | None,
+            typer.Option("--truth", help="Simulated data only: truth.parquet, to check the aggressive list."),
+        ] = None,
+        as_json: JsonOpt = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        """Score both dates with the champions: migration matrices, movers, the bull-market aggressive list."""
+
+        def action() -> dict[str, Any]:
+            from training.reclassify import reclassify_panel
+
+            return reclassify_panel(features, date_from, date_to, out, truth_path=truth)
+
+        def human(s: dict[str, Any]) -> None:
+            typer.echo(f"re-classified {s['customers']:,} customers {s['from']} -> {s['to']}: {s['movers']:,} moved")
+            for dim, n in s["moved"].items():
+                typer.echo(f"  {dim:20s} {n:7,} moved")
+            typer.echo(
+                f"  potential aggressive (stated conservative, revealed aggressive now): {s['potential_aggressive']:,}"
+            )
+            if "truth" in s:
+                t = s["truth"]
+                typer.echo(f"  truly latent-aggressive among them: {t['share']:.1%} vs base rate "
+                           f"{t['base_rate_among_conservative_rated']:.1%} (lift {t['lift']}x)")  # fmt: skip
+            typer.echo(f"report: {s['out']}/report.html")
+
+        run(action, as_json=as_json, debug=debug, human=human)

@@ -1,0 +1,429 @@
+"""Quarterly re-classification: score two as-of dates with the champions and report who moved (#14).
+
+`reclassify(before, after, truth=None)` is pure: two scored frames (the output of
+`training.scoring.score_frame`, plus the feature columns kept for context) in, a
+`Reclassification` out — a migration matrix per dimension (counts and row shares), the
+movers (customer, dimension, from, to, predictions at both dates, reasons at the later date
+that are new), the actions the policy now proposes for them, and the bull-market
+"potential aggressive" list: customers *stated* conservative whose *revealed* appetite is
+aggressive at the later date but was not at the earlier one (revealed = scoring's
+`hidden_aggressive` flag when present, else the predicted `risk_appetite`). With `truth` (the simulator's
+`truth.parquet`) it reports the share of that list that is truly latent-aggressive
+(`truth.hidden_aggressive`) against the base rate among all conservative-rated customers.
+
+Dimensions are whatever scoring returned (`tier`, `risk_appetite`, `relationship_depth`,
+`lifecycle_stage`, `segment`): a missing column is skipped and listed, never an error, so
+the report follows the models as they gain dimensions.
+
+`reclassify_panel` is the I/O edge (`clientlens reclassify`): reads the panel, picks the
+as-of dates, loads the champions, scores, writes `reclassify.json`, `movers.parquet` and
+`report.html` (heat maps and a tier flow, embedded PNGs) atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import InputError
+from core.tasks import HIDDEN_AGGRESSIVE_COLUMN, TASK_NAMES
+
+log = logging.getLogger(__name__)
+
+DIMENSIONS = ("tier", "risk_appetite", "relationship_depth", "lifecycle_stage", "segment")
+PREDICTIONS = ("tier", "upgrade_proba", "churn_proba", "risk_appetite", "risk_proba_aggressive", "next_action")
+REASON_COLUMNS = {"tier": "reasons_tier", "risk_appetite": "reasons_risk", "segment": "reasons_risk"}
+AGGRESSIVE = "aggressive"
+CONSERVATIVE = "conservative"
+
+
+@dataclass
+class Reclassification:
+    """What moved between two as-of dates."""
+
+    before: pd.Timestamp
+    after: pd.Timestamp
+    customers: int
+    matrices: dict[str, pd.DataFrame]  # dimension -> counts (rows: from, columns: to)
+    movers: pd.DataFrame
+    potential_aggressive: pd.DataFrame
+    skipped: list[str] = field(default_factory=list)
+    truth_check: dict[str, Any] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        moved = {d: int(m.to_numpy().sum() - np.trace(m.reindex(columns=m.index, fill_value=0).to_numpy()))
+                 for d, m in self.matrices.items()}  # fmt: skip
+        out = {
+            "from": self.before.date().isoformat(),
+            "to": self.after.date().isoformat(),
+            "customers": self.customers,
+            "moved": moved,
+            "movers": int(self.movers["customer_id"].nunique()) if len(self.movers) else 0,
+            "potential_aggressive": len(self.potential_aggressive),
+            "skipped_dimensions": self.skipped,
+            "matrices": {d: _matrix_json(m) for d, m in self.matrices.items()},
+        }
+        if self.truth_check is not None:
+            out["truth"] = self.truth_check
+        return out
+
+
+def _matrix_json(m: pd.DataFrame) -> dict[str, Any]:
+    shares = m.div(m.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
+    return {
+        "from": [str(i) for i in m.index],
+        "to": [str(c) for c in m.columns],
+        "counts": m.to_numpy().astype(int).tolist(),
+        "row_shares": np.round(shares.to_numpy(), 4).tolist(),
+    }
+
+
+def _labels(s: pd.Series) -> pd.Series:
+    return s.astype(object).where(s.notna(), "unknown").astype(str)
+
+
+def migration_matrix(before: pd.Series, after: pd.Series) -> pd.DataFrame:
+    """Counts of customers by (label before, label after); rows and columns in a stable order."""
+    b, a = _labels(before), _labels(after)
+    order = sorted(set(b) | set(a), key=_order_key)
+    return pd.crosstab(b, a).reindex(index=order, columns=order, fill_value=0)
+
+
+_KNOWN_ORDER = {
+    v: i
+    for i, v in enumerate(
+        ("mass", "affluent", "hnw", "conservative", "balanced", "not_aggressive", "aggressive")
+        + ("basic", "multi_product", "ecosystem", "young_professional", "family_growth", "retirement")
+    )
+}
+
+
+def _order_key(v: str) -> tuple[int, str]:
+    return (_KNOWN_ORDER.get(v, 100), v)
+
+
+def _new_reasons(after: Any, before: Any, k: int = 3) -> str:
+    """Top reasons at the later date whose feature was not among the earlier top reasons."""
+
+    def names(rs) -> list[str]:
+        if rs is None or (isinstance(rs, float) and np.isnan(rs)):
+            return []
+        return [r["feature"] if isinstance(r, dict) else str(r) for r in list(rs)[:k]]
+
+    old = set(names(before))
+    fresh = [n for n in names(after) if n not in old]
+    return ", ".join(fresh or names(after))
+
+
+def _revealed_aggressive(both: pd.DataFrame, suffix: str) -> pd.Series:
+    """Revealed aggressive: the model's own hidden-aggressive flag when scoring gives one (its
+    threshold is tuned for stated-conservative customers), else the predicted class."""
+    flag = f"{HIDDEN_AGGRESSIVE_COLUMN}{suffix}"
+    if flag in both.columns:
+        return both[flag].fillna(False).astype(bool)
+    return _labels(both[f"risk_appetite{suffix}"]) == AGGRESSIVE
+
+
+def reclassify(
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    *,
+    before_date: pd.Timestamp,
+    after_date: pd.Timestamp,
+    truth: pd.DataFrame | None = None,
+) -> Reclassification:
+    """Compare two scored frames (one row per customer, `customer_id` + scoring columns)."""
+    for name, frame in (("before", before), ("after", after)):
+        if "customer_id" not in frame.columns:
+            raise InputError(f"{name} scores have no customer_id column")
+    both = before.merge(after, on="customer_id", suffixes=("_from", "_to"), validate="one_to_one")
+    if both.empty:
+        raise InputError("no customer is present at both as-of dates")
+    matrices, skipped, movers = {}, [], []
+    for dim in DIMENSIONS:
+        if dim not in before.columns or dim not in after.columns:
+            skipped.append(dim)
+            continue
+        b, a = _labels(both[f"{dim}_from"]), _labels(both[f"{dim}_to"])
+        matrices[dim] = migration_matrix(b, a)
+        moved = both[b != a]
+        if moved.empty:
+            continue
+        rows = pd.DataFrame({"customer_id": moved["customer_id"], "dimension": dim,
+                             "from": b[b != a], "to": a[b != a]})  # fmt: skip
+        for p in PREDICTIONS:
+            if f"{p}_from" in moved.columns:
+                rows[f"{p}_from"] = moved[f"{p}_from"]
+                rows[f"{p}_to"] = moved[f"{p}_to"]
+        rc = REASON_COLUMNS.get(dim)
+        if rc and f"{rc}_to" in moved.columns:
+            rows["new_reasons"] = [
+                _new_reasons(x, y) for x, y in zip(moved[f"{rc}_to"], moved[f"{rc}_from"], strict=True)
+            ]
+        movers.append(rows)
+    movers_df = (
+        pd.concat(movers, ignore_index=True)
+        if movers
+        else pd.DataFrame(columns=["customer_id", "dimension", "from", "to"])
+    )
+    potential = pd.DataFrame(columns=["customer_id"])
+    truth_check = None
+    if {"stated_risk_to", "risk_appetite_from", "risk_appetite_to"} <= set(both.columns):
+        conservative = _labels(both["stated_risk_to"]) == CONSERVATIVE
+        turned = conservative & _revealed_aggressive(both, "_to") & ~_revealed_aggressive(both, "_from")
+        cols = ["customer_id", "stated_risk_to", "risk_appetite_from", "risk_appetite_to"]
+        cols += [
+            c
+            for c in ("risk_proba_aggressive_from", "risk_proba_aggressive_to", "next_action_to", "reasons_risk_to")
+            if c in both.columns
+        ]
+        potential = both.loc[turned, cols].rename(columns={"stated_risk_to": "stated_risk"})
+        if "reasons_risk_to" in potential.columns:
+            potential["reasons"] = [_new_reasons(x, None) for x in potential.pop("reasons_risk_to")]
+        if "risk_proba_aggressive_to" in potential.columns:
+            potential = potential.sort_values("risk_proba_aggressive_to", ascending=False)
+        if truth is not None and "hidden_aggressive" in truth.columns:
+            hidden = both[["customer_id"]].merge(truth[["customer_id", "hidden_aggressive"]], how="left")[
+                "hidden_aggressive"
+            ]
+            hidden = hidden.fillna(False).astype(bool).to_numpy()
+            base = float(hidden[conservative.to_numpy()].mean()) if conservative.any() else float("nan")
+            share = float(hidden[turned.to_numpy()].mean()) if turned.any() else float("nan")
+            truth_check = {
+                "listed": int(turned.sum()),
+                "truly_latent_aggressive": int(hidden[turned.to_numpy()].sum()),
+                "share": round(share, 4),
+                "base_rate_among_conservative_rated": round(base, 4),
+                "lift": round(share / base, 2) if base and not np.isnan(share) else None,
+            }
+    else:
+        skipped.append("potential_aggressive (needs stated_risk and risk_appetite)")
+    return Reclassification(pd.Timestamp(before_date), pd.Timestamp(after_date), len(both), matrices,
+                            movers_df, potential.reset_index(drop=True), skipped, truth_check)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def heatmap_png(dim: str, m: pd.DataFrame) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shares = m.div(m.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
+    n = len(m)
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.55 * n + 2), max(3.0, 0.45 * n + 1.5)))
+    ax.imshow(shares.to_numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), [str(c) for c in m.columns], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), [str(i) for i in m.index], fontsize=8)
+    ax.set_xlabel("to")
+    ax.set_ylabel("from")
+    ax.set_title(f"{dim}: share of each 'from' row", fontsize=10)
+    if n <= 12:
+        for i in range(n):
+            for j in range(n):
+                v = int(m.iat[i, j])
+                if v:
+                    ax.text(j, i, f"{v:,}", ha="center", va="center", fontsize=7,
+                            color="white" if shares.iat[i, j] > 0.6 else "black")  # fmt: skip
+    return _png(fig)
+
+
+def flow_png(m: pd.DataFrame, title: str = "tier flow") -> str:
+    """A two-column flow (alluvial) view: band widths are customer counts from -> to."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    total = float(m.to_numpy().sum()) or 1.0
+    gap = 0.02
+    cats = list(m.index)
+    colours = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+
+    def stack(sizes):
+        pos, y = {}, 0.0
+        for c in cats:
+            pos[c] = y
+            y += sizes.get(c, 0) / total + gap
+        return pos
+
+    left_pos = stack(m.sum(axis=1).to_dict())
+    right_pos = stack(m.sum(axis=0).to_dict())
+    left_off = dict(left_pos)
+    right_off = dict(right_pos)
+    t = np.linspace(0, 1, 50)
+    s = 3 * t**2 - 2 * t**3
+    for i, a in enumerate(cats):
+        for b in cats:
+            h = m.at[a, b] / total
+            if h <= 0:
+                continue
+            y0, y1 = left_off[a], right_off[b]
+            lower = y0 + (y1 - y0) * s
+            ax.fill_between(t, lower, lower + h, color=colours(i % 10), alpha=0.45 if a != b else 0.25, lw=0)
+            left_off[a] += h
+            right_off[b] += h
+    for i, c in enumerate(cats):
+        lh, rh = m.loc[c].sum() / total, m[c].sum() / total
+        ax.add_patch(plt.Rectangle((-0.04, left_pos[c]), 0.04, lh, color=colours(i % 10)))
+        ax.add_patch(plt.Rectangle((1.0, right_pos[c]), 0.04, rh, color=colours(i % 10)))
+        ax.text(-0.06, left_pos[c] + lh / 2, f"{c} ({int(m.loc[c].sum()):,})", ha="right", va="center", fontsize=9)
+        ax.text(1.06, right_pos[c] + rh / 2, f"{c} ({int(m[c].sum()):,})", ha="left", va="center", fontsize=9)
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_ylim(-0.02, max(max(left_off.values()), max(right_off.values())) + 0.02)
+    ax.invert_yaxis()
+    ax.axis("off")
+    ax.set_title(title, fontsize=11)
+    return _png(fig)
+
+
+def report_html(r: Reclassification, top: int = 50) -> str:
+    s = r.summary()
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>clientlens re-classification</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px;color:#222}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+        "th{background:#f2f4f7}td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:1.5em}"
+        ".box{background:#f6f8fa;padding:.8em 1.2em;border-radius:6px;display:inline-block;margin-right:1em}</style>",
+        "</head><body>",
+        f"<h1>Re-classification {esc(s['from'])} &rarr; {esc(s['to'])}</h1>",
+        f"<p><span class='box'><b>{s['customers']:,}</b> customers scored at both dates</span>"
+        f"<span class='box'><b>{s['movers']:,}</b> moved in at least one dimension</span>"
+        f"<span class='box'><b>{s['potential_aggressive']:,}</b> potential aggressive</span></p>",
+    ]
+    if r.truth_check:
+        t = r.truth_check
+        parts.append(
+            f"<p><b>Check against the simulator's truth:</b> {t['truly_latent_aggressive']:,} of the "
+            f"{t['listed']:,} listed are truly latent-aggressive ({t['share']:.1%}), against a base rate of "
+            f"{t['base_rate_among_conservative_rated']:.1%} among all conservative-rated customers "
+            f"(lift {t['lift']}&times;).</p>"
+        )
+    parts.append("<h2>Movements per dimension</h2><table><tr><th class='l'>dimension</th><th>customers moved</th></tr>")
+    parts += [f"<tr><td class='l'>{esc(d)}</td><td>{n:,}</td></tr>" for d, n in s["moved"].items()]
+    parts.append("</table>")
+    if r.skipped:
+        parts.append(f"<p>Not in the scores, skipped: {esc(', '.join(r.skipped))}.</p>")
+    if "tier" in r.matrices:
+        parts.append(f"<h2>Tier flow</h2><img src='data:image/png;base64,{flow_png(r.matrices['tier'])}'>")
+    parts.append("<h2>Migration heat maps</h2><div class='grid'>")
+    for dim, m in r.matrices.items():
+        if dim == "segment" and len(m) > 20:
+            continue  # too many cells to read; the JSON holds the full matrix
+        parts.append(f"<div><img src='data:image/png;base64,{heatmap_png(dim, m)}'></div>")
+    parts.append("</div>")
+    parts.append("<h2>Bull-market list: stated conservative, revealed aggressive now (not before)</h2>")
+    parts.append("<p>Invite to a suitability re-assessment and, if it confirms, an equity-product trial.</p>")
+    parts.append(_table(r.potential_aggressive.head(top)))
+    if len(r.potential_aggressive) > top:
+        parts.append(f"<p>&hellip; and {len(r.potential_aggressive) - top:,} more in the JSON.</p>")
+    parts.append("<h2>Movers (first rows)</h2>")
+    parts.append(_table(r.movers.head(top)))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p>none</p>"
+    head = "".join(f"<th class='l'>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for v in row:
+            text = f"{v:.3f}" if isinstance(v, float) else str(v)
+            cells.append(f"<td class='l'>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+# --------------------------------------------------------------------------- I/O edge
+
+
+def _pick(panel_dates: pd.DatetimeIndex, wanted: pd.Timestamp, option: str) -> pd.Timestamp:
+    earlier = panel_dates[panel_dates <= wanted]
+    if not len(earlier):
+        raise InputError(
+            f"{option} {wanted.date()}: the panel's first as-of date is {panel_dates.min().date()}; no date at or before it"
+        )
+    return pd.Timestamp(earlier.max())
+
+
+def reclassify_panel(
+    features_dir: str | Path,
+    date_from: str,
+    date_to: str,
+    out_dir: str | Path,
+    *,
+    truth_path: str | Path | None = None,
+    models: dict[str, Any] | None = None,
+    explain: int = 3,
+) -> dict[str, Any]:
+    """Score the panel's rows at the as-of dates at or before `date_from` / `date_to`; write the report."""
+    from core.io import read_table, write_table, write_text_atomic
+    from features.alerts import parse_date
+
+    start, end = parse_date(date_from, "--from"), parse_date(date_to, "--to")
+    if end <= start:
+        raise InputError(f"--to {end.date()} must be after --from {start.date()}")
+    path = Path(features_dir) / "panel.parquet"
+    panel = read_table(path, what="feature panel")
+    if "as_of" not in panel.columns:
+        raise InputError(f"{path}: no as_of column (not a feature panel)")
+    dates = pd.DatetimeIndex(sorted(pd.to_datetime(panel["as_of"]).unique()))
+    d_from, d_to = _pick(dates, start, "--from"), _pick(dates, end, "--to")
+    if d_from == d_to:
+        raise InputError(
+            f"--from and --to both fall on the panel's as-of date {d_from.date()}; pick dates further apart"
+        )
+    if models is None:
+        from training.scoring import load_models
+
+        models, _ = load_models(list(TASK_NAMES))
+    from training.scoring import score_frame
+
+    frames = {}
+    for d in (d_from, d_to):
+        rows = panel[pd.to_datetime(panel["as_of"]) == d].reset_index(drop=True)
+        scored = score_frame(rows, models, explain=explain)
+        for col in ("stated_risk", "relationship_depth", "lifecycle_stage"):
+            if col in rows.columns and col not in scored.columns:
+                scored[col] = rows[col].to_numpy()
+        frames[d] = scored
+    truth = read_table(truth_path, what="truth") if truth_path else None
+    r = reclassify(frames[d_from], frames[d_to], before_date=d_from, after_date=d_to, truth=truth)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = r.summary()
+    movers = r.movers.copy()
+    write_table(movers, out / "movers.parquet")
+    pot = r.potential_aggressive.copy()
+    write_table(pot, out / "potential_aggressive.csv")
+    write_text_atomic(out / "reclassify.json", json.dumps(summary, indent=2, default=str))
+    write_text_atomic(out / "report.html", report_html(r))
+    summary_small = {k: v for k, v in summary.items() if k != "matrices"}
+    summary_small["out"] = str(out)
+    summary_small["requested"] = [start.date().isoformat(), end.date().isoformat()]
+    return summary_small
