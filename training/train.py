@@ -119,6 +119,7 @@ def fit_task(
     truth: pd.DataFrame | None = None,
     threads: int | None = None,
     progress=None,
+    engine=None,
 ) -> TrainResult:
     """Tune, calibrate and evaluate a LightGBM model for `spec` on `frame`, with its baseline on the same split."""
     t0 = time.perf_counter()
@@ -168,7 +169,9 @@ def fit_task(
     )
     tr_spec = spec.tuning
     fixed = _monotone_params(spec, prep)
-    result = tune(
+    # #16: `engine` (training.distributed.DaskEngine) tunes and fits on a cluster, same arguments.
+    tuner = tune if engine is None else engine.tuner(ids=_take(prep.ids, tr))
+    result = tuner(
         fit_kind,
         k,
         dtrain,
@@ -513,6 +516,7 @@ def run_training(
     truth_path: Path | str | None = None,
     plots: bool = True,
     progress=None,
+    engine=None,
 ) -> dict[str, Any]:
     """Read the source, fit, log to MLflow, register (alias `challenger`); return the `--json` summary."""
     from training.data import read_source
@@ -530,7 +534,9 @@ def run_training(
             from features.contract import read_truth  # raw data is read through the contract
 
             truth = read_truth(path.parent) if path.name == "truth.parquet" else pd.read_parquet(path)
-    result = fit_task(spec, frame, seed=seed, trials=trials, timeout=timeout, truth=truth, progress=progress)
+    result = fit_task(
+        spec, frame, seed=seed, trials=trials, timeout=timeout, truth=truth, progress=progress, engine=engine
+    )
     logged = log_training(result, plots=plots)
     return {
         "task": spec.name,
