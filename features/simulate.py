@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -187,7 +188,7 @@ def simulate_market(
 class Block:
     """Column arrays of one block, per table. String columns are (codes, vocabulary) pairs."""
 
-    tables: dict[str, dict[str, object]]
+    tables: dict[str, dict[str, Any]]  # column -> array, or (codes, vocabulary) for a category
 
 
 LIFECYCLE_STAGES = vocab.LIFECYCLE_STAGES
@@ -403,7 +404,7 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     hold_p[:, _P["personal_loan"]] = 0.08
     hold_p[:, _P["credit_card"]] = _sigmoid(0.2 + 0.4 * income_score)
     hold_p *= allowed | _LIABILITY[None, :]  # suitability: nothing above the stated profile
-    held = rng.random((n, _NP)) < hold_p
+    held: np.ndarray = rng.random((n, _NP)) < hold_p
     tilt = np.array([-0.3, -0.2, -0.4, -0.1, 0.0, 0.4, 1.0, 1.0, 0.0, 0.0, 0, 0, 0])
     shape = np.array([1.0, 1.2, 2.0, 1.0, 1.5, 1.5, 1.5, 2.0, 0.8, 1.0, 1, 1, 1])
     weights = rng.gamma(shape[None, :], 1.0, (n, _NP)) * np.exp(tilt[None, :] * appetite[:, None])
@@ -476,9 +477,8 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     digital_ch = np.where(engagement > -0.5, CH["mobile"], CH["web"])
     aum_now = value[:, :, ~_LIABILITY].sum(axis=2)
     deposit_now = value[:, :, deposits].sum(axis=2)
-    fund_holder = held[
-        :, [_P["money_market_fund"], _P["bond_fund"], _P["balanced_fund"], _P["equity_fund"], _P["structured_product"]]
-    ].any(axis=1)[:, None]
+    funds = [_P["money_market_fund"], _P["bond_fund"], _P["balanced_fund"], _P["equity_fund"], _P["structured_product"]]
+    fund_holder = np.asarray(held[:, funds].any(axis=1))[:, None]
     best_fund = np.select(
         [held[:, _P["equity_fund"]], held[:, _P["balanced_fund"]], held[:, _P["bond_fund"]]],
         [_P["equity_fund"], _P["balanced_fund"], _P["bond_fund"]],
@@ -666,9 +666,9 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     channel = per_stream(3, np.int32)
     counterparty = per_stream(4, np.int32)
     product = per_stream(5, np.int32)
-    scale = per_stream(6, np.float64)
+    amount_scale = per_stream(6, np.float64)
     sigma = per_stream(7, np.float64)
-    amount = np.round(np.maximum(scale * np.exp(sigma * rng.standard_normal(nt) - sigma**2 / 2), 0.01), 2)
+    amount = np.round(np.maximum(amount_scale * np.exp(sigma * rng.standard_normal(nt) - sigma**2 / 2), 0.01), 2)
     # Card spend is sometimes online; cash and bills sometimes at the branch.
     web = (category == C["card_spend"]) & (rng.random(nt) < 0.15)
     channel[web] = CH["web"]

@@ -227,7 +227,7 @@ def fit_baseline(
     if spec.kind == "persistence":
         if not spec.column or task_kind != "multiclass":
             raise InputError("baseline.kind 'persistence' needs baseline.column and a multiclass target")
-        return PersistenceBaseline(spec.column, classes).fit(X, extras, y)
+        return PersistenceBaseline(spec.column, classes or []).fit(X, extras, y)
     if spec.kind == "heuristic":
         if not spec.columns and not spec.negative:
             raise InputError("baseline.kind 'heuristic' needs baseline.columns")

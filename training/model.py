@@ -396,7 +396,7 @@ class TabularModel:
         if self.kind == "binary":
             out["proba"] = proba[:, 1]
         else:
-            out.update({f"proba_{c}": proba[:, i] for i, c in enumerate(self.classes)})
+            out.update({f"proba_{c}": proba[:, i] for i, c in enumerate(self.classes or [])})
         return pd.DataFrame(out, index=frame.index)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
@@ -405,14 +405,14 @@ class TabularModel:
         contrib = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
         nf = len(self.features)
         if self.kind == "multiclass":  # ordinal: one booster score, contributions towards the top class
-            k = len(self.classes)
+            k = len(self.classes or [])
             contrib = contrib.reshape(len(X), k, nf + 1)
             chosen = np.argmax(self.proba_from_matrix(X), axis=1)
             contrib = contrib[np.arange(len(X)), chosen, :]
         contrib = contrib[:, :nf]
         if self.prior is not None:  # the prior's margin, split over its columns (Shapley, additive)
             contrib = contrib.copy()
-            np.add.at(contrib, (slice(None), self.prior.index), self.prior.contributions(X))
+            np.add.at(contrib, (slice(None), self.prior.index), self.prior.contributions(X))  # type: ignore[arg-type]  # numpy's stubs omit tuple-of-slice indices
         return contrib
 
     def reasons(self, frame: pd.DataFrame | Mapping[str, Any], top_k: int = 3, *, matrix: np.ndarray | None = None):
@@ -453,7 +453,7 @@ with warnings.catch_warnings():
     # MLflow suggests type hints on `predict`; the signature is given explicitly at logging instead.
     warnings.simplefilter("ignore", UserWarning)
 
-    class ClientlensPyfunc(mlflow.pyfunc.PythonModel):
+    class ClientlensPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]  # mlflow.pyfunc re-exports it lazily
         """The one registered artefact: a pyfunc whose `core` is the `TabularModel`.
 
         `predict` returns `prediction` and probability columns; serving should call `core`.

@@ -47,10 +47,10 @@ class TrainResult:
     holdout: pd.DataFrame
     seconds: float
     # For plots: test labels, calibrated and raw scores, baseline scores.
-    y_test: np.ndarray = field(repr=False, default=None)
-    proba_test: np.ndarray = field(repr=False, default=None)
-    raw_test: np.ndarray = field(repr=False, default=None)
-    baseline_test: np.ndarray = field(repr=False, default=None)
+    y_test: np.ndarray | None = field(repr=False, default=None)
+    proba_test: np.ndarray | None = field(repr=False, default=None)
+    raw_test: np.ndarray | None = field(repr=False, default=None)
+    baseline_test: np.ndarray | None = field(repr=False, default=None)
     notes: list[str] = field(default_factory=list)
 
 
@@ -104,6 +104,7 @@ def _prediction_columns(model: TabularModel, proba: np.ndarray) -> dict[str, np.
         return out
     if _named_binary(model):
         out["prediction"] = np.asarray(model.classes, dtype=object)[out["prediction"].astype(int)]
+    assert model.classes is not None  # a classifier past the binary-without-names case names its classes
     names = contract.score_columns(model.classes) if contract else [f"proba_{c}" for c in model.classes]
     out.update({name: proba[:, i] for i, name in enumerate(names)})
     return out
@@ -132,8 +133,10 @@ def fit_task(
     eval_kind = "multiclass" if kind == "ordinal" else kind  # the baseline fits class tables
     k = len(prep.classes) if prep.classes and kind == "multiclass" else 2
     y_fit = prep.y
+    classes = prep.classes or []  # set by prepare() for every classification target
+    top_class = spec.target.top_class or ""
     if kind == "ordinal":
-        y_fit = (prep.y >= prep.classes.index(spec.target.top_class)).astype(float)
+        y_fit = (prep.y >= classes.index(top_class)).astype(float)
     core = TabularModel(
         task=spec.name,
         kind=kind,
@@ -182,7 +185,7 @@ def fit_task(
         early_stopping_rounds=tr_spec.early_stopping_rounds,
         max_rounds=tr_spec.max_rounds,
         threads=threads,
-        space=dict(tr_spec.space),
+        space={str(name): bounds for name, bounds in tr_spec.space.items()},
         fixed=fixed,
         progress=progress,
     )
@@ -195,14 +198,14 @@ def fit_task(
     if kind != "regression":
         if kind == "ordinal":
             calibrator: Any = OrdinalCalibrator().fit(
-                raw_va, prep.y[va].astype(int), _take(prep.weight, va), k=len(prep.classes)
+                raw_va, prep.y[va].astype(int), _take(prep.weight, va), k=len(classes)
             )
         else:
             calibrator = Calibrator(spec.calibration).fit(raw_va, prep.y[va].astype(int), _take(prep.weight, va))
         core.calibrator = calibrator
         proba_va, proba_te = core.calibrator.transform(raw_va), core.calibrator.transform(raw_te)
         if kind == "ordinal":  # "before" = the raw binary score's share of the top class, vs the top class
-            top = (y_te >= prep.classes.index(spec.target.top_class)).astype(int)
+            top = (y_te >= classes.index(top_class)).astype(int)
             top_cal = np.column_stack([1 - proba_te[:, -1], proba_te[:, -1]])
             calibration = _calibration_report("binary", top, raw_te, top_cal)
         else:
@@ -230,7 +233,7 @@ def fit_task(
     base_metrics = M.task_metrics(kind, y_te, base_te, w_te)
 
     if spec.upgrade is not None and kind == "multiclass":
-        lookup = {c: i for i, c in enumerate(prep.classes)}
+        lookup = {c: i for i, c in enumerate(classes)}
         col = spec.upgrade.current_column
         cur_src = X_te[col] if col in X_te.columns else ex_te[col]
         current = np.array([lookup.get(str(v), -1) for v in cur_src])
@@ -272,6 +275,7 @@ def fit_task(
     reference = _reference_sample(core, prep, sp, X_te, proba_te, y_te, seed)
     holdout = pd.concat([X_te, ex_te[[c for c in ex_te.columns if c not in X_te.columns]]], axis=1)
     if spec.id:
+        assert prep.ids is not None  # prepare() keeps the ids whenever the spec names an id column
         holdout.insert(0, spec.id, prep.ids[te])
     holdout[TARGET_COLUMN] = y_te
     if w_te is not None:
@@ -407,15 +411,16 @@ def _latent_risk(
     """The bank's headline: over EVERY customer at the test date, the revealed class (argmax) against
     the simulator's `truth.latent_risk`, and the questionnaire (`stated_risk`) on the same rows as the
     baseline. `latent_risk_accuracy`, `latent_risk_macro_f1`, `latent_risk_auc_ovr`."""
-    ha = spec.hidden_aggressive
+    ha, classes = spec.hidden_aggressive, prep.classes
+    assert ha is not None and classes is not None  # called only for a risk spec with hidden_aggressive
     pop = _population_at_test(spec, prep, sp, [ha.stated_column], "hidden_aggressive")
     latent = _with_truth(spec, pop, truth, ha.truth_column)
-    lookup = {c: i for i, c in enumerate(prep.classes)}
+    lookup = {c: i for i, c in enumerate(classes)}
     y = np.array([lookup.get(str(v), -1) if v is not None else -1 for v in latent])
     stated = np.array([lookup.get(str(v), -1) for v in pop[ha.stated_column].astype(object)])
     rows = (y >= 0) & (stated >= 0)  # both known: the same rows for model and baseline
     proba = core.predict_proba(pop.loc[rows])
-    k = len(prep.classes)
+    k = len(classes)
     stated_proba = np.eye(k)[stated[rows]]  # the questionnaire as a (certain) class
     return {
         "model": {**M.latent_class_metrics(y[rows], proba), "latent_risk_n": float(rows.sum())},
@@ -444,6 +449,7 @@ def churn_driver_evaluation(
     if CHURN_CAUSE_COLUMN not in truth.columns:
         out["notes"].append(f"truth has no {CHURN_CAUSE_COLUMN!r}: churn_driver metrics skipped")
         return out
+    assert spec.id is not None and prep.ids is not None  # the churn task has an id column
     ids = pd.DataFrame({spec.id: prep.ids[sp.test]})
     cause = _with_truth(spec, ids, truth, CHURN_CAUSE_COLUMN)
     top = proba_test >= np.quantile(proba_test, 0.9)
@@ -468,7 +474,8 @@ def _hidden_aggressive(
 ) -> dict[str, Any]:
     """Score stated-conservatives at the test date (labelled or not) and check against truth when given."""
     ha = spec.hidden_aggressive
-    if ha.positive_class not in (prep.classes or []):
+    assert ha is not None  # called only when the spec has a hidden_aggressive section
+    if prep.classes is None or ha.positive_class not in prep.classes:
         raise InputError(
             f"spec {spec.name!r} field hidden_aggressive.positive_class: {ha.positive_class!r} is not "
             f"one of the model's classes {prep.classes} (a binary target names them in target.classes)"
@@ -528,7 +535,7 @@ def run_training(
         path = Path(truth_path) if truth_path else find_truth(spec.source_path().parent)
         if path is not None and path.is_dir():
             path = path / "truth.parquet"
-        if truth_path and not path.is_file():
+        if truth_path and (path is None or not path.is_file()):
             raise InputError(f"--truth {truth_path}: no truth.parquet there")
         if path is not None:
             from features.contract import read_truth  # raw data is read through the contract
