@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from core.errors import ClientlensError
 from core.settings import Settings
 from core.tasks import TASK_NAMES
@@ -33,6 +35,7 @@ class DemoConfig:
     trials: int = 8
     timeout: int = 40  # seconds of tuning per model, so the demo stays within a few minutes
     workers: int = 2
+    source_systems: bool = False  # also simulate three source systems and unify them first (#19)
 
 
 @dataclass
@@ -64,8 +67,15 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
     demo = settings.home_dir / "demo"
     raw, feats = demo / "raw", settings.features
     run = DemoRun(settings=settings)
+    sources = ["--source-systems"] if cfg.source_systems else []
     run_stage("simulate", ["simulate", "--customers", str(cfg.customers), "--months", str(cfg.months),
-                           "--seed", str(cfg.seed), "--out", str(raw)], run, say)  # fmt: skip
+                           "--seed", str(cfg.seed), "--out", str(raw), *sources], run, say)  # fmt: skip
+    if cfg.source_systems:
+        u = run_stage("unify", ["unify", "--sources", str(raw / "sources"), "--raw", str(raw),
+                                "--out", str(demo / "unified")], run, say)  # fmt: skip
+        say(f"         {sum(u['records'].values()):,} source records -> {u['customers']:,} customers; linkage F1 "
+            f"{u.get('f1', float('nan')):.3f} (naive exact name + birth date {u.get('naive_f1', float('nan')):.3f}); "
+            f"report {u['report']}")  # fmt: skip
     run_stage("validate", ["validate", "--raw", str(raw)], run, say)
     panel = run_stage("features", ["features", "--raw", str(raw), "--out", str(feats),
                                    "--workers", str(cfg.workers)], run, say)  # fmt: skip
@@ -73,32 +83,83 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
         f"         panel: {panel.get('rows')} rows x {panel.get('columns')} columns over {len(panel.get('as_of', []))} as-of dates"
     )
     for task in TASK_NAMES:
-        extra = ["--truth", str(raw / "truth.parquet")] if task == "risk" else []
+        extra = ["--truth", str(raw / "truth.parquet")] if task in ("risk", "churn") else []
         s = run_stage(f"train {task}", ["train", task, "--features", str(feats), "--trials", str(cfg.trials),
                                         "--timeout", str(cfg.timeout), "--seed", str(cfg.seed), *extra], run, say)  # fmt: skip
-        say(f"         {s['model']} v{s['version']}: " + _versus(s["metrics"], s["baseline"]))
+        say(f"         {s['model']} v{s['version']}: " + _versus(task, s["metrics"], s["baseline"]))
     for task in TASK_NAMES:
         s = run_stage(f"promote {task}", ["promote", task], run, say)
         say(f"         champion v{s.get('champion')}: {s.get('reason')}")
     scores = demo / "scores.parquet"
     run_stage("score", ["score", "--features", str(feats / "latest.parquet"), "--out", str(scores)], run, say)
-    call_service(run, feats, say)
-    drift = run_stage("drift", ["drift", "--task", "churn"], run, say)
-    say(f"         drift status: {drift.get('status')} (share drifted {drift.get('share_drifted')})")
+    for line in book_summary(scores):
+        say("         " + line)
+    as_of = [str(d)[:10] for d in panel.get("as_of", [])]
+    earlier = as_of[-4] if len(as_of) >= 4 else as_of[0]  # a quarter before the latest as-of
+    boundary = call_service(run, feats, earlier, say)
+    # Two drift runs, one per window, so the Evidently UI shows each panel over time.
+    for name, window in (("drift", ["--until", boundary]), ("drift later", ["--since", boundary])):
+        d = run_stage(name, ["drift", "--task", "churn", *window], run, say)
+        say(f"         drift status: {d.get('status')} (share drifted {d.get('share_drifted'):.3f})")
+    say(f"         drift over time: uv run evidently ui --workspace {settings.home_dir / 'evidently_workspace'}")
+    r = run_stage("reclassify", ["reclassify", "--features", str(feats), "--from", earlier, "--to", as_of[-1],
+                                 "--truth", str(raw / "truth.parquet"), "--out", str(demo / "reclassify")], run, say)  # fmt: skip
+    say(f"         {r['customers']:,} customers, {r['movers']:,} moved between {r['from']} and {r['to']}: "
+        + ", ".join(f"{dim} {n:,}" for dim, n in r["moved"].items()))  # fmt: skip
+    truth = r.get("truth") or {}
+    say(f"         potential aggressive (rated conservative, behaving aggressively): {r['potential_aggressive']}"
+        + (f"; {truth['truly_latent_aggressive']} truly latent-aggressive ({truth['share']:.1%} vs "
+           f"{truth['base_rate_among_conservative_rated']:.1%} of all rated conservative, lift {truth['lift']})"
+           if truth else ""))  # fmt: skip
+    since = (pd.Timestamp(as_of[-1]) - pd.Timedelta(days=30)).date().isoformat()
+    a = run_stage(
+        "alerts", ["alerts", "--raw", str(raw), "--since", since, "--out", str(demo / "alerts.parquet")], run, say
+    )
+    say(f"         {a['alerts']:,} demand alerts for {a['customers_alerted']:,} customers since {since}: "
+        + ", ".join(f"{k} {v}" for k, v in a["by_signal"].items()))  # fmt: skip
+    for alert in a["top"][:5]:
+        say(
+            f"           {alert['date'][:10]} customer {alert['customer_id']}: {alert['signal']} -> {alert['specialist']} ({alert['evidence']})"
+        )
     return run
 
 
-def _versus(metrics: dict[str, float], baseline: dict[str, float]) -> str:
-    shown = [k for k in ("roc_auc", "macro_f1", "hidden_aggressive_auc", "upgrade_auc") if k in metrics][:2]
+def book_summary(scores_path: Path) -> list[str]:
+    """What a bank reads first about its classified book: the classes on every dimension, the
+    questionnaire against the revealed risk class, and the next-action mix by service class."""
+    from training.policy_plot import action_mix
+    from training.scoring import classification_summary
+
+    scores = pd.read_parquet(scores_path)
+    lines = classification_summary(scores).splitlines()
+    mix = action_mix(scores)
+    for cls in mix.columns:
+        top = mix[cls].sort_values(ascending=False).head(3)
+        lines.append(f"next actions, {cls}: " + ", ".join(f"{a} {share:.0%}" for a, share in top.items() if share > 0))
+    return lines
+
+
+# The numbers a person reads first for each task, beside the task baseline's on the same rows.
+HEADLINES = {
+    "tier": ("macro_f1", "upgrade_auc"),
+    "churn": ("roc_auc", "churn_driver_accuracy"),
+    "risk": ("hidden_aggressive_auc", "latent_risk_accuracy", "latent_risk_macro_f1"),
+}
+
+
+def _versus(task: str, metrics: dict[str, float], baseline: dict[str, float]) -> str:
+    shown = [k for k in HEADLINES.get(task, ("roc_auc", "macro_f1")) if k in metrics]
     return ", ".join(f"{k} {metrics[k]:.3f} (baseline {baseline.get(k, float('nan')):.3f})" for k in shown)
 
 
-def call_service(run: DemoRun, feats: Path, say: Callable[[str], None]) -> None:
-    """Start the real BentoML service, call every endpoint once, stop it."""
+def call_service(run: DemoRun, feats: Path, earlier: str, say: Callable[[str], None]) -> str:
+    """Start the real BentoML service, call every endpoint, stop it. A batch caller first scores the
+    book as it was at the `earlier` as-of (Arrow), then the campaign engine scores today's book by id;
+    returns the UTC time between the two, which splits the inference log into two windows."""
     import httpx
-    import pandas as pd
     import pyarrow as pa
 
+    from features.registry import FEATURES
     from serving.arrow_io import ARROW_STREAM, request_table, to_arrow_stream
     from serving.process import running_service
 
@@ -118,12 +179,10 @@ def call_service(run: DemoRun, feats: Path, say: Callable[[str], None]) -> None:
         models = http.get("/models").raise_for_status().json()
         scored = http.post("/score", json={"customers": [customer], "explain": True}).raise_for_status().json()
         by_id = http.post("/score_ids", json={"customer_ids": ids}).raise_for_status().json()
-        # A campaign engine scoring the whole book, so the inference log holds a real window.
-        book = [int(i) for i in latest["customer_id"]]
-        for start in range(0, len(book), 1_000):
-            http.post("/score_ids", json={"customer_ids": book[start : start + 1_000]}).raise_for_status()
-        # A batch caller that has the features itself sends them as Arrow columns.
-        arrow_body = to_arrow_stream(request_table(latest.head(1_000)))
+        # A batch caller that has the features itself sends them as Arrow columns: the book a quarter ago.
+        panel = pd.read_parquet(feats / "panel.parquet", filters=[("as_of", "==", pd.Timestamp(earlier))])
+        before = panel[["customer_id", *[f.name for f in FEATURES if f.name in panel.columns]]]
+        arrow_body = to_arrow_stream(request_table(before))
         t0 = time.perf_counter()
         arrow = http.post(
             "/score_arrow", content=arrow_body, headers={"content-type": ARROW_STREAM, "accept": ARROW_STREAM}
@@ -132,15 +191,25 @@ def call_service(run: DemoRun, feats: Path, say: Callable[[str], None]) -> None:
         arrow.raise_for_status()
         with pa.ipc.open_stream(arrow.content) as reader:
             arrow_rows = reader.read_all().num_rows
+        time.sleep(1.0)
+        boundary = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%S")
+        time.sleep(1.0)
+        # A campaign engine scoring the whole book by id today, so the inference log holds a later window.
+        book = [int(i) for i in latest["customer_id"]]
+        for start in range(0, len(book), 1_000):
+            http.post("/score_ids", json={"customer_ids": book[start : start + 1_000]}).raise_for_status()
     run.seconds["serve"] = time.perf_counter() - started
     run.summaries["serve"] = {"url": url, "log": str(log_path), "models": models, "score": scored, "score_ids": by_id,
                               "score_arrow": {"rows": arrow_rows, "ms": round(arrow_ms, 1)}}  # fmt: skip
     say(
         f"         GET /models, POST /score, POST /score_ids ({len(ids)} ids, the last unknown), then the whole book of {len(book)} customers by id"
     )
-    say(f"         POST /score_arrow: {arrow_rows} customers as an Arrow table, answered as Arrow in {arrow_ms:.0f} ms")
+    say(
+        f"         POST /score_arrow: {arrow_rows} customers as of {earlier} as an Arrow table, answered as Arrow in {arrow_ms:.0f} ms"
+    )
     say("         POST /score response (one customer, explain=true):")
     say("         " + json.dumps(scored, indent=2, default=str).replace("\n", "\n         "))
+    return boundary
 
 
 def outputs(run: DemoRun) -> dict[str, Any]:
@@ -155,7 +224,10 @@ def outputs(run: DemoRun) -> dict[str, Any]:
         "scores": s["score"].get("out"),
         "serve_log": s["serve"]["log"],
         "inference_log": str(run.settings.inference_log),
-        "drift_report": s["drift"].get("report"),
-        "drift_status": s["drift"].get("status"),
+        "drift_report": s["drift later"].get("report"),
+        "drift_status": s["drift later"].get("status"),
+        "evidently_ui": f"uv run evidently ui --workspace {run.settings.home_dir / 'evidently_workspace'}",
+        "reclassify_report": f"{s['reclassify'].get('out')}/report.html",
+        "alerts": s["alerts"].get("out"),
         "seconds": {k: round(v, 1) for k, v in run.seconds.items()},
     }

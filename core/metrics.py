@@ -79,6 +79,12 @@ def task_metrics(kind: str, y: np.ndarray, proba: np.ndarray, weight: np.ndarray
         return binary_metrics(y, proba[:, 1] if proba.ndim == 2 else proba, weight)
     if kind == "multiclass":
         return multiclass_metrics(y.astype(int), proba, weight)
+    if kind == "ordinal":  # ordered classes from one score: the class metrics + how the score ranks the top class
+        top = (y.astype(int) == proba.shape[1] - 1).astype(int)
+        return {
+            **multiclass_metrics(y.astype(int), proba, weight),
+            "roc_auc": binary_metrics(top, proba[:, -1], weight)["roc_auc"],
+        }
     return regression_metrics(y, proba, weight)
 
 
@@ -103,4 +109,22 @@ def hidden_aggressive_metrics(truth_positive: np.ndarray, score: np.ndarray, sha
         "hidden_aggressive_auc": float(skm.roc_auc_score(y, score)),
         "hidden_aggressive_precision_at_5pct": precision_at(y, score, share),
         "hidden_aggressive_base_rate": float(y.mean()),
+    }
+
+
+def latent_class_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """A classification against the true latent class (simulated data): `latent_risk_accuracy`,
+    `latent_risk_macro_f1` (predicted = argmax) and `latent_risk_auc_ovr` (one-vs-rest, macro; a
+    one-hot `proba`, e.g. the questionnaire's class, is a valid if tied score)."""
+    y = np.asarray(y, dtype=int)
+    k = proba.shape[1]
+    pred = proba.argmax(axis=1)
+    present = np.unique(y)
+    auc = float("nan")
+    if len(present) == k:
+        auc = float(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=list(range(k))))
+    return {
+        "latent_risk_accuracy": float(skm.accuracy_score(y, pred)),
+        "latent_risk_macro_f1": float(skm.f1_score(y, pred, average="macro", labels=list(range(k)))),
+        "latent_risk_auc_ovr": auc,
     }

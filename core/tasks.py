@@ -107,14 +107,17 @@ CHURN = Task(
 )
 RISK = Task(
     name="risk",
-    kind="binary",
+    kind="multiclass",
     label="revealed_risk",
     output="risk_appetite",
     score_prefix="risk_proba",
+    # P(aggressive) ranks the stated-conservatives (hidden aggressive); the three classes come from one
+    # ordinal appetite score (training/tasks/risk.yaml, docs/decisions/risk-model.md).
     headline_metric="roc_auc",
-    classes=("not_aggressive", "aggressive"),
+    classes=RISK_CLASSES,
     positive="aggressive",
-    description="Latent risk appetite revealed by behaviour (customers free to act on it train it).",
+    description="Risk appetite (conservative / balanced / aggressive) revealed by behaviour; customers free "
+    "to act on it train it, every customer is scored.",
 )
 
 TASKS: dict[str, Task] = {t.name: t for t in (TIER, CHURN, RISK)}
@@ -127,6 +130,20 @@ HIDDEN_AGGRESSIVE_COLUMN = "hidden_aggressive"
 # revealed class that makes such a customer "hidden aggressive" (DESIGN §6).
 STATED_CONSERVATIVE = "conservative"
 AGGRESSIVE = "aggressive"
+
+# The four classification dimensions and the derived columns every scored row carries (batch, HTTP,
+# inference log). Tier and risk are model outputs (`TIER.output`, `RISK.output`); the other two are
+# read from the features at T.
+STATED_RISK_COLUMN = "stated_risk"  # the questionnaire's class at T (a feature-table column)
+RISK_GAP_COLUMN = "risk_gap"  # revealed class rank minus stated class rank: -2..+2 (null if either unknown)
+LIFECYCLE_COLUMN = "lifecycle_stage"  # young_professional / family_growth / retirement ... (features at T)
+DEPTH_COLUMN = "relationship_depth"  # basic / multi_product / ecosystem (features at T)
+SEGMENT_COLUMN = "segment"  # tier/risk/lifecycle/depth
+BUSINESS_SEGMENT_COLUMN = "business_segment"  # the bank's own coarser class (training.segments)
+CHURN_DRIVER_COLUMN = "churn_driver"  # why a likely churner leaves, from the churn model's contributions
+CHURN_DRIVERS: tuple[str, ...] = ("rate_gap", "service_incidents", "disengagement", "life_event", "other")
+# Churners whose cause the simulator records in truth (`truth.churn_cause`), for `churn_driver_accuracy`.
+CHURN_CAUSE_COLUMN = "churn_cause"
 
 
 def task(name: str) -> Task:

@@ -365,6 +365,7 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     hit = rng.random((n, M)) < np.exp(log_h)
     hit[:, 0] = False  # nobody leaves in the first month: every churner has some history
     churn_month = np.where(hit.any(axis=1), hit.argmax(axis=1), M)
+    churn_cause = _churn_cause(p, market.rate_gap, incident_recent, decline, churn_month)
     churn_frac = rng.uniform(0.05, 0.95, n)  # when in its month the customer leaves
     churned = churn_month < M
     to_churn = churn_month[:, None] - months[None, :]  # months until churn (<=0: churned)
@@ -778,8 +779,41 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
         "life_event_date": life_date.astype("datetime64[ns]").astype("datetime64[D]").astype("datetime64[ns]"),
         "hidden_aggressive": (latent == 2) & (stated == 0),
         "incidents": incident.sum(axis=1).astype(np.int16),
+        "churn_cause": (churn_cause.astype(np.int32), CHURN_CAUSES),
     }
     return Block({"customers": customers, "holdings": holdings, "transactions": txn, "events": events, "truth": truth})
+
+
+# Why a churner left (truth.churn_cause); the driver vocabulary of core.tasks.CHURN_DRIVERS.
+CHURN_CAUSES = ("rate_gap", "service_incidents", "disengagement", "life_event", "other")
+# A hazard term counts as THE cause when it multiplies the monthly hazard by at least this (x1.25).
+_CAUSE_MIN_LOG_LIFT = float(np.log(1.25))
+
+
+def _churn_cause(
+    p: SimParams,
+    rate_gap: np.ndarray,
+    incident_recent: np.ndarray,
+    decline: np.ndarray,
+    churn_month: np.ndarray,
+) -> np.ndarray:
+    """Cause code per customer (-1 = not a churner): the largest of the hazard's push terms in the
+    month the customer left (competitor rate gap, recent service incidents, declining engagement),
+    `other` when none lifts the hazard by a quarter (the base hazard, tenure, small balances). No random
+    draw: the rest of the simulation is unchanged. (The churn hazard has no life-event term, so no
+    simulated churner has cause `life_event`; the vocabulary keeps it for real data.)"""
+    n, months = incident_recent.shape
+    churned = churn_month < months
+    m = np.minimum(churn_month, months - 1)
+    terms = np.column_stack(
+        [
+            p.churn_rate_gap_coef * rate_gap[m],
+            p.churn_incident_coef * incident_recent[np.arange(n), m],
+            p.churn_engagement_coef * decline,
+        ]
+    )
+    cause = np.where(terms.max(axis=1) >= _CAUSE_MIN_LOG_LIFT, terms.argmax(axis=1), CHURN_CAUSES.index("other"))
+    return np.where(churned, cause, -1)
 
 
 def _timestamps(rng, bounds, c_row, m_row, active, fixed_day=None) -> np.ndarray:

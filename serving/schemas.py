@@ -151,17 +151,27 @@ class TierScore(BaseModel):
 class ChurnScore(BaseModel):
     probability: float = Field(description="Calibrated probability of churn within the horizon.")
     flag: bool = Field(description="Probability above the model's decision threshold.")
+    driver: str | None = Field(
+        default=None,
+        description="For a flagged customer, why they are likely to leave (rate_gap / service_incidents / "
+        "disengagement / life_event / other), from the churn model's contributions by feature family.",
+    )
 
 
 class RiskScore(BaseModel):
     label: str = Field(
-        description="Most likely latent risk appetite, among the risk model's classes (the built-in model: "
-        "aggressive / not_aggressive, learned from customers free to act on their appetite)."
+        description="Risk appetite revealed by behaviour: conservative / balanced / aggressive, learned from "
+        "customers free to act on their appetite."
     )
     probabilities: dict[str, float] = Field(description="Calibrated probability per risk class of the model.")
     hidden_aggressive: bool = Field(
         description="Rated conservative but behaves like an aggressive investor: a candidate for a "
         "suitability re-assessment (never an automatic product push)."
+    )
+    stated: str | None = Field(default=None, description="The questionnaire's risk class at T (null if unknown).")
+    gap: int | None = Field(
+        default=None,
+        description="Revealed class minus stated class, -2..+2 (positive: more appetite than the questionnaire says).",
     )
 
 
@@ -170,7 +180,10 @@ class CustomerScore(BaseModel):
     tier: TierScore
     churn: ChurnScore
     risk_appetite: RiskScore
-    segment: str
+    lifecycle_stage: str | None = Field(default=None, description="Life-cycle stage from the features at T.")
+    relationship_depth: str | None = Field(default=None, description="basic / multi_product / ecosystem at T.")
+    segment: str = Field(description="The four-dimensional class tier/risk/lifecycle/depth.")
+    business_segment: str = Field(description="The bank's own class (configured scheme; default eight classes).")
     next_action: str
     reasons: dict[str, list[Reason]] | None = Field(
         default=None, description="Top reasons per model (`tier`, `churn`, `risk`), when `explain` is true."

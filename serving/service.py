@@ -346,29 +346,41 @@ def _json(body: dict[str, Any]) -> Response:
 
 def _results(ids: list[int], out: pd.DataFrame | dict[str, Any], explain: bool) -> list[dict[str, Any]]:
     """`score_columns` (or `score_frame`) output as response items (plain Python values, serialised once)."""
+    from core import tasks as T  # column names of the task contract (imported here: cached, no work at import)
+
     col = {c: (v if isinstance(v, list) else v.tolist()) for c, v in out.items()}
-    tier_classes = [c.removeprefix("tier_proba_") for c in col if c.startswith("tier_proba_")]
-    risk_classes = [c.removeprefix("risk_proba_") for c in col if c.startswith("risk_proba_")]
-    tier_p = [col[f"tier_proba_{c}"] for c in tier_classes]
-    risk_p = [col[f"risk_proba_{c}"] for c in risk_classes]
-    upgrade = [None if v != v else v for v in col["upgrade_proba"]]  # NaN when the current tier is unknown
-    reasons = {t: col[f"reasons_{t}"] for t in ("tier", "churn", "risk") if f"reasons_{t}" in col} if explain else None
+    tier_classes = T.TIER.classes_of(col)
+    risk_classes = T.RISK.classes_of(col)
+    tier_p = [col[T.TIER.score_column(c)] for c in tier_classes]
+    risk_p = [col[T.RISK.score_column(c)] for c in risk_classes]
+    upgrade = [None if v != v else v for v in col[T.UPGRADE_COLUMN]]  # NaN when the current tier is unknown
+    gap = [None if v != v else int(v) for v in col[T.RISK_GAP_COLUMN]]  # NaN when either class is unknown
+    reasons = {t: col[T.reasons_column(t)] for t in T.TASK_NAMES if T.reasons_column(t) in col} if explain else None
     items = []
     for i, cid in enumerate(ids):
         item = {
             "customer_id": cid,
             "tier": {
                 "label": col["tier"][i],
-                "probabilities": {c: p[i] for c, p in zip(tier_classes, tier_p)},
+                "probabilities": {c: p[i] for c, p in zip(tier_classes, tier_p, strict=True)},
                 "upgrade_probability": upgrade[i],
             },
-            "churn": {"probability": col["churn_proba"][i], "flag": bool(col["churn"][i])},
+            "churn": {
+                "probability": col["churn_proba"][i],
+                "flag": bool(col["churn"][i]),
+                "driver": col[T.CHURN_DRIVER_COLUMN][i],
+            },
             "risk_appetite": {
                 "label": col["risk_appetite"][i],
-                "probabilities": {c: p[i] for c, p in zip(risk_classes, risk_p)},
-                "hidden_aggressive": bool(col["hidden_aggressive"][i]),
+                "probabilities": {c: p[i] for c, p in zip(risk_classes, risk_p, strict=True)},
+                "hidden_aggressive": bool(col[T.HIDDEN_AGGRESSIVE_COLUMN][i]),
+                "stated": col[T.STATED_RISK_COLUMN][i],
+                "gap": gap[i],
             },
-            "segment": col["segment"][i],
+            "lifecycle_stage": col[T.LIFECYCLE_COLUMN][i],
+            "relationship_depth": col[T.DEPTH_COLUMN][i],
+            "segment": col[T.SEGMENT_COLUMN][i],
+            "business_segment": col[T.BUSINESS_SEGMENT_COLUMN][i],
             "next_action": col["next_action"][i],
         }
         if reasons is not None:

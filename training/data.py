@@ -154,7 +154,7 @@ def prepare(frame: pd.DataFrame, spec: TaskSpec) -> Prepared:
         if len(np.unique(y)) < 2:
             raise InputError(f"spec {spec.name!r} field target: only one class present")
         classes = list(t.classes) if t.classes else ["0", "1"]
-    elif t.kind == "multiclass":
+    elif t.kind in ("multiclass", "ordinal"):
         values = y_raw.astype(str)
         present = sorted(values.unique().tolist())
         classes = list(t.classes) if t.classes else present

@@ -80,6 +80,55 @@ class Calibrator:
         return out / out.sum(axis=1, keepdims=True)
 
 
+class OrdinalCalibrator:
+    """Three (or more) ordered classes from ONE appetite score: cumulative logits (proportional odds).
+
+    P(class >= j) = sigmoid(a * logit(p) + b_j) for j = 1..k-1 with b_1 > b_2 > ..., where `p` is the
+    booster's P(top class). One slope keeps P(top class) monotone in `p`, so ranking by it (hidden
+    aggressive) is the binary model's ranking; the cut points place balanced between the two ends.
+    Fitted by maximum likelihood on the validation rows' class indices.
+    """
+
+    method = "ordinal"
+
+    def fit(self, proba: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, k: int = 3) -> OrdinalCalibrator:
+        from scipy.optimize import minimize
+
+        z = _logit(np.atleast_2d(proba)[:, 1])
+        y = np.asarray(y, dtype=int)
+        w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
+        self.n_classes_ = k
+
+        def nll(theta: np.ndarray) -> float:
+            p = self._proba(z, theta[0], self._cuts(theta[1:]))
+            return -float(np.sum(w * np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)))) / w.sum()
+
+        # start: slope 1, cut points at the training shares
+        shares = np.bincount(y, weights=w, minlength=k)[::-1].cumsum()[::-1][1:] / w.sum()
+        b0 = _logit(np.clip(shares, 0.02, 0.98)) - np.median(z)
+        start = np.concatenate([[1.0, b0[0]], np.log(np.clip(-np.diff(b0), 1e-3, None))])
+        res = minimize(nll, start, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-9})
+        self.slope_, self.cuts_ = float(res.x[0]), self._cuts(res.x[1:]).tolist()
+        return self
+
+    @staticmethod
+    def _cuts(free: np.ndarray) -> np.ndarray:
+        """b_1, then each next cut lower by a positive step (exp keeps them ordered)."""
+        return free[0] - np.concatenate([[0.0], np.cumsum(np.exp(free[1:]))])
+
+    @staticmethod
+    def _proba(z: np.ndarray, slope: float, cuts: np.ndarray) -> np.ndarray:
+        at_least = 1.0 / (1.0 + np.exp(-(slope * z[:, None] + cuts[None, :])))  # P(y >= j), j = 1..k-1
+        upper = np.column_stack([np.ones(len(z)), at_least])
+        lower = np.column_stack([at_least, np.zeros(len(z))])
+        return np.clip(upper - lower, 0.0, 1.0)
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        p = self._proba(_logit(np.atleast_2d(proba)[:, 1]), self.slope_, np.asarray(self.cuts_))
+        p = np.clip(p, _EPS, None)
+        return p / p.sum(axis=1, keepdims=True)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -176,7 +225,8 @@ class RankPrior:
 class TabularModel:
     """Feature list + category maps + booster + calibrator + classes + thresholds (+ an optional prior).
 
-    - `predict_proba(frame) -> (n, classes)` calibrated; binary gives `[1-p, p]`.
+    - `predict_proba(frame) -> (n, classes)` calibrated; binary gives `[1-p, p]`; `ordinal` (a binary
+      booster for the top class + `OrdinalCalibrator`) gives one column per ordered class.
     - `predict(frame)`: class labels (binary: 0/1 at `thresholds['positive']`), regression values.
     - `reasons(frame, top_k)`: top contributions per row from LightGBM `pred_contrib`.
     """
@@ -310,7 +360,7 @@ class TabularModel:
                 p = np.asarray(raw, dtype=np.float64)
                 with np.errstate(divide="ignore"):
                     raw = _sigmoid(np.log(p) - np.log1p(-p) + self.prior.margin(X))
-        if self.kind == "binary":
+        if self.kind in ("binary", "ordinal"):
             return np.column_stack([1.0 - raw, raw])
         return raw
 
@@ -354,7 +404,7 @@ class TabularModel:
         for the predicted class (multiclass) or the positive one, plus a prior's share (Shapley)."""
         contrib = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
         nf = len(self.features)
-        if self.kind == "multiclass":
+        if self.kind == "multiclass":  # ordinal: one booster score, contributions towards the top class
             k = len(self.classes)
             contrib = contrib.reshape(len(X), k, nf + 1)
             chosen = np.argmax(self.proba_from_matrix(X), axis=1)

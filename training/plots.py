@@ -156,9 +156,10 @@ def figures(result) -> dict[str, Figure]:
             ["negative", "positive"],
             f"{title} @ {m.thresholds.get('positive', 0.5):.2f}",
         )
-    elif m.kind == "multiclass":
+    elif m.kind in ("multiclass", "ordinal"):
         out["roc_ovr.png"] = roc_ovr(y.astype(int), p, base, m.classes, title)
-        out["calibration.png"] = reliability(y.astype(int), raw, p, title)
+        if m.kind == "multiclass":  # an ordinal model's raw score is binary (top class): no per-class curve
+            out["calibration.png"] = reliability(y.astype(int), raw, p, title)
         out["confusion_matrix.png"] = confusion(y.astype(int), p.argmax(axis=1), m.classes, title)
     else:
         out["predicted_vs_actual.png"] = predicted_vs_actual(y, p, title)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
-from core.tasks import HIDDEN_AGGRESSIVE_COLUMN
+from core.tasks import HIDDEN_AGGRESSIVE_COLUMN, TASK_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +401,7 @@ def reclassify_panel(
     if models is None:
         from training.scoring import load_models
 
-        models, _ = load_models(["tier", "churn", "risk"])
+        models, _ = load_models(list(TASK_NAMES))
     from training.scoring import score_frame
 
     frames = {}

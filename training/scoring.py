@@ -1,9 +1,11 @@
 """The one scoring function for batch (`clientlens score`) and HTTP serving: `score_frame`.
 
-Per customer: `tier` + `tier_proba_<class>` + `upgrade_proba`, `churn_proba` + `churn`,
-`risk_appetite` + `risk_proba_<class>`, `hidden_aggressive`, `segment` and `next_action`
-from a configurable `Playbook`. Next actions are conversations for people (an advisor, a
-private banker, a suitability re-assessment), never an automatic product push.
+Per customer: `tier` + `tier_proba_<class>` + `upgrade_proba`, `churn_proba` + `churn` +
+`churn_driver`, `risk_appetite` (conservative / balanced / aggressive) + `risk_proba_<class>`,
+`hidden_aggressive`, `stated_risk`, `risk_gap`, `lifecycle_stage`, `relationship_depth`, the
+four-dimensional `segment`, the bank's `business_segment` (training.segments), and the service
+policy's ranked `actions` with `next_action` first (training.policy: eligibility, suitability,
+priority; a hidden-aggressive customer gets a re-assessment, never a product push).
 
 Fast for single rows: the frame is turned into column arrays once, each model runs
 `booster.predict` on a numpy matrix, and the output frame is built once.
@@ -18,50 +20,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
+from core import tasks as T
 from core.errors import InputError
+from core.io import read_table, write_table
 from core.tasks import ACTIONS_COLUMN
 from features.requests import check_feature_frame
 from training.policy import Policy, arbitrate, policy_inputs
+from training.segments import DEFAULT_DRIVERS, DEFAULT_SCHEME, DriverConfig, SegmentScheme, risk_gap, segment_labels
+from training.segments import churn_drivers as _churn_drivers
 
-TASKS = ("tier", "churn", "risk")
-TIER_ORDER = ("mass", "affluent", "hnw")
-
-
-class Rule(BaseModel):
-    """A playbook rule: every condition given must hold; the first matching rule wins."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    action: str
-    tiers: list[str] | None = Field(default=None, description="Current asset tier in this list.")
-    min_churn_proba: float | None = None
-    hidden_aggressive: bool | None = None
-    min_upgrade_proba: float | None = None
-    risk_appetite: list[str] | None = None
-
-
-def _default_rules() -> list[Rule]:
-    return [
-        Rule(action="private_banker_retention_call", tiers=["hnw"], min_churn_proba=0.3),
-        Rule(action="suitability_reassessment", hidden_aggressive=True),
-        Rule(action="retention_outreach", min_churn_proba=0.5),
-        Rule(action="advisor_review", tiers=["affluent"], min_upgrade_proba=0.3),
-        Rule(action="digital_engagement", tiers=["mass"], min_upgrade_proba=0.3),
-    ]
-
-
-class Playbook(BaseModel):
-    """Ordered rules from predictions to a suggested next action (for a person to take)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rules: list[Rule] = Field(default_factory=_default_rules)
-    default_action: str = "service_as_usual"
-
-
-DEFAULT_PLAYBOOK = Playbook()
+TASKS = T.TASK_NAMES
 
 
 def _columns(frame: pd.DataFrame, names: set[str]) -> dict[str, np.ndarray]:
@@ -81,9 +50,10 @@ def _as_str(values: np.ndarray | None, n: int) -> np.ndarray:
 def score_frame(
     features_df: pd.DataFrame,
     models: Mapping[str, Any],
-    playbook: Playbook | None = None,
     *,
     explain: int = 0,
+    scheme: SegmentScheme | None = None,
+    drivers: DriverConfig | None = None,
     policy: Policy | None = None,
 ) -> pd.DataFrame:
     """Score each row with the given models (`{"tier": TabularModel, "churn": ..., "risk": ...}`, any subset).
@@ -96,15 +66,25 @@ def score_frame(
     column arrays directly): both paths run exactly the same code on the same values.
     """
     _check_tasks(models)
-    needed = {"customer_id", "tier", "stated_risk", "relationship_depth", *policy_inputs(policy)}
-    for m in models.values():
-        needed.update(m.features)
-    cols = _columns(features_df, needed)
+    cols = _columns(features_df, needed_columns(models, policy))
     out: dict[str, Any] = {}
     if "customer_id" in features_df.columns:
         out["customer_id"] = features_df["customer_id"].to_numpy()  # keep its dtype (cols may be an object block)
-    out.update(score_columns(cols, len(features_df), models, playbook, explain=explain, policy=policy))
+    out.update(
+        score_columns(cols, len(features_df), models, explain=explain, scheme=scheme, drivers=drivers, policy=policy)
+    )
     return pd.DataFrame(out, index=features_df.index)
+
+
+# Feature-table columns scoring reads besides the models' features (the four dimensions at T).
+CONTEXT_COLUMNS = ("customer_id", T.TIER.output, T.STATED_RISK_COLUMN, T.DEPTH_COLUMN, T.LIFECYCLE_COLUMN)
+
+
+def needed_columns(models: Mapping[str, Any], policy: Policy | None = None) -> set[str]:
+    needed = {*CONTEXT_COLUMNS, *policy_inputs(policy)}
+    for m in models.values():
+        needed.update(m.features)
+    return needed
 
 
 def _shared_matrix(model: Any, cols: Mapping[str, Any], built: list[tuple[Any, np.ndarray]]) -> np.ndarray:
@@ -128,9 +108,10 @@ def score_columns(
     cols: Mapping[str, Any],
     n: int,
     models: Mapping[str, Any],
-    playbook: Playbook | None = None,
     *,
     explain: int = 0,
+    scheme: SegmentScheme | None = None,
+    drivers: DriverConfig | None = None,
     policy: Policy | None = None,
 ) -> dict[str, Any]:
     """The scoring core of `score_frame` on column arrays (`{column: array of n values}`).
@@ -139,11 +120,11 @@ def score_columns(
     `reasons_<task>` are lists. No DataFrame is built or read, which keeps single-customer
     HTTP requests cheap.
     """
-    playbook = playbook or DEFAULT_PLAYBOOK
+    scheme = scheme or DEFAULT_SCHEME
     _check_tasks(models)
     out: dict[str, Any] = {}
-    current_tier = _as_str(cols.get("tier"), n)
-    stated = _as_str(cols.get("stated_risk"), n)
+    current_tier = _as_str(cols.get(T.TIER.output), n)
+    stated = _as_str(cols.get(T.STATED_RISK_COLUMN), n)
 
     upgrade = np.full(n, np.nan)
     churn_p = np.full(n, np.nan)
@@ -152,92 +133,64 @@ def score_columns(
     reasons: dict[str, list] = {}
     built: list[tuple[Any, np.ndarray]] = []  # models reading the same features share one matrix
 
-    for task in TASKS:
-        model = models.get(task)
+    for name in TASKS:
+        model = models.get(name)
         if model is None:
             continue
+        task = T.task(name)
         X = _shared_matrix(model, cols, built)
         proba = model.proba_from_matrix(X)
         if explain:
-            reasons[task] = model.reasons(None, explain, matrix=X)
-        if task == "tier":
-            labels = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)]
-            out["tier"] = labels
-            for i, c in enumerate(model.classes):
-                out[f"tier_proba_{c}"] = proba[:, i]
+            reasons[name] = model.reasons(None, explain, matrix=X)
+        if task is T.CHURN:
+            churn_p = proba[:, 1]
+            flag = churn_p >= model.thresholds.get("positive", 0.5)
+            out[task.score_column()] = churn_p
+            out[task.output] = flag
+            # Why a likely churner leaves (None for the others): the model's contributions by family.
+            driver = np.full(n, None, dtype=object)
+            if flag.any():
+                driver[flag] = _churn_drivers(model, X[flag], drivers or DEFAULT_DRIVERS)
+            out[T.CHURN_DRIVER_COLUMN] = driver
+            continue
+        labels = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)]
+        out[task.output] = labels
+        for i, col in enumerate(task.score_columns(model.classes)):
+            out[col] = proba[:, i]
+        if task is T.TIER:
             rank = {c: i for i, c in enumerate(model.classes)}
             cur = np.array([rank.get(t, -1) for t in current_tier], dtype=np.int64)
             higher = np.arange(len(model.classes))[None, :] > cur[:, None]
             upgrade = np.where(cur >= 0, (proba * higher).sum(axis=1), np.nan)
-            out["upgrade_proba"] = upgrade
-        elif task == "churn":
-            churn_p = proba[:, 1]
-            out["churn_proba"] = churn_p
-            out["churn"] = churn_p >= model.thresholds.get("positive", 0.5)
-        else:
-            labels = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)]
+            out[T.UPGRADE_COLUMN] = upgrade
+        else:  # risk
             risk_label = labels
-            out["risk_appetite"] = labels
-            for i, c in enumerate(model.classes):
-                out[f"risk_proba_{c}"] = proba[:, i]
-            pos = model.metadata.get("positive_class") or "aggressive"
+            pos = model.metadata.get("positive_class") or T.AGGRESSIVE
             if pos in model.classes:
                 p_aggr = proba[:, model.classes.index(pos)]
-                hidden = (stated == "conservative") & (p_aggr >= model.thresholds.get("hidden_aggressive", 0.5))
-            out["hidden_aggressive"] = hidden
+                hidden = (stated == T.STATED_CONSERVATIVE) & (p_aggr >= model.thresholds.get("hidden_aggressive", 0.5))
+            out[T.HIDDEN_AGGRESSIVE_COLUMN] = hidden
+            out[T.RISK_GAP_COLUMN] = risk_gap(labels, stated)
 
-    asset_tier = np.where(current_tier == None, out.get("tier", current_tier), current_tier)  # noqa: E711
-    depth = _as_str(cols.get("relationship_depth"), n)
+    asset_tier = np.where(current_tier == None, out.get(T.TIER.output, current_tier), current_tier)  # noqa: E711
+    depth = _as_str(cols.get(T.DEPTH_COLUMN), n)
+    lifecycle = _as_str(cols.get(T.LIFECYCLE_COLUMN), n)
     risk_seg = np.where(risk_label == None, stated, risk_label)  # noqa: E711
-    out["segment"] = np.array(
-        [
-            f"{a or 'unknown'}/{r or 'unknown'}/{d or 'unknown'}"
-            for a, r, d in zip(asset_tier, risk_seg, depth, strict=True)
-        ],
-        dtype=object,
-    )
+    out[T.STATED_RISK_COLUMN] = stated
+    out[T.LIFECYCLE_COLUMN] = lifecycle
+    out[T.DEPTH_COLUMN] = depth
+    out[T.SEGMENT_COLUMN] = segment_labels(asset_tier, risk_seg, lifecycle, depth)
+    out[T.BUSINESS_SEGMENT_COLUMN] = scheme.assign(asset_tier, risk_seg, lifecycle, depth)
     # Ranked actions from the service policy (training/policy.py): class = the current asset tier.
-    arb_cols = {**cols, **out, "tier": asset_tier}
+    arb_cols = {**cols, **out, T.TIER.output: asset_tier}
     ranked = arbitrate(arb_cols, n, policy)
     # `actions` leaves scoring as one JSON list per row: a plain string column in Parquet, CSV,
     # Arrow responses and the inference log alike (`json.loads` gives the list of dicts back).
     ranked[ACTIONS_COLUMN] = np.array([json.dumps(a) for a in ranked[ACTIONS_COLUMN]], dtype=object)
     out.update(ranked)
-    for task, rs in reasons.items():
-        out[f"reasons_{task}"] = rs
+    for name, rs in reasons.items():
+        out[T.reasons_column(name)] = rs
     return out
-
-
-def next_actions(
-    playbook: Playbook,
-    tier: np.ndarray,
-    churn_proba: np.ndarray,
-    hidden_aggressive: np.ndarray,
-    upgrade_proba: np.ndarray,
-    risk_appetite: np.ndarray,
-) -> np.ndarray:
-    """Apply the playbook's rules in order (vectorised); unmatched rows get the default action."""
-    n = len(tier)
-    action = np.full(n, None, dtype=object)
-    todo = np.ones(n, dtype=bool)
-    for rule in playbook.rules:
-        m = todo.copy()
-        if rule.tiers is not None:
-            m &= np.isin(tier.astype(str), rule.tiers)
-        if rule.min_churn_proba is not None:
-            m &= np.nan_to_num(churn_proba, nan=-1.0) >= rule.min_churn_proba
-        if rule.hidden_aggressive is not None:
-            m &= hidden_aggressive == rule.hidden_aggressive
-        if rule.min_upgrade_proba is not None:
-            m &= np.nan_to_num(upgrade_proba, nan=-1.0) >= rule.min_upgrade_proba
-        if rule.risk_appetite is not None:
-            m &= np.isin(risk_appetite.astype(str), rule.risk_appetite)
-        action[m] = rule.action
-        todo &= ~m
-        if not todo.any():
-            break
-    action[todo] = playbook.default_action
-    return action
 
 
 def load_models(tasks: list[str], alias: str = "champion") -> tuple[dict[str, Any], dict[str, str]]:
@@ -252,33 +205,70 @@ def load_models(tasks: list[str], alias: str = "champion") -> tuple[dict[str, An
 
 
 def score_file(
-    features: Path, out: Path, *, tasks: list[str], alias: str = "champion", playbook: Playbook | None = None
+    features: Path,
+    out: Path,
+    *,
+    tasks: list[str],
+    alias: str = "champion",
+    policy: Policy | None = None,
+    scheme: SegmentScheme | None = None,
 ) -> dict[str, Any]:
     """Batch-score a feature table with the `alias` models; writes Parquet (or CSV by extension)."""
     features, out = Path(features), Path(out)
     if not features.is_file():
         raise InputError(f"--features {features}: file not found")
-    bad = [t for t in tasks if t not in TASKS]
-    if bad:
-        raise InputError(f"--tasks: unknown task(s) {bad}; choose from {', '.join(TASKS)}")
-    frame = pd.read_parquet(features) if features.suffix != ".csv" else pd.read_csv(features)
+    tasks = T.check_tasks(tasks, "--tasks")
+    frame = read_table(features, what="--features")
     check_feature_frame(frame, what=f"--features {features}")  # the API's column rules (exit 2)
     models, versions = load_models(tasks, alias)
-    scores = score_frame(frame, models, playbook)
+    scores = score_frame(frame, models, scheme=scheme, policy=policy)
     for task, v in versions.items():
-        scores[f"version_{task}"] = v
+        scores[T.version_column(task)] = v
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if out.suffix == ".csv":
-        scores.to_csv(tmp, index=False)
-    else:
-        scores.to_parquet(tmp, index=False)
-    tmp.replace(out)
+    write_table(scores, out)
     counts = scores["next_action"].value_counts().to_dict()
     return {
         "rows": len(scores),
         "out": str(out),
         "versions": versions,
         "next_action": counts,
-        "hidden_aggressive": int(scores["hidden_aggressive"].sum()) if "hidden_aggressive" in scores else None,
+        "hidden_aggressive": int(scores[T.HIDDEN_AGGRESSIVE_COLUMN].sum())
+        if T.HIDDEN_AGGRESSIVE_COLUMN in scores
+        else None,
+        "classes": class_counts(scores),
     }
+
+
+def class_counts(scores: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """How many customers fall in each class of the four dimensions (and the business segment)."""
+    dims = [T.TIER.output, T.RISK.output, T.LIFECYCLE_COLUMN, T.DEPTH_COLUMN, T.BUSINESS_SEGMENT_COLUMN]
+    return {
+        d: {str(k): int(v) for k, v in scores[d].fillna("unknown").value_counts().sort_index().items()}
+        for d in dims
+        if d in scores.columns
+    }
+
+
+def questionnaire_vs_revealed(scores: pd.DataFrame) -> pd.DataFrame:
+    """Stated (questionnaire, rows) against revealed (columns) risk class counts, in class order: the
+    table a bank reads to see whom the questionnaire under- or over-rates (above the diagonal: behaviour
+    shows more appetite than stated)."""
+    order = list(T.RISK_CLASSES)
+    table = pd.crosstab(
+        scores[T.STATED_RISK_COLUMN].fillna("unknown"), scores[T.RISK.output].fillna("unknown")
+    ).reindex(index=[*order, "unknown"], columns=order, fill_value=0)
+    table = table.loc[table.sum(axis=1) > 0]
+    table.index.name, table.columns.name = "stated", "revealed"
+    return table
+
+
+def classification_summary(scores: pd.DataFrame) -> str:
+    """What the demo prints after batch scoring: class counts per dimension, then the questionnaire
+    (rows) against the revealed risk class (columns)."""
+    lines = []
+    for dim, counts in class_counts(scores).items():
+        lines.append(f"{dim}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if T.STATED_RISK_COLUMN in scores.columns and T.RISK.output in scores.columns:
+        lines.append("questionnaire (rows) vs revealed (columns):")
+        lines.extend(questionnaire_vs_revealed(scores).to_string().splitlines())
+    return "\n".join(lines)

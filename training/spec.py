@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core.errors import InputError
 from core.settings import Settings
-from core.tasks import TASK_NAMES
+from core.tasks import AGGRESSIVE, STATED_CONSERVATIVE, TASK_NAMES
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 SPECS_DIR = Path(__file__).parent / "specs"
@@ -35,9 +35,14 @@ class TargetSpec(_Strict):
 
     column: str | None = None
     expr: str | None = None
-    kind: Literal["binary", "multiclass", "regression"]
+    kind: Literal["binary", "multiclass", "ordinal", "regression"] = Field(
+        description="`ordinal`: ordered `classes` (low to high) scored by ONE booster trained on 'top class vs "
+        "the rest' (`positive`, default the last class) and an ordinal calibrator (proportional odds) that "
+        "splits its score into every class; monotone constraints and boost_from_baseline apply as for binary."
+    )
     positive: str | int | float | bool | None = Field(
-        default=None, description="Binary only: the value of `column` that counts as the positive class."
+        default=None,
+        description="Binary: the value of `column` that counts as the positive class. Ordinal: the top class.",
     )
     classes: list[str] | None = Field(
         default=None,
@@ -57,7 +62,17 @@ class TargetSpec(_Strict):
                     f"binary target.classes lists the positive class last: expected "
                     f"[..., {self.positive!r}], got {self.classes}"
                 )
+        if self.kind == "ordinal":
+            if not self.classes or len(self.classes) < 3 or len(set(self.classes)) != len(self.classes):
+                raise ValueError("an ordinal target lists three or more distinct classes, low to high")
+            if self.positive is not None and self.positive != self.classes[-1]:
+                raise ValueError(f"an ordinal target's positive class is its top class {self.classes[-1]!r}")
         return self
+
+    @property
+    def top_class(self) -> str | None:
+        """Ordinal: the class the booster scores against the rest (the last one)."""
+        return self.classes[-1] if self.kind == "ordinal" and self.classes else None
 
     @property
     def name(self) -> str:
@@ -130,8 +145,8 @@ class HiddenAggressiveSpec(_Strict):
     """Latent risk evaluation: among customers rated `stated_value`, find those whose truth is `truth_value`."""
 
     stated_column: str = "stated_risk"
-    stated_value: str = "conservative"
-    positive_class: str = "aggressive"
+    stated_value: str = STATED_CONSERVATIVE
+    positive_class: str = AGGRESSIVE
     truth_column: str = "latent_risk"
     flag_share: float = Field(default=0.05, gt=0, lt=1, description="Share of stated-conservatives flagged.")
 
@@ -193,6 +208,11 @@ class TaskSpec(_Strict):
     primary_metric: str | None = None
     upgrade: UpgradeSpec | None = None
     hidden_aggressive: HiddenAggressiveSpec | None = None
+    churn_driver: bool = Field(
+        default=False,
+        description="Evaluate `churn_driver` (training.segments.DriverConfig) against the simulator's "
+        "`truth.churn_cause` when a truth table is given.",
+    )
     keep_columns: list[str] = Field(
         default_factory=list,
         description="Non-feature columns carried into the holdout for evaluation (e.g. current tier).",
@@ -219,8 +239,8 @@ class TaskSpec(_Strict):
         if self.tuning.monotone and self.target.kind == "multiclass":
             raise ValueError("tuning.monotone needs a binary or regression target")
         if self.boost_from_baseline:
-            if self.target.kind != "binary":
-                raise ValueError("boost_from_baseline needs a binary target")
+            if self.target.kind not in ("binary", "ordinal"):
+                raise ValueError("boost_from_baseline needs a binary or ordinal target")
             if self.baseline.kind != "heuristic" or not (self.baseline.columns or self.baseline.negative):
                 raise ValueError("boost_from_baseline needs a `heuristic` baseline with columns")
             cols = [*self.baseline.columns, *self.baseline.negative]
@@ -245,7 +265,9 @@ class TaskSpec(_Strict):
         """The headline metric used for promotion."""
         if self.primary_metric:
             return self.primary_metric
-        return {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}[self.target.kind]
+        return {"binary": "roc_auc", "multiclass": "log_loss", "ordinal": "log_loss", "regression": "rmse"}[
+            self.target.kind
+        ]
 
     def source_path(self) -> Path:
         return resolve_source(self.source, Path(self.base_dir) if self.base_dir else Path.cwd())

@@ -6,7 +6,6 @@ records its result. Metrics and baselines are computed on the same test rows.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,9 +17,10 @@ import pandas as pd
 
 from core import metrics as M
 from core.errors import InputError
+from core.tasks import TASKS
 from training.baselines import Baseline, fit_baseline
 from training.data import Prepared, Split, fingerprint, prepare, split
-from training.model import Calibrator, RankPrior, TabularModel
+from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel
 from training.spec import TaskSpec
 from training.tune import TuneResult, datasets, tune
 
@@ -93,17 +93,19 @@ def _named_binary(model: TabularModel) -> bool:
 
 
 def _prediction_columns(model: TabularModel, proba: np.ndarray) -> dict[str, np.ndarray]:
+    """`prediction` plus the probability columns, named as scoring names them for a built-in task
+    (`core.tasks.Task.score_columns`: churn_proba, risk_proba_<class> ...), else `proba` / `proba_<class>`."""
     if model.kind == "regression":
         return {"prediction": proba}
     out: dict[str, np.ndarray] = {"prediction": model.labels_from_proba(proba)}
+    contract = TASKS.get(model.task)
+    if model.kind == "binary" and not _named_binary(model):
+        out[contract.score_column() if contract else "proba"] = proba[:, 1]
+        return out
     if _named_binary(model):
-        # Named classes: written like a multiclass model's (`proba_<class>`), as scoring names them.
         out["prediction"] = np.asarray(model.classes, dtype=object)[out["prediction"].astype(int)]
-        out.update({f"proba_{c}": proba[:, i] for i, c in enumerate(model.classes)})
-    elif model.kind == "binary":
-        out["proba"] = proba[:, 1]
-    else:
-        out.update({f"proba_{c}": proba[:, i] for i, c in enumerate(model.classes)})
+    names = contract.score_columns(model.classes) if contract else [f"proba_{c}" for c in model.classes]
+    out.update({name: proba[:, i] for i, name in enumerate(names)})
     return out
 
 
@@ -117,13 +119,21 @@ def fit_task(
     truth: pd.DataFrame | None = None,
     threads: int | None = None,
     progress=None,
+    engine=None,
 ) -> TrainResult:
     """Tune, calibrate and evaluate a LightGBM model for `spec` on `frame`, with its baseline on the same split."""
     t0 = time.perf_counter()
     prep = prepare(frame, spec)
     sp = split(prep, seed)
     kind = spec.target.kind
+    # An ordinal target trains ONE binary booster ("top class vs the rest") and splits its score
+    # into the ordered classes with an `OrdinalCalibrator`; metrics are the multiclass ones.
+    fit_kind = "binary" if kind == "ordinal" else kind
+    eval_kind = "multiclass" if kind == "ordinal" else kind  # the baseline fits class tables
     k = len(prep.classes) if prep.classes and kind == "multiclass" else 2
+    y_fit = prep.y
+    if kind == "ordinal":
+        y_fit = (prep.y >= prep.classes.index(spec.target.top_class)).astype(float)
     core = TabularModel(
         task=spec.name,
         kind=kind,
@@ -147,10 +157,10 @@ def fit_task(
         init_tr, init_va = core.prior.margin(X_all[tr]), core.prior.margin(X_all[va])
     dtrain, dvalid = datasets(
         X_all[tr],
-        prep.y[tr],
+        y_fit[tr],
         _take(prep.weight, tr),
         X_all[va],
-        prep.y[va],
+        y_fit[va],
         _take(prep.weight, va),
         cat_idx,
         prep.features,
@@ -159,8 +169,10 @@ def fit_task(
     )
     tr_spec = spec.tuning
     fixed = _monotone_params(spec, prep)
-    result = tune(
-        kind,
+    # #16: `engine` (training.distributed.DaskEngine) tunes and fits on a cluster, same arguments.
+    tuner = tune if engine is None else engine.tuner(ids=_take(prep.ids, tr))
+    result = tuner(
+        fit_kind,
         k,
         dtrain,
         dvalid,
@@ -181,9 +193,20 @@ def fit_task(
     raw_va, raw_te = core.raw_from_matrix(X_all[va]), core.raw_from_matrix(X_all[te])
     calibration: dict[str, float] = {}
     if kind != "regression":
-        core.calibrator = Calibrator(spec.calibration).fit(raw_va, prep.y[va].astype(int), _take(prep.weight, va))
+        if kind == "ordinal":
+            calibrator: Any = OrdinalCalibrator().fit(
+                raw_va, prep.y[va].astype(int), _take(prep.weight, va), k=len(prep.classes)
+            )
+        else:
+            calibrator = Calibrator(spec.calibration).fit(raw_va, prep.y[va].astype(int), _take(prep.weight, va))
+        core.calibrator = calibrator
         proba_va, proba_te = core.calibrator.transform(raw_va), core.calibrator.transform(raw_te)
-        calibration = _calibration_report(kind, y_te, raw_te, proba_te)
+        if kind == "ordinal":  # "before" = the raw binary score's share of the top class, vs the top class
+            top = (y_te >= prep.classes.index(spec.target.top_class)).astype(int)
+            top_cal = np.column_stack([1 - proba_te[:, -1], proba_te[:, -1]])
+            calibration = _calibration_report("binary", top, raw_te, top_cal)
+        else:
+            calibration = _calibration_report(kind, y_te, raw_te, proba_te)
         if kind == "binary":
             core.thresholds["positive"] = _best_f1_threshold(prep.y[va], proba_va[:, 1])
     else:
@@ -193,7 +216,7 @@ def fit_task(
 
     baseline: Baseline = fit_baseline(
         spec.baseline,
-        task_kind=kind,
+        task_kind=eval_kind,
         classes=prep.classes,
         categorical=prep.categorical,
         X=prep.X.iloc[tr],
@@ -221,6 +244,16 @@ def fit_task(
         if "threshold" in ha:
             core.thresholds["hidden_aggressive"] = ha["threshold"]
         notes.extend(ha.get("notes", []))
+        if kind == "ordinal" and truth is not None:
+            lr = _latent_risk(spec, prep, sp, core, truth)
+            metrics.update(lr["model"])
+            base_metrics.update(lr["baseline"])
+
+    if spec.churn_driver and truth is not None and kind == "binary":
+        cd = churn_driver_evaluation(spec, prep, sp, core, truth, X_all[te], proba_te[:, 1], y_te)
+        metrics.update(cd["model"])
+        base_metrics.update(cd["baseline"])
+        notes.extend(cd["notes"])
 
     pos_cls = spec.hidden_aggressive.positive_class if spec.hidden_aggressive else None
     core.metadata = {
@@ -305,7 +338,7 @@ def _reference_sample(
 
 def _decode_target(prep: Prepared, y: np.ndarray) -> np.ndarray:
     kind = prep.spec.target.kind
-    if kind == "multiclass" or (kind == "binary" and prep.classes != ["0", "1"]):
+    if kind in ("multiclass", "ordinal") or (kind == "binary" and prep.classes != ["0", "1"]):
         return np.asarray(prep.classes, dtype=object)[y.astype(int)]
     return y
 
@@ -335,23 +368,12 @@ def _monotone_params(spec: TaskSpec, prep: Prepared) -> dict[str, Any]:
     return {"monotone_constraints": [int(mono.get(c, 0)) for c in prep.features]}
 
 
-def _hidden_aggressive(
-    spec: TaskSpec, prep: Prepared, sp: Split, core: TabularModel, baseline: Baseline, truth: pd.DataFrame | None
-) -> dict[str, Any]:
-    """Score stated-conservatives at the test date (labelled or not) and check against truth when given."""
-    ha = spec.hidden_aggressive
-    if ha.positive_class not in (prep.classes or []):
-        raise InputError(
-            f"spec {spec.name!r} field hidden_aggressive.positive_class: {ha.positive_class!r} is not "
-            f"one of the model's classes {prep.classes} (a binary target names them in target.classes)"
-        )
-    pos = prep.classes.index(ha.positive_class)
+def _population_at_test(spec: TaskSpec, prep: Prepared, sp: Split, extra: list[str], field_name: str) -> pd.DataFrame:
+    """Every row the deployed model would score at the test date (labelled test rows and the unlabelled
+    ones), with the id, time, features, carried columns and `extra` columns."""
     cols = list(
         dict.fromkeys(
-            [c for c in (spec.id, spec.split.time_column) if c]
-            + [ha.stated_column]
-            + prep.features
-            + list(prep.extras.columns)
+            [c for c in (spec.id, spec.split.time_column) if c] + extra + prep.features + list(prep.extras.columns)
         )
     )
     lab = pd.concat([prep.X, prep.extras[[c for c in prep.extras.columns if c not in prep.X.columns]]], axis=1)
@@ -366,9 +388,93 @@ def _hidden_aggressive(
     missing = [c for c in cols if c not in parts[0].columns]
     if missing:
         raise InputError(
-            f"spec {spec.name!r} field hidden_aggressive: columns {missing} not available (add to keep_columns)"
+            f"spec {spec.name!r} field {field_name}: columns {missing} not available (add to keep_columns)"
         )
-    pop = pd.concat([p[cols] for p in parts], ignore_index=True)
+    return pd.concat([p[cols] for p in parts], ignore_index=True)
+
+
+def _with_truth(spec: TaskSpec, pop: pd.DataFrame, truth: pd.DataFrame, column: str) -> np.ndarray:
+    """`truth[column]` for each row of `pop` (by id; None where the customer is not in the truth table)."""
+    if not spec.id or spec.id not in truth.columns or column not in truth.columns:
+        raise InputError(f"truth table needs columns {spec.id!r} and {column!r}")
+    t = pop[[spec.id]].merge(truth[[spec.id, column]].drop_duplicates(spec.id), on=spec.id, how="left")
+    return t[column].astype(object).where(t[column].notna(), None).to_numpy()
+
+
+def _latent_risk(
+    spec: TaskSpec, prep: Prepared, sp: Split, core: TabularModel, truth: pd.DataFrame
+) -> dict[str, dict[str, float]]:
+    """The bank's headline: over EVERY customer at the test date, the revealed class (argmax) against
+    the simulator's `truth.latent_risk`, and the questionnaire (`stated_risk`) on the same rows as the
+    baseline. `latent_risk_accuracy`, `latent_risk_macro_f1`, `latent_risk_auc_ovr`."""
+    ha = spec.hidden_aggressive
+    pop = _population_at_test(spec, prep, sp, [ha.stated_column], "hidden_aggressive")
+    latent = _with_truth(spec, pop, truth, ha.truth_column)
+    lookup = {c: i for i, c in enumerate(prep.classes)}
+    y = np.array([lookup.get(str(v), -1) if v is not None else -1 for v in latent])
+    stated = np.array([lookup.get(str(v), -1) for v in pop[ha.stated_column].astype(object)])
+    rows = (y >= 0) & (stated >= 0)  # both known: the same rows for model and baseline
+    proba = core.predict_proba(pop.loc[rows])
+    k = len(prep.classes)
+    stated_proba = np.eye(k)[stated[rows]]  # the questionnaire as a (certain) class
+    return {
+        "model": {**M.latent_class_metrics(y[rows], proba), "latent_risk_n": float(rows.sum())},
+        "baseline": M.latent_class_metrics(y[rows], stated_proba),
+    }
+
+
+def churn_driver_evaluation(
+    spec: TaskSpec,
+    prep: Prepared,
+    sp: Split,
+    core: TabularModel,
+    truth: pd.DataFrame,
+    X_test: np.ndarray,
+    proba_test: np.ndarray,
+    y_test: np.ndarray,
+) -> dict[str, Any]:
+    """`churn_driver_accuracy`: among the test rows in the top 10% by churn probability that truly
+    churned and whose cause the simulator recorded (`truth.churn_cause`), the share whose driver
+    (training.segments.churn_drivers) names that cause. Baseline: always the most common cause among
+    those same rows (the best constant answer, so the bar is honest)."""
+    from core.tasks import CHURN_CAUSE_COLUMN
+    from training.segments import DEFAULT_DRIVERS, churn_drivers
+
+    out: dict[str, Any] = {"model": {}, "baseline": {}, "notes": []}
+    if CHURN_CAUSE_COLUMN not in truth.columns:
+        out["notes"].append(f"truth has no {CHURN_CAUSE_COLUMN!r}: churn_driver metrics skipped")
+        return out
+    ids = pd.DataFrame({spec.id: prep.ids[sp.test]})
+    cause = _with_truth(spec, ids, truth, CHURN_CAUSE_COLUMN)
+    top = proba_test >= np.quantile(proba_test, 0.9)
+    rows = top & (y_test == 1) & np.array([c is not None for c in cause])
+    if not rows.any():
+        out["notes"].append("no true churner with a recorded cause in the top 10%: churn_driver metrics skipped")
+        return out
+    drivers = churn_drivers(core, X_test[rows], DEFAULT_DRIVERS)
+    truth_cause = cause[rows].astype(str)
+    common = pd.Series(truth_cause).value_counts().idxmax()
+    out["model"] = {
+        "churn_driver_accuracy": float(np.mean(drivers == truth_cause)),
+        "churn_driver_n": float(rows.sum()),
+    }
+    out["baseline"] = {"churn_driver_accuracy": float(np.mean(truth_cause == common))}
+    out["notes"].append(f"churn_driver baseline: always {common!r}")
+    return out
+
+
+def _hidden_aggressive(
+    spec: TaskSpec, prep: Prepared, sp: Split, core: TabularModel, baseline: Baseline, truth: pd.DataFrame | None
+) -> dict[str, Any]:
+    """Score stated-conservatives at the test date (labelled or not) and check against truth when given."""
+    ha = spec.hidden_aggressive
+    if ha.positive_class not in (prep.classes or []):
+        raise InputError(
+            f"spec {spec.name!r} field hidden_aggressive.positive_class: {ha.positive_class!r} is not "
+            f"one of the model's classes {prep.classes} (a binary target names them in target.classes)"
+        )
+    pos = prep.classes.index(ha.positive_class)
+    pop = _population_at_test(spec, prep, sp, [ha.stated_column], "hidden_aggressive")
     pop = pop[pop[ha.stated_column].astype(str) == ha.stated_value].reset_index(drop=True)
     out: dict[str, Any] = {"model": {}, "baseline": {}, "notes": []}
     if pop.empty:
@@ -379,11 +485,9 @@ def _hidden_aggressive(
     if truth is None:
         out["notes"].append("no truth table: hidden_aggressive metrics need --truth (simulated data)")
         return out
-    if not spec.id or spec.id not in truth.columns or ha.truth_column not in truth.columns:
-        raise InputError(f"truth table needs columns {spec.id!r} and {ha.truth_column!r}")
-    t = pop[[spec.id]].merge(truth[[spec.id, ha.truth_column]].drop_duplicates(spec.id), on=spec.id, how="left")
-    known = t[ha.truth_column].notna().to_numpy()
-    y = (t[ha.truth_column].astype(str) == ha.positive_class).to_numpy()[known]
+    latent = _with_truth(spec, pop, truth, ha.truth_column)
+    known = np.array([v is not None for v in latent])
+    y = np.array([str(v) == ha.positive_class for v in latent[known]])
     out["model"] = M.hidden_aggressive_metrics(y, score[known], ha.flag_share)
     base_score = baseline.score(pop.drop(columns=[c for c in (spec.id,) if c]), pop, pos)
     out["baseline"] = M.hidden_aggressive_metrics(y, base_score[known], ha.flag_share)
@@ -393,66 +497,14 @@ def _hidden_aggressive(
 
 # ----------------------------------------------------------------------------- jobs (I/O)
 
-_META_FILES = ("metadata.json", "manifest.json", "panel.json", "_metadata.json", "features.json")
-
 
 def find_truth(features_dir: Path | str | None) -> Path | None:
-    """Locate the simulator's `truth.parquet` for a feature folder.
-
-    Looks at `DIR/truth.parquet`, then at a raw folder named by the features stage: in a JSON
-    metadata file in DIR (`raw`, `raw_dir`) or in `panel.parquet`'s key-value metadata.
-    """
+    """The simulator's `truth.parquet` beside a feature folder's tables (`DIR/truth.parquet`), or None:
+    nothing records which raw folder a feature folder came from, so pass `--truth` otherwise."""
     if features_dir is None:
         return None
-    d = Path(features_dir)
-    if (d / "truth.parquet").is_file():
-        return d / "truth.parquet"
-    candidates: list[str] = []
-    for name in _META_FILES:
-        f = d / name
-        if f.is_file():
-            try:
-                meta = json.loads(f.read_text())
-            except ValueError:
-                continue
-            candidates += _raw_dirs_in(meta)
-    panel = d / "panel.parquet"
-    if panel.is_file():
-        try:
-            import pyarrow.parquet as pq
-
-            kv = pq.read_schema(panel).metadata or {}
-            for k, v in kv.items():
-                if k.decode(errors="ignore").startswith(("clientlens", "raw")):
-                    try:
-                        candidates += _raw_dirs_in(json.loads(v))
-                    except ValueError:
-                        candidates.append(v.decode(errors="ignore"))
-        except Exception:
-            pass
-    for c in candidates:
-        p = Path(c)
-        if not p.is_absolute():
-            p = (d / p).resolve()
-        if p.is_file() and p.name == "truth.parquet":
-            return p
-        if (p / "truth.parquet").is_file():
-            return p / "truth.parquet"
-    return None
-
-
-def _raw_dirs_in(meta) -> list[str]:
-    out: list[str] = []
-    if isinstance(meta, dict):
-        for k, v in meta.items():
-            if isinstance(v, str) and ("raw" in k.lower() or "truth" in k.lower()):
-                out.append(v)
-            elif isinstance(v, dict | list):
-                out += _raw_dirs_in(v)
-    elif isinstance(meta, list):
-        for v in meta:
-            out += _raw_dirs_in(v)
-    return out
+    path = Path(features_dir) / "truth.parquet"
+    return path if path.is_file() else None
 
 
 def run_training(
@@ -464,6 +516,7 @@ def run_training(
     truth_path: Path | str | None = None,
     plots: bool = True,
     progress=None,
+    engine=None,
 ) -> dict[str, Any]:
     """Read the source, fit, log to MLflow, register (alias `challenger`); return the `--json` summary."""
     from training.data import read_source
@@ -471,7 +524,7 @@ def run_training(
 
     frame = read_source(spec)
     truth = None
-    if spec.hidden_aggressive is not None:
+    if spec.hidden_aggressive is not None or spec.churn_driver:
         path = Path(truth_path) if truth_path else find_truth(spec.source_path().parent)
         if path is not None and path.is_dir():
             path = path / "truth.parquet"
@@ -481,7 +534,9 @@ def run_training(
             from features.contract import read_truth  # raw data is read through the contract
 
             truth = read_truth(path.parent) if path.name == "truth.parquet" else pd.read_parquet(path)
-    result = fit_task(spec, frame, seed=seed, trials=trials, timeout=timeout, truth=truth, progress=progress)
+    result = fit_task(
+        spec, frame, seed=seed, trials=trials, timeout=timeout, truth=truth, progress=progress, engine=engine
+    )
     logged = log_training(result, plots=plots)
     return {
         "task": spec.name,

@@ -16,6 +16,12 @@ def register(app: typer.Typer) -> None:
         months: Annotated[int, typer.Option("--months", min=12, help="Simulated months of history.")] = 18,
         trials: Annotated[int, typer.Option("--trials", min=1, help="Optuna trials per model.")] = 8,
         seed: Annotated[int, typer.Option("--seed")] = 42,
+        source_systems: Annotated[
+            bool,
+            typer.Option(
+                "--source-systems", help="Also simulate three source systems and unify them (record linkage) first."
+            ),
+        ] = False,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -28,7 +34,14 @@ def register(app: typer.Typer) -> None:
         def action() -> dict:
             from clientlens.demo import DemoConfig, outputs, run_demo
 
-            return outputs(run_demo(DemoConfig(customers=customers, months=months, seed=seed, trials=trials), say))
+            return outputs(
+                run_demo(
+                    DemoConfig(
+                        customers=customers, months=months, seed=seed, trials=trials, source_systems=source_systems
+                    ),
+                    say,
+                )
+            )
 
         def human(s: dict) -> None:
             typer.echo("\nWhere everything is:")

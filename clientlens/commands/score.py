@@ -17,6 +17,14 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Output Parquet (or .csv) file.")],
         tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated tasks to score.")] = "tier,churn,risk",
         alias: Annotated[str, typer.Option("--alias", help="Model alias to score with.")] = "champion",
+        segments: Annotated[
+            Path | None,
+            typer.Option(
+                "--segments",
+                help="YAML rule table for business_segment (training.segments.SegmentScheme; default: the "
+                "eight-class asset x risk x ecosystem-contribution scheme).",
+            ),
+        ] = None,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -24,7 +32,10 @@ def register(app: typer.Typer) -> None:
 
         def action() -> dict:
             from training.scoring import score_file
+            from training.segments import load_scheme
 
-            return score_file(features, out, tasks=[t.strip() for t in tasks.split(",") if t.strip()], alias=alias)
+            scheme = load_scheme(segments) if segments is not None else None
+            names = [t.strip() for t in tasks.split(",") if t.strip()]
+            return score_file(features, out, tasks=names, alias=alias, scheme=scheme)
 
         run(action, as_json=as_json, debug=debug)

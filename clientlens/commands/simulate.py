@@ -25,6 +25,13 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option("--chunk-size", min=1, help="Customers per written chunk (bounds memory; data unchanged)."),
         ] = 20_000,
+        source_systems: Annotated[
+            bool,
+            typer.Option(
+                "--source-systems",
+                help="Also write the customers as core banking, wealth and cards hold them (OUT/sources/).",
+            ),
+        ] = False,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -37,6 +44,11 @@ def register(app: typer.Typer) -> None:
                 rows = do_simulate(
                     out, customers, months, seed, start=start.date(), chunk_size=chunk_size, on_chunk=advance
                 )
-            return {"out": out.resolve(), "rows": rows, "customers": customers, "months": months, "seed": seed}
+            summary = {"out": out.resolve(), "rows": rows, "customers": customers, "months": months, "seed": seed}
+            if source_systems:
+                from features.sources import write_sources
+
+                summary["source_systems"] = write_sources(out, out / "sources", seed)["records"]
+            return summary
 
         run(action, as_json=as_json, debug=debug)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,23 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip evaluation figures.")] = False,
+        engine: Annotated[
+            str, typer.Option("--engine", help="local (this process) or dask (trials and the booster on a cluster).")
+        ] = "local",
+        scheduler: Annotated[
+            str | None,
+            typer.Option(
+                "--scheduler", help="Dask scheduler address (default with --engine dask: a 2-worker LocalCluster)."
+            ),
+        ] = None,
+        study_storage: Annotated[
+            str | None,
+            typer.Option(
+                "--study-storage",
+                help="Optuna storage shared by the trials: a journal file path or a database URL "
+                "(postgresql://...); the same URL on several machines joins one study. Needs --engine dask.",
+            ),
+        ] = None,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -48,6 +66,16 @@ def register(app: typer.Typer) -> None:
             from training.train import run_training
 
             optuna.logging.set_verbosity(logging.DEBUG if debug else logging.WARNING)
+            if engine not in ("local", "dask"):
+                raise InputError(f"--engine must be local or dask, got {engine!r}")
+            if engine != "dask" and (scheduler or study_storage):
+                raise InputError("--scheduler and --study-storage need --engine dask")
+            if scheduler and not study_storage:
+                # The default journal lives in this machine's home; remote workers would each write their own.
+                raise InputError(
+                    "--scheduler needs --study-storage: a database URL or a journal file on a file system "
+                    "every worker mounts"
+                )
             if spec is not None and task is not None:
                 raise InputError("give either TASK (with --features) or --spec FILE, not both")
             if spec is not None:
@@ -61,8 +89,16 @@ def register(app: typer.Typer) -> None:
             else:
                 raise InputError("give a TASK (tier, churn, risk) with --features DIR, or --spec FILE")
             n = trials or task_spec.tuning.trials
-            with progress(f"tuning {task_spec.name}", total=n, enabled=not as_json) as advance:
-                return run_training(
+            with ExitStack() as stack:
+                cluster = None
+                if engine == "dask":
+                    from training.distributed import dask_engine
+
+                    cluster = stack.enter_context(
+                        dask_engine(scheduler, study_storage=study_storage, task=task_spec.name)
+                    )
+                advance = stack.enter_context(progress(f"tuning {task_spec.name}", total=n, enabled=not as_json))
+                out = run_training(
                     task_spec,
                     seed=seed,
                     trials=trials,
@@ -70,7 +106,14 @@ def register(app: typer.Typer) -> None:
                     truth_path=truth,
                     plots=not no_plots,
                     progress=advance,
+                    engine=cluster,
                 )
+                out["engine"] = {"name": engine}
+                if cluster is not None:
+                    out["engine"].update(
+                        scheduler=scheduler, workers=cluster.n_workers, study_storage=cluster.study_storage
+                    )
+                return out
 
         def human(s: dict) -> None:
             typer.echo(f"{s['model']} v{s['version']} (run {s['run_id']}), alias challenger")

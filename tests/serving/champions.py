@@ -16,13 +16,8 @@ RAW_TABLES = ("customers", "holdings", "transactions", "events", "market")
 TASK_TARGETS = {
     "tier": {"column": "tier_future", "kind": "multiclass", "classes": ["mass", "affluent", "hnw"]},
     "churn": {"column": "churn", "kind": "binary", "positive": 1.0},
-    # As the shipped training/tasks/risk.yaml: aggressive vs not, with named classes.
-    "risk": {
-        "column": "revealed_risk",
-        "kind": "binary",
-        "positive": "aggressive",
-        "classes": ["not_aggressive", "aggressive"],
-    },
+    # As the shipped training/tasks/risk.yaml: three ordered classes from one appetite score.
+    "risk": {"column": "revealed_risk", "kind": "ordinal", "classes": ["conservative", "balanced", "aggressive"]},
 }
 
 

@@ -70,10 +70,22 @@ def test_score_returns_every_prediction(service, latest, request_rows):
     assert sum(first["tier"]["probabilities"].values()) == pytest.approx(1.0)
     assert 0.0 <= first["churn"]["probability"] <= 1.0 and isinstance(first["churn"]["flag"], bool)
     risk = first["risk_appetite"]
-    assert risk["label"] in ("not_aggressive", "aggressive")  # the shipped risk model is binary
-    assert set(risk["probabilities"]) == {"not_aggressive", "aggressive"}
+    classes = ("conservative", "balanced", "aggressive")  # the shipped risk model: three ordered classes
+    assert risk["label"] in classes and set(risk["probabilities"]) == set(classes)
+    assert sum(risk["probabilities"].values()) == pytest.approx(1.0)
     assert isinstance(risk["hidden_aggressive"], bool)
-    assert first["segment"].count("/") == 2 and first["next_action"]
+    rank = {c: i for i, c in enumerate(classes)}
+    for r, sent in zip(body["results"], rows, strict=True):
+        assert r["risk_appetite"]["stated"] == sent["stated_risk"]
+        assert r["risk_appetite"]["gap"] == rank[r["risk_appetite"]["label"]] - rank[sent["stated_risk"]]
+        assert r["lifecycle_stage"] == sent["lifecycle_stage"] and r["relationship_depth"] == sent["relationship_depth"]
+        assert r["segment"].split("/")[1:] == [
+            r["risk_appetite"]["label"],
+            sent["lifecycle_stage"],
+            sent["relationship_depth"],
+        ]
+        assert r["business_segment"] and (r["churn"]["driver"] is None) == (not r["churn"]["flag"])
+    assert first["segment"].count("/") == 3 and first["next_action"]
     assert "reasons" not in first or first["reasons"] is None
 
 
@@ -90,7 +102,9 @@ def test_explain_adds_top_reasons(service, latest, request_rows):
 def test_a_customer_with_no_features_is_scored_as_all_missing(service):
     resp = service.client.post("/score", json={"customers": [{"customer_id": 42}]})
     assert resp.status_code == 200
-    assert resp.json()["results"][0]["segment"].count("/") == 2
+    first = resp.json()["results"][0]
+    assert first["segment"].count("/") == 3 and first["lifecycle_stage"] is None
+    assert first["risk_appetite"]["stated"] is None and first["risk_appetite"]["gap"] is None
 
 
 @pytest.mark.parametrize(
@@ -207,7 +221,10 @@ def _flat(results: list[dict]) -> pd.DataFrame:
         row = {"customer_id": r["customer_id"], "tier": r["tier"]["label"], "churn_proba": r["churn"]["probability"],
                "churn": r["churn"]["flag"], "risk_appetite": r["risk_appetite"]["label"],
                "hidden_aggressive": r["risk_appetite"]["hidden_aggressive"], "segment": r["segment"],
-               "next_action": r["next_action"], "upgrade_proba": r["tier"]["upgrade_probability"]}  # fmt: skip
+               "next_action": r["next_action"], "upgrade_proba": r["tier"]["upgrade_probability"],
+               "churn_driver": r["churn"]["driver"], "stated_risk": r["risk_appetite"]["stated"],
+               "risk_gap": r["risk_appetite"]["gap"], "lifecycle_stage": r["lifecycle_stage"],
+               "relationship_depth": r["relationship_depth"], "business_segment": r["business_segment"]}  # fmt: skip
         row.update({f"tier_proba_{k}": v for k, v in r["tier"]["probabilities"].items()})
         row.update({f"risk_proba_{k}": v for k, v in r["risk_appetite"]["probabilities"].items()})
         rows.append(row)
@@ -267,7 +284,8 @@ def test_every_inference_is_logged(service, serving_env, latest, request_rows):
     assert rows["customer_id"].tolist() == sample["customer_id"].tolist()
     assert set(feature_names()) <= set(rows.columns)
     assert {"tier", "tier_proba_mass", "churn_proba", "churn", "risk_appetite", "hidden_aggressive", "segment",
-            "next_action"} <= set(rows.columns)  # fmt: skip
+            "next_action", "risk_proba_balanced", "stated_risk", "risk_gap", "lifecycle_stage",
+            "relationship_depth", "business_segment", "churn_driver"} <= set(rows.columns)  # fmt: skip
     np.testing.assert_allclose(rows["aum"].to_numpy(), sample["aum"].to_numpy())
     assert rows["region"].tolist() == sample["region"].tolist()
     for task in ("tier", "churn", "risk"):

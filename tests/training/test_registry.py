@@ -62,7 +62,7 @@ def test_train_register_promote_load_and_score(features_dir, tmp_path):
     core, info = R.load_champion("churn")
     assert info["version"] == "1" and "champion" in info["aliases"] and "roc_auc" in info["metrics"]
     ref = R.load_reference("churn")
-    assert {"prediction", "proba"} <= set(ref.columns) and set(core.features) <= set(ref.columns)
+    assert {"prediction", "churn_proba"} <= set(ref.columns) and set(core.features) <= set(ref.columns)
     assert 0 < len(ref) <= 5000
 
     # the pyfunc itself: signature + input example, predict gives the core's numbers
@@ -102,7 +102,8 @@ def test_promote_without_challenger_is_input_error():
 
 @pytest.mark.slow
 def test_a_challenger_with_another_target_is_not_compared_with_the_champion(features_dir, tmp_path):
-    """e.g. risk moved from 3 classes to binary: the champion cannot be scored on the new labels."""
+    """e.g. risk moved from binary (aggressive vs not) to three ordered classes: the champion cannot be
+    scored on the new labels."""
     import yaml
 
     from training.spec import TASKS_DIR
@@ -110,13 +111,16 @@ def test_a_challenger_with_another_target_is_not_compared_with_the_champion(feat
     spec = yaml.safe_load((TASKS_DIR / "risk.yaml").read_text())
     spec.update(
         source=str(features_dir / "panel.parquet"),
-        target={"column": "revealed_risk", "kind": "multiclass", "classes": ["conservative", "balanced", "aggressive"]},
-        primary_metric="log_loss",
-        boost_from_baseline=False,
-    )  # the old 3-class spec had neither
-    spec["tuning"] = {**spec["tuning"], "monotone": {}, "space": {"min_child_samples": [10, 40]}}
-    (tmp_path / "risk3.yaml").write_text(yaml.safe_dump(spec))
-    old = _json(runner.invoke(app, ["train", "--spec", str(tmp_path / "risk3.yaml"), "--trials", "1", "--json"]))
+        target={
+            "column": "revealed_risk",
+            "kind": "binary",
+            "positive": "aggressive",
+            "classes": ["not_aggressive", "aggressive"],
+        },
+    )  # the binary spec of 2026-11-29
+    spec["tuning"] = {**spec["tuning"], "space": {**spec["tuning"]["space"], "min_child_samples": [10, 40]}}
+    (tmp_path / "risk2.yaml").write_text(yaml.safe_dump(spec))
+    old = _json(runner.invoke(app, ["train", "--spec", str(tmp_path / "risk2.yaml"), "--trials", "1", "--json"]))
     assert old["model"] == "clientlens-risk"
     assert _json(runner.invoke(app, ["promote", "risk", "--json"]))["promoted"] is True
     new = _json(runner.invoke(app, ["train", "risk", "--features", str(features_dir), "--trials", "1", "--json"]))
@@ -125,11 +129,13 @@ def test_a_challenger_with_another_target_is_not_compared_with_the_champion(feat
     assert "not comparable" in p["reason"] and "binary" in p["reason"] and "--force" in p["reason"]
     # the data scientist who redefined the target replaces the champion, and says why
     assert runner.invoke(app, ["promote", "risk", "--force", " ", "--json"]).exit_code == 2
-    forced = _json(runner.invoke(app, ["promote", "risk", "--force", "risk target redefined as binary", "--json"]))
+    forced = _json(
+        runner.invoke(app, ["promote", "risk", "--force", "risk target redefined as three classes", "--json"])
+    )
     assert forced["promoted"] is True and forced["champion"] == new["version"]
     tags = R.client().get_model_version("clientlens-risk", new["version"]).tags
     assert tags["promotion_decision"] == "promoted"
     assert (
-        tags["promotion_reason"].startswith("forced (risk target redefined as binary)")
+        tags["promotion_reason"].startswith("forced (risk target redefined as three classes)")
         and "not comparable" in tags["promotion_reason"]
     )

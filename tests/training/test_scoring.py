@@ -1,4 +1,4 @@
-"""score_frame: the one scoring function for batch and HTTP (columns, playbook, single-row speed)."""
+"""score_frame: the one scoring function for batch and HTTP (columns, actions, single-row speed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.scoring import Playbook, Rule, next_actions, score_frame
+from training.scoring import score_frame
 from training.spec import builtin_spec
 from training.train import fit_task
 
@@ -38,11 +38,18 @@ def test_score_frame_columns(models, panel_and_truth):
         "upgrade_proba",
         "churn_proba",
         "churn",
+        "churn_driver",
         "risk_appetite",
-        "risk_proba_not_aggressive",
+        "risk_proba_conservative",
+        "risk_proba_balanced",
         "risk_proba_aggressive",
         "hidden_aggressive",
+        "stated_risk",
+        "risk_gap",
+        "lifecycle_stage",
+        "relationship_depth",
         "segment",
+        "business_segment",
         "next_action",
     }
     assert expected <= set(out.columns)
@@ -55,7 +62,27 @@ def test_score_frame_columns(models, panel_and_truth):
         "suitability_reassessment",
         "private_banker_retention_call",
     }
-    assert out["segment"].str.count("/").eq(2).all()
+    risk_cols = ["risk_proba_conservative", "risk_proba_balanced", "risk_proba_aggressive"]
+    np.testing.assert_allclose(out[risk_cols].sum(axis=1), 1.0)
+    assert set(out["risk_appetite"]) <= {"conservative", "balanced", "aggressive"}
+    # risk_gap = revealed rank - stated rank; segment = tier/risk/lifecycle/depth with the features' values
+    rank = {"conservative": 0, "balanced": 1, "aggressive": 2}
+    expected_gap = out["risk_appetite"].map(rank) - latest["stated_risk"].map(rank)
+    np.testing.assert_array_equal(out["risk_gap"].to_numpy(), expected_gap.to_numpy(dtype=float))
+    parts = out["segment"].str.split("/", expand=True)
+    assert parts.shape[1] == 4
+    assert (parts[1] == out["risk_appetite"]).all()
+    assert (parts[2] == latest["lifecycle_stage"]).all() and (parts[3] == latest["relationship_depth"]).all()
+    assert (out["stated_risk"] == latest["stated_risk"]).all()
+    # churn_driver is named for flagged churners only
+    assert out.loc[out["churn"], "churn_driver"].notna().all() and out.loc[~out["churn"], "churn_driver"].isna().all()
+    assert set(out["churn_driver"].dropna()) <= {
+        "rate_gap",
+        "service_incidents",
+        "disengagement",
+        "life_event",
+        "other",
+    }
     # one row scores the same as in a batch (batch and HTTP give the same numbers)
     one = score_frame(latest.iloc[[5]], models)
     pd.testing.assert_frame_equal(one.reset_index(drop=True), out.iloc[[5]].reset_index(drop=True))
@@ -80,21 +107,3 @@ def test_single_row_is_fast(models, panel_and_truth):
         times.append(time.perf_counter() - t)
     # The serving target is p50 <= 4 ms for the three models; leave room for a loaded CI machine.
     assert np.median(times) < 0.02
-
-
-def test_playbook_rules_in_order():
-    tier = np.array(["hnw", "mass", "affluent", "affluent", "mass"], dtype=object)
-    churn = np.array([0.6, 0.1, 0.7, 0.1, 0.1])
-    hidden = np.array([True, True, False, False, False])
-    upgrade = np.array([0.0, 0.0, 0.5, 0.5, np.nan])
-    risk = np.array(["aggressive"] * 5, dtype=object)
-    actions = next_actions(Playbook(), tier, churn, hidden, upgrade, risk)
-    assert actions.tolist() == [
-        "private_banker_retention_call",
-        "suitability_reassessment",
-        "retention_outreach",
-        "advisor_review",
-        "service_as_usual",
-    ]
-    custom = Playbook(rules=[Rule(action="call", min_churn_proba=0.65)], default_action="none")
-    assert next_actions(custom, tier, churn, hidden, upgrade, risk).tolist() == ["none", "none", "call", "none", "none"]

@@ -114,7 +114,7 @@ def test_builtin_spec_sources_the_feature_folder(tmp_path):
                 "boost_from_baseline": True,
                 "baseline": {"kind": "heuristic", "columns": ["a"]},
             },
-            "binary target",
+            "binary or ordinal target",
         ),
         (
             {

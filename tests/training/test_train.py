@@ -39,8 +39,8 @@ def test_binary_metrics_and_baseline_side_by_side(churn_runs):
     assert set(r.calibration) == {"ece_before", "ece_after", "brier_before", "brier_after"}
     assert 0 < r.model.thresholds["positive"] < 1
     assert r.split["kind"] == "time" and r.split["test_time"] > r.split["valid_time"]
-    # reference sample: features + prediction columns, from the test rows
-    assert {"prediction", "proba", "target"} <= set(r.reference.columns)
+    # reference sample: features + prediction columns named as scoring names them, from the test rows
+    assert {"prediction", "churn_proba", "target"} <= set(r.reference.columns)
     assert set(r.model.features) <= set(r.reference.columns)
 
 
@@ -53,7 +53,7 @@ def test_reference_is_the_scored_population_not_only_the_labelled_rows(churn_run
     assert len(r.reference) == len(at_test)  # fewer than REFERENCE_ROWS: all of them
     unlabelled = at_test["churn"].isna()
     assert unlabelled.any() and r.reference["target"].isna().sum() == unlabelled.sum()
-    assert r.reference["proba"].notna().all()
+    assert r.reference["churn_proba"].notna().all()
     np.testing.assert_allclose(np.sort(r.reference["aum"].to_numpy()), np.sort(at_test["aum"].to_numpy()))
     assert r.reference.loc[r.reference["target"].isna(), "aum"].max() < 10_000
 
@@ -76,14 +76,29 @@ def test_risk_learns_from_free_customers_and_ranks_conservatives(panel_and_truth
     assert r.metrics["hidden_aggressive_auc"] >= 0.8
     assert r.metrics["hidden_aggressive_auc"] > r.baseline["hidden_aggressive_auc"] - 0.05
     assert 0 < r.model.thresholds["hidden_aggressive"] < 1
-    # a binary target with named classes: the positive class is ranked, the reference names the classes
-    assert r.model.kind == "binary" and r.model.classes == ["not_aggressive", "aggressive"]
-    assert {"proba_not_aggressive", "proba_aggressive"} <= set(r.reference.columns)
-    assert set(r.reference["prediction"]) <= {"not_aggressive", "aggressive"}
-    assert set(r.reference["target"].dropna()) <= {"not_aggressive", "aggressive"}  # null: not free to act
+    # an ordinal target: one booster for the top class, three calibrated classes; the reference sample
+    # names its score columns as scoring does (core.tasks)
+    classes = ["conservative", "balanced", "aggressive"]
+    assert r.model.kind == "ordinal" and r.model.classes == classes
+    assert {"risk_proba_conservative", "risk_proba_balanced", "risk_proba_aggressive"} <= set(r.reference.columns)
+    assert set(r.reference["prediction"]) <= set(classes)
+    assert set(r.reference["target"].dropna()) <= set(classes)  # null: not free to act
+    # the bank's headline against the truth, with the questionnaire as the baseline on the same rows
+    for m in ("latent_risk_accuracy", "latent_risk_macro_f1", "latent_risk_auc_ovr"):
+        assert 0 <= r.metrics[m] <= 1 and 0 <= r.baseline[m] <= 1
+    assert r.metrics["latent_risk_n"] == panel["customer_id"].nunique()  # every customer at the test date
     # without truth the metrics are skipped, not invented
     r2 = fit_task(small_data_spec(builtin_spec("risk", tmp_path)), panel, seed=0, trials=2)
     assert "hidden_aggressive_auc" not in r2.metrics and any("truth" in n for n in r2.notes)
+    assert "latent_risk_accuracy" not in r2.metrics
+
+
+def test_latent_risk_baseline_is_the_questionnaire(panel_and_truth, tmp_path):
+    """baseline.latent_risk_accuracy is exactly how often the stated class equals the truth at the test date."""
+    panel, truth = panel_and_truth
+    r = fit_task(small_data_spec(builtin_spec("risk", tmp_path)), panel, seed=0, trials=2, truth=truth)
+    last = panel[panel["as_of"] == panel["as_of"].max()].merge(truth[["customer_id", "latent_risk"]], on="customer_id")
+    assert r.baseline["latent_risk_accuracy"] == pytest.approx((last["stated_risk"] == last["latent_risk"]).mean())
 
 
 def test_risk_boosts_from_the_heuristic_and_serves_what_it_trained(panel_and_truth, tmp_path):
@@ -106,7 +121,7 @@ def test_risk_boosts_from_the_heuristic_and_serves_what_it_trained(panel_and_tru
     sp = split(prep, 0)
     X = core.matrix(prep.X)
     # the prior is the baseline, fitted on the same training rows
-    h = HeuristicBaseline(list(spec.baseline.columns), [], 20, "binary", 2).fit(
+    h = HeuristicBaseline(list(spec.baseline.columns), [], 20, "multiclass", 3).fit(
         prep.X.iloc[sp.train], prep.extras.iloc[sp.train], prep.y[sp.train]
     )
     te = prep.X.iloc[sp.test]
@@ -115,13 +130,15 @@ def test_risk_boosts_from_the_heuristic_and_serves_what_it_trained(panel_and_tru
     )
     # LightGBM's validation AUC (computed WITH the init score) is the saved model's AUC: the prior at
     # prediction time is the one the trees were trained on top of
-    valid_auc = roc_auc_score(prep.y[sp.valid], core.raw_from_matrix(X[sp.valid])[:, 1])
+    # (the booster of an ordinal target scores the top class against the rest)
+    top = prep.y == core.classes.index("aggressive")
+    valid_auc = roc_auc_score(top[sp.valid], core.raw_from_matrix(X[sp.valid])[:, 1])
     assert valid_auc == pytest.approx(r.tuning.best_value, abs=1e-9)
     # ... and without it the booster alone is another (worse-ranking) model
-    assert roc_auc_score(prep.y[sp.valid], core.booster.predict(X[sp.valid])) != pytest.approx(valid_auc, abs=1e-6)
+    assert roc_auc_score(top[sp.valid], core.booster.predict(X[sp.valid])) != pytest.approx(valid_auc, abs=1e-6)
     # `clientlens score` (score_frame) and the service's compiled predictor give the same probabilities
     rows = panel[panel["as_of"] == panel["as_of"].max()].reset_index(drop=True)
-    want = core.predict_proba(rows)[:, 1]
+    want = core.predict_proba(rows)[:, core.classes.index("aggressive")]
     scored = score_frame(rows, {"risk": core})
     np.testing.assert_allclose(scored["risk_proba_aggressive"].to_numpy(), want, rtol=1e-12)
     # the importance plot counts the starting score too (the trees' gain alone would hide its columns)
@@ -135,7 +152,9 @@ def test_risk_boosts_from_the_heuristic_and_serves_what_it_trained(panel_and_tru
     if not compiled.compile_core(core, tmp_path / "compiled"):
         pytest.skip("no compiled predictor here (lleaves missing or disabled)")
     try:
-        np.testing.assert_allclose(core.predict_proba(rows)[:, 1], want, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            core.predict_proba(rows)[:, core.classes.index("aggressive")], want, rtol=1e-9, atol=1e-12
+        )
     finally:
         core.use_predictor(None)
 

@@ -1,0 +1,261 @@
+"""Classes a bank manages customers by, derived from the scores and the features at T (pure logic).
+
+- `segment`: the four-dimensional class `tier/risk/lifecycle/depth`.
+- `business_segment`: the bank's own coarser classes, an ordered rule table (`SegmentScheme`, typed;
+  YAML only at the edge, `load_scheme`). The default is the common eight-class "asset x risk x
+  ecosystem contribution" scheme (`DEFAULT_SCHEME`; rule table in docs/decisions/business-segments.md).
+- `risk_gap`: revealed risk class rank minus the questionnaire's (-2..+2).
+- `churn_driver`: why a likely churner leaves, from the churn model's own per-feature contributions
+  summed by driver family (`DriverConfig`, feature-name patterns, first match wins).
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.errors import InputError
+from core.tasks import CHURN_DRIVERS, RISK_CLASSES, TIER_CLASSES
+
+LIFECYCLE_STAGES: tuple[str, ...] = ("young_professional", "family_growth", "retirement")
+RELATIONSHIP_DEPTHS: tuple[str, ...] = ("basic", "multi_product", "ecosystem")
+UNKNOWN = "unknown"
+
+
+def segment_labels(tier: np.ndarray, risk: np.ndarray, lifecycle: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """`tier/risk/lifecycle/depth` per row (`unknown` for a missing part)."""
+    return np.array(
+        [
+            f"{t or UNKNOWN}/{r or UNKNOWN}/{s or UNKNOWN}/{d or UNKNOWN}"
+            for t, r, s, d in zip(tier, risk, lifecycle, depth, strict=True)
+        ],
+        dtype=object,
+    )
+
+
+def risk_gap(revealed: np.ndarray, stated: np.ndarray) -> np.ndarray:
+    """Revealed class rank minus stated class rank (+2: questionnaire says conservative, behaviour
+    aggressive); NaN where either is unknown. Float so the missing value survives Parquet and JSON."""
+    rank = {c: i for i, c in enumerate(RISK_CLASSES)}
+    r = np.array([rank.get(v, np.nan) if v is not None else np.nan for v in revealed], dtype=np.float64)
+    s = np.array([rank.get(v, np.nan) if v is not None else np.nan for v in stated], dtype=np.float64)
+    return r - s
+
+
+# ----------------------------------------------------------------------------- business segments
+
+_DIMENSIONS = {"tiers": TIER_CLASSES, "risk": RISK_CLASSES, "lifecycle": LIFECYCLE_STAGES, "depth": RELATIONSHIP_DEPTHS}
+
+
+class SegmentRule(BaseModel):
+    """One business segment: every dimension given must hold (a list of allowed classes); None = any."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    tiers: list[str] | None = None
+    risk: list[str] | None = None
+    lifecycle: list[str] | None = None
+    depth: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _known_classes(self) -> SegmentRule:
+        for dim, allowed in _DIMENSIONS.items():
+            values = getattr(self, dim)
+            if values is None:
+                continue
+            bad = [v for v in values if v not in allowed]
+            if bad or not values:
+                raise ValueError(f"segment {self.name!r} field {dim}: {bad or '[]'} not among {list(allowed)}")
+        return self
+
+
+class SegmentScheme(BaseModel):
+    """An ordered rule table: the first matching rule names the row's `business_segment`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "custom"
+    segments: list[SegmentRule] = Field(min_length=1)
+    default: str = Field("unclassified", description="Rows no rule matches (e.g. a dimension unknown).")
+
+    @model_validator(mode="after")
+    def _unique(self) -> SegmentScheme:
+        names = [s.name for s in self.segments]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"segments: names repeat: {dup}")
+        return self
+
+    def assign(self, tier: np.ndarray, risk: np.ndarray, lifecycle: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """The business segment of each row (vectorised, first match wins)."""
+        n = len(tier)
+        values = {"tiers": tier, "risk": risk, "lifecycle": lifecycle, "depth": depth}
+        as_str = {k: np.array([str(v) if v is not None else "" for v in a], dtype=object) for k, a in values.items()}
+        out = np.full(n, self.default, dtype=object)
+        todo = np.ones(n, dtype=bool)
+        for rule in self.segments:
+            m = todo.copy()
+            for dim in _DIMENSIONS:
+                allowed = getattr(rule, dim)
+                if allowed is not None:
+                    m &= np.isin(as_str[dim], allowed)
+            out[m] = rule.name
+            todo &= ~m
+        return out
+
+
+_WEALTH, _MASS = ["affluent", "hnw"], ["mass"]
+_GROWTH, _STEADY = ["balanced", "aggressive"], ["conservative"]
+_LOYAL, _LIGHT = ["multi_product", "ecosystem"], ["basic"]
+
+# Asset (affluent+ vs mass) x risk (balanced/aggressive vs conservative) x ecosystem contribution
+# (two or more product families vs basic): 2 x 2 x 2 = eight classes covering every known row.
+DEFAULT_SCHEME = SegmentScheme(
+    name="asset_risk_contribution",
+    segments=[
+        SegmentRule(name=f"{a}_{r}_{c}", tiers=tiers, risk=risk, depth=depth, description=desc)
+        for a, tiers, a_desc in (("wealth", _WEALTH, "affluent or HNW"), ("mass", _MASS, "mass"))
+        for r, risk, r_desc in (("growth", _GROWTH, "balanced or aggressive"), ("steady", _STEADY, "conservative"))
+        for c, depth, c_desc in (("loyal", _LOYAL, "multi-product or ecosystem"), ("light", _LIGHT, "basic"))
+        for desc in [f"{a_desc}, revealed {r_desc}, {c_desc} relationship"]
+    ],
+)
+
+
+def load_scheme(path: str | Path) -> SegmentScheme:
+    """A `SegmentScheme` from a YAML file; any problem is an `InputError` naming the file and field."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"segment mapping {path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"segment mapping {path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"segment mapping {path}: expected a mapping with `segments`, got {type(data).__name__}")
+    try:
+        return SegmentScheme.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise InputError(f"segment mapping {path} field {where}: {first['msg']}") from None
+
+
+def rule_table(scheme: SegmentScheme = DEFAULT_SCHEME) -> str:
+    """The scheme as a Markdown table (docs and `--help`)."""
+    lines = ["| business_segment | tier | revealed risk | life-cycle | relationship depth |", "|---|---|---|---|---|"]
+    for r in scheme.segments:
+        cells = [", ".join(v) if v else "any" for v in (r.tiers, r.risk, r.lifecycle, r.depth)]
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    lines.append(f"| {scheme.default} | (no rule matches, e.g. a class unknown) | | | |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- churn drivers
+
+
+class DriverConfig(BaseModel):
+    """Driver families as feature-name patterns (fnmatch, first family that matches wins); a feature
+    no pattern matches counts towards `other`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    families: dict[str, list[str]]
+    symptoms: list[str] = Field(
+        default_factory=list,
+        description="Patterns of features that show the money LEAVING (AUM falling, transfers out), common to "
+        "every churner whatever the reason: left out of the vote, so they neither name a driver nor count as other.",
+    )
+    min_contribution: float = Field(
+        0.22,
+        description="A row whose strongest family pushes churn up by less than this (log-odds; 0.22 = odds x1.25, "
+        "the simulator's own bar for a cause) is `other`.",
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> DriverConfig:
+        bad = [f for f in self.families if f not in CHURN_DRIVERS or f == "other"]
+        if bad:
+            raise ValueError(f"families: {bad} are not driver names {list(CHURN_DRIVERS[:-1])}")
+        return self
+
+    def family_of(self, feature: str) -> str | None:
+        """The driver family of a feature, `other`, or None for a symptom (not a reason)."""
+        if any(fnmatchcase(feature, p) for p in self.symptoms):
+            return None
+        for fam, patterns in self.families.items():
+            if any(fnmatchcase(feature, p) for p in patterns):
+                return fam
+        return "other"
+
+
+DEFAULT_DRIVERS = DriverConfig(
+    families={
+        # the competitor pays more: market deposit rates and money moving to other banks
+        "rate_gap": ["deposit_rate_*", "views_deposits_*", "views_fixed_income_*"],
+        # the bank let the customer down: complaint browsing (fees follow incidents)
+        "service_incidents": ["*complaint*", "*incident*", "*fee*"],
+        # the customer is drifting away: fewer logins, transactions, views
+        "disengagement": [
+            "login_*",
+            "days_since_last_login",
+            "days_since_last_txn",
+            "txn_count_*",
+            "digital_txn_share_*",
+            "view_count_*",
+            "search_count_*",
+        ],
+        # a life change moves the money: mortgage, study abroad, pension, overseas accounts
+        "life_event": [
+            "views_mortgage_*",
+            "views_study_abroad_*",
+            "views_pension_*",
+            "views_overseas_account_*",
+            "outflow_overseas_*",
+            "views_fx_*",
+            "outflow_fx_*",
+            "mortgage_balance",
+        ],
+    },
+    symptoms=[
+        "aum",
+        "aum_*",
+        "*external_bank*",
+        "outflow_total_*",
+        "inflow_total_*",
+        "net_flow_*",
+        "deposit_share",
+        "product_count",
+        "product_family_count",
+        "tier",
+        "liabilities",
+    ],
+)
+
+
+def churn_drivers(model: Any, X: np.ndarray, config: DriverConfig = DEFAULT_DRIVERS) -> np.ndarray:
+    """Per row of the churn model's matrix `X`, the driver family whose features push P(churn) up most
+    (sum of the model's contributions, log-odds). `model` is a binary `TabularModel`."""
+    if len(X) == 0:
+        return np.array([], dtype=object)
+    contrib = model.contributions(X)  # (n, features), towards churn
+    names = [*CHURN_DRIVERS]
+    by_family = np.zeros((len(X), len(names)))
+    for j, f in enumerate(model.features):
+        fam = config.family_of(f)
+        if fam is not None:
+            by_family[:, names.index(fam)] += contrib[:, j]
+    other = names.index("other")
+    named = by_family.copy()
+    named[:, other] = -np.inf  # `other` is the answer only when no named family pushes churn up
+    best = named.argmax(axis=1)
+    strong = named[np.arange(len(X)), best] > config.min_contribution
+    return np.asarray(names, dtype=object)[np.where(strong, best, other)]
