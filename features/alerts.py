@@ -550,6 +550,8 @@ def alerts_from_raw(
     since = parse_date(since, "--since")
     given_until = until is not None
     until = parse_date(until, "--until") if given_until else data_end
+    # parse_date and data_dates return Timestamps; mypy keeps `str` from the parameter's type
+    assert not isinstance(until, str)
     if given_until and until < since:
         raise InputError(f"--until {until.date()} is before --since {since.date()}")
     if since > data_end or until < data_start:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,7 @@ def positions(ids: np.ndarray, customer_ids: np.ndarray) -> tuple[np.ndarray, np
     return pos.astype(np.int32), ok
 
 
-def prepare(tables: Mapping[str, pd.DataFrame | None], snapshot_dates: Sequence | None = None) -> Prepared:
+def prepare(tables: Mapping[str, pd.DataFrame | None], snapshot_dates: Sequence | np.ndarray | None = None) -> Prepared:
     """Turn raw frames (the contract in docs/ARCHITECTURE.md) into arrays; absent tables stay None.
 
     `snapshot_dates`: the holdings snapshot calendar of the whole data set; by default the dates
@@ -188,6 +189,28 @@ def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+@overload
+def window_counts(
+    cust: np.ndarray,
+    ts: np.ndarray,
+    group: np.ndarray,
+    n: int,
+    n_groups: int,
+    t_end: int,
+    edges_days: Sequence[int],
+    weights: None = None,
+) -> tuple[np.ndarray, None]: ...
+@overload
+def window_counts(
+    cust: np.ndarray,
+    ts: np.ndarray,
+    group: np.ndarray,
+    n: int,
+    n_groups: int,
+    t_end: int,
+    edges_days: Sequence[int],
+    weights: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]: ...
 def window_counts(
     cust: np.ndarray,
     ts: np.ndarray,
@@ -306,6 +329,7 @@ def stated_risk_at(prep: Prepared, t_end: int) -> np.ndarray:
 
 def _transaction_features(prep: Prepared, t_end: int, config: FeatureConfig, weekly_returns: np.ndarray | None):
     n, tx = prep.n, prep.tx
+    assert tx is not None  # the caller computes this family only when transactions are present
     cols: dict[str, np.ndarray] = {}
     lookback = max(config.recency_lookback_days, 7 * N_WEEKS)
     m = (tx["ts"] < t_end) & (tx["ts"] >= t_end - lookback * DAY_NS)
@@ -448,6 +472,7 @@ def _row_corr(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
 
 def _event_features(prep: Prepared, t_end: int, config: FeatureConfig, weekly_returns: np.ndarray | None):
     n, ev = prep.n, prep.ev
+    assert ev is not None  # the caller computes this family only when events are present
     cols: dict[str, np.ndarray] = {}
     lookback = max(config.recency_lookback_days, 7 * N_WEEKS)
     m = (ev["ts"] < t_end) & (ev["ts"] >= t_end - lookback * DAY_NS)
@@ -549,6 +574,7 @@ def _long_window_features(prep: Prepared, t_end: int) -> dict[str, np.ndarray]:
 
 def _holdings_features(prep: Prepared, t_end: int, config: FeatureConfig, stated_max: np.ndarray):
     n, ho = prep.n, prep.ho
+    assert ho is not None  # the caller computes this family only when holdings are present
     cols: dict[str, np.ndarray] = {}
     t_ns = t_end - 1  # snapshot_date on or before the calendar day T
     snaps = [_snapshot_for_month(prep.snapshot_dates, t_ns, k) for k in range(7)]
@@ -633,6 +659,7 @@ def _market_context(prep: Prepared, t_end: int, config: FeatureConfig):
             rate_t - at(past, "rate") if first_known(past) else np.nan
         )
     r6 = out[registry.monthly("index_return", 6)]
+    assert not isinstance(r6, str)  # index_return is numeric (or NaN), only market_regime is a string
     if r6 is None or np.isnan(r6):
         out["market_regime"] = None
     else:

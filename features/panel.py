@@ -131,16 +131,19 @@ def data_dates(paths: dict[str, Path]) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First and last calendar day of customer activity (transactions, events, holdings; else market)."""
     from core.errors import InputError
 
-    firsts, lasts = [], []
+    firsts: list[pd.Timestamp] = []
+    lasts: list[pd.Timestamp] = []
     for table in ("transactions", "events", "holdings"):
         if table in paths:
             lo, hi = _column_range(paths[table], TIME_COLUMN[table])
             if lo is not None:
+                assert hi is not None  # a column with a minimum has a maximum
                 firsts.append(lo)
                 lasts.append(hi)
     if not firsts and "market" in paths:
         lo, hi = _column_range(paths["market"], "date")
         if lo is not None:
+            assert hi is not None  # a column with a minimum has a maximum
             firsts.append(lo)
             lasts.append(hi)
     if not firsts:
@@ -198,6 +201,7 @@ def select_row_groups(pf, ids: tuple[int, int] | None, time_col: str | None, low
         rg = meta.row_group(g)
         inside = True
         if id_idx >= 0:
+            assert ids is not None  # id_idx >= 0 only when ids is given
             st = rg.column(id_idx).statistics
             if st is not None and st.has_min_max:
                 if st.max < ids[0] or st.min > ids[1]:
@@ -363,7 +367,9 @@ def read_partition(
         if table == "market" and len(frame):
             max_date = frame["date"].max()
         out[table] = frame
-    ids = out["customers"]["customer_id"].to_numpy()
+    customers = out["customers"]
+    assert customers is not None  # raw_paths requires customers.parquet
+    ids = customers["customer_id"].to_numpy()
     for table in ("holdings", "transactions", "events"):
         frame = out[table]
         if frame is not None and len(frame):
@@ -507,17 +513,19 @@ def plan_partitions(
     starts = _row_group_starts(layout_path) if layout_path is not None and layout_path.exists() else None
     if starts is None:
         n_parts = max(min(workers, len(ids)), -(-len(ids) // partition_size))
-        chunks = np.array_split(ids, n_parts)
+        chunks: list[np.ndarray] = np.array_split(ids, n_parts)
     else:
         group = np.maximum(np.searchsorted(starts, ids, side="right") - 1, 0)
-        pieces = []  # whole row-group chunks (an oversized one split evenly): never split further
+        # whole row-group chunks (an oversized one split evenly): never split further
+        pieces: list[tuple[np.ndarray, bool]] = []
         for g in np.unique(group):
             members = ids[group == g]
             if len(members) > partition_size:
                 pieces.extend((m, True) for m in np.array_split(members, -(-len(members) // partition_size)))
             else:
                 pieces.append((members, False))
-        chunks, current = [], []
+        chunks = []
+        current: list[np.ndarray] = []
         for members, oversized in pieces:
             if oversized:
                 if current:
@@ -595,6 +603,7 @@ def read_ahead(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clientlens-read") as reader:
         ahead = reader.submit(read, items[0]) if len(items) else None
         for i, item in enumerate(items):
+            assert ahead is not None  # submitted for every item, items[0] before the loop
             data = ahead.result()
             ahead = reader.submit(read, items[i + 1]) if i + 1 < len(items) else None
             results.append(build(item, data))

@@ -11,6 +11,7 @@ rule as `clientlens alerts` (`features.alerts.detect_alerts`). A customer sent w
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -83,7 +84,7 @@ class AlertsResponse(BaseModel):
     skipped_signals: dict[str, str]
 
 
-def _frame(rows: list[tuple[int, BaseModel]]) -> pd.DataFrame:
+def _frame(rows: Sequence[tuple[int, BaseModel]]) -> pd.DataFrame:
     return pd.DataFrame([{"customer_id": cid, **r.model_dump()} for cid, r in rows])
 
 

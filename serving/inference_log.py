@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,10 @@ KEY_COLUMNS = ("ts", "request_id", "customer_id")
 PART_GLOB = "date=*/part-*.parquet"
 
 
+@overload
+def _utc(value: None) -> None: ...
+@overload
+def _utc(value: str | date | datetime | pd.Timestamp) -> pd.Timestamp: ...
 def _utc(value: str | date | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
     """A bound as a UTC timestamp; naive values and dates are taken as UTC."""
     if value is None:

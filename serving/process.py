@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 from core.errors import ClientlensError
 from core.settings import Settings
@@ -141,6 +142,7 @@ def running_service(
     port = port or free_port(host)
     base_url = f"http://{host}:{port}"
     # The server's output file outlives this call (the server writes to it): closed by the caller's finally.
+    log_file: IO[bytes]
     if log_path:
         log_file = open(log_path, "wb")  # noqa: SIM115
     else:

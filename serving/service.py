@@ -680,7 +680,7 @@ class Clientlens:
         )
 
     @bentoml.api(route="/actions", input_spec=ActionsRequest, output_spec=ActionsResponse)
-    async def actions(self, customer: Any, top_k: int = 3) -> ActionsResponse:
+    async def actions(self, customer: Any, top_k: int = 3) -> Response:  # body: output_spec's ActionsResponse
         """One customer's ranked next-best actions with the reason of each (the service policy's arbitration)."""
         return self._actions(customer, top_k)
 

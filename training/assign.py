@@ -217,12 +217,12 @@ def build_problem(
             value.append(ev[members] * share)
             slots.append(np.full(len(members), sm.contacts_per_week))
             qualified_cap += pool.capacity
-        for ch, share in sm.realisation.items():
+        for ch, ch_share in sm.realisation.items():
             if ch in policy.channels:
                 offset += len(members)
                 cust.append(members)
                 opt.append(np.full(len(members), channel_options[ch]))
-                value.append(ev[members] * share)
+                value.append(ev[members] * ch_share)
                 slots.append(np.full(len(members), sm.contacts_per_week))
         if sm.min_coverage > 0:
             needed = math.ceil(sm.min_coverage * len(members))
@@ -237,7 +237,9 @@ def build_problem(
                 room = [qualified_cap, len(members)]
                 for ch in {pools[j][0].channel for j, (_, q) in enumerate(pools) if cls in q}:
                     if ch in ch_index and sm.contacts_per_week > 0:
-                        room.append(policy.channels[ch].weekly_slots / sm.contacts_per_week)
+                        slots_ch = policy.channels[ch].weekly_slots
+                        assert slots_ch is not None  # ch_index holds only channels with weekly_slots
+                        room.append(slots_ch / sm.contacts_per_week)
                 coverage.append(
                     (np.concatenate(advisor_vars), float(math.floor(min(room))), f"{cls} on qualified advisors")
                 )
@@ -366,8 +368,8 @@ def _deal_buckets(
     starts = np.searchsorted(bucket[members_sorted], np.arange(int(bucket.max()) + 2 if p.n else 1))
     use = np.flatnonzero(count > 0)
     by_bucket: dict[int, list[int]] = {}
-    for a in use:
-        by_bucket.setdefault(int(b_of[a]), []).append(int(a))
+    for agg in use:
+        by_bucket.setdefault(int(b_of[agg]), []).append(int(agg))
     for b, aggs in by_bucket.items():
         members = members_sorted[starts[b] : starts[b + 1]]
         top = int(members[0])

@@ -195,10 +195,10 @@ class Policy(_Strict):
         for cls, sm in self.service_models.items():
             if cls not in TIER_CLASSES:
                 raise ValueError(f"service_models.{cls}: not a class; choose from {', '.join(TIER_CLASSES)}")
-            for role in sm.advisor_roles:
-                if role not in self.roles:
+            for role_name in sm.advisor_roles:
+                if role_name not in self.roles:
                     raise ValueError(
-                        f"service_models.{cls}.advisor_roles: {role!r} is not one of roles {sorted(self.roles)}"
+                        f"service_models.{cls}.advisor_roles: {role_name!r} is not one of roles {sorted(self.roles)}"
                     )
             for option in sm.realisation:
                 if option not in self.roles and option not in self.channels:
@@ -293,7 +293,7 @@ def suitable_mask(level: np.ndarray, allowed: np.ndarray, hidden: np.ndarray) ->
 
 
 # -- arbitration ----------------------------------------------------------------------------------
-def _condition_mask(cond: Condition, cols: Mapping[str, Any], n: int, cache: dict[str, Any]) -> np.ndarray:
+def _condition_mask(cond: Condition, cols: Mapping[str, Any], n: int, cache: dict[tuple[str, str], Any]) -> np.ndarray:
     raw = cols.get(cond.column)
     if raw is None:
         return np.zeros(n, dtype=bool)
@@ -353,7 +353,7 @@ def _matrices(policy: Policy, cols: Mapping[str, Any], n: int, inp: dict[str, np
     prop = np.zeros((n, a))
     value = np.zeros((n, a))
     props = _propensities(policy, cols, n)
-    cache: dict[str, Any] = {}
+    cache: dict[tuple[str, str], Any] = {}
     trend_factor = 1 + policy.trend_weight * inp["trend"]
     for j, act in enumerate(acts):
         m = np.isin(inp["class"].astype(str), act.classes)
