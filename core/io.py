@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.errors import InputError
 
@@ -92,3 +92,34 @@ def read_table(
         return pd.read_parquet(path, columns=cols)
     except Exception as exc:
         raise InputError(f"{what} {path}: cannot be read as {'CSV' if fmt == 'csv' else 'Parquet'} ({exc})") from None
+
+
+Model = TypeVar("Model")
+
+
+def load_yaml_model(path: str | Path, model: type[Model], what: str, *, empty_ok: bool = False) -> Model:
+    """A pydantic `model` from a YAML (or JSON) file: the edge where configuration comes in.
+
+    Every problem is an `InputError` naming `what`, the file and, for a bad value, the field:
+    missing file, YAML that does not parse, a top level that is not a mapping (an empty file gives
+    the defaults when `empty_ok`), a field that fails validation."""
+    import yaml
+    from pydantic import ValidationError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"{what} {path}: not valid YAML ({exc})") from None
+    if data is None and empty_ok:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{what} {path}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)  # type: ignore[attr-defined]  # any pydantic model
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise InputError(f"{what} {path}: field {where}: {first['msg']}") from None

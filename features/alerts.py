@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.special import pdtrc
 
 from core.errors import InputError
+from core.io import load_yaml_model
 from features import vocab
 
 log = logging.getLogger(__name__)
@@ -607,16 +608,4 @@ def alerts_from_raw(
 
 def load_config(path: str | Path | None) -> AlertConfig:
     """An `AlertConfig` from a YAML/JSON file (the edge); defaults when `path` is None."""
-    if path is None:
-        return AlertConfig()
-    import yaml
-    from pydantic import ValidationError
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"alert config {p} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-        return AlertConfig.model_validate(data)
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise InputError(f"alert config {p}: {exc}") from exc
+    return AlertConfig() if path is None else load_yaml_model(path, AlertConfig, "alert config", empty_ok=True)

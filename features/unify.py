@@ -37,7 +37,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InputError
-from core.io import read_table
+from core.io import load_yaml_model, read_table
 
 log = logging.getLogger(__name__)
 
@@ -127,22 +127,7 @@ class UnifyConfig(BaseModel):
 
 def load_config(path: str | Path | None) -> UnifyConfig:
     """The config from YAML (None: the defaults); a bad file or field is an InputError naming it."""
-    if path is None:
-        return UnifyConfig()
-    import yaml
-    from pydantic import ValidationError
-
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"config {p}: unreadable ({exc})") from None
-    try:
-        return UnifyConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise InputError(f"config {p}: field '{where}': {first['msg']}") from None
+    return UnifyConfig() if path is None else load_yaml_model(path, UnifyConfig, "config", empty_ok=True)
 
 
 # ---------------------------------------------------------------- loading

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.errors import InputError
+from core.io import load_yaml_model
 from core.tasks import (
     ACTIONS_COLUMN,
     AGE_COLUMN,
@@ -215,23 +215,7 @@ class Policy(_Strict):
 
 def load_policy(path: Path | str | None = None) -> Policy:
     """Read a policy YAML (default: the shipped one); a bad file is an `InputError` naming the field."""
-    import yaml
-
-    path = Path(path) if path is not None else DEFAULT_POLICY_PATH
-    if not path.is_file():
-        raise InputError(f"--policy {path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"--policy {path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"--policy {path}: expected a mapping at the top level")
-    try:
-        return Policy.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise InputError(f"--policy {path}: {where}: {first['msg']}") from None
+    return load_yaml_model(path if path is not None else DEFAULT_POLICY_PATH, Policy, "--policy")
 
 
 _DEFAULT: Policy | None = None

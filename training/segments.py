@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.errors import InputError
+from core.io import load_yaml_model
 from core.tasks import CHURN_DRIVERS, RISK_CLASSES, TIER_CLASSES
 
 LIFECYCLE_STAGES: tuple[str, ...] = ("young_professional", "family_growth", "retirement")
@@ -130,23 +130,7 @@ DEFAULT_SCHEME = SegmentScheme(
 
 def load_scheme(path: str | Path) -> SegmentScheme:
     """A `SegmentScheme` from a YAML file; any problem is an `InputError` naming the file and field."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"segment mapping {path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"segment mapping {path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"segment mapping {path}: expected a mapping with `segments`, got {type(data).__name__}")
-    try:
-        return SegmentScheme.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise InputError(f"segment mapping {path} field {where}: {first['msg']}") from None
+    return load_yaml_model(path, SegmentScheme, "segment mapping")
 
 
 def rule_table(scheme: SegmentScheme = DEFAULT_SCHEME) -> str:
