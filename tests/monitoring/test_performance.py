@@ -95,23 +95,6 @@ def test_realised_multiclass_performance():
     assert perf["metrics"]["log_loss"] == pytest.approx(-np.log(0.8), rel=1e-6)
 
 
-@pytest.mark.skipif(RISK.kind != "binary", reason="the contract declares risk multiclass")
-def test_realised_performance_of_a_binary_model_with_named_classes():
-    """Risk as the contract declares it today (binary, named classes, positive `aggressive`) against
-    a 3-class revealed_risk label: positive = the label is the contract's positive class."""
-    panel = _panel(600)
-    rng = np.random.default_rng(3)
-    panel["revealed_risk"] = rng.choice(["conservative", "balanced", RISK.positive], len(panel))
-    latest = panel[panel.as_of == "2025-01-31"]
-    p = np.where(latest["revealed_risk"] == RISK.positive, 0.8, 0.2)
-    preds = latest[["customer_id", "as_of"]].copy()
-    for c in RISK.classes:
-        preds[RISK.score_column(c)] = p if c == RISK.positive else 1 - p
-    perf = realised_performance("risk", preds, panel)
-    assert perf["metrics"]["roc_auc"] == pytest.approx(1.0)
-    assert perf["metrics"]["positive_rate"] == pytest.approx((latest["revealed_risk"] == RISK.positive).mean())
-
-
 def test_metric_functions_on_edge_cases():
     out = binary_performance([0, 0, 0], [0.1, 0.2, 0.3])
     assert np.isnan(out["roc_auc"]) and np.isnan(out["lift_at_10"]) and out["rows"] == 3
