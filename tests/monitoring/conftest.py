@@ -1,4 +1,4 @@
-"""Fixtures for the monitoring tests: synthetic feature windows (see monitoring.scenarios)."""
+"""Fixtures for the monitoring tests: synthetic feature windows (see tests/monitoring/scenarios.py)."""
 
 from __future__ import annotations
 
