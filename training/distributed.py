@@ -36,7 +36,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.settings import Settings
-from training.tune import VALID_NAME, TuneResult, base_params, datasets, fit, objective_of, search_space
+from training.tune import TuneResult, base_params, datasets, fit_trial, objective_of, pruner, sampler
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,6 @@ def _run_trials(
 ) -> int:
     """On a worker: join the study and run `n_trials` trials on the broadcast matrices."""
     import optuna
-    from optuna_integration import LightGBMPruningCallback
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dtrain, dvalid = datasets(
@@ -171,43 +170,23 @@ def _run_trials(
         init_train=data["init_train"],
         init_valid=data["init_valid"],
     )
-    metric = base["metric"]
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**base, **search_space(trial, space)}
-        booster = fit(
-            params,
-            dtrain,
-            dvalid,
-            early_stopping_rounds=early_stopping_rounds,
-            max_rounds=max_rounds,
-            callbacks=[LightGBMPruningCallback(trial, metric, valid_name=VALID_NAME, report_interval=5)],
+        _, booster, value = fit_trial(
+            trial, base, space, dtrain, dvalid, early_stopping_rounds=early_stopping_rounds, max_rounds=max_rounds
         )
         trial.set_user_attr("best_iteration", int(booster.best_iteration or booster.current_iteration()))
         trial.set_user_attr("worker", worker_index)
-        return float(booster.best_score[VALID_NAME][metric])
+        return value
 
     study = optuna.load_study(
         study_name=name,
         storage=open_storage(storage_url),
-        sampler=_sampler(seed + worker_index, n_trials),
-        pruner=_pruner(),
+        sampler=sampler(seed + worker_index, n_trials),
+        pruner=pruner(),
     )
     study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=())
     return n_trials
-
-
-def _sampler(seed: int, trials: int):
-    import optuna
-
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3)))
-
-
-def _pruner():
-    import optuna
-
-    # as training.tune: a trial stops when its validation score is below the median of earlier trials'
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30, interval_steps=5)
 
 
 def _shares(total: int, parts: int) -> list[int]:
@@ -272,8 +251,8 @@ def tune_on_dask(
         study_name=name,
         storage=storage,
         direction=optuna.study.StudyDirection[direction.upper()],
-        sampler=_sampler(seed, trials),
-        pruner=_pruner(),
+        sampler=sampler(seed, trials),
+        pruner=pruner(),
         load_if_exists=True,
     )
     done_before = len(study.trials)

@@ -180,6 +180,40 @@ def fit_default(
     )
 
 
+def sampler(seed: int, trials: int):
+    """TPE, seeded; a third of the budget (2 to 10 trials) explores at random first."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3)))
+
+
+def pruner():
+    """A trial stops when its validation score falls below the median of earlier trials' at the same round."""
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30, interval_steps=5)
+
+
+def fit_trial(
+    trial, base: dict[str, Any], space, dtrain, dvalid, *, early_stopping_rounds: int, max_rounds: int
+) -> tuple[dict[str, Any], Any, float]:
+    """One Optuna trial: `base` plus the sampled parameters, early-stopped and pruned on the validation
+    metric. Returns (params, booster, best validation score)."""
+    from optuna_integration import LightGBMPruningCallback
+
+    metric = base["metric"]
+    params = {**base, **search_space(trial, space)}
+    booster = fit(
+        params,
+        dtrain,
+        dvalid,
+        early_stopping_rounds=early_stopping_rounds,
+        max_rounds=max_rounds,
+        callbacks=[LightGBMPruningCallback(trial, metric, valid_name=VALID_NAME, report_interval=5)],
+    )
+    return params, booster, float(booster.best_score[VALID_NAME][metric])
+
+
 def tune(
     kind: str,
     n_classes: int,
@@ -201,7 +235,6 @@ def tune(
     `fixed`: LightGBM parameters every trial uses as given (e.g. `monotone_constraints`).
     """
     import optuna
-    from optuna_integration import LightGBMPruningCallback
 
     base = {**base_params(kind, n_classes, seed, threads), **(fixed or {})}
     metric, direction = base["metric"], objective_of(kind, n_classes)[2]
@@ -210,16 +243,9 @@ def tune(
     history: list[float] = []
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**base, **search_space(trial, space)}
-        booster = fit(
-            params,
-            dtrain,
-            dvalid,
-            early_stopping_rounds=early_stopping_rounds,
-            max_rounds=max_rounds,
-            callbacks=[LightGBMPruningCallback(trial, metric, valid_name=VALID_NAME, report_interval=5)],
+        params, booster, value = fit_trial(
+            trial, base, space, dtrain, dvalid, early_stopping_rounds=early_stopping_rounds, max_rounds=max_rounds
         )
-        value = float(booster.best_score[VALID_NAME][metric])
         history.append(value)
         if not best or sign * value > sign * best["value"]:
             best.update(value=value, booster=booster, params=params, iteration=booster.best_iteration)
@@ -227,10 +253,8 @@ def tune(
             progress()
         return value
 
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30, interval_steps=5)
     study = optuna.create_study(
-        direction=optuna.study.StudyDirection[direction.upper()], sampler=sampler, pruner=pruner
+        direction=optuna.study.StudyDirection[direction.upper()], sampler=sampler(seed, trials), pruner=pruner()
     )
     t0 = time.perf_counter()
     study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
