@@ -163,6 +163,16 @@ def _declare() -> list[Feature]:
         lower, upper = _bounds(name, dtype)
         f.append(Feature(name, dtype, family, window, description, categories, tuple(sources), lower, upper))
 
+    def brokerage_transfers(w: int) -> None:  # declared for the 30/90/180-day windows and the long one
+        add(
+            windowed("count_outflow_brokerage", w),
+            "int",
+            "behaviour",
+            f"{w}d",
+            f"Number of outgoing transfers to brokerages in the {w} days up to T.",
+            sources=tx,
+        )
+
     tx, ev, ho, mk, cu = ("transactions",), ("events",), ("holdings",), ("market",), ("customers",)
 
     # --- behaviour: transaction flows -------------------------------------------------
@@ -230,14 +240,7 @@ def _declare() -> list[Feature]:
                 sources=tx,
             )
     for w in WINDOWS:
-        add(
-            windowed("count_outflow_brokerage", w),
-            "int",
-            "behaviour",
-            f"{w}d",
-            f"Number of outgoing transfers to brokerages in the {w} days up to T.",
-            sources=tx,
-        )
+        brokerage_transfers(w)
     # channels
     add(
         "digital_txn_share_90d",
@@ -414,14 +417,7 @@ def _declare() -> list[Feature]:
     # ranks hidden-aggressive conservatives at AUC 0.69 over 180 days, 0.82 over 365 days). Rates
     # per (1 + logins) take out how much a customer uses the bank's digital channels at all.
     w = LONG_WINDOW_DAYS
-    add(
-        windowed("count_outflow_brokerage", w),
-        "int",
-        "behaviour",
-        f"{w}d",
-        f"Number of outgoing transfers to brokerages in the {w} days up to T.",
-        sources=tx,
-    )
+    brokerage_transfers(w)
     add(
         windowed("outflow_brokerage", w),
         "float",

@@ -207,3 +207,16 @@ def channel_mix(frame: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
 
 
 SCENARIOS = {"rate_cut": rate_cut, "bull_market": bull_market, "channel_mix": channel_mix}
+
+# The small window the CLI and dashboard tests write to files: features of every kind plus one score.
+CLI_COLUMNS = [
+    "customer_id",
+    "aum",
+    "deposit_share",
+    "aum_deposit",
+    "deposit_rate_1y",
+    "outflow_external_bank_90d",
+    "login_count_30d",
+    "region",
+    "churn_proba",
+]

@@ -11,17 +11,7 @@ from clientlens.cli import app
 from tests.monitoring import scenarios
 
 runner = CliRunner()
-COLUMNS = [
-    "customer_id",
-    "aum",
-    "deposit_share",
-    "aum_deposit",
-    "deposit_rate_1y",
-    "outflow_external_bank_90d",
-    "login_count_30d",
-    "region",
-    "churn_proba",
-]
+COLUMNS = scenarios.CLI_COLUMNS
 
 
 def _last_json(output: str) -> dict:

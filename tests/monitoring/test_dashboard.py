@@ -31,17 +31,7 @@ from tests.monitoring import scenarios
 # end to end on a loaded 2-core machine: above the suite's 300 s per-test default
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-COLUMNS = [
-    "customer_id",
-    "aum",
-    "deposit_share",
-    "aum_deposit",
-    "deposit_rate_1y",
-    "outflow_external_bank_90d",
-    "login_count_30d",
-    "region",
-    "churn_proba",
-]
+COLUMNS = scenarios.CLI_COLUMNS
 DATES = ["2025-04-30", "2025-05-31", "2025-06-30"]
 
 
