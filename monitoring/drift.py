@@ -824,7 +824,8 @@ def run_file_drift(
             raise InputError("labels need a task (which label column and scores to compare)")
         from monitoring.performance import realised_performance
 
-        result.performance = realised_performance(task, current_df, labels)
+        estimate = (result.estimated_performance or {}).get(task)
+        result.performance = realised_performance(task, current_df, labels, estimate=estimate)
     return _finish(result, reference_df, current_df, out_dir, config, settings)
 
 
@@ -884,7 +885,7 @@ def run_task_drift(
     if labels is not None:
         from monitoring.performance import realised_performance
 
-        perf = realised_performance(task, current, labels)
+        perf = realised_performance(task, current, labels, estimate=(result.estimated_performance or {}).get(task))
         perf["training"] = training_metrics_for(perf["metrics"], champ.metrics)
         result.performance = perf
     estimate = (result.estimated_performance or {}).get(task)

@@ -148,17 +148,49 @@ def join_labels(
     return joined.reset_index(drop=True)
 
 
+ESTIMATE_TOLERANCE = 0.03  # |CBPE - realised| AUC beyond this: the estimate's assumptions failed
+
+
+def estimate_check(
+    estimate: dict[str, Any] | None, realised: dict[str, float], tolerance: float = ESTIMATE_TOLERANCE
+) -> dict[str, Any] | None:
+    """The CBPE estimate made before labels against the realised metric once they exist.
+
+    CBPE reads calibrated scores, so it follows a change in who the customers are (covariate shift)
+    but not a change in what the same features mean for the outcome (concept drift). When the
+    realised AUC falls short of the estimate by more than `tolerance`, the scores were no longer
+    calibrated on this window: `concept_drift_suspected` says so (the fix is retraining on newer
+    labels, not a better estimate). None when there is no estimate or no AUC on both sides.
+    """
+    if not estimate or "roc_auc" not in estimate or "roc_auc" not in realised:
+        return None
+    est, real = float(estimate["roc_auc"]), float(realised["roc_auc"])
+    if not (np.isfinite(est) and np.isfinite(real)):
+        return None
+    gap = est - real
+    return {
+        "metric": "roc_auc",
+        "estimated": est,
+        "realised": real,
+        "gap": gap,
+        "tolerance": tolerance,
+        "concept_drift_suspected": bool(gap > tolerance),
+    }
+
+
 def realised_performance(
     task_name: str,
     predictions: pd.DataFrame,
     panel: pd.DataFrame,
     *,
     tolerance: pd.Timedelta | str | None = "92D",
+    estimate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The task's metrics on logged predictions of its eligible population joined with later labels.
 
     Returns `{"task", "label", "population", "rows_predictions", "rows_eligible", "rows_matched",
-    "metrics"}`; raises `InputError` when nothing matches (names both time ranges so the user sees why).
+    "metrics"}`, plus `estimate_check` (`estimate_check`) when the window's CBPE `estimate` is given;
+    raises `InputError` when nothing matches (names both time ranges so the user sees why).
     """
     t = task(task_name)
     keep = eligible(t, predictions)
@@ -171,12 +203,16 @@ def realised_performance(
             f"labelled panel as_of {panel['as_of'].min()} .. {panel['as_of'].max()} "
             f"(label {t.label!r}, tolerance {tolerance})"
         )
-    return {
+    metrics = task_performance(t, joined)
+    out = {
         "task": task_name,
         "label": t.label,
         "population": t.eligibility.describe(),
         "rows_predictions": len(predictions),
         "rows_eligible": int(keep.sum()),
         "rows_matched": len(joined),
-        "metrics": task_performance(t, joined),
+        "metrics": metrics,
     }
+    if (check := estimate_check(estimate, metrics)) is not None:
+        out["estimate_check"] = check
+    return out

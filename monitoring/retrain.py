@@ -7,8 +7,9 @@
    without it the job retrains on schedule and records the verdict it saw;
 2. features for the new window: `features.panel.build_panel` on the raw folder (the newest data),
    into a fresh folder;
-3. a challenger on the task's own spec (`training.spec.builtin_spec`), logged and registered with
-   alias `challenger` (`training.train.run_training`);
+3. a challenger on the task's own spec (`training.spec.builtin_spec`), or on a challenger spec file
+   (`spec=`: e.g. a new feature set to try; its `source` is read in the new window's features
+   folder), logged and registered with alias `challenger` (`training.train.run_training`);
 4. the champion/challenger gate on the challenger's holdout, the newest as-of date
    (`training.promote.promote`): `champion` moves only on a clear win;
 5. the chain recorded on the challenger's MLflow model version (tags `retrain_*` next to the
@@ -120,6 +121,7 @@ def retrain(
     timeout: float | None = None,
     seed: int = 0,
     margin: float = 0.0,
+    spec: str | Path | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Run the chain for a built-in task; return the `--json` summary (`promoted`, `champion`, `reason`, ...).
@@ -127,10 +129,11 @@ def retrain(
     `raw`: the raw-data folder holding the new window. `features_dir`: where to build its features
     (default `<features>/retrain/<task>/<UTC time>`). `trials` / `timeout` / `seed`: the training
     budget (default: the spec's). `margin`: the gain the challenger needs on the spec's metric.
+    `spec`: a challenger spec YAML for the same task (default: the built-in one).
     """
     from features.panel import build_panel
     from training.promote import promote
-    from training.spec import builtin_spec
+    from training.spec import builtin_spec, load_spec
     from training.train import run_training
 
     settings = settings or Settings()
@@ -156,10 +159,13 @@ def retrain(
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     features_dir = Path(features_dir) if features_dir is not None else settings.features / "retrain" / t.name / stamp
+    challenger_spec = builtin_spec(t.name, features_dir) if spec is None else load_spec(spec, base_dir=features_dir)
+    if challenger_spec.name != t.name:  # the gate compares versions of one registered model
+        raise InputError(f"--spec {spec}: field name is {challenger_spec.name!r}, not the task {t.name!r}")
     built = build_panel(raw, features_dir, as_of=as_of, horizon_days=horizon_days, workers=workers)
     truth = raw / "truth.parquet"
     trained = run_training(
-        builtin_spec(t.name, features_dir),
+        challenger_spec,
         seed=seed,
         trials=trials,
         timeout=timeout,
@@ -177,6 +183,7 @@ def retrain(
         "retrain_raw": str(raw.resolve()),
         "retrain_features": str(features_dir),
         "retrain_window_as_of": str(latest[-1]) if latest else "",
+        "retrain_spec": str(Path(spec).resolve()) if spec is not None else f"builtin:{t.name}",
         "retrain_run_id": trained["run_id"],
         "retrain_decision": "promoted" if gate["promoted"] else "rejected",
     }

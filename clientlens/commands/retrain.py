@@ -47,6 +47,14 @@ def register(app: typer.Typer) -> None:
         margin: Annotated[
             float, typer.Option("--margin", min=0.0, help="Gain the challenger needs over the champion.")
         ] = 0.0,
+        spec: Annotated[
+            Path | None,
+            typer.Option(
+                "--spec",
+                help="Challenger spec YAML for TASK (default: the built-in spec); its source is read "
+                "in the new window's features folder.",
+            ),
+        ] = None,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -77,6 +85,7 @@ def register(app: typer.Typer) -> None:
                 timeout=timeout,
                 seed=seed,
                 margin=margin,
+                spec=spec,
                 settings=Settings(),
             )
 

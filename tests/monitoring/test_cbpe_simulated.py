@@ -1,9 +1,25 @@
 """CBPE on the right population, on the simulator: a churn model trained on the panel's early months,
-its estimate before labels at the held-out (later) as-of date against the realised AUC there.
+its estimate before labels at later as-of dates against the realised AUC there.
 
 Churn's label exists only above the AUM minimum (`core.tasks.CHURN.eligibility`); the customers
 below it are scored near zero, so an estimate over the whole book counts a crowd of easy
 negatives and overshoots (the demo showed 0.989 against 0.940 at training).
+
+Why these banks are built the way they are (measured, benchmarks/RESULTS.md "CBPE on a later period"):
+
+- the label horizon is 75 days, not the default 90. Holdings are month-end snapshots and a label
+  reads the last snapshot <= T + H: 90 days after a month end reaches three snapshots later for
+  the Nov, Dec and Jan month ends (their next three months hold 89-90 days) and two later for
+  every other month, so with 90 days the later dates' labels measure a longer outcome than the
+  model was trained on (realised AUC 0.776 / 0.862 at the last two dates; 0.905 / 0.902 at 75
+  days, whose horizon is two snapshots at every month end).
+- the default story holds a genuine concept drift: competitors' rates (`Market.rate_gap`) are
+  latent, and the rate cuts of the later months push every customer's churn hazard up by the same
+  factor, which no feature shows, so the model's low scores are too low there. CBPE cannot see
+  that (its estimate stays at ~0.93-0.94); the realised AUC, once labels arrive, flags it. With the
+  latent driver switched off (`SimParams(churn_rate_gap_coef=0)`) the later period shifts only in
+  what the features see (regimes, our rate, customers' ageing and flows), and the estimate is
+  within 0.03 of the realised AUC.
 """
 
 from __future__ import annotations
@@ -16,31 +32,58 @@ from core import metrics as M
 from core.tasks import TASKS
 from monitoring.cbpe import expected_roc_auc
 from monitoring.drift import estimate_performance, reference_scores
+from monitoring.performance import estimate_check
 
 # end to end on a loaded 2-core machine: above the suite's 300 s per-test default
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 CHURN = TASKS["churn"]
+HORIZON_DAYS = 75  # two month-end snapshots after every month end (62 <= H <= 88), see above
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def _train(root, params=None):
     from features.panel import build_panel
     from features.simulate import simulate
     from training.spec import builtin_spec
     from training.train import fit_task
 
-    root = tmp_path_factory.mktemp("cbpe_bank")
-    simulate(root / "raw", customers=4_000, months=15, seed=5)
-    build_panel(root / "raw", root / "features")
+    simulate(root / "raw", customers=4_000, months=15, seed=5, params=params)
+    build_panel(root / "raw", root / "features", horizon_days=HORIZON_DAYS)
     panel = pd.read_parquet(root / "features" / "panel.parquet")
     dates = sorted(panel["as_of"].unique())
-    # out-of-time split: trained on the months before, tested on the last as-of date given
+    # out-of-time: trained on the months before, tested on the third-last as-of date
     result = fit_task(builtin_spec("churn", root / "features"), panel[panel["as_of"].isin(dates[:-2])], trials=2)
     return result, panel, dates
 
 
-def test_estimate_on_the_eligible_population_is_within_003_of_realised(trained):
-    result, _, _ = trained
+def _later(result, panel, dates) -> pd.DataFrame:
+    """The two as-of dates after the training window, scored by the model, every customer."""
+    later = panel[panel["as_of"].isin(dates[-2:])].copy()
+    later[CHURN.score_column()] = result.model.predict_proba(later)[:, 1]
+    return later
+
+
+def _realised(later: pd.DataFrame) -> float:
+    labelled = later["churn"].notna().to_numpy()
+    y, p = later["churn"].to_numpy()[labelled], later[CHURN.score_column()].to_numpy()[labelled]
+    return M.binary_metrics(y, p)["roc_auc"]
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory):
+    """The default simulator story (latent competitor rates included)."""
+    return _train(tmp_path_factory.mktemp("cbpe_story"))
+
+
+@pytest.fixture(scope="module")
+def covariate_only(tmp_path_factory):
+    """The same bank with the latent churn driver off: the later period shifts only in what features see."""
+    from features.simulate import SimParams
+
+    return _train(tmp_path_factory.mktemp("cbpe_covariate"), SimParams(churn_rate_gap_coef=0.0))
+
+
+def test_estimate_on_the_eligible_population_is_within_003_of_realised(story):
+    result, _, _ = story
     window = reference_scores(CHURN, result.reference)  # every customer at the held-out date, scored
     assert window["target"].notna().sum() < len(window)  # the book holds customers without a label
     realised = result.metrics["roc_auc"]
@@ -53,20 +96,42 @@ def test_estimate_on_the_eligible_population_is_within_003_of_realised(trained):
     assert book > realised + 0.03, (book, realised)
 
 
-def test_reference_recalibration_is_used_and_reported(trained):
-    """With the reference's labels the scores are recalibrated before CBPE; the report says so."""
-    result, panel, dates = trained
+def test_on_a_later_period_shifted_in_what_features_see_the_estimate_is_within_003(covariate_only):
+    """The Done-when: the later two as-of dates, CBPE (recalibrated on the reference) vs realised AUC."""
+    result, panel, dates = covariate_only
+    later = _later(result, panel, dates)
     reference = reference_scores(CHURN, result.reference)
-    later = panel[panel["as_of"] == dates[-1]].copy()
-    later[CHURN.score_column()] = result.model.predict_proba(later)[:, 1]
+    # the later window did move: its scores are not the reference's
+    assert abs(later[CHURN.score_column()].mean() - reference[CHURN.score_column()].mean()) > 0.001
     est = estimate_performance(later, "churn", reference)["churn"]
     assert est["calibration"].startswith("recalibrated on the reference's")
-    own = estimate_performance(later, "churn")["churn"]
-    assert own["calibration"] == "the model's own" and own["roc_auc"] != est["roc_auc"]
-    labelled = later["churn"].notna().to_numpy()
-    realised = M.binary_metrics(later["churn"].to_numpy()[labelled], later[CHURN.score_column()].to_numpy()[labelled])
-    # Measured (4,000 customers, seed 5): realised 0.862 three months on, estimate 0.93-0.95. The AUC
-    # fell because the outcome's relation to the features moved (concept drift), which no estimate
-    # from scores can see; the gap is reported, not asserted away.
-    print(f"later period: realised {realised['roc_auc']:.3f}, CBPE {est['roc_auc']:.3f}, own {own['roc_auc']:.3f}")
-    assert np.isfinite(est["roc_auc"]) and 0.5 < est["roc_auc"] < 1
+    realised = _realised(later)
+    print(f"covariate shift only: realised {realised:.3f}, CBPE {est['roc_auc']:.3f}")
+    assert abs(est["roc_auc"] - realised) < 0.03, (est["roc_auc"], realised)
+    check = estimate_check(est, {"roc_auc": realised})
+    assert check is not None and check["concept_drift_suspected"] is False
+
+
+def _low_score_excess(later: pd.DataFrame) -> float:
+    """Observed / expected churners among the lowest 80% of scores: the customers the model calls safe."""
+    labelled = later[later["churn"].notna()]
+    p = labelled[CHURN.score_column()].to_numpy()
+    low = p <= np.quantile(p, 0.8)
+    return float(labelled["churn"].to_numpy()[low].sum() / p[low].sum())
+
+
+def test_latent_concept_drift_is_not_seen_by_the_estimate_and_is_flagged_by_labels(story, covariate_only):
+    """The default story: competitors' rates (latent) raise every hazard in the later months, so the
+    customers the model calls safe churn more than their scores say, and the AUC falls below CBPE."""
+    gaps, excess = {}, {}
+    for name, (result, panel, dates) in {"story": story, "covariate only": covariate_only}.items():
+        reference = reference_scores(CHURN, result.reference)
+        later = _later(result, panel, dates)
+        est = estimate_performance(later, "churn", reference)["churn"]
+        check = estimate_check(est, {"roc_auc": _realised(later)})
+        assert check is not None and check["gap"] == pytest.approx(est["roc_auc"] - check["realised"])
+        gaps[name], excess[name] = check["gap"], _low_score_excess(later)
+        print(f"{name}: {check}; low-score churners observed/expected {excess[name]:.2f}")
+    # measured (4,000 customers, seed 5): gap +0.031 (flagged) vs -0.010; excess 2.39 vs 1.03 (RESULTS.md)
+    assert gaps["story"] > gaps["covariate only"] + 0.02
+    assert excess["story"] > excess["covariate only"] + 0.3

@@ -145,3 +145,15 @@ def test_realised_performance_counts_the_eligible_population_only():
     assert perf["rows_eligible"] == 300 and perf["rows_matched"] == 300
     assert perf["metrics"]["roc_auc"] == pytest.approx(M.binary_metrics(y[100:], p[100:])["roc_auc"])
     assert positive_score_column(CHURN) == "churn_proba"
+
+
+def test_estimate_check_flags_a_realised_auc_below_the_estimate():
+    from monitoring.performance import ESTIMATE_TOLERANCE, estimate_check
+
+    ok = estimate_check({"roc_auc": 0.93}, {"roc_auc": 0.915})
+    assert ok["concept_drift_suspected"] is False and ok["gap"] == pytest.approx(0.015)
+    bad = estimate_check({"roc_auc": 0.93}, {"roc_auc": 0.93 - ESTIMATE_TOLERANCE - 0.01})
+    assert bad["concept_drift_suspected"] is True and bad["tolerance"] == ESTIMATE_TOLERANCE
+    assert estimate_check(None, {"roc_auc": 0.9}) is None
+    assert estimate_check({"accuracy": 0.8}, {"accuracy": 0.7}) is None
+    assert estimate_check({"roc_auc": float("nan")}, {"roc_auc": 0.9}) is None

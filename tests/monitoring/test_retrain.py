@@ -5,7 +5,11 @@ training, a real MLflow store and the real promotion gate, both ways.
 - drift, against a broken champion (trained on the old window with its churn labels shuffled) ->
   the challenger beats it on the newest holdout and is promoted;
 - drift again, against that champion, with the same data, spec and seed -> the challenger is no
-  better (gain 0, not above the margin) and is not promoted.
+  better (gain 0, not above the margin) and is not promoted;
+- drift again, with a genuinely worse challenger: a challenger spec file (`--spec`) that cripples
+  the model (ten boosting rounds of two-leaf stumps at a learning rate of 0.01, one trial) -> its AUC
+  on the newest holdout is well below the champion's and it is not promoted. (A challenger on fewer
+  features is not scored at all: the gate refuses a champion whose features the holdout lacks.)
 Every decision is recorded on the challenger's model version.
 """
 
@@ -122,6 +126,25 @@ def test_retrain_on_drift_promotes_a_better_challenger_and_rejects_one_that_is_n
     assert tags["retrain_decision"] == "rejected" and tags["promotion_decision"] == "rejected"
     assert "does not exceed margin" in tags["promotion_reason"]
 
+    # 4. a worse challenger: the churn spec with a crippled model (through --spec)
+    import yaml
+
+    from training.spec import TASKS_DIR
+
+    crippled = yaml.safe_load((TASKS_DIR / "churn.yaml").read_text())
+    crippled["tuning"] = {"trials": 1, "max_rounds": 10, "space": {"num_leaves": [2, 2], "learning_rate": [0.01, 0.01]}}
+    spec = tmp_path / "churn_stumps.yaml"
+    spec.write_text(yaml.safe_dump(crippled))
+    out = _retrain(bank, "--spec", str(spec))
+    assert out["retrained"] is True and out["promoted"] is False, out
+    print("worse, rejected:", out["gate"])
+    assert out["gate"]["gain"] < -0.02 and out["gate"]["challenger_score"] < out["gate"]["champion_score"]
+    assert out["champion"] == better != out["challenger"]
+    assert str(c.get_model_version_by_alias("clientlens-churn", "champion").version) == better
+    tags = c.get_model_version("clientlens-churn", out["challenger"]).tags
+    assert tags["retrain_decision"] == "rejected" and tags["promotion_decision"] == "rejected"
+    assert tags["retrain_spec"] == str(spec.resolve()) and tags["retrain_drift_report"] == str(drifted["json"])
+
 
 def test_retrain_bad_input_exits_2(tmp_path):
     res = runner.invoke(app, ["retrain", "nope", "--raw", str(tmp_path), "--json"])
@@ -132,3 +155,7 @@ def test_retrain_bad_input_exits_2(tmp_path):
     bad.write_text("{}")
     res = runner.invoke(app, ["retrain", "churn", "--raw", str(tmp_path), "--drift-report", str(bad), "--json"])
     assert res.exit_code == 2 and "not a clientlens drift report" in res.output
+    res = runner.invoke(
+        app, ["retrain", "churn", "--raw", str(tmp_path), "--spec", str(tmp_path / "no.yaml"), "--json"]
+    )
+    assert res.exit_code == 2 and "no.yaml: file not found" in res.output
