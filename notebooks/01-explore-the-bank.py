@@ -14,13 +14,14 @@
 # ---
 
 # %% [markdown]
-# # 01 · A simulated bank, its raw tables and its features
+# # 01 · Explore the bank: tiers, life-cycle stages, flows and the stated-vs-revealed risk gap
 #
 # Thin on purpose: every step is a library call you can also run from the CLI (`clientlens simulate`, `clientlens validate`, `clientlens features`). Outputs go under `CLIENTLENS_HOME` (default `./.clientlens`).
 
 # %%
 import os
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from core.settings import Settings
@@ -42,16 +43,19 @@ summary = contract.validate_raw(raw)
 pd.Series(rows, name="rows")
 
 # %% [markdown]
-# ## Who is in the bank
-# Latent-aggressive customers hidden among those rated conservative are what the risk model must find.
+# ## The stated-vs-latent risk gap
+# Latent-aggressive customers hidden among those rated conservative are what the risk model must find
+# (`truth` holds the latent appetite; a real bank only ever sees behaviour).
 
 # %%
 truth = contract.read_truth(raw)
 customers = contract.read_raw(raw, tables=["customers"])["customers"]
 both = customers.merge(truth, on="customer_id")
 gap = pd.crosstab(both["stated_risk"], both["latent_risk"], normalize="index").round(3)
-# the stated-vs-revealed gap: some customers rated conservative are aggressive underneath
+# the stated-vs-latent gap: some customers rated conservative are aggressive underneath
 assert 0 < gap.loc["conservative", "aggressive"] < 0.5
+gap.plot.barh(stacked=True, figsize=(7, 2.5), title="Latent appetite by stated risk (share of customers)")
+plt.show()
 gap
 
 # %% [markdown]
@@ -72,8 +76,53 @@ pd.Series(
     name="features",
 )
 
+# %% [markdown]
+# ## Tiers and life-cycle stages
+# A value pyramid (mass first), and wealth that grows with the life cycle.
+
 # %%
 assert set(registry.feature_names()) <= set(panel.columns)
 tiers = panel["tier"].value_counts(normalize=True).round(4)
 assert tiers.index[0] == "mass" and set(tiers.index) <= {"mass", "affluent", "hnw"}  # a pyramid: mass first
-tiers
+latest = panel[panel["as_of"] == panel["as_of"].max()]
+stages = pd.crosstab(latest["lifecycle_stage"], latest["tier"], normalize="index")
+stages = stages.reindex(["young_professional", "family_growth", "retirement"])[["mass", "affluent", "hnw"]].fillna(0)
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3))
+tiers.plot.bar(ax=a1, logy=True, title="Tier share (log scale)")
+(1 - stages["mass"]).plot.bar(ax=a2, title="Share above mass, by life-cycle stage")
+plt.show()
+assert stages.loc["retirement", "mass"] < stages.loc["young_professional", "mass"]  # wealth builds with age
+stages.round(3)
+
+# %% [markdown]
+# ## Flows
+# Money in and out by month, and the flow a churner leaves behind: before churning, balances move to
+# other banks (the label's AUM halving follows).
+
+# %%
+tx = contract.read_raw(raw, tables=["transactions"])["transactions"]
+monthly = tx.assign(month=tx["ts"].dt.to_period("M")).pivot_table(
+    index="month", columns="direction", values="amount", aggfunc="sum", observed=True
+)
+labelled = panel[panel["churn"].notna()]
+by_label = labelled.groupby("churn")[["outflow_external_bank_90d", "net_flow_90d"]].median()
+by_label.index = by_label.index.map({0.0: "stays", 1.0: "churns"})
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3))
+monthly.plot(ax=a1, title="Transaction amounts per month")
+by_label.plot.bar(ax=a2, title="Median 90-day flows by the churn label")
+plt.show()
+assert (monthly[["in", "out"]] > 0).all().all()
+assert by_label.loc["churns", "outflow_external_bank_90d"] > by_label.loc["stays", "outflow_external_bank_90d"]
+assert by_label.loc["churns", "net_flow_90d"] < by_label.loc["stays", "net_flow_90d"]
+by_label.round(0)
+
+# %% [markdown]
+# ## Stated vs revealed
+# The `revealed_risk` label exists only for customers free to act on their appetite (rated
+# aggressive): a conservative or balanced rating caps what they may buy, so it cannot reveal more.
+
+# %%
+revealed = pd.crosstab(panel["stated_risk"], panel["revealed_risk"].fillna("(no label)"))
+assert revealed.loc["conservative"].drop("(no label)", errors="ignore").sum() == 0  # censored by the rating
+assert revealed.loc["aggressive", "aggressive"] > 0
+revealed
