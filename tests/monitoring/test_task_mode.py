@@ -107,6 +107,11 @@ def test_task_drift_on_the_inference_log_against_the_champion(tmp_path, isolated
     assert result.performance["training"]["roc_auc"] == pytest.approx(0.81)
     assert 0.5 < result.estimated_performance["churn"]["roc_auc"] < 1
     assert result.estimated_performance["churn"]["training_roc_auc"] == pytest.approx(0.81)
+    # the estimate made before labels, next to the realised AUC (labels drawn from the scores: no concept drift)
+    check = result.performance["estimate_check"]
+    assert check["estimated"] == estimate["roc_auc"] and check["realised"] == result.performance["metrics"]["roc_auc"]
+    print("estimate check:", check)
+    assert check["concept_drift_suspected"] is False
     # history and MLflow
     assert result.workspace["project"] == "clientlens-churn"
     assert result.report.parent.parent == isolated_home / "reports" / "drift" / "churn"
