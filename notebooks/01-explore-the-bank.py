@@ -54,7 +54,9 @@ both = customers.merge(truth, on="customer_id")
 gap = pd.crosstab(both["stated_risk"], both["latent_risk"], normalize="index").round(3)
 # the stated-vs-latent gap: some customers rated conservative are aggressive underneath
 assert 0 < gap.loc["conservative", "aggressive"] < 0.5
-gap.plot.barh(stacked=True, figsize=(7, 2.5), title="Latent appetite by stated risk (share of customers)")
+ax = gap.plot.barh(stacked=True, figsize=(8, 2.5), title="Latent appetite by stated risk (share of customers)")
+ax.legend(title="latent", loc="center left", bbox_to_anchor=(1, 0.5))
+plt.tight_layout()
 plt.show()
 gap
 
@@ -88,8 +90,9 @@ latest = panel[panel["as_of"] == panel["as_of"].max()]
 stages = pd.crosstab(latest["lifecycle_stage"], latest["tier"], normalize="index")
 stages = stages.reindex(["young_professional", "family_growth", "retirement"])[["mass", "affluent", "hnw"]].fillna(0)
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3))
-tiers.plot.bar(ax=a1, logy=True, title="Tier share (log scale)")
-(1 - stages["mass"]).plot.bar(ax=a2, title="Share above mass, by life-cycle stage")
+tiers.plot.bar(ax=a1, logy=True, rot=0, title="Tier share (log scale)")
+(1 - stages["mass"]).plot.bar(ax=a2, rot=0, title="Share above mass, by life-cycle stage")
+plt.tight_layout()
 plt.show()
 assert stages.loc["retirement", "mass"] < stages.loc["young_professional", "mass"]  # wealth builds with age
 stages.round(3)
@@ -109,7 +112,8 @@ by_label = labelled.groupby("churn")[["outflow_external_bank_90d", "net_flow_90d
 by_label.index = by_label.index.map({0.0: "stays", 1.0: "churns"})
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3))
 monthly.plot(ax=a1, title="Transaction amounts per month")
-by_label.plot.bar(ax=a2, title="Median 90-day flows by the churn label")
+by_label.plot.bar(ax=a2, rot=0, title="Median 90-day flows by the churn label")
+plt.tight_layout()
 plt.show()
 assert (monthly[["in", "out"]] > 0).all().all()
 assert by_label.loc["churns", "outflow_external_bank_90d"] > by_label.loc["stays", "outflow_external_bank_90d"]
