@@ -47,7 +47,9 @@ def _case(raw: Path, work: Path, horizon: int) -> list[dict]:
     for d in [dates[-2:-1], dates[-1:], dates[-2:]]:
         later = panel[panel["as_of"].isin(d)].copy()
         later[col] = result.model.predict_proba(later)[:, 1]
-        est = estimate_performance(later, "churn", reference)["churn"]
+        estimates = estimate_performance(later, "churn", reference)
+        assert estimates is not None  # the window holds churn's score column
+        est = estimates["churn"]
         lab = later[later["churn"].notna()]
         y, p = lab["churn"].to_numpy(), lab[col].to_numpy()
         boot = [M.binary_metrics(y[i], p[i])["roc_auc"] for i in (rng.integers(0, len(y), len(y)) for _ in range(200))]
