@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": TARGETS,
         "batch_size": batch,
     }
-    with running_service(env=serve_env, log_path=home / "bench-server.log") as url:
+    with running_service(env=serve_env, log_path=home / "bench-server.log", ready_timeout=600) as url:
         parsed = urlparse(url)
         host, port = parsed.hostname, parsed.port
         pid = server_pid(port)

@@ -188,6 +188,8 @@ def explain_validation_errors(payload: dict[str, Any]) -> dict[str, Any]:
     (documented in the served OpenAPI schema, see `complete_openapi`).
     """
     detail = payload.get("detail")
+    if isinstance(detail, str) and "error" not in payload:  # FastAPI's own 400s, e.g. a body it cannot parse
+        return {"error": f"invalid request: {detail}"}
     if not isinstance(detail, list):
         return payload
     errors = [

@@ -111,3 +111,14 @@ def test_the_inference_log_buffer_and_its_bound_are_on_metrics(service, latest, 
     assert values["clientlens_inference_log_flush_rows"] == LOG_FLUSH_ROWS
     assert values["clientlens_inference_log_flush_seconds"] == 3600
     assert 0 <= values["clientlens_inference_log_buffered_rows"] <= MAX_BATCH + LOG_FLUSH_ROWS
+
+
+@pytest.mark.parametrize("path", ["/alerts", "/score", "/actions"])
+def test_a_body_that_is_not_json_is_a_400_with_an_error_message(service, path):
+    """FastAPI's own parse error (`{"detail": "..."}`) is answered in the documented shape too
+    (found by the fuzz run of issue #18 on `/alerts`)."""
+    resp = service.client.post(
+        path, content=b"H=-\xff\xfe", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"].startswith("invalid request")
