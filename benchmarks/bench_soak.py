@@ -220,10 +220,10 @@ def markdown(r: dict) -> str:
         f"{s['rss_slope_mib_per_min_after_warmup']:+.2f} MiB/min over {s['rss_samples']} samples.",
         f"- kill -9: worker {k['killed']} killed {k['seconds'] / 3:.0f} s into a {k['seconds']:.0f} s run at the same "
         f"load; workers before {k['workers_before']}, after {k['workers_after']}; {k['answered']:,} answered, "
-        f"{k['errors']} failed (statuses {k['statuses']}, {k['connection_errors']} connection errors: the requests "
-        "the dying worker held).",
+        f"{k['errors']} failed (statuses {k['statuses']}, {k['connection_errors']} connection errors), "
+        f"{k['late_by_1s']} started > 1 s late.",
         f"- Inference log (soak and kill runs): {lg['customers_answered']:,} customers answered, "
-        f"{lg['rows_logged_for_answered']:,} logged, {lg['customers_missing']} missing, of which "
+        f"{lg['rows_logged_for_answered']:,} logged, {lg['customers_missing']} missing; "
         f"{lg['customers_answered_in_window_before_kill']} were answered in the {lg['window_s']:g} s before the kill "
         f"(the window the guarantee leaves open); **missing rows the guarantee covers: "
         f"{lg['missing_rows_the_guarantee_covers']}**.",
