@@ -76,7 +76,7 @@ def install() -> bool:
         return original(self, hook_name, **kwargs)
 
     call_hook._clientlens_logs_reaps = True  # type: ignore[attr-defined]
-    Watcher.call_hook = call_hook  # type: ignore[method-assign]
+    Watcher.call_hook = call_hook
     _ensure_handler()
     return True
 

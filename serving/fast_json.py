@@ -35,11 +35,12 @@ class Decoded:
 
 def _field_type(feature: FeatureLike) -> Any:
     if feature.dtype in ("float", "int"):
-        return Annotated[float, msgspec.Meta(**bounds(feature))] | None
+        limits = bounds(feature)
+        return Annotated[float, msgspec.Meta(ge=limits.get("ge"), le=limits.get("le"))] | None
     if feature.dtype == "bool":
         return bool | None
     if feature.dtype == "category":
-        return Literal[tuple(feature.categories or ())] | None  # type: ignore[misc]  # built at runtime
+        return Literal[tuple(feature.categories or ())] | None
     raise ValueError(f"feature {feature.name!r} has unsupported dtype {feature.dtype!r}")
 
 
@@ -76,7 +77,7 @@ class FastRequests:
         """The request's ids and feature columns (as `customers_to_columns` types them), or None
         when the body is not a valid request (the pydantic path then explains why)."""
         try:
-            request = self._decoder.decode(body)
+            request: Any = self._decoder.decode(body)  # the struct generated in __init__
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
         rows = [msgspec.structs.astuple(c) for c in request.customers]
