@@ -199,3 +199,28 @@ def test_summary_report_still_written_when_evidently_fails(tmp_path, monkeypatch
     assert "error" in result.evidently
     assert "could not be computed" in result.report.read_text()
     assert json.loads(result.json_path.read_text())["clientlens"]["status"] == result.status
+
+
+def test_evidently_details_the_scores_and_the_most_drifted_columns_only(tmp_path, isolated_home):
+    """Evidently's cost is per column, so it renders a capped set: the score columns, then the
+    drifted features before any other; the verdicts and the summary still cover every column."""
+    reference = scenarios.feature_window(1_500, seed=5)
+    current = scenarios.channel_mix(scenarios.feature_window(1_500, seed=6))
+    drifted = FEATURE_SCENARIO_COLUMNS["channel_mix"]
+    scores = list(scenarios.SCORE_COLUMNS)
+    cap = len(scores) + len(drifted) - 1  # room for all but one drifted feature
+    result = run_file_drift(
+        reference, current, tmp_path / "out", DriftConfig(evidently_max_columns=cap, workspace=False)
+    )
+    full = evaluate(reference, current)
+    assert [c.as_dict() for c in result.columns] == [c.as_dict() for c in full.columns]  # verdicts untouched
+    assert set(result.drifted) == drifted
+    rendered = result.evidently["rendered"]
+    assert len(rendered) == cap == result.evidently["columns"]
+    assert set(scores) <= set(rendered)
+    assert set(rendered) - set(scores) < drifted  # only drifted features, the most drifted ones
+    assert result.evidently["disagreements"] == []
+    page = result.report.read_text()
+    assert f"All {len(result.columns)} features" in page  # every column is listed in the clientlens summary
+    for c in result.columns:
+        assert f"<td>{c.column}</td>" in page
