@@ -200,10 +200,13 @@ def resolve_columns(reference: pd.DataFrame, current: pd.DataFrame, *, use_regis
     return ColumnRoles(numerical, categorical, scores, ignored, source, context)
 
 
-def _values_by_date(frame: pd.DataFrame, column: str) -> tuple[dict[str, Any], bool]:
-    """{date: value} (median of a number, most frequent category) and whether it varies within a date."""
+def _date_keys(frame: pd.DataFrame) -> np.ndarray:
     key = date_key(frame)
-    keys = key.to_numpy() if key is not None else np.full(len(frame), "window", dtype=object)
+    return key.to_numpy() if key is not None else np.full(len(frame), "window", dtype=object)
+
+
+def _values_by_date(frame: pd.DataFrame, column: str, keys: np.ndarray) -> tuple[dict[str, Any], bool]:
+    """{date: value} (median of a number, most frequent category) and whether it varies within a date."""
     s = frame[column]
     numeric = pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
     out: dict[str, Any] = {}
@@ -227,9 +230,12 @@ def _values_by_date(frame: pd.DataFrame, column: str) -> tuple[dict[str, Any], b
 def context_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, Any]]:
     """Each context feature's value at every date of both windows, and the change between the last dates."""
     out: dict[str, dict[str, Any]] = {}
+    if not columns:
+        return out
+    ref_keys, cur_keys = _date_keys(reference), _date_keys(current)  # once per frame, not per column
     for col in columns:
-        ref, ref_varies = _values_by_date(reference, col)
-        cur, cur_varies = _values_by_date(current, col)
+        ref, ref_varies = _values_by_date(reference, col, ref_keys)
+        cur, cur_varies = _values_by_date(current, col, cur_keys)
         last_ref = next((v for v in reversed(ref.values()) if v is not None), None)
         last_cur = next((v for v in reversed(cur.values()) if v is not None), None)
         entry: dict[str, Any] = {
