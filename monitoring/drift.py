@@ -127,10 +127,21 @@ def date_key(frame: pd.DataFrame) -> pd.Series | None:
     return None
 
 
+PROBE_ROWS = 2_000
+
+
 def _constant_within_dates(frame: pd.DataFrame, columns: list[str]) -> set[str]:
-    """Numerical columns holding one (non-null) value per date in `frame` (vectorised min == max)."""
+    """Numerical columns holding one (non-null) value per date in `frame` (vectorised min == max).
+
+    The first rows are checked first: a column with two values at one date among them varies at
+    that date in the whole frame too, so only the columns that pass are checked on every row
+    (on a 1M-row window nearly all columns are ruled out on 2,000 rows)."""
     if not columns or frame.empty:
         return set()
+    if len(frame) > PROBE_ROWS:
+        columns = sorted(_constant_within_dates(frame.iloc[:PROBE_ROWS], columns), key=columns.index)
+        if not columns:
+            return set()
     values = frame[columns].apply(pd.to_numeric, errors="coerce")
     key = date_key(frame)
     if key is None:

@@ -224,3 +224,21 @@ def test_evidently_details_the_scores_and_the_most_drifted_columns_only(tmp_path
     assert f"All {len(result.columns)} features" in page  # every column is listed in the clientlens summary
     for c in result.columns:
         assert f"<td>{c.column}</td>" in page
+
+
+def test_context_columns_found_past_the_probe_rows():
+    """The first-rows probe only rules columns out: a market column is still context, and a column
+    that is constant in the first rows but varies later is still a tested feature."""
+    from monitoring.drift import PROBE_ROWS
+
+    rows = PROBE_ROWS + 500
+    rng = np.random.default_rng(3)
+
+    def window(rate: float) -> pd.DataFrame:
+        late = np.r_[np.zeros(PROBE_ROWS), rng.normal(size=500)]  # constant at first, then not
+        return pd.DataFrame({"customer_id": np.arange(rows), "market_rate": rate, "late_mover": late,
+                             "amount": rng.lognormal(size=rows)})  # fmt: skip
+
+    roles = resolve_columns(window(1.5), window(1.25), use_registry=False)
+    assert roles.context == ["market_rate"]
+    assert sorted(roles.numerical) == ["amount", "late_mover"]
