@@ -90,6 +90,10 @@ class SimParams(BaseModel):
     churn_incident_coef: float = 1.1
     churn_engagement_coef: float = 1.2
     churn_payroll_coef: float = -0.6
+    # #12 (churn cause): a home bought with another bank's mortgage, or tuition paid abroad, moves the
+    # relationship: the hazard rises in the event month and the three after (log-term, x e^1.8 ~ 6).
+    churn_life_event_coef: float = 1.8
+    churn_life_event_months: int = 3
     incident_prob: float = 0.02
     pre_churn_signal_prob: float = Field(0.8, description="share of churners that show pre-churn signals")
 
@@ -354,6 +358,7 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     incident_recent[:, 1:] += 0.6 * incident[:, :-1]
     incident_recent[:, 2:] += 0.3 * incident[:, :-2]
     decline = np.clip(-eng_slope, 0, None) * 10  # 0..1 for customers drifting away
+    life_moves = _life_event_churn_push(p, life, rel)
     log_h = (
         np.log(p.churn_base_hazard)
         + p.churn_rate_gap_coef * market.rate_gap[None, :]
@@ -362,11 +367,12 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
         + p.churn_payroll_coef * payroll[:, None]
         - 0.35 * (tenure_years[:, None] > 3)
         + 0.3 * (aum0[:, None] < 2_000)
+        + life_moves
     )
     hit = rng.random((n, M)) < np.exp(log_h)
     hit[:, 0] = False  # nobody leaves in the first month: every churner has some history
     churn_month = np.where(hit.any(axis=1), hit.argmax(axis=1), M)
-    churn_cause = _churn_cause(p, market.rate_gap, incident_recent, decline, churn_month)
+    churn_cause = _churn_cause(p, market.rate_gap, incident_recent, decline, life_moves, churn_month)
     churn_frac = rng.uniform(0.05, 0.95, n)  # when in its month the customer leaves
     churned = churn_month < M
     to_churn = churn_month[:, None] - months[None, :]  # months until churn (<=0: churned)
@@ -790,18 +796,28 @@ CHURN_CAUSES = ("rate_gap", "service_incidents", "disengagement", "life_event", 
 _CAUSE_MIN_LOG_LIFT = float(np.log(1.25))
 
 
+def _life_event_churn_push(p: SimParams, life: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """Log-hazard term (n x months) of a life change that moves the money elsewhere: a home purchase
+    (the mortgage often comes from another bank) or a child's study abroad (tuition and an overseas
+    account), in the event month and the `churn_life_event_months` after it. Retirement moves money
+    into the bank's pension instead, so it adds nothing."""
+    moving = np.isin(life, [LIFE_EVENTS.index("home_purchase"), LIFE_EVENTS.index("child_study_abroad")])
+    window = (rel >= 0) & (rel <= p.churn_life_event_months)
+    return p.churn_life_event_coef * (moving[:, None] & window)
+
+
 def _churn_cause(
     p: SimParams,
     rate_gap: np.ndarray,
     incident_recent: np.ndarray,
     decline: np.ndarray,
+    life_moves: np.ndarray,
     churn_month: np.ndarray,
 ) -> np.ndarray:
     """Cause code per customer (-1 = not a churner): the largest of the hazard's push terms in the
-    month the customer left (competitor rate gap, recent service incidents, declining engagement),
-    `other` when none lifts the hazard by a quarter (the base hazard, tenure, small balances). No random
-    draw: the rest of the simulation is unchanged. (The churn hazard has no life-event term, so no
-    simulated churner has cause `life_event`; the vocabulary keeps it for real data.)"""
+    month the customer left (competitor rate gap, recent service incidents, declining engagement, a
+    life event that moves the money), `other` when none lifts the hazard by a quarter (the base hazard,
+    tenure, small balances). No random draw."""
     n, months = incident_recent.shape
     churned = churn_month < months
     m = np.minimum(churn_month, months - 1)
@@ -810,6 +826,7 @@ def _churn_cause(
             p.churn_rate_gap_coef * rate_gap[m],
             p.churn_incident_coef * incident_recent[np.arange(n), m],
             p.churn_engagement_coef * decline,
+            life_moves[np.arange(n), m],
         ]
     )
     cause = np.where(terms.max(axis=1) >= _CAUSE_MIN_LOG_LIFT, terms.argmax(axis=1), CHURN_CAUSES.index("other"))
