@@ -393,3 +393,19 @@ def test_cli_simulate_json_summary(tmp_path):
 def test_cli_simulate_bad_usage_exits_2(tmp_path):
     result = CliRunner().invoke(app, ["simulate", "--customers", "0", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
+
+
+def test_churn_cause_is_the_largest_push_term_in_the_churn_month():
+    """Hand-built: four churners, one per push term winning in its churn month, one stayer, one `other`."""
+    p = sim.SimParams()
+    months = 4
+    rate_gap = np.array([0.0, 0.0, 1.0, 0.0])  # only month 2 has a competitor gap (0.8 log-lift)
+    incidents = np.zeros((6, months))
+    incidents[1, 1] = 1.0  # 1.1 log-lift in month 1
+    decline = np.array([0.0, 0.0, 0.0, 0.5, 0.0, 0.0])  # 0.6 log-lift, every month
+    life = np.zeros((6, months))
+    life[0, 3] = p.churn_life_event_coef  # 1.8 log-lift in month 3
+    churn_month = np.array([3, 1, 2, 1, months, 1])  # customer 4 stays; customer 5 has no push
+    cause = sim._churn_cause(p, rate_gap, incidents, decline, life, churn_month)
+    names = [sim.CHURN_CAUSES[c] if c >= 0 else None for c in cause]
+    assert names == ["life_event", "service_incidents", "rate_gap", "disengagement", None, "other"]
