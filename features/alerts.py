@@ -486,26 +486,64 @@ def arrow_codes(column, categories: tuple[str, ...]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int16)
 
 
+def _signal_mask(part, table: str):
+    """Rows of an Arrow table that can feed a signal (on dictionary codes: no string per row)."""
+    if table == "events":
+        if "topic" not in part.column_names:
+            return None
+        wanted = [vocab.TOPICS.index(s.topic) for s in SOURCES.values() if s.topic]
+        return np.isin(arrow_codes(part["topic"], vocab.TOPICS), wanted)
+    if not {"category", "direction", "counterparty"} <= set(part.column_names):
+        return None
+    wanted = [vocab.COUNTERPARTIES.index(s.counterparty) for s in SOURCES.values() if s.counterparty]
+    return (
+        (arrow_codes(part["category"], vocab.TXN_CATEGORIES) == vocab.TXN_CATEGORIES.index("transfer"))
+        & (arrow_codes(part["direction"], vocab.DIRECTIONS) == vocab.DIRECTIONS.index("out"))
+        & np.isin(arrow_codes(part["counterparty"], vocab.COUNTERPARTIES), wanted)
+    )
+
+
 def _read_rows(path: Path, table: str, lo: int, hi: int, start, stop, max_date) -> pd.DataFrame:
-    """Contract-checked rows of `table` for customers lo..hi in [start, stop) that can feed a signal."""
+    """Contract-checked rows of `table` for customers lo..hi in [start, stop) that can feed a signal.
+
+    Reads one row group at a time (chosen by their customer and time statistics) and keeps only
+    the rows a signal can use before anything else: a few percent of the rows, so neither the
+    whole lookback nor a customer sort is ever materialised (that was 3/4 of the scan's time).
+    Rows with a null id, time or code are kept, so the contract check reports them.
+    """
     import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     from features.contract import validate_frame
-    from features.panel import read_range_arrow
+    from features.panel import select_row_groups
 
     try:
-        arrow = read_range_arrow(path, (lo, hi), "ts", start, stop)
+        pf = pq.ParquetFile(path)
+        selected = select_row_groups(pf, (lo, hi), "ts", start, stop)
+        parts = []
+        for g, needs_filter in selected:
+            part = pf.read_row_group(g)
+            keep = _signal_mask(part, table)
+            if needs_filter:
+                inside = None
+                if "customer_id" in part.column_names:
+                    c = part["customer_id"]
+                    inside = pc.and_(pc.greater_equal(c, lo), pc.less_equal(c, hi)).fill_null(True)
+                if "ts" in part.column_names:
+                    typ = part.schema.field("ts").type
+                    in_time = pc.and_(
+                        pc.greater_equal(part["ts"], pa.scalar(pd.Timestamp(start), typ)),
+                        pc.less(part["ts"], pa.scalar(pd.Timestamp(stop), typ)),
+                    ).fill_null(True)
+                    inside = in_time if inside is None else pc.and_(inside, in_time)
+                if inside is not None:
+                    inside = inside.to_numpy(zero_copy_only=False)
+                    keep = inside if keep is None else keep & inside
+            parts.append(part if keep is None else part.filter(pa.array(keep)))
+        arrow = pa.concat_tables(parts) if parts else pf.schema_arrow.empty_table()
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise InputError(f"{path}: cannot read as Parquet: {exc}") from exc
-    # keep only the rows a signal can use before the (costly) contract checks; codes via the
-    # column's dictionary, so no string is decoded per row
-    if table == "events" and "topic" in arrow.column_names:
-        wanted = [vocab.TOPICS.index(s.topic) for s in SOURCES.values() if s.topic]
-        keep = np.isin(arrow_codes(arrow["topic"], vocab.TOPICS), wanted)
-        arrow = arrow.filter(pa.array(keep))
-    elif table == "transactions" and "category" in arrow.column_names:
-        keep = arrow_codes(arrow["category"], vocab.TXN_CATEGORIES) == vocab.TXN_CATEGORIES.index("transfer")
-        arrow = arrow.filter(pa.array(keep))
     return validate_frame(table, arrow.to_pandas(self_destruct=True), max_date=max_date)
 
 
