@@ -99,7 +99,7 @@ class SimParams(BaseModel):
     retirement_prob: float = 0.30
     # (issue #14, life-event / need-signal story only) habitual browsing of the life-event topics
     # differs between customers: a lognormal taste (mean 1) on each topic's base rate, drawn from
-    # its own random stream so no other draw of the simulation moves.
+    # its own random stream: only the events table is redrawn (SIMULATOR.md §4).
     life_topic_taste_sigma: float = Field(
         1.0, ge=0, description="per-customer lognormal spread of habitual life-topic browsing (not the need burst)"
     )
