@@ -104,3 +104,29 @@ def test_actions_now_proposed_for_movers_are_summarised_and_reported():
     actions = r.summary()["proposed_actions"]
     assert actions == [{"next_action": "upgrade_journey", "customers": 2, "was": "savings_goal_plan (2)"}]
     assert "Actions the policy now proposes" in report_html(r) and "upgrade_journey" in report_html(r)
+
+
+@pytest.mark.slow
+def test_bull_list_on_a_simulated_bank_is_mostly_latent_aggressive(tmp_path):
+    """The demo's bank (3,000 customers × 18 months, seed 42), the demo's quarter: the list is
+    at least 3× as latent-aggressive as the stated-conservatives at large (issue #14)."""
+    from features.panel import build_panel
+    from features.simulate import simulate
+    from training.reclassify import APPETITE_BEHAVIOUR
+
+    raw = tmp_path / "raw"
+    simulate(raw, customers=3000, months=18, seed=42)
+    dates = [pd.Timestamp("2024-12-31"), pd.Timestamp("2025-03-31")]
+    build_panel(raw, tmp_path / "feats", as_of=dates, latest=False)
+    panel = pd.read_parquet(tmp_path / "feats" / "panel.parquet")
+    frames = [
+        panel.loc[panel["as_of"] == d, ["customer_id", "stated_risk", *APPETITE_BEHAVIOUR]]
+        .assign(risk_appetite="not scored")
+        .reset_index(drop=True)
+        for d in dates
+    ]
+    truth = pd.read_parquet(raw / "truth.parquet")
+    r = reclassify(*frames, before_date=dates[0], after_date=dates[1], truth=truth)
+    assert "investment behaviour" in r.truth_check["rule"]
+    assert r.truth_check["listed"] >= 30
+    assert r.truth_check["lift"] >= 3.0, r.truth_check
