@@ -386,7 +386,7 @@ def report_html(r: Reclassification, top: int = 50) -> str:
         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px;color:#222}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
         "th{background:#f2f4f7}td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:1.5em}"
-        ".box{background:#f6f8fa;padding:.8em 1.2em;border-radius:6px;display:inline-block;margin-right:1em}</style>",
+        ".wide{overflow-x:auto;max-width:100%}td{max-width:26em}.box{background:#f6f8fa;padding:.8em 1.2em;border-radius:6px;display:inline-block;margin-right:1em}</style>",
         "</head><body>",
         f"<h1>Re-classification {esc(s['from'])} &rarr; {esc(s['to'])}</h1>",
         f"<p><span class='box'><b>{s['customers']:,}</b> customers scored at both dates</span>"
@@ -442,7 +442,7 @@ def _table(frame: pd.DataFrame) -> str:
             text = f"{v:.3f}" if isinstance(v, float) else str(v)
             cells.append(f"<td class='l'>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f"<div class='wide'><table><tr>{head}</tr>{''.join(body)}</table></div>"
 
 
 # --------------------------------------------------------------------------- I/O edge
