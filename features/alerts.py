@@ -5,7 +5,8 @@ need: a burst of browsing about mortgages, pensions, studying abroad or overseas
 run of brokerage or overseas transfers, an unusual outflow to another bank. Each signal is
 tested day by day against the customer's OWN past, not a population threshold:
 
-- **Count signals** (topic views/searches, brokerage and overseas transfers): the count in the
+- **Count signals** (views/searches of a need's pages, brokerage and overseas transfers; a need
+  is read across its pages, e.g. study abroad + overseas account + fx: `SOURCES`): the count in the
   trailing `window_days` is compared with the customer's rate over the `baseline_days` before
   that window, shrunk toward the population rate by `prior_days` pseudo-days (so a
   customer with little history is judged by the population, one with a long history by
