@@ -365,6 +365,7 @@ def fit_task(
             **sp.describe(),
             "tuning_folds": result.n_folds,
             "n_refit": len(rest),
+            "n_calibration": len(calib_idx),
         },
         fingerprint=fingerprint(frame, spec),
         seed=seed,
@@ -410,7 +411,7 @@ def _tune_and_refit(
         margin = core.prior.margin(X_all)
     folds = tuning_folds(spec, prep, sp, seed)
     w = prep.weight
-    dall = refit_dataset(X_all[rest], y_fit[rest], _take(w, rest), cat_idx, prep.features, _take(margin, rest))
+    dall = refit_dataset(X_all[rest], y_fit[rest], _take(w, rest), cat_idx, prep.features, _take(margin, rest), threads)
     budget = {
         "trials": trials or tr_spec.trials,
         "timeout": timeout if timeout is not None else tr_spec.timeout,
@@ -435,6 +436,7 @@ def _tune_and_refit(
             prep.features,
             init_train=_take(margin, a),
             init_valid=_take(margin, b),
+            threads=threads,
         )
         result = tune(fit_kind, k, dtrain, dvalid, **budget)
     else:
@@ -661,6 +663,104 @@ def find_truth(features_dir: Path | str | None) -> Path | None:
     return path if path.is_file() else None
 
 
+BOOTSTRAP_SAMPLES = 200
+
+
+def bootstrap_ci(
+    kind: str,
+    metric: str,
+    y: np.ndarray,
+    proba: np.ndarray,
+    weight: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    samples: int = BOOTSTRAP_SAMPLES,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """Percentile bootstrap interval of one test metric: the test rows resampled with replacement
+    `samples` times (seeded). Resamples where the metric is undefined (one class) are skipped."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    values = []
+    for _ in range(samples):
+        idx = rng.integers(0, n, n)
+        yb, wb = y[idx], _take(weight, idx)
+        if kind != "regression" and len(np.unique(yb)) < 2:
+            continue
+        if kind == "binary" and metric == "roc_auc":  # the common case, without the other binary metrics
+            values.append(float(roc_auc_score(yb, proba[idx, 1] if proba.ndim == 2 else proba[idx], sample_weight=wb)))
+        else:
+            values.append(float(M.task_metrics(kind, yb, proba[idx], wb).get(metric, np.nan)))
+    v = np.asarray([x for x in values if np.isfinite(x)])
+    if len(v) == 0:
+        return {"low": float("nan"), "high": float("nan"), "samples": 0.0}
+    tail = (1 - level) / 2
+    return {"low": float(np.quantile(v, tail)), "high": float(np.quantile(v, 1 - tail)), "samples": float(len(v))}
+
+
+def holdout_uncertainty(result: TrainResult, samples: int = BOOTSTRAP_SAMPLES) -> dict[str, Any]:
+    """`--json` `uncertainty` for one split: a 95% bootstrap interval of the headline test metric for the
+    model, the task baseline and `baseline_lgbm_default` (the same resamples for all three)."""
+    spec, kind = result.spec, result.spec.target.kind
+    metric, y, w = spec.metric, result.y_test, result.holdout.get(WEIGHT_COLUMN)
+    w = None if w is None else w.to_numpy()
+    assert y is not None and result.proba_test is not None  # fit_task sets the test labels and scores
+    out: dict[str, Any] = {
+        "metric": metric,
+        "level": 0.95,
+        "method": f"bootstrap of the test rows, {samples} resamples",
+    }
+    for name, proba in (
+        ("model", result.proba_test),
+        ("baseline", result.baseline_test),
+        ("baseline_lgbm_default", result.lgbm_default_test),
+    ):
+        if proba is not None:
+            out[name] = bootstrap_ci(kind, metric, y, proba, w, seed=result.seed, samples=samples)
+    return out
+
+
+def repeat_summary(results: list[TrainResult]) -> dict[str, Any]:
+    """`--repeats N`: mean, sd (n-1), min and max of every test metric over the split seeds, for the model,
+    the task baseline and `baseline_lgbm_default`, with each seed's values."""
+
+    def stats(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+        keys = [k for k in rows[0] if all(k in r for r in rows)]
+        out = {}
+        for k in keys:
+            a = np.asarray([r[k] for r in rows], dtype=float)
+            a = a[np.isfinite(a)]
+            if len(a):
+                sd = float(a.std(ddof=1)) if len(a) > 1 else 0.0
+                out[k] = {"mean": float(a.mean()), "sd": sd, "min": float(a.min()), "max": float(a.max())}
+        return out
+
+    return {
+        "n": len(results),
+        "seeds": [r.seed for r in results],
+        "model": stats([r.metrics for r in results]),
+        "baseline": stats([r.baseline for r in results]),
+        "baseline_lgbm_default": stats([r.lgbm_default for r in results]),
+        "per_seed": [
+            {"seed": r.seed, "model": r.metrics, "baseline": r.baseline, "baseline_lgbm_default": r.lgbm_default}
+            for r in results
+        ],
+    }
+
+
+def _flat(prefix: str, tree: dict[str, Any]) -> dict[str, float]:
+    """Nested numbers as MLflow metric names `prefix.a.b` (lists and text left out)."""
+    out: dict[str, float] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(f"{prefix}.{k}", v))
+        elif isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
+            out[f"{prefix}.{k}"] = float(v)
+    return out
+
+
 def run_training(
     spec: TaskSpec,
     *,
@@ -671,8 +771,13 @@ def run_training(
     plots: bool = True,
     progress=None,
     engine=None,
+    repeats: int = 1,
 ) -> dict[str, Any]:
-    """Read the source, fit, log to MLflow, register (alias `challenger`); return the `--json` summary."""
+    """Read the source, fit, log to MLflow, register (alias `challenger`); return the `--json` summary.
+
+    `repeats` > 1: also fit on split seeds seed+1 .. seed+repeats-1 and report every metric's mean, sd and
+    range over the seeds (`repeats`); the model of `seed` is the one logged and registered. Otherwise
+    `uncertainty` holds a bootstrap interval of the headline test metric."""
     from training.data import read_source
     from training.registry import log_training
 
@@ -688,15 +793,33 @@ def run_training(
             from features.contract import read_truth  # raw data is read through the contract
 
             truth = read_truth(path.parent) if path.name == "truth.parquet" else pd.read_parquet(path)
-    result = fit_task(
-        spec, frame, seed=seed, trials=trials, timeout=timeout, truth=truth, progress=progress, engine=engine
-    )
+    if repeats < 1:
+        raise InputError(f"--repeats must be at least 1, got {repeats}")
+    results = [
+        fit_task(spec, frame, seed=s, trials=trials, timeout=timeout, truth=truth, progress=progress, engine=engine)
+        for s in range(seed, seed + repeats)
+    ]
+    result = results[0]
     logged = log_training(result, plots=plots)
+    spread: dict[str, Any] = {}
+    if repeats > 1:
+        spread["repeats"] = repeat_summary(results)
+        extra = _flat("repeats", {k: spread["repeats"][k] for k in ("model", "baseline", "baseline_lgbm_default")})
+    else:
+        spread["uncertainty"] = holdout_uncertainty(result)
+        extra = _flat("ci95", {k: v for k, v in spread["uncertainty"].items() if isinstance(v, dict)})
+    from training.registry import client
+
+    c = client()
+    for key, value in extra.items():
+        c.log_metric(logged["run_id"], key, value)
     return {
         "task": spec.name,
         **logged,
         "metrics": result.metrics,
         "baseline": result.baseline,
+        "baseline_lgbm_default": result.lgbm_default,
+        **spread,
         "baseline_description": result.baseline_description,
         "calibration": result.calibration,
         "split": result.split,
@@ -705,6 +828,9 @@ def run_training(
             "pruned": result.tuning.n_pruned,
             "seconds": round(result.tuning.seconds, 2),
             "best_valid": result.tuning.best_value,
+            "folds": result.tuning.n_folds,
+            "rounds": result.tuning.best_iteration,
+            "plain_lgbm_valid": result.tuning.start_value,
         },
         "dataset_fingerprint": result.fingerprint,
         "notes": result.notes,

@@ -164,12 +164,16 @@ def datasets(
     feature_names: list[str] | None = None,
     init_train: np.ndarray | None = None,
     init_valid: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> tuple[lgb.Dataset, lgb.Dataset]:
     """Binned once and shared by every trial (`feature_pre_filter=False` so min_child_samples may vary).
 
     `init_train` / `init_valid`: per-row starting scores (LightGBM `init_score`, log-odds for binary)
-    that boosting corrects; the validation metric (early stopping, pruning) includes them."""
-    ds_params = {"feature_pre_filter": False, "verbosity": -1, "max_bin": 255}
+    that boosting corrects; the validation metric (early stopping, pruning) includes them.
+    `threads` (default `lgb_threads()`) is set on the Datasets too: `lgb.cv` boosts its fold subsets
+    with the Dataset's thread count, and all OpenMP threads busy-waiting on this shared machine made
+    a 5-fold trial ~40x slower (measured: 55 s against 1.4 s wall for 100 rounds on 1,000 rows)."""
+    ds_params = {"feature_pre_filter": False, "verbosity": -1, "max_bin": 255, "num_threads": threads or lgb_threads()}
     names: list[str] | Literal["auto"] = list(feature_names) if feature_names else "auto"
     dtrain = lgb.Dataset(
         X_train,
@@ -202,11 +206,11 @@ def refit_dataset(
     categorical_idx: list[int],
     feature_names: list[str] | None = None,
     init: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> lgb.Dataset:
-    """The Dataset of every non-test row, for `refit` (binned as `datasets` bins)."""
-    return datasets(
-        X, y, w, X[:1], y[:1], None, categorical_idx, feature_names, init, None if init is None else init[:1]
-    )[0]
+    """The Dataset of every non-test row, for `refit` and `tune_cv` (binned as `datasets` bins)."""
+    init_valid = None if init is None else init[:1]
+    return datasets(X, y, w, X[:1], y[:1], None, categorical_idx, feature_names, init, init_valid, threads)[0]
 
 
 def fit(
