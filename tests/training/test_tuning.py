@@ -184,3 +184,40 @@ def test_uncertainty_and_repeats_cover_model_and_both_baselines(one_trial):
         r.lgbm_default["roc_auc"], other.lgbm_default["roc_auc"]
     )
     assert set(rep["baseline"]) >= {"roc_auc"}
+
+
+def _cli_json(result) -> dict:
+    import json
+
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_cli_repeats_and_bootstrap_land_in_json_and_mlflow(tmp_path):
+    from typer.testing import CliRunner
+
+    from clientlens.cli import app
+    from training import registry as R
+
+    _table(600).to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "s.yaml").write_text(
+        "name: synthetic\nsource: t.csv\ndrop: [household, month]\n"
+        "target: {column: y, kind: binary, positive: 'yes'}\ntuning: {cv_folds: 3}\n"
+    )
+    runner = CliRunner()
+    args = ["train", "--spec", str(tmp_path / "s.yaml"), "--trials", "1", "--no-plots", "--json"]
+    one = _cli_json(runner.invoke(app, args))
+    assert one["baseline_lgbm_default"]["roc_auc"] > 0.6 and one["tuning"]["folds"] == 3
+    ci = one["uncertainty"]["model"]
+    assert ci["low"] <= one["metrics"]["roc_auc"] <= ci["high"]
+    rep = _cli_json(runner.invoke(app, [*args, "--repeats", "2", "--seed", "5"]))
+    assert rep["repeats"]["seeds"] == [5, 6] and "uncertainty" not in rep
+    st = rep["repeats"]["baseline_lgbm_default"]["roc_auc"]
+    assert st["min"] <= st["mean"] <= st["max"] and st["min"] < st["max"]  # two different splits
+    logged = R.client().get_run(rep["run_id"]).data.metrics
+    assert logged["repeats.model.roc_auc.mean"] == pytest.approx(rep["repeats"]["model"]["roc_auc"]["mean"])
+    assert logged["baseline_lgbm_default.roc_auc"] == pytest.approx(rep["baseline_lgbm_default"]["roc_auc"])
+    assert "ci95.model.low" in R.client().get_run(one["run_id"]).data.metrics
+    bad = runner.invoke(app, [*args, "--repeats", "0"])
+    assert bad.exit_code == 2
