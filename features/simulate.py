@@ -101,6 +101,15 @@ class SimParams(BaseModel):
     home_purchase_prob: float = 0.07
     study_abroad_prob: float = 0.06
     retirement_prob: float = 0.30
+    # (issue #14, life-event / need-signal story only) habitual browsing of the life-event topics
+    # differs between customers: a lognormal taste (mean 1) on each topic's base rate, drawn from
+    # its own random stream: only the events table is redrawn (SIMULATOR.md §4).
+    life_topic_taste_sigma: float = Field(
+        1.0, ge=0, description="per-customer lognormal spread of habitual life-topic browsing (not the need burst)"
+    )
+    retirement_research_months: tuple[int, int] = Field(
+        (2, 6), description="months of pension browsing before a retirement (uniform, inclusive)"
+    )
 
     # --- behaviour intensities (per customer-month)
     card_spend_rate: float = 7.0
@@ -263,6 +272,19 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _days_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (b - a).astype("timedelta64[ns]").astype(np.int64) / _NS_PER_DAY
+
+
+LIFE_TOPICS = ("pension", "study_abroad", "overseas_account", "mortgage", "insurance")
+
+
+def _life_topic_habits(rng: np.random.Generator, n: int, p: SimParams) -> dict[str, np.ndarray]:
+    """Per-customer multiplier (lognormal, mean 1) of each life-event topic's habitual browsing rate.
+
+    Some customers read about pensions or mortgages every month with no event coming, others
+    never do: the raw count of views says little until it is set against the customer's own habit.
+    """
+    sigma = p.life_topic_taste_sigma
+    return {t: np.exp(sigma * rng.standard_normal(n) - sigma**2 / 2) for t in LIFE_TOPICS}
 
 
 def generate_block(block_index: int, n: int, market: Market, seed: int, params: SimParams | None = None) -> Block:
@@ -705,6 +727,11 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     login_lam = p.login_rate * np.exp(0.6 * engagement[:, None] + eng_trend) * login_pre
     ev: list[tuple[np.ndarray, int]] = [(login_lam, -1)]
     eng = np.exp(0.4 * engagement)[:, None] * np.exp(eng_trend) * login_pre
+    need_rng = np.random.default_rng(np.random.SeedSequence([seed, 14, block_index]))
+    habit = _life_topic_habits(need_rng, n, p)
+    # retirement is planned: its pension research starts 2-6 months ahead (the other events' 1-3)
+    retire_lead = need_rng.integers(p.retirement_research_months[0], p.retirement_research_months[1] + 1, n)
+    before_retirement = (life == 2)[:, None] & (rel < 0) & (rel >= -retire_lead[:, None])
     topic_lam = {
         "equity_funds": 0.25
         * (browse_taste * np.exp(p.appetite_behaviour_coef * appetite))[:, None]
@@ -712,12 +739,14 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
         * equity_interest,
         "fixed_income": 0.2 * rate_push,
         "deposits": 0.25 + 0.15 * rate_drop[None, :],
-        "pension": 0.08 + 2.0 * ((life == 2)[:, None] & before_event) + 0.5 * retire_after,
-        "study_abroad": 0.03 + 1.8 * ((life == 1)[:, None] & before_event) + 0.4 * study_after,
-        "overseas_account": 0.03 + 1.2 * ((life == 1)[:, None] & before_event),
+        "pension": 0.08 * habit["pension"][:, None] + 2.0 * before_retirement + 0.5 * retire_after,
+        "study_abroad": 0.03 * habit["study_abroad"][:, None]
+        + 1.8 * ((life == 1)[:, None] & before_event)
+        + 0.4 * study_after,
+        "overseas_account": 0.03 * habit["overseas_account"][:, None] + 1.2 * ((life == 1)[:, None] & before_event),
         "fx": 0.08 + 1.0 * ((life == 1)[:, None] & before_event) + 0.5 * study_after,
-        "mortgage": 0.06 + 2.5 * ((life == 0)[:, None] & before_event) + 0.3 * home_after,
-        "insurance": 0.12 + 0.5 * ((life == 0)[:, None] & before_event),
+        "mortgage": 0.06 * habit["mortgage"][:, None] + 2.5 * ((life == 0)[:, None] & before_event) + 0.3 * home_after,
+        "insurance": 0.12 * habit["insurance"][:, None] + 0.5 * ((life == 0)[:, None] & before_event),
         "promotions": 0.35,
         "complaints": 0.02 + 1.5 * incident,
     }
