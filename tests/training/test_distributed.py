@@ -295,6 +295,19 @@ def test_cli_trains_on_a_scheduler_with_a_shared_study(cluster, tmp_path, monkey
     assert {t.user_attrs["worker"] for t in study.trials} == {0, 1}
 
 
+def test_a_random_row_split_is_refused_on_the_cluster(tmp_path):
+    """A random split draws over the whole table's row order, which no partition sees: a clear InputError
+    naming the field (no cluster needed: dask's local scheduler runs the partitions)."""
+    from core.errors import InputError
+    from training.distributed import read_panel, split_rule
+
+    make_frame(200, months=3).to_parquet(tmp_path / "frame.parquet", index=False)
+    spec = spec_for(tmp_path, trials=1)
+    spec = spec.model_copy(update={"split": spec.split.model_copy(update={"kind": "random"})})
+    with pytest.raises(InputError, match="field split: --engine dask splits per partition by time or group"):
+        split_rule(read_panel(spec, partitions=2), spec, seed=0)
+
+
 def test_cli_scheduler_needs_the_dask_engine(tmp_path):
     from typer.testing import CliRunner
 
