@@ -199,6 +199,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--raw", type=Path, default=None)
     ap.add_argument("--driver-share", type=float, default=0.05, help="customers the driver gathers")
+    ap.add_argument("--workers", default="1,2", help="worker counts in the order run (e.g. 2,1 to check order effects)")
     args = ap.parse_args()
 
     raw = args.raw or Path(tempfile.gettempdir()) / f"clientlens-scaling-raw-{args.customers}x{args.months}"
@@ -211,7 +212,7 @@ def main() -> None:
     train = np.arange(len(y)) % 4 < 2  # the time split's training rows, as in the panel
     results: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "runs": []}
     results["local_training"] = {**bench_local_training(X[train], y[train], args.rounds), "load": load()}
-    for workers in (1, 2):
+    for workers in [int(w) for w in args.workers.split(",")]:
         with cluster(workers) as client, tempfile.TemporaryDirectory() as tmp:
             run: dict = {"workers": workers}
             for step, fn in (
