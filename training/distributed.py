@@ -50,6 +50,8 @@ from core.settings import Settings
 from training.data import Prepared, _as_numbers, _target, prepare, split
 from training.spec import TaskSpec
 from training.tune import (
+    PLAIN_LGBM,
+    PLAIN_TRIAL,
     TuneResult,
     base_params,
     datasets,
@@ -58,6 +60,7 @@ from training.tune import (
     pruner,
     sampler,
     search_space,
+    start_trials,
 )
 
 log = logging.getLogger(__name__)
@@ -210,8 +213,16 @@ def _run_trials(
     )
 
     def objective(trial: optuna.Trial) -> float:
+        fixed_rounds = int(PLAIN_LGBM["n_estimators"]) if trial.number == PLAIN_TRIAL else None  # as local
         _, booster, value = fit_trial(
-            trial, base, space, dtrain, dvalid, early_stopping_rounds=early_stopping_rounds, max_rounds=max_rounds
+            trial,
+            base,
+            space,
+            dtrain,
+            dvalid,
+            early_stopping_rounds=early_stopping_rounds,
+            max_rounds=max_rounds,
+            fixed_rounds=fixed_rounds,
         )
         trial.set_user_attr("best_iteration", int(booster.best_iteration or booster.current_iteration()))
         trial.set_user_attr("worker", worker_index)
@@ -315,9 +326,11 @@ def tune_on_dask(
         load_if_exists=True,
     )
     done_before = len(study.trials)
-    if done_before == 0:  # a machine joining a running study adds no second warm-up
-        for params in warmup_params(seed, warmup_count(trials), space):
-            study.enqueue_trial(params)
+    if done_before == 0:  # a machine joining a running study adds no second start or warm-up
+        # As `training.tune`: the plain LightGBM first (issue #15), then the seeded random warm-up draws.
+        starts = start_trials(space)[:trials]
+        for point in starts + warmup_params(seed, max(0, warmup_count(trials) - len(starts)), space):
+            study.enqueue_trial(point)
     client = engine.client
     [shared] = client.scatter([data], broadcast=True)
     shares = _shares(trials, engine.n_workers)
