@@ -6,10 +6,12 @@ the clusters started before the clock starts:
 1. **features**: `features.panel.build_panel(--engine dask --workers W)` over a simulated bank
    (`--customers`, `--months`; the panel at its default month-end dates plus `latest`), seconds per
    million raw transaction rows;
-2. **training**: the final booster fitted by `lightgbm.dask` (`training.distributed.fit_dask`) with
-   fixed parameters and `--rounds` rounds on a generated churn-like matrix of `--rows` rows, seconds
-   per million rows (and one process's `lightgbm.train` with one thread on the same rows, the
-   reference);
+2. **training**: the `--engine dask` path on a generated churn-like panel of `--rows` rows (four
+   snapshots per customer, 30 features, written as Parquet): `DaskEngine.read_source` (read, shuffle by
+   customer, label and split per partition, the driver's `--driver-share` of customers gathered) in
+   seconds per million panel rows, then `lightgbm.dask` (`fit_dask_frame`) with fixed parameters and
+   `--rounds` rounds on every training row, seconds per million training rows (and one process's
+   `lightgbm.train` with one thread on the same rows, the reference);
 3. **tuning**: `--trials` Optuna trials on the W workers against one journal-file study, trials per minute.
 
 Memory per worker: the peak RSS of each worker process, sampled every 100 ms. Writes
@@ -20,6 +22,7 @@ start and end of each step is recorded.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import tempfile
@@ -73,6 +76,10 @@ def cluster(workers: int):
         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as lc,
         Client(lc) as client,
     ):
+        # Imported on every worker before the clock starts, as the cluster start is (training.model pulls in
+        # MLflow: seconds of CPU once per worker process, not per row).
+        for module in ("features.panel", "training.distributed", "training.model"):
+            client.run(importlib.import_module, module)
         yield client
 
 
@@ -108,13 +115,52 @@ PARAMS = {"objective": "binary", "metric": "auc", "learning_rate": 0.1, "num_lea
           "seed": 0, "deterministic": True, "force_row_wise": True, "verbosity": -1}  # fmt: skip
 
 
-def bench_training(client, X, y, ids, rounds: int, workers: int) -> dict:
-    from training.distributed import fit_dask
+def write_panel(X, y, ids, path: Path) -> Path:
+    """The matrix as a churn-like panel: customer id, four month-end snapshots, 30 features, the label."""
+    import pandas as pd
 
+    snapshot = np.tile(np.arange(4), len(ids) // 4 + 1)[: len(ids)]
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    frame.insert(0, "as_of", pd.Timestamp("2026-01-31") + pd.to_timedelta(snapshot * 31, unit="D"))
+    frame.insert(0, "customer_id", ids)
+    frame["churn"] = y
+    frame.to_parquet(path, index=False, row_group_size=50_000)  # row groups: the partitions read in parallel
+    return path
+
+
+def panel_spec(path: Path):
+    from training.spec import spec_from_dict
+
+    return spec_from_dict(
+        {"name": "bench", "source": path.name, "id": "customer_id", "split": {"kind": "time", "time_column": "as_of"},
+         "target": {"column": "churn", "kind": "binary", "positive": 1.0}, "baseline": {"kind": "prior"}},
+        base_dir=path.parent,
+    )  # fmt: skip
+
+
+def bench_training(client, panel: Path, rounds: int, driver_share: float) -> dict:
+    """The `--engine dask` path: the panel read and shuffled by customer on the workers, labelled and split per
+    partition, the driver's share gathered (`read_source`); then `lightgbm.dask` on every training row."""
+    from distributed import wait
+
+    from training.distributed import DaskEngine, fit_dask_frame
+
+    spec = panel_spec(panel)
+    engine = DaskEngine(client=client, study_storage="unused", task="bench", driver_share=driver_share)
     t0 = time.perf_counter()
-    fit_dask(client, dict(PARAMS), rounds, X, y, None, None, [], [f"f{i}" for i in range(X.shape[1])], ids, workers)
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "rows": len(y), "s_per_million_rows": seconds / (len(y) / 1e6)}
+    driver = engine.read_source(spec, seed=0)
+    rows = client.persist(engine.train_rows)
+    wait(rows)
+    n_train = int(rows.map_partitions(len).compute().sum())
+    read = time.perf_counter() - t0
+    features = [f"f{i}" for i in range(30)]
+    t1 = time.perf_counter()
+    fit_dask_frame(client, dict(PARAMS), rounds, rows, [], features)
+    fit = time.perf_counter() - t1
+    n_panel = n_train * 2  # a time split over four snapshots trains on the first two
+    return {"read_prepare_seconds": read, "fit_seconds": fit, "panel_rows": n_panel, "train_rows": n_train,
+            "driver_rows": len(driver), "read_s_per_million_rows": read / (n_panel / 1e6),
+            "s_per_million_rows": fit / (n_train / 1e6)}  # fmt: skip
 
 
 def bench_local_training(X, y, rounds: int) -> dict:
@@ -152,6 +198,8 @@ def main() -> None:
     ap.add_argument("--tune-rows", type=int, default=40_000)
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--raw", type=Path, default=None)
+    ap.add_argument("--driver-share", type=float, default=0.05, help="customers the driver gathers")
+    ap.add_argument("--workers", default="1,2", help="worker counts in the order run (e.g. 2,1 to check order effects)")
     args = ap.parse_args()
 
     raw = args.raw or Path(tempfile.gettempdir()) / f"clientlens-scaling-raw-{args.customers}x{args.months}"
@@ -160,14 +208,16 @@ def main() -> None:
 
         simulate(raw, args.customers, args.months, 7)
     X, y, ids = churn_matrix(args.rows)
+    panel = write_panel(X, y, ids, Path(tempfile.mkdtemp()) / "panel.parquet")
+    train = np.arange(len(y)) % 4 < 2  # the time split's training rows, as in the panel
     results: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "runs": []}
-    results["local_training"] = {**bench_local_training(X, y, args.rounds), "load": load()}
-    for workers in (1, 2):
+    results["local_training"] = {**bench_local_training(X[train], y[train], args.rounds), "load": load()}
+    for workers in [int(w) for w in args.workers.split(",")]:
         with cluster(workers) as client, tempfile.TemporaryDirectory() as tmp:
             run: dict = {"workers": workers}
             for step, fn in (
                 ("features", partial(bench_features, raw, workers, client.scheduler.address)),
-                ("training", partial(bench_training, client, X, y, ids, args.rounds, workers)),
+                ("training", partial(bench_training, client, panel, args.rounds, args.driver_share)),
                 ("tuning", partial(bench_tuning, client, args.tune_rows, args.trials, Path(tmp) / "j.log")),
             ):
                 before = load()
@@ -178,13 +228,13 @@ def main() -> None:
             results["runs"].append(run)
     OUT.mkdir(exist_ok=True)
     (OUT / "scaling.json").write_text(json.dumps(results, indent=1, default=str))
-    print(
-        f"\n{'workers':>8} {'features s/M tx':>16} {'train s/M rows':>15} {'trials/min':>11} {'max worker RSS GiB':>19}"
-    )
+    print(f"\n{'workers':>8} {'features s/M tx':>16} {'read+label s/M rows':>20} {'train s/M rows':>15}"
+          f" {'trials/min':>11} {'max worker RSS GiB':>19}")  # fmt: skip
     for r in results["runs"]:
         rss = max(r[s]["max_worker_rss_gib"] for s in ("features", "training", "tuning"))
-        print(f"{r['workers']:>8} {r['features']['s_per_million_tx']:>16.1f} {r['training']['s_per_million_rows']:>15.1f}"
-              f" {r['tuning']['trials_per_minute']:>11.1f} {rss:>19.2f}")  # fmt: skip
+        t = r["training"]
+        print(f"{r['workers']:>8} {r['features']['s_per_million_tx']:>16.1f} {t['read_s_per_million_rows']:>20.1f}"
+              f" {t['s_per_million_rows']:>15.1f} {r['tuning']['trials_per_minute']:>11.1f} {rss:>19.2f}")  # fmt: skip
     print(f"one process, lightgbm.train 1 thread: {results['local_training']['s_per_million_rows']:.1f} s per M rows")
 
 

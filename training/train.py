@@ -781,7 +781,8 @@ def run_training(
     from training.data import read_source
     from training.registry import log_training
 
-    frame = read_source(spec)
+    # #16 hook: `--engine dask` reads the panel on the cluster; the driver gets its share back as pandas.
+    frame = read_source(spec) if engine is None else engine.read_source(spec, seed)
     truth = None
     if spec.hidden_aggressive is not None or spec.churn_driver:
         path = Path(truth_path) if truth_path else find_truth(spec.source_path().parent)

@@ -61,6 +61,17 @@ def register(app: typer.Typer) -> None:
                 "(postgresql://...); the same URL on several machines joins one study. Needs --engine dask.",
             ),
         ] = None,
+        driver_share: Annotated[
+            float,
+            typer.Option(
+                "--driver-share",
+                min=0.0001,
+                max=1.0,
+                help="With --engine dask: the share of customers whose rows the driver gathers for tuning, "
+                "calibration and evaluation (the booster trains on every row on the cluster; below 1 needs a "
+                "time split).",
+            ),
+        ] = 1.0,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -78,8 +89,8 @@ def register(app: typer.Typer) -> None:
             optuna.logging.set_verbosity(logging.DEBUG if debug else logging.WARNING)
             if engine not in ("local", "dask"):
                 raise InputError(f"--engine must be local or dask, got {engine!r}")
-            if engine != "dask" and (scheduler or study_storage):
-                raise InputError("--scheduler and --study-storage need --engine dask")
+            if engine != "dask" and (scheduler or study_storage or driver_share < 1.0):
+                raise InputError("--scheduler, --study-storage and --driver-share need --engine dask")
             if scheduler and not study_storage:
                 # The default journal lives in this machine's home; remote workers would each write their own.
                 raise InputError(
@@ -105,7 +116,9 @@ def register(app: typer.Typer) -> None:
                     from training.distributed import dask_engine
 
                     cluster = stack.enter_context(
-                        dask_engine(scheduler, study_storage=study_storage, task=task_spec.name)
+                        dask_engine(
+                            scheduler, study_storage=study_storage, task=task_spec.name, driver_share=driver_share
+                        )
                     )
                 advance = stack.enter_context(
                     progress(f"tuning {task_spec.name}", total=n * repeats, enabled=not as_json)
@@ -126,6 +139,10 @@ def register(app: typer.Typer) -> None:
                     out["engine"].update(
                         scheduler=scheduler, workers=cluster.n_workers, study_storage=cluster.study_storage
                     )
+                    if cluster.panel is not None:
+                        out["engine"].update(
+                            partitions=cluster.panel.frame.npartitions, driver_share=cluster.driver_share
+                        )
                 return out
 
         def human(s: dict) -> None:

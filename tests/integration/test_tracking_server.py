@@ -57,10 +57,13 @@ def trained(env, tracking_server, tmp_path_factory):
     for name in ("tier", "risk"):
         train_champion(name, tables["panel"], tables["truth"], seed=0)
     spec = task_spec("churn", tables["panel"])
-    frame = pd.read_parquet(tables["panel"])
+    # Split per partition on the cluster: by customer (a random row split needs the whole table's row order).
+    spec = spec.model_copy(update={"group": "customer_id", "split": spec.split.model_copy(update={"kind": "group"})})
     with dask_engine(workers=2, study_storage=tracking_server.optuna_db, task="churn") as engine:
         workers = engine.n_workers
+        frame = engine.read_source(spec, seed=0)  # the panel read, labelled and split on the workers
         result = fit_task(spec, frame, seed=0, trials=4, engine=engine)
+        assert engine.train_rows is not None  # so the booster was fitted on the workers' partitions
     logged = log_training(result, plots=False)
     promoted = promote("churn", margin=-1.0)
     return {"tables": tables, "result": result, "logged": logged, "promoted": promoted, "workers": workers}
