@@ -20,7 +20,7 @@ from core.errors import InputError
 from core.tasks import TASKS
 from training.baselines import Baseline, fit_baseline
 from training.data import Prepared, Split, fingerprint, prepare, split
-from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel
+from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel, TransitionPrior
 from training.spec import TaskSpec
 from training.tune import TuneResult, datasets, tune
 
@@ -156,7 +156,7 @@ def fit_task(
             raise InputError(f"spec {spec.name!r} field split: the {name} set has a single class")
     init_tr = init_va = None
     if spec.boost_from_baseline:
-        core.prior = _prior(spec, prep, X_all[tr])
+        core.prior = _prior(spec, prep, X_all[tr], prep.y[tr])
         init_tr, init_va = core.prior.margin(X_all[tr]), core.prior.margin(X_all[va])
     dtrain, dvalid = datasets(
         X_all[tr],
@@ -347,10 +347,17 @@ def _decode_target(prep: Prepared, y: np.ndarray) -> np.ndarray:
     return y
 
 
-def _prior(spec: TaskSpec, prep: Prepared, X_train: np.ndarray) -> RankPrior:
+def _prior(spec: TaskSpec, prep: Prepared, X_train: np.ndarray, y_train: np.ndarray) -> RankPrior | TransitionPrior:
     """`boost_from_baseline`: the heuristic baseline's score as the trees' starting point, its rank
-    tables from the training rows (as `HeuristicBaseline.fit` takes them)."""
+    tables from the training rows (as `HeuristicBaseline.fit` takes them); multiclass: persistence's
+    transition table (`TransitionPrior`)."""
     b = spec.baseline
+    if spec.target.kind == "multiclass":
+        if b.column not in prep.categorical:
+            raise InputError(
+                f"spec {spec.name!r} field boost_from_baseline: baseline.column {b.column!r} is not a categorical feature"
+            )
+        return TransitionPrior.fit(X_train, y_train, prep.features, prep.categories, str(b.column), prep.classes or [])
     bad = sorted(c for c in [*b.columns, *b.negative] if c not in prep.features or c in prep.categorical)
     if bad:
         raise InputError(
