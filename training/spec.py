@@ -230,6 +230,14 @@ class TaskSpec(_Strict):
         "`baseline.column`), the training transition matrix (`training.model.TransitionPrior`; the column must "
         "be a categorical model feature), so the trees learn only the change (the tier task).",
     )
+    prior_strength: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="Multiclass `boost_from_baseline` only: the starting score is this times log P(future | "
+        "current), a tempered transition prior (1 = the table itself). Below 1 the rows that stay keep enough "
+        "gradient for the trees to rank them (the tier task: 0.5, docs/decisions/tier-model.md).",
+    )
     # Set by the loader: the folder `source` is relative to.
     base_dir: str | None = None
 

@@ -357,7 +357,9 @@ def _prior(spec: TaskSpec, prep: Prepared, X_train: np.ndarray, y_train: np.ndar
             raise InputError(
                 f"spec {spec.name!r} field boost_from_baseline: baseline.column {b.column!r} is not a categorical feature"
             )
-        return TransitionPrior.fit(X_train, y_train, prep.features, prep.categories, str(b.column), prep.classes or [])
+        return TransitionPrior.fit(
+            X_train, y_train, prep.features, prep.categories, str(b.column), prep.classes or [], spec.prior_strength
+        )
     bad = sorted(c for c in [*b.columns, *b.negative] if c not in prep.features or c in prep.categorical)
     if bad:
         raise InputError(

@@ -294,6 +294,9 @@ def test_transition_prior_is_the_persistence_baselines_transition_matrix():
     odd = X[:2].copy()
     odd[:, 1] = [np.nan, 9.0]
     np.testing.assert_allclose(np.exp(core.prior.margin(odd)), np.tile(share, (2, 1)), rtol=1e-12)
+    # tempered (`prior_strength`): strength x log P, so softmax gives P ** strength renormalised
+    half = type(core.prior).fit(X, y, core.features, core.categories, "tier", core.classes, strength=0.5)
+    np.testing.assert_allclose(half.margin(X), 0.5 * margin, rtol=1e-12)
     with pytest.raises(InputError, match="categorical"):
         type(core.prior).fit(X, y, core.features, core.categories, "aum", core.classes)
 

@@ -141,6 +141,17 @@ def test_builtin_spec_sources_the_feature_folder(tmp_path):
             {
                 "name": "x",
                 "source": "a.csv",
+                "target": {"column": "y", "kind": "multiclass"},
+                "boost_from_baseline": True,
+                "baseline": {"kind": "persistence", "column": "tier"},
+                "prior_strength": 0,
+            },
+            "prior_strength",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
                 "target": {"column": "y", "kind": "binary", "positive": 1},
                 "boost_from_baseline": True,
             },
