@@ -30,6 +30,7 @@ def run(features: Path, variant: str, trials: int, timeout: float, seed: int, st
     spec = spec.model_copy(update=update)
     started = time.perf_counter()
     r = fit_task(spec, read_source(spec), seed=seed, trials=trials, timeout=timeout, threads=1)
+    assert r.y_test is not None and r.baseline_test is not None and r.proba_test is not None  # set by fit_task
     y, current = r.y_test.astype(int), r.baseline_test.argmax(axis=1)  # persistence predicts the current tier
     pred = r.proba_test.argmax(axis=1)
     return {

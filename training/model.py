@@ -523,7 +523,7 @@ class TabularModel:
         if isinstance(self.prior, TransitionPrior) and chosen is not None:  # the current tier's share
             contrib = contrib.copy()
             contrib[:, self.prior.index[0]] += self.prior.contributions(X, chosen)[:, 0]
-        elif self.prior is not None:  # the prior's margin, split over its columns (Shapley, additive)
+        elif isinstance(self.prior, RankPrior):  # the prior's margin, split over its columns (Shapley, additive)
             contrib = contrib.copy()
             np.add.at(contrib, (slice(None), self.prior.index), self.prior.contributions(X))  # type: ignore[arg-type]  # numpy's stubs omit tuple-of-slice indices
         return contrib
