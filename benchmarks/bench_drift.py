@@ -8,8 +8,9 @@ generic columns moved), seeded.
 
 Jobs, each in its own child process so its peak RSS (ru_maxrss) is its own:
 - `clientlens` on ROWS x 100 (default 1M): `monitoring.drift.run_file_drift` end to end, i.e.
-  the vectorised statistics on every row, the Evidently HTML report on a 10k-row sample
-  (`--max-evidently-rows`),
+  the vectorised statistics on every row and column, the Evidently HTML report on a 10k-row sample
+  (`--max-evidently-rows`) of at most 20 columns (`--max-evidently-columns`: the scores, then the
+  features nearest to or past their threshold),
   JSON + HTML written, snapshot added to an Evidently workspace;
 - `evidently` on each of --evidently-rows (default 50k and 100k) x 100: plain
   `Report([DataDriftPreset()]).run(current, reference)` (+ `get_html_str` separately), and
@@ -100,7 +101,7 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _child_clientlens(rows: int, out: str, max_evidently_rows: int) -> dict:
+def _child_clientlens(rows: int, out: str, max_evidently_rows: int, max_evidently_columns: int) -> dict:
     import evidently.presets  # noqa: F401 - import cost (~10 s) is per process, not per report: excluded for both
 
     from monitoring.config import DriftConfig
@@ -110,7 +111,8 @@ def _child_clientlens(rows: int, out: str, max_evidently_rows: int) -> dict:
     with _PeakRss() as mem:
         c0 = _cpu_s()
         t0 = time.perf_counter()
-        result = run_file_drift(ref, cur, out, DriftConfig(evidently_max_rows=max_evidently_rows))
+        config = DriftConfig(evidently_max_rows=max_evidently_rows, evidently_max_columns=max_evidently_columns)
+        result = run_file_drift(ref, cur, out, config)
         seconds = time.perf_counter() - t0
         cpu = _cpu_s() - c0
     return {
@@ -213,6 +215,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per window for clientlens")
     parser.add_argument("--evidently-rows", default="50000,100000", help="sizes for plain Evidently (comma-separated)")
     parser.add_argument("--max-evidently-rows", type=int, default=10_000, help="clientlens' Evidently sample per side")
+    parser.add_argument(
+        "--max-evidently-columns", type=int, default=20, help="columns clientlens' Evidently report details"
+    )
     parser.add_argument("--child", choices=["clientlens", "evidently"], help=argparse.SUPPRESS)
     parser.add_argument("--child-rows", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -221,7 +226,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.child:
         os.environ.setdefault("CLIENTLENS_HOME", args.child_out or tempfile.mkdtemp())
         if args.child == "clientlens":
-            res = _child_clientlens(args.child_rows, args.child_out, args.max_evidently_rows)
+            res = _child_clientlens(
+                args.child_rows, args.child_out, args.max_evidently_rows, args.max_evidently_columns
+            )
         else:
             res = _child_evidently(args.child_rows)
         print(json.dumps(res, default=float))
@@ -248,6 +255,8 @@ def main(argv: list[str] | None = None) -> dict:
                     str(out),
                     "--max-evidently-rows",
                     str(args.max_evidently_rows),
+                    "--max-evidently-columns",
+                    str(args.max_evidently_columns),
                 ]
             )
         for rows in sizes:
@@ -292,6 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.max_evidently_rows == 10_000 else f"-sample{args.max_evidently_rows}"
+    suffix += "" if args.max_evidently_columns == 20 else f"-columns{args.max_evidently_columns}"
     path = OUT_DIR / f"drift-{args.rows}{suffix}.json"
     path.write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {path}")

@@ -12,17 +12,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import metrics as M
 from core.errors import InputError
 from training import registry as R
 from training.spec import LOWER_IS_BETTER
-from training.train import TARGET_COLUMN, WEIGHT_COLUMN
 
 log = logging.getLogger(__name__)
 
 
 def holdout_score(model, holdout: pd.DataFrame, metric: str, classes: list[str] | None) -> float:
     """`metric` of `model` on a holdout whose `__target__` is encoded against `classes`."""
+    # Imported here, not at the top: the first promotion of a task (every `make demo`) only moves an
+    # alias, and training's modules (LightGBM, Optuna, scikit-learn) cost seconds to import.
+    from core import metrics as M
+    from training.train import TARGET_COLUMN, WEIGHT_COLUMN
+
     y = holdout[TARGET_COLUMN].to_numpy(dtype=float)
     w = holdout[WEIGHT_COLUMN].to_numpy(dtype=float) if WEIGHT_COLUMN in holdout.columns else None
     X = model.matrix(holdout)

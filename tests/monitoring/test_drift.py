@@ -199,3 +199,46 @@ def test_summary_report_still_written_when_evidently_fails(tmp_path, monkeypatch
     assert "error" in result.evidently
     assert "could not be computed" in result.report.read_text()
     assert json.loads(result.json_path.read_text())["clientlens"]["status"] == result.status
+
+
+def test_evidently_details_the_scores_and_the_most_drifted_columns_only(tmp_path, isolated_home):
+    """Evidently's cost is per column, so it renders a capped set: the score columns, then the
+    drifted features before any other; the verdicts and the summary still cover every column."""
+    reference = scenarios.feature_window(1_500, seed=5)
+    current = scenarios.channel_mix(scenarios.feature_window(1_500, seed=6))
+    drifted = FEATURE_SCENARIO_COLUMNS["channel_mix"]
+    scores = list(scenarios.SCORE_COLUMNS)
+    cap = len(scores) + len(drifted) - 1  # room for all but one drifted feature
+    result = run_file_drift(
+        reference, current, tmp_path / "out", DriftConfig(evidently_max_columns=cap, workspace=False)
+    )
+    full = evaluate(reference, current)
+    assert [c.as_dict() for c in result.columns] == [c.as_dict() for c in full.columns]  # verdicts untouched
+    assert set(result.drifted) == drifted
+    rendered = result.evidently["rendered"]
+    assert len(rendered) == cap == result.evidently["columns"]
+    assert set(scores) <= set(rendered)
+    assert set(rendered) - set(scores) < drifted  # only drifted features, the most drifted ones
+    assert result.evidently["disagreements"] == []
+    page = result.report.read_text()
+    assert f"All {len(result.columns)} features" in page  # every column is listed in the clientlens summary
+    for c in result.columns:
+        assert f"<td>{c.column}</td>" in page
+
+
+def test_context_columns_found_past_the_probe_rows():
+    """The first-rows probe only rules columns out: a market column is still context, and a column
+    that is constant in the first rows but varies later is still a tested feature."""
+    from monitoring.drift import PROBE_ROWS
+
+    rows = PROBE_ROWS + 500
+    rng = np.random.default_rng(3)
+
+    def window(rate: float) -> pd.DataFrame:
+        late = np.r_[np.zeros(PROBE_ROWS), rng.normal(size=500)]  # constant at first, then not
+        return pd.DataFrame({"customer_id": np.arange(rows), "market_rate": rate, "late_mover": late,
+                             "amount": rng.lognormal(size=rows)})  # fmt: skip
+
+    roles = resolve_columns(window(1.5), window(1.25), use_registry=False)
+    assert roles.context == ["market_rate"]
+    assert sorted(roles.numerical) == ["amount", "late_mover"]
