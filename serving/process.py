@@ -49,7 +49,9 @@ def service_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] 
 
 
 def serve_command(host: str, port: int, target: str = SERVICE) -> list[str]:
-    return [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port),
+    """`bentoml serve`, through `serving.arbiter` (the same CLI, plus a log line for every worker
+    that dies: which one, and its exit code or signal)."""
+    return [sys.executable, "-m", "serving.arbiter", "serve", target, "--host", host, "--port", str(port),
             "--working-dir", str(PROJECT_ROOT)]  # fmt: skip
 
 

@@ -17,6 +17,8 @@ Endpoints (DESIGN §7):
 Every invalid request is a 400 naming each field and reason (query parameters too), logged at
 INFO without a traceback; 401 without the API key when one is set.
 
+A valid `/score` body is decoded by msgspec straight to columns (`serving.fast_json`,
+`FastScoreMiddleware`); any other body goes to the pydantic model, which names what is wrong.
 Scoring calls `training.scoring.score_columns` (the core of `score_frame`, which `clientlens
 score` uses) on the request's column arrays, with the `TabularModel` cores of an immutable
 `ModelSet`. A background thread checks the MLflow `champion` aliases every `reload_seconds`
@@ -61,6 +63,7 @@ from core.settings import Settings
 from features.registry import FEATURES
 from serving import arrow_io, models_store, observability
 from serving.alerts_api import AlertsRequest, AlertsResponse, alerts_for
+from serving.fast_json import FastRequests
 from serving.feature_table import FeatureTable
 from serving.inference_log import InferenceLogWriter
 from serving.schemas import (
@@ -88,6 +91,7 @@ ScoreRequest = score_request_model(Customer, SETTINGS.max_batch)
 ScoreIdsRequest = score_ids_request_model(SETTINGS.max_batch)
 
 FEATURE_NAMES = [f.name for f in FEATURES]
+FAST_REQUESTS = FastRequests(FEATURES, SETTINGS.max_batch)
 
 
 # -- POST /actions: one customer's ranked actions (issue #13) ------------------------------------
@@ -116,6 +120,7 @@ class ActionsResponse(BaseModel):
 
 
 INLINE_MAX_CUSTOMERS = 64  # up to this many customers a request is scored on the event loop
+INLINE_MAX_BYTES = 256 * 1024  # `POST /score` bodies up to this size are decoded on the event loop
 OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
 RAW_BODY_PATHS = frozenset({"/score_arrow"})  # bodies that are not JSON: keep their Content-Type
 # Every path the service routes (metrics label anything else `observability.OTHER_PATH`).
@@ -183,6 +188,8 @@ def explain_validation_errors(payload: dict[str, Any]) -> dict[str, Any]:
     (documented in the served OpenAPI schema, see `complete_openapi`).
     """
     detail = payload.get("detail")
+    if isinstance(detail, str) and "error" not in payload:  # FastAPI's own 400s, e.g. a body it cannot parse
+        return {"error": f"invalid request: {detail}"}
     if not isinstance(detail, list):
         return payload
     errors = [
@@ -236,6 +243,55 @@ class ErrorFormatMiddleware:
             await send(message)
 
         await self.app(scope, receive, capture)
+
+
+class FastScoreMiddleware:
+    """`POST /score` without BentoML's pydantic round trip when the body is valid.
+
+    The body is decoded by `serving.fast_json` (msgspec, straight to columns, the same rules as
+    the request model) and scored by the service instance; a body it does not accept is handed
+    on untouched to the BentoML endpoint, whose pydantic model answers exactly as before (a 400
+    naming every field and reason, or the rare valid body the fast path declines). Installed
+    inside the API-key check; the service instance registers itself at start (`SERVICE`)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        service = SERVICE[0] if SERVICE else None
+        if service is None or scope["type"] != "http" or scope.get("method") != "POST" or scope["path"] != "/score":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        if len(body) <= INLINE_MAX_BYTES:
+            decoded = FAST_REQUESTS.decode(body)
+        else:  # a big batch: decoded off the event loop, as it is scored (`Clientlens._run`)
+            decoded = await service._run(INLINE_MAX_CUSTOMERS + 1, FAST_REQUESTS.decode, body)
+        if decoded is None:
+            sent = False
+
+            async def replay():
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
+        response = await service._run(len(decoded.ids), service._score_decoded, decoded)
+        await response(scope, receive, send)
+
+
+SERVICE: list[Any] = []  # the worker's service instance, for `FastScoreMiddleware`
 
 
 SERVICE_DESCRIPTION = (
@@ -449,6 +505,7 @@ class Clientlens:
         if self.reload_seconds > 0:
             self._watcher = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
             self._watcher.start()
+        SERVICE[:] = [self]
 
     # -- models ---------------------------------------------------------------------------------
     def refresh_models(self, *, initial: bool = False) -> bool:
@@ -553,6 +610,14 @@ class Clientlens:
         request_id, results = self._score(models, ids, columns, explain, top_k)
         body = {"request_id": request_id, "versions": models.versions, "results": results}
         return _json(body)
+
+    def _score_decoded(self, decoded) -> Response:
+        """`_score_customers` for a body `serving.fast_json` decoded to columns."""
+        models = self._models
+        if models is None:
+            return _no_models()
+        request_id, results = self._score(models, decoded.ids, decoded.columns, decoded.explain, decoded.top_k)
+        return _json({"request_id": request_id, "versions": models.versions, "results": results})
 
     def _score_ids(self, customer_ids: list[int], explain: bool, top_k: int) -> Response:
         models = self._models
@@ -710,3 +775,4 @@ Clientlens.add_asgi_middleware(OpenAPIMiddleware)  # type: ignore[attr-defined]
 Clientlens.add_asgi_middleware(ErrorFormatMiddleware)  # type: ignore[attr-defined]
 Clientlens.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)  # type: ignore[attr-defined]
 Clientlens.add_asgi_middleware(observability.RootPageMiddleware)  # type: ignore[attr-defined]
+Clientlens.add_asgi_middleware(FastScoreMiddleware)  # type: ignore[attr-defined]  # innermost: after the key check

@@ -87,3 +87,15 @@ def request_rows():
 
 def server_log(service) -> str:
     return Path(service.log_path).read_text(errors="replace")
+
+
+def worker_pids(url: str) -> list[int]:
+    """The pids of the worker processes of the server at `url` (children of its arbiter)."""
+    import psutil
+
+    port = url.rsplit(":", 1)[1]
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "serving.arbiter" in cmd and port in cmd:
+            return sorted(p.pid for p in proc.children())
+    raise AssertionError(f"no arbiter listening on port {port}")
