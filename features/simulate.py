@@ -90,6 +90,10 @@ class SimParams(BaseModel):
     churn_incident_coef: float = 1.1
     churn_engagement_coef: float = 1.2
     churn_payroll_coef: float = -0.6
+    # #12 (churn cause): a home bought with another bank's mortgage, or tuition paid abroad, moves the
+    # relationship: the hazard rises in the event month and the three after (log-term, x e^1.8 ~ 6).
+    churn_life_event_coef: float = 1.8
+    churn_life_event_months: int = 3
     incident_prob: float = 0.02
     pre_churn_signal_prob: float = Field(0.8, description="share of churners that show pre-churn signals")
 
@@ -97,6 +101,15 @@ class SimParams(BaseModel):
     home_purchase_prob: float = 0.07
     study_abroad_prob: float = 0.06
     retirement_prob: float = 0.30
+    # (issue #14, life-event / need-signal story only) habitual browsing of the life-event topics
+    # differs between customers: a lognormal taste (mean 1) on each topic's base rate, drawn from
+    # its own random stream: only the events table is redrawn (SIMULATOR.md §4).
+    life_topic_taste_sigma: float = Field(
+        1.0, ge=0, description="per-customer lognormal spread of habitual life-topic browsing (not the need burst)"
+    )
+    retirement_research_months: tuple[int, int] = Field(
+        (2, 6), description="months of pension browsing before a retirement (uniform, inclusive)"
+    )
 
     # --- behaviour intensities (per customer-month)
     card_spend_rate: float = 7.0
@@ -261,6 +274,19 @@ def _days_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (b - a).astype("timedelta64[ns]").astype(np.int64) / _NS_PER_DAY
 
 
+LIFE_TOPICS = ("pension", "study_abroad", "overseas_account", "mortgage", "insurance")
+
+
+def _life_topic_habits(rng: np.random.Generator, n: int, p: SimParams) -> dict[str, np.ndarray]:
+    """Per-customer multiplier (lognormal, mean 1) of each life-event topic's habitual browsing rate.
+
+    Some customers read about pensions or mortgages every month with no event coming, others
+    never do: the raw count of views says little until it is set against the customer's own habit.
+    """
+    sigma = p.life_topic_taste_sigma
+    return {t: np.exp(sigma * rng.standard_normal(n) - sigma**2 / 2) for t in LIFE_TOPICS}
+
+
 def generate_block(block_index: int, n: int, market: Market, seed: int, params: SimParams | None = None) -> Block:
     """Generate customers `block_index * BLOCK_SIZE + 1 ..` (n of them) and all their rows.
 
@@ -354,6 +380,7 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     incident_recent[:, 1:] += 0.6 * incident[:, :-1]
     incident_recent[:, 2:] += 0.3 * incident[:, :-2]
     decline = np.clip(-eng_slope, 0, None) * 10  # 0..1 for customers drifting away
+    life_moves = _life_event_churn_push(p, life, rel)
     log_h = (
         np.log(p.churn_base_hazard)
         + p.churn_rate_gap_coef * market.rate_gap[None, :]
@@ -362,11 +389,12 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
         + p.churn_payroll_coef * payroll[:, None]
         - 0.35 * (tenure_years[:, None] > 3)
         + 0.3 * (aum0[:, None] < 2_000)
+        + life_moves
     )
     hit = rng.random((n, M)) < np.exp(log_h)
     hit[:, 0] = False  # nobody leaves in the first month: every churner has some history
     churn_month = np.where(hit.any(axis=1), hit.argmax(axis=1), M)
-    churn_cause = _churn_cause(p, market.rate_gap, incident_recent, decline, churn_month)
+    churn_cause = _churn_cause(p, market.rate_gap, incident_recent, decline, life_moves, churn_month)
     churn_frac = rng.uniform(0.05, 0.95, n)  # when in its month the customer leaves
     churned = churn_month < M
     to_churn = churn_month[:, None] - months[None, :]  # months until churn (<=0: churned)
@@ -699,6 +727,11 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     login_lam = p.login_rate * np.exp(0.6 * engagement[:, None] + eng_trend) * login_pre
     ev: list[tuple[np.ndarray, int]] = [(login_lam, -1)]
     eng = np.exp(0.4 * engagement)[:, None] * np.exp(eng_trend) * login_pre
+    need_rng = np.random.default_rng(np.random.SeedSequence([seed, 14, block_index]))
+    habit = _life_topic_habits(need_rng, n, p)
+    # retirement is planned: its pension research starts 2-6 months ahead (the other events' 1-3)
+    retire_lead = need_rng.integers(p.retirement_research_months[0], p.retirement_research_months[1] + 1, n)
+    before_retirement = (life == 2)[:, None] & (rel < 0) & (rel >= -retire_lead[:, None])
     topic_lam = {
         "equity_funds": 0.25
         * (browse_taste * np.exp(p.appetite_behaviour_coef * appetite))[:, None]
@@ -706,12 +739,14 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
         * equity_interest,
         "fixed_income": 0.2 * rate_push,
         "deposits": 0.25 + 0.15 * rate_drop[None, :],
-        "pension": 0.08 + 2.0 * ((life == 2)[:, None] & before_event) + 0.5 * retire_after,
-        "study_abroad": 0.03 + 1.8 * ((life == 1)[:, None] & before_event) + 0.4 * study_after,
-        "overseas_account": 0.03 + 1.2 * ((life == 1)[:, None] & before_event),
+        "pension": 0.08 * habit["pension"][:, None] + 2.0 * before_retirement + 0.5 * retire_after,
+        "study_abroad": 0.03 * habit["study_abroad"][:, None]
+        + 1.8 * ((life == 1)[:, None] & before_event)
+        + 0.4 * study_after,
+        "overseas_account": 0.03 * habit["overseas_account"][:, None] + 1.2 * ((life == 1)[:, None] & before_event),
         "fx": 0.08 + 1.0 * ((life == 1)[:, None] & before_event) + 0.5 * study_after,
-        "mortgage": 0.06 + 2.5 * ((life == 0)[:, None] & before_event) + 0.3 * home_after,
-        "insurance": 0.12 + 0.5 * ((life == 0)[:, None] & before_event),
+        "mortgage": 0.06 * habit["mortgage"][:, None] + 2.5 * ((life == 0)[:, None] & before_event) + 0.3 * home_after,
+        "insurance": 0.12 * habit["insurance"][:, None] + 0.5 * ((life == 0)[:, None] & before_event),
         "promotions": 0.35,
         "complaints": 0.02 + 1.5 * incident,
     }
@@ -790,18 +825,28 @@ CHURN_CAUSES = ("rate_gap", "service_incidents", "disengagement", "life_event", 
 _CAUSE_MIN_LOG_LIFT = float(np.log(1.25))
 
 
+def _life_event_churn_push(p: SimParams, life: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """Log-hazard term (n x months) of a life change that moves the money elsewhere: a home purchase
+    (the mortgage often comes from another bank) or a child's study abroad (tuition and an overseas
+    account), in the event month and the `churn_life_event_months` after it. Retirement moves money
+    into the bank's pension instead, so it adds nothing."""
+    moving = np.isin(life, [LIFE_EVENTS.index("home_purchase"), LIFE_EVENTS.index("child_study_abroad")])
+    window = (rel >= 0) & (rel <= p.churn_life_event_months)
+    return p.churn_life_event_coef * (moving[:, None] & window)
+
+
 def _churn_cause(
     p: SimParams,
     rate_gap: np.ndarray,
     incident_recent: np.ndarray,
     decline: np.ndarray,
+    life_moves: np.ndarray,
     churn_month: np.ndarray,
 ) -> np.ndarray:
     """Cause code per customer (-1 = not a churner): the largest of the hazard's push terms in the
-    month the customer left (competitor rate gap, recent service incidents, declining engagement),
-    `other` when none lifts the hazard by a quarter (the base hazard, tenure, small balances). No random
-    draw: the rest of the simulation is unchanged. (The churn hazard has no life-event term, so no
-    simulated churner has cause `life_event`; the vocabulary keeps it for real data.)"""
+    month the customer left (competitor rate gap, recent service incidents, declining engagement, a
+    life event that moves the money), `other` when none lifts the hazard by a quarter (the base hazard,
+    tenure, small balances). No random draw."""
     n, months = incident_recent.shape
     churned = churn_month < months
     m = np.minimum(churn_month, months - 1)
@@ -810,6 +855,7 @@ def _churn_cause(
             p.churn_rate_gap_coef * rate_gap[m],
             p.churn_incident_coef * incident_recent[np.arange(n), m],
             p.churn_engagement_coef * decline,
+            life_moves[np.arange(n), m],
         ]
     )
     cause = np.where(terms.max(axis=1) >= _CAUSE_MIN_LOG_LIFT, terms.argmax(axis=1), CHURN_CAUSES.index("other"))

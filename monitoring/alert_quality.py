@@ -15,7 +15,9 @@ before the event are not counted: the bank's data ends before the need arises.
 - **Lead time** of a found event = event date − its earliest hit alert; the median is reported.
 
 The naive rule is `features.alerts.detect_alerts(..., naive_count=N)`: the raw window count
-reaching N, whatever the customer's own history, same windows and episode rule.
+reaching N, whatever the customer's own history, same windows and episode rule; with
+`sources=features.alerts.PER_PAGE_SOURCES` each topic signal counts its own page only
+("3 mortgage views in 30 days"), with the default sources the detector's pooled pages.
 """
 
 from __future__ import annotations

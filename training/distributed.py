@@ -36,7 +36,18 @@ import numpy as np
 
 from core.errors import InputError
 from core.settings import Settings
-from training.tune import TuneResult, base_params, datasets, fit_trial, objective_of, pruner, sampler
+from training.tune import (
+    PLAIN_LGBM,
+    PLAIN_TRIAL,
+    TuneResult,
+    base_params,
+    datasets,
+    fit_trial,
+    objective_of,
+    pruner,
+    sampler,
+    start_trials,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +183,16 @@ def _run_trials(
     )
 
     def objective(trial: optuna.Trial) -> float:
+        fixed_rounds = int(PLAIN_LGBM["n_estimators"]) if trial.number == PLAIN_TRIAL else None  # as local
         _, booster, value = fit_trial(
-            trial, base, space, dtrain, dvalid, early_stopping_rounds=early_stopping_rounds, max_rounds=max_rounds
+            trial,
+            base,
+            space,
+            dtrain,
+            dvalid,
+            early_stopping_rounds=early_stopping_rounds,
+            max_rounds=max_rounds,
+            fixed_rounds=fixed_rounds,
         )
         trial.set_user_attr("best_iteration", int(booster.best_iteration or booster.current_iteration()))
         trial.set_user_attr("worker", worker_index)
@@ -256,6 +275,9 @@ def tune_on_dask(
         load_if_exists=True,
     )
     done_before = len(study.trials)
+    if done_before == 0:  # a new study starts from the plain LightGBM, as `training.tune` does (issue #15)
+        for point in start_trials(space)[:trials]:
+            study.enqueue_trial(point)
     data = _arrays(dtrain, dvalid)
     client = engine.client
     [shared] = client.scatter([data], broadcast=True)

@@ -5,11 +5,14 @@
 `Reclassification` out — a migration matrix per dimension (counts and row shares), the
 movers (customer, dimension, from, to, predictions at both dates, reasons at the later date
 that are new), the actions the policy now proposes for them, and the bull-market
-"potential aggressive" list: customers *stated* conservative whose *revealed* appetite is
-aggressive at the later date but was not at the earlier one (revealed = scoring's
-`hidden_aggressive` flag when present, else the predicted `risk_appetite`). With `truth` (the simulator's
-`truth.parquet`) it reports the share of that list that is truly latent-aggressive
-(`truth.hidden_aggressive`) against the base rate among all conservative-rated customers.
+"potential aggressive" list: customers *stated* conservative whose investment behaviour now
+ranks in the top `POTENTIAL_SHARE` of the stated-conservatives and ranks higher than at the
+earlier date (behaviour = `APPETITE_BEHAVIOUR`, see `appetite_index`). Without those
+feature columns the list falls back to the risk model: revealed aggressive (scoring's
+`hidden_aggressive` flag, else the predicted `risk_appetite`) at the later date and not at
+the earlier one. With `truth` (the simulator's `truth.parquet`) it reports the share of the
+list that is truly latent-aggressive (`truth.hidden_aggressive`) against the base rate among
+all conservative-rated customers.
 
 Dimensions are whatever scoring returned (`tier`, `risk_appetite`, `relationship_depth`,
 `lifecycle_stage`, `segment`): a missing column is skipped and listed, never an error, so
@@ -44,6 +47,13 @@ PREDICTIONS = ("tier", "upgrade_proba", "churn_proba", "risk_appetite", "risk_pr
 REASON_COLUMNS = {"tier": "reasons_tier", "risk_appetite": "reasons_risk", "segment": "reasons_risk"}
 AGGRESSIVE = "aggressive"
 CONSERVATIVE = "conservative"
+# Behaviour that reveals risk appetite (feature names of features.registry): the share of topic
+# views about equity funds, brokerage transfers + equity views per login, money sent to brokerages.
+# A stated-conservative customer high on all three acts on an appetite the questionnaire missed.
+APPETITE_BEHAVIOUR = ("equity_funds_view_share_180d", "invest_interest_per_login_180d", "outflow_brokerage_180d")
+# The bull-market list: this top share of the stated-conservatives by `appetite_index` (whose
+# index also rose). An invitation to a re-assessment costs an advisor's time: a short list.
+POTENTIAL_SHARE = 0.05
 
 
 @dataclass
@@ -58,6 +68,11 @@ class Reclassification:
     potential_aggressive: pd.DataFrame
     skipped: list[str] = field(default_factory=list)
     truth_check: dict[str, Any] | None = None
+    potential_rule: str = ""
+
+    @property
+    def actions(self) -> pd.DataFrame:
+        return proposed_actions(self.movers)
 
     def summary(self) -> dict[str, Any]:
         moved = {d: int(m.to_numpy().sum() - np.trace(m.reindex(columns=m.index, fill_value=0).to_numpy()))
@@ -69,6 +84,8 @@ class Reclassification:
             "moved": moved,
             "movers": int(self.movers["customer_id"].nunique()) if len(self.movers) else 0,
             "potential_aggressive": len(self.potential_aggressive),
+            "potential_aggressive_rule": self.potential_rule,
+            "proposed_actions": self.actions.to_dict(orient="records"),
             "skipped_dimensions": self.skipped,
             "matrices": {d: _matrix_json(m) for d, m in self.matrices.items()},
         }
@@ -133,6 +150,62 @@ def _revealed_aggressive(both: pd.DataFrame, suffix: str) -> pd.Series:
     return _labels(both[f"risk_appetite{suffix}"]) == AGGRESSIVE
 
 
+def appetite_index(frame: pd.DataFrame, mask: np.ndarray) -> pd.Series:
+    """Mean percentile (0..1] of the `APPETITE_BEHAVIOUR` columns among the rows in `mask`; a
+    missing value (no views, no transfers) ranks lowest. NaN outside `mask`.
+
+    Percentiles are taken within one date, so a bull market lifting everyone's browsing does
+    not by itself move anyone up; what moves a customer is behaving more like an investor
+    than their peers do.
+    """
+    out = pd.Series(np.nan, index=frame.index)
+    sub = frame.loc[mask, list(APPETITE_BEHAVIOUR)]
+    if len(sub):
+        ranks = [sub[c].astype(float).rank(pct=True, na_option="top") for c in APPETITE_BEHAVIOUR]
+        out.loc[mask] = sum(ranks) / len(ranks)
+    return out
+
+
+def _behaviour_columns(both: pd.DataFrame) -> bool:
+    return all(f"{c}{sfx}" in both.columns for c in APPETITE_BEHAVIOUR for sfx in ("_from", "_to"))
+
+
+def _potential_aggressive(both: pd.DataFrame, conservative: pd.Series, share: float) -> tuple[pd.Series, str, dict]:
+    """Who is listed (bool per row of `both`), which rule listed them, and the index columns."""
+    if _behaviour_columns(both):
+        mask = conservative.to_numpy()
+        idx = {
+            sfx: appetite_index(
+                both[[f"{c}{sfx}" for c in APPETITE_BEHAVIOUR]].set_axis(APPETITE_BEHAVIOUR, axis=1), mask
+            )
+            for sfx in ("_from", "_to")
+        }
+        bar = idx["_to"][mask].quantile(1 - share) if mask.any() else np.inf
+        listed = conservative & (idx["_to"] >= bar) & (idx["_to"] > idx["_from"])
+        rule = (
+            f"top {share:.0%} of stated-conservative customers by investment behaviour "
+            f"({', '.join(APPETITE_BEHAVIOUR)}), ranked higher than at the earlier date"
+        )
+        return listed, rule, {"appetite_index_from": idx["_from"], "appetite_index_to": idx["_to"]}
+    listed = conservative & _revealed_aggressive(both, "_to") & ~_revealed_aggressive(both, "_from")
+    return listed, "risk model: revealed aggressive at the later date, not at the earlier", {}
+
+
+def proposed_actions(movers: pd.DataFrame) -> pd.DataFrame:
+    """Actions the policy now proposes for movers whose next action changed: action, customers, from which."""
+    if not {"next_action_from", "next_action_to"} <= set(movers.columns) or movers.empty:
+        return pd.DataFrame(columns=["next_action", "customers", "was"])
+    per = movers.drop_duplicates("customer_id")
+    changed = per[per["next_action_to"].astype(str) != per["next_action_from"].astype(str)]
+    rows = []
+    for action, grp in changed.groupby(changed["next_action_to"].astype(str)):
+        was = grp["next_action_from"].astype(str).value_counts().head(3)
+        rows.append({"next_action": action, "customers": len(grp),
+                     "was": ", ".join(f"{k} ({v})" for k, v in was.items())})  # fmt: skip
+    out = pd.DataFrame(rows, columns=["next_action", "customers", "was"])
+    return out.sort_values(["customers", "next_action"], ascending=[False, True]).reset_index(drop=True)
+
+
 def reclassify(
     before: pd.DataFrame,
     after: pd.DataFrame,
@@ -140,6 +213,7 @@ def reclassify(
     before_date: pd.Timestamp,
     after_date: pd.Timestamp,
     truth: pd.DataFrame | None = None,
+    potential_share: float = POTENTIAL_SHARE,
 ) -> Reclassification:
     """Compare two scored frames (one row per customer, `customer_id` + scoring columns)."""
     for name, frame in (("before", before), ("after", after)):
@@ -177,10 +251,13 @@ def reclassify(
     )
     potential = pd.DataFrame(columns=["customer_id"])
     truth_check = None
+    rule = ""
     if {"stated_risk_to", "risk_appetite_from", "risk_appetite_to"} <= set(both.columns):
         conservative = _labels(both["stated_risk_to"]) == CONSERVATIVE
-        turned = conservative & _revealed_aggressive(both, "_to") & ~_revealed_aggressive(both, "_from")
-        cols = ["customer_id", "stated_risk_to", "risk_appetite_from", "risk_appetite_to"]
+        turned, rule, index_cols = _potential_aggressive(both, conservative, potential_share)
+        for name, values in index_cols.items():
+            both[name] = values
+        cols = ["customer_id", "stated_risk_to", *index_cols, "risk_appetite_from", "risk_appetite_to"]
         cols += [
             c
             for c in ("risk_proba_aggressive_from", "risk_proba_aggressive_to", "next_action_to", "reasons_risk_to")
@@ -189,7 +266,9 @@ def reclassify(
         potential = both.loc[turned, cols].rename(columns={"stated_risk_to": "stated_risk"})
         if "reasons_risk_to" in potential.columns:
             potential["reasons"] = [_new_reasons(x, None) for x in potential.pop("reasons_risk_to")]
-        if "risk_proba_aggressive_to" in potential.columns:
+        if "appetite_index_to" in potential.columns:
+            potential = potential.sort_values("appetite_index_to", ascending=False)
+        elif "risk_proba_aggressive_to" in potential.columns:
             potential = potential.sort_values("risk_proba_aggressive_to", ascending=False)
         if truth is not None and "hidden_aggressive" in truth.columns:
             hidden = both[["customer_id"]].merge(truth[["customer_id", "hidden_aggressive"]], how="left")[
@@ -199,6 +278,7 @@ def reclassify(
             base = float(hidden[conservative.to_numpy()].mean()) if conservative.any() else float("nan")
             share = float(hidden[turned.to_numpy()].mean()) if turned.any() else float("nan")
             truth_check = {
+                "rule": rule,
                 "listed": int(turned.sum()),
                 "truly_latent_aggressive": int(hidden[turned.to_numpy()].sum()),
                 "share": round(share, 4),
@@ -208,7 +288,7 @@ def reclassify(
     else:
         skipped.append("potential_aggressive (needs stated_risk and risk_appetite)")
     return Reclassification(pd.Timestamp(before_date), pd.Timestamp(after_date), len(both), matrices,
-                            movers_df, potential.reset_index(drop=True), skipped, truth_check)  # fmt: skip
+                            movers_df, potential.reset_index(drop=True), skipped, truth_check, rule)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- report
@@ -306,7 +386,7 @@ def report_html(r: Reclassification, top: int = 50) -> str:
         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px;color:#222}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
         "th{background:#f2f4f7}td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:1.5em}"
-        ".box{background:#f6f8fa;padding:.8em 1.2em;border-radius:6px;display:inline-block;margin-right:1em}</style>",
+        ".wide{overflow-x:auto;max-width:100%}td{max-width:26em}.box{background:#f6f8fa;padding:.8em 1.2em;border-radius:6px;display:inline-block;margin-right:1em}</style>",
         "</head><body>",
         f"<h1>Re-classification {esc(s['from'])} &rarr; {esc(s['to'])}</h1>",
         f"<p><span class='box'><b>{s['customers']:,}</b> customers scored at both dates</span>"
@@ -334,8 +414,14 @@ def report_html(r: Reclassification, top: int = 50) -> str:
             continue  # too many cells to read; the JSON holds the full matrix
         parts.append(f"<div><img src='data:image/png;base64,{heatmap_png(dim, m)}'></div>")
     parts.append("</div>")
-    parts.append("<h2>Bull-market list: stated conservative, revealed aggressive now (not before)</h2>")
-    parts.append("<p>Invite to a suitability re-assessment and, if it confirms, an equity-product trial.</p>")
+    parts.append("<h2>Actions the policy now proposes for movers</h2>")
+    parts.append("<p>Movers whose next action changed between the two dates, by the action now proposed.</p>")
+    parts.append(_table(r.actions))
+    parts.append("<h2>Bull-market list: stated conservative, behaving like an investor now</h2>")
+    parts.append(
+        f"<p>Listed by: {esc(r.potential_rule)}. Invite to a suitability re-assessment and, if it "
+        "confirms, an equity-product trial.</p>"
+    )
     parts.append(_table(r.potential_aggressive.head(top)))
     if len(r.potential_aggressive) > top:
         parts.append(f"<p>&hellip; and {len(r.potential_aggressive) - top:,} more in the JSON.</p>")
@@ -356,7 +442,7 @@ def _table(frame: pd.DataFrame) -> str:
             text = f"{v:.3f}" if isinstance(v, float) else str(v)
             cells.append(f"<td class='l'>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f"<div class='wide'><table><tr>{head}</tr>{''.join(body)}</table></div>"
 
 
 # --------------------------------------------------------------------------- I/O edge
@@ -408,7 +494,7 @@ def reclassify_panel(
     for d in (d_from, d_to):
         rows = panel[pd.to_datetime(panel["as_of"]) == d].reset_index(drop=True)
         scored = score_frame(rows, models, explain=explain)
-        for col in ("stated_risk", "relationship_depth", "lifecycle_stage"):
+        for col in ("stated_risk", "relationship_depth", "lifecycle_stage", *APPETITE_BEHAVIOUR):
             if col in rows.columns and col not in scored.columns:
                 scored[col] = rows[col].to_numpy()
         frames[d] = scored

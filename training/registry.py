@@ -123,6 +123,7 @@ def log_training(result, *, plots: bool = True) -> dict[str, Any]:
         mlflow.log_params(_flat_params(result))
         mlflow.log_metrics(_finite(result.metrics))
         mlflow.log_metrics(_finite({f"baseline_{k}": v for k, v in result.baseline.items()}))
+        mlflow.log_metrics(_finite({f"baseline_lgbm_default.{k}": v for k, v in result.lgbm_default.items()}))
         mlflow.log_metrics(_finite({f"calibration_{k}": v for k, v in result.calibration.items()}))
         mlflow.log_metrics(
             {
@@ -138,6 +139,7 @@ def log_training(result, *, plots: bool = True) -> dict[str, Any]:
             {
                 "metrics": result.metrics,
                 "baseline": result.baseline,
+                "baseline_lgbm_default": result.lgbm_default,
                 "calibration": result.calibration,
                 "baseline_description": result.baseline_description,
                 "split": result.split,

@@ -104,6 +104,19 @@ class TuningSpec(_Strict):
     timeout: float | None = Field(default=120.0, gt=0, description="Seconds for the whole study.")
     early_stopping_rounds: int = Field(default=50, ge=5)
     max_rounds: int = Field(default=2000, ge=10)
+    cv_folds: int = Field(
+        default=5,
+        ge=1,
+        description="Folds for the tuning objective over the non-test rows: stratified k-fold for a random split, "
+        "whole groups per fold for a group split, out-of-time folds (each of the last k periods validated on the "
+        "periods before it) for a time split. 1, or a table above `cv_max_rows`, tunes on the one train/valid split.",
+    )
+    cv_max_rows: int = Field(
+        default=50_000,
+        ge=0,
+        description="Cross-validate the tuning objective only when the non-test rows are at most this many "
+        "(k folds cost k fits per trial; a large table's single validation split is already precise).",
+    )
     space: dict[
         Literal[
             "learning_rate",

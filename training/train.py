@@ -18,11 +18,11 @@ import pandas as pd
 from core import metrics as M
 from core.errors import InputError
 from core.tasks import TASKS
-from training.baselines import Baseline, fit_baseline
+from training.baselines import Baseline, fit_baseline, fit_lgbm_default
 from training.data import Prepared, Split, fingerprint, prepare, split
 from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel, TransitionPrior
 from training.spec import TaskSpec
-from training.tune import TuneResult, datasets, tune
+from training.tune import TuneResult, datasets, lgb_threads, refit, refit_dataset, tune, tune_cv
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class TrainResult:
     raw_test: np.ndarray | None = field(repr=False, default=None)
     baseline_test: np.ndarray | None = field(repr=False, default=None)
     notes: list[str] = field(default_factory=list)
+    # `baseline_lgbm_default`: plain LightGBM (300 trees, lr 0.03, 15 leaves) on the same rows and test set.
+    lgbm_default: dict[str, float] = field(default_factory=dict)
+    lgbm_default_test: np.ndarray | None = field(repr=False, default=None)
 
 
 def _take(a: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
@@ -110,6 +113,39 @@ def _prediction_columns(model: TabularModel, proba: np.ndarray) -> dict[str, np.
     return out
 
 
+def tuning_folds(spec: TaskSpec, prep: Prepared, sp: Split, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, valid) row indices for the tuning objective, all inside the non-test rows.
+
+    The spec's train/valid split when `tuning.cv_folds` is 1 or the non-test rows exceed
+    `tuning.cv_max_rows`; otherwise k folds of the non-test rows: stratified by class (random split),
+    whole groups per fold (group split), or out-of-time (time split: each of the last k periods before
+    the test date validates a model trained on every earlier period)."""
+    t = spec.tuning
+    rest = np.sort(np.concatenate([sp.train, sp.valid]))
+    if t.cv_folds < 2 or len(rest) > t.cv_max_rows:
+        return [(sp.train, sp.valid)]
+    rng = np.random.default_rng(seed + 7919)  # not the split's stream: folds differ from the split
+    if spec.split.kind == "time":
+        assert prep.times is not None  # prepare() sets times for a time split
+        periods = np.unique(prep.times[rest])
+        folds = []
+        for when in periods[1:][-t.cv_folds :]:
+            folds.append((rest[prep.times[rest] < when], rest[prep.times[rest] == when]))
+        return folds
+    if spec.split.kind == "group":
+        assert prep.groups is not None  # prepare() sets groups for a group split
+        uniq = rng.permutation(np.unique(prep.groups[rest]))
+        fold_of_group = pd.Series(np.arange(len(uniq)) % t.cv_folds, index=uniq)
+        fold = fold_of_group.reindex(prep.groups[rest]).to_numpy()
+    else:
+        fold = np.empty(len(rest), dtype=int)
+        strata = prep.y[rest] if spec.target.kind != "regression" else np.zeros(len(rest))
+        for value in np.unique(strata):
+            members = np.where(strata == value)[0]
+            fold[rng.permutation(members)] = np.arange(len(members)) % t.cv_folds
+    return [(rest[fold != i], rest[fold == i]) for i in range(t.cv_folds) if (fold == i).any() and (fold != i).any()]
+
+
 def fit_task(
     spec: TaskSpec,
     frame: pd.DataFrame,
@@ -154,54 +190,77 @@ def fit_task(
             raise InputError(f"spec {spec.name!r} field split: the {name} set is empty")
         if kind != "regression" and len(np.unique(prep.y[idx])) < 2:
             raise InputError(f"spec {spec.name!r} field split: the {name} set has a single class")
-    init_tr = init_va = None
-    if spec.boost_from_baseline:
-        core.prior = _prior(spec, prep, X_all[tr], prep.y[tr])
-        init_tr, init_va = core.prior.margin(X_all[tr]), core.prior.margin(X_all[va])
-    dtrain, dvalid = datasets(
-        X_all[tr],
-        y_fit[tr],
-        _take(prep.weight, tr),
-        X_all[va],
-        y_fit[va],
-        _take(prep.weight, va),
-        cat_idx,
-        prep.features,
-        init_train=init_tr,
-        init_valid=init_va,
-    )
     tr_spec = spec.tuning
     fixed = _monotone_params(spec, prep)
-    # #16: `engine` (training.distributed.DaskEngine) tunes and fits on a cluster, same arguments.
-    tuner = tune if engine is None else engine.tuner(ids=_take(prep.ids, tr))
-    result = tuner(
-        fit_kind,
-        k,
-        dtrain,
-        dvalid,
-        trials=trials or tr_spec.trials,
-        timeout=timeout if timeout is not None else tr_spec.timeout,
-        seed=seed,
-        early_stopping_rounds=tr_spec.early_stopping_rounds,
-        max_rounds=tr_spec.max_rounds,
-        threads=threads,
-        space={str(name): bounds for name, bounds in tr_spec.space.items()},
-        fixed=fixed,
-        progress=progress,
-    )
-    core.booster = result.booster
+    rest = np.sort(np.concatenate([tr, va]))  # every non-test row: the final model refits on them
+    if engine is None:
+        result, calib_idx, calib_raw = _tune_and_refit(
+            spec,
+            prep,
+            sp,
+            core,
+            X_all,
+            y_fit,
+            cat_idx,
+            fixed,
+            k,
+            fit_kind,
+            seed=seed,
+            trials=trials,
+            timeout=timeout,
+            threads=threads,
+            progress=progress,
+        )
+    else:
+        # #16: `engine` (training.distributed.DaskEngine) tunes and fits on a cluster on the train/valid split
+        # (no cross-validation, no refit): the calibrator learns on the valid rows, which its booster never saw.
+        init_tr = init_va = None
+        if spec.boost_from_baseline:
+            core.prior = _prior(spec, prep, X_all[tr], prep.y[tr])
+            init_tr, init_va = core.prior.margin(X_all[tr]), core.prior.margin(X_all[va])
+        dtrain, dvalid = datasets(
+            X_all[tr],
+            y_fit[tr],
+            _take(prep.weight, tr),
+            X_all[va],
+            y_fit[va],
+            _take(prep.weight, va),
+            cat_idx,
+            prep.features,
+            init_train=init_tr,
+            init_valid=init_va,
+        )
+        result = engine.tuner(ids=_take(prep.ids, tr))(
+            fit_kind,
+            k,
+            dtrain,
+            dvalid,
+            trials=trials or tr_spec.trials,
+            timeout=timeout if timeout is not None else tr_spec.timeout,
+            seed=seed,
+            early_stopping_rounds=tr_spec.early_stopping_rounds,
+            max_rounds=tr_spec.max_rounds,
+            threads=threads,
+            space={str(name): bounds for name, bounds in tr_spec.space.items()},
+            fixed=fixed,
+            progress=progress,
+        )
+        core.booster = result.booster
+        calib_idx, calib_raw = va, core.raw_from_matrix(X_all[va])
+        rest = tr  # the cluster's booster trained on the train rows only
 
     notes: list[str] = []
     y_te, w_te = prep.y[te], _take(prep.weight, te)
-    raw_va, raw_te = core.raw_from_matrix(X_all[va]), core.raw_from_matrix(X_all[te])
+    # The calibrator (and the F1 threshold) learn on held-out scores: out-of-fold predictions of boosters
+    # that never saw those rows, applied to the final model refitted on every non-test row.
+    raw_va, raw_te = calib_raw, core.raw_from_matrix(X_all[te])
+    y_cal, w_cal = prep.y[calib_idx], _take(prep.weight, calib_idx)
     calibration: dict[str, float] = {}
     if kind != "regression":
         if kind == "ordinal":
-            calibrator: Any = OrdinalCalibrator().fit(
-                raw_va, prep.y[va].astype(int), _take(prep.weight, va), k=len(classes)
-            )
+            calibrator: Any = OrdinalCalibrator().fit(raw_va, y_cal.astype(int), w_cal, k=len(classes))
         else:
-            calibrator = Calibrator(spec.calibration).fit(raw_va, prep.y[va].astype(int), _take(prep.weight, va))
+            calibrator = Calibrator(spec.calibration).fit(raw_va, y_cal.astype(int), w_cal)
         core.calibrator = calibrator
         proba_va, proba_te = core.calibrator.transform(raw_va), core.calibrator.transform(raw_te)
         if kind == "ordinal":  # "before" = the raw binary score's share of the top class, vs the top class
@@ -211,7 +270,7 @@ def fit_task(
         else:
             calibration = _calibration_report(kind, y_te, raw_te, proba_te)
         if kind == "binary":
-            core.thresholds["positive"] = _best_f1_threshold(prep.y[va], proba_va[:, 1])
+            core.thresholds["positive"] = _best_f1_threshold(y_cal, proba_va[:, 1])
     else:
         proba_va, proba_te = raw_va, raw_te
 
@@ -222,15 +281,27 @@ def fit_task(
         task_kind=eval_kind,
         classes=prep.classes,
         categorical=prep.categorical,
-        X=prep.X.iloc[tr],
-        extras=prep.extras.iloc[tr],
-        y=prep.y[tr],
-        weight=_take(prep.weight, tr),
+        X=prep.X.iloc[rest],
+        extras=prep.extras.iloc[rest],
+        y=prep.y[rest],
+        weight=_take(prep.weight, rest),
         seed=seed,
     )
     X_te, ex_te = prep.X.iloc[te].reset_index(drop=True), prep.extras.iloc[te].reset_index(drop=True)
     base_te = baseline.predict_proba(X_te, ex_te)
     base_metrics = M.task_metrics(kind, y_te, base_te, w_te)
+    plain = fit_lgbm_default(
+        task_kind=eval_kind,
+        categories={c: prep.categories[c] for c in prep.categorical},
+        X=prep.X.iloc[rest],
+        y=prep.y[rest],
+        weight=_take(prep.weight, rest),
+        seed=seed,
+        threads=threads or lgb_threads(),
+        n_classes=len(classes) if eval_kind == "multiclass" else 2,
+    )
+    plain_te = plain.predict_proba(X_te, ex_te)
+    plain_metrics = M.task_metrics(kind, y_te, plain_te, w_te)
 
     if spec.upgrade is not None and kind == "multiclass":
         lookup = {c: i for i, c in enumerate(classes)}
@@ -289,7 +360,13 @@ def fit_task(
         baseline_description=baseline.description,
         calibration=calibration,
         tuning=result,
-        split={"kind": spec.split.kind, **sp.describe()},
+        split={
+            "kind": spec.split.kind,
+            **sp.describe(),
+            "tuning_folds": result.n_folds,
+            "n_refit": len(rest),
+            "n_calibration": len(calib_idx),
+        },
         fingerprint=fingerprint(frame, spec),
         seed=seed,
         reference=reference,
@@ -300,7 +377,80 @@ def fit_task(
         raw_test=raw_te,
         baseline_test=base_te,
         notes=notes,
+        lgbm_default=plain_metrics,
+        lgbm_default_test=plain_te,
     )
+
+
+def _tune_and_refit(
+    spec: TaskSpec,
+    prep: Prepared,
+    sp: Split,
+    core: TabularModel,
+    X_all: np.ndarray,
+    y_fit: np.ndarray,
+    cat_idx: list[int],
+    fixed: dict[str, Any],
+    k: int,
+    fit_kind: str,
+    *,
+    seed: int,
+    trials: int | None,
+    timeout: float | None,
+    threads: int | None,
+    progress,
+) -> tuple[TuneResult, np.ndarray, np.ndarray]:
+    """Tune on `tuning_folds`, refit the best parameters on every non-test row for the chosen number of
+    rounds (the fold-mean score's peak, or the one split's early-stopped best; sets `core.booster`, and `core.prior` for boost_from_baseline), and return the result
+    with the out-of-fold rows and their raw scores from the fold boosters (for the calibrator)."""
+    tr_spec = spec.tuning
+    rest = np.sort(np.concatenate([sp.train, sp.valid]))
+    margin = None
+    # rank tables of the feature values only (no labels), or the transition table (labels): every non-test row
+    if spec.boost_from_baseline:
+        core.prior = _prior(spec, prep, X_all[rest], prep.y[rest])
+        margin = core.prior.margin(X_all)
+    folds = tuning_folds(spec, prep, sp, seed)
+    w = prep.weight
+    dall = refit_dataset(X_all[rest], y_fit[rest], _take(w, rest), cat_idx, prep.features, _take(margin, rest), threads)
+    budget = {
+        "trials": trials or tr_spec.trials,
+        "timeout": timeout if timeout is not None else tr_spec.timeout,
+        "seed": seed,
+        "early_stopping_rounds": tr_spec.early_stopping_rounds,
+        "max_rounds": tr_spec.max_rounds,
+        "threads": threads,
+        "space": {str(name): bounds for name, bounds in tr_spec.space.items()},
+        "fixed": fixed,
+        "progress": progress,
+    }
+    if len(folds) == 1:
+        (a, b) = folds[0]
+        dtrain, dvalid = datasets(
+            X_all[a],
+            y_fit[a],
+            _take(w, a),
+            X_all[b],
+            y_fit[b],
+            _take(w, b),
+            cat_idx,
+            prep.features,
+            init_train=_take(margin, a),
+            init_valid=_take(margin, b),
+            threads=threads,
+        )
+        result = tune(fit_kind, k, dtrain, dvalid, **budget)
+    else:
+        local = [(np.searchsorted(rest, a), np.searchsorted(rest, b)) for a, b in folds]  # positions in `rest`
+        result = tune_cv(fit_kind, k, dall, local, **budget)
+    raws = []
+    for booster, (_, b) in zip(result.fold_boosters, folds, strict=True):
+        core.booster = booster  # raw_from_matrix adds the prior's margin as the fold booster learned it
+        raws.append(core.raw_from_matrix(X_all[b]))
+    calib_idx = np.concatenate([b for _, b in folds])
+    core.booster = refit(result.params, dall, result.best_iteration)
+    result.booster = core.booster
+    return result, calib_idx, np.concatenate(raws)
 
 
 def _unlabelled_at_test(prep: Prepared, sp: Split) -> pd.DataFrame | None:
@@ -523,6 +673,104 @@ def find_truth(features_dir: Path | str | None) -> Path | None:
     return path if path.is_file() else None
 
 
+BOOTSTRAP_SAMPLES = 200
+
+
+def bootstrap_ci(
+    kind: str,
+    metric: str,
+    y: np.ndarray,
+    proba: np.ndarray,
+    weight: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    samples: int = BOOTSTRAP_SAMPLES,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """Percentile bootstrap interval of one test metric: the test rows resampled with replacement
+    `samples` times (seeded). Resamples where the metric is undefined (one class) are skipped."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    values = []
+    for _ in range(samples):
+        idx = rng.integers(0, n, n)
+        yb, wb = y[idx], _take(weight, idx)
+        if kind != "regression" and len(np.unique(yb)) < 2:
+            continue
+        if kind == "binary" and metric == "roc_auc":  # the common case, without the other binary metrics
+            values.append(float(roc_auc_score(yb, proba[idx, 1] if proba.ndim == 2 else proba[idx], sample_weight=wb)))
+        else:
+            values.append(float(M.task_metrics(kind, yb, proba[idx], wb).get(metric, np.nan)))
+    v = np.asarray([x for x in values if np.isfinite(x)])
+    if len(v) == 0:
+        return {"low": float("nan"), "high": float("nan"), "samples": 0.0}
+    tail = (1 - level) / 2
+    return {"low": float(np.quantile(v, tail)), "high": float(np.quantile(v, 1 - tail)), "samples": float(len(v))}
+
+
+def holdout_uncertainty(result: TrainResult, samples: int = BOOTSTRAP_SAMPLES) -> dict[str, Any]:
+    """`--json` `uncertainty` for one split: a 95% bootstrap interval of the headline test metric for the
+    model, the task baseline and `baseline_lgbm_default` (the same resamples for all three)."""
+    spec, kind = result.spec, result.spec.target.kind
+    metric, y, w = spec.metric, result.y_test, result.holdout.get(WEIGHT_COLUMN)
+    w = None if w is None else w.to_numpy()
+    assert y is not None and result.proba_test is not None  # fit_task sets the test labels and scores
+    out: dict[str, Any] = {
+        "metric": metric,
+        "level": 0.95,
+        "method": f"bootstrap of the test rows, {samples} resamples",
+    }
+    for name, proba in (
+        ("model", result.proba_test),
+        ("baseline", result.baseline_test),
+        ("baseline_lgbm_default", result.lgbm_default_test),
+    ):
+        if proba is not None:
+            out[name] = bootstrap_ci(kind, metric, y, proba, w, seed=result.seed, samples=samples)
+    return out
+
+
+def repeat_summary(results: list[TrainResult]) -> dict[str, Any]:
+    """`--repeats N`: mean, sd (n-1), min and max of every test metric over the split seeds, for the model,
+    the task baseline and `baseline_lgbm_default`, with each seed's values."""
+
+    def stats(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+        keys = [k for k in rows[0] if all(k in r for r in rows)]
+        out = {}
+        for k in keys:
+            a = np.asarray([r[k] for r in rows], dtype=float)
+            a = a[np.isfinite(a)]
+            if len(a):
+                sd = float(a.std(ddof=1)) if len(a) > 1 else 0.0
+                out[k] = {"mean": float(a.mean()), "sd": sd, "min": float(a.min()), "max": float(a.max())}
+        return out
+
+    return {
+        "n": len(results),
+        "seeds": [r.seed for r in results],
+        "model": stats([r.metrics for r in results]),
+        "baseline": stats([r.baseline for r in results]),
+        "baseline_lgbm_default": stats([r.lgbm_default for r in results]),
+        "per_seed": [
+            {"seed": r.seed, "model": r.metrics, "baseline": r.baseline, "baseline_lgbm_default": r.lgbm_default}
+            for r in results
+        ],
+    }
+
+
+def _flat(prefix: str, tree: dict[str, Any]) -> dict[str, float]:
+    """Nested numbers as MLflow metric names `prefix.a.b` (lists and text left out)."""
+    out: dict[str, float] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(f"{prefix}.{k}", v))
+        elif isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
+            out[f"{prefix}.{k}"] = float(v)
+    return out
+
+
 def run_training(
     spec: TaskSpec,
     *,
@@ -533,8 +781,13 @@ def run_training(
     plots: bool = True,
     progress=None,
     engine=None,
+    repeats: int = 1,
 ) -> dict[str, Any]:
-    """Read the source, fit, log to MLflow, register (alias `challenger`); return the `--json` summary."""
+    """Read the source, fit, log to MLflow, register (alias `challenger`); return the `--json` summary.
+
+    `repeats` > 1: also fit on split seeds seed+1 .. seed+repeats-1 and report every metric's mean, sd and
+    range over the seeds (`repeats`); the model of `seed` is the one logged and registered. Otherwise
+    `uncertainty` holds a bootstrap interval of the headline test metric."""
     from training.data import read_source
     from training.registry import log_training
 
@@ -550,15 +803,33 @@ def run_training(
             from features.contract import read_truth  # raw data is read through the contract
 
             truth = read_truth(path.parent) if path.name == "truth.parquet" else pd.read_parquet(path)
-    result = fit_task(
-        spec, frame, seed=seed, trials=trials, timeout=timeout, truth=truth, progress=progress, engine=engine
-    )
+    if repeats < 1:
+        raise InputError(f"--repeats must be at least 1, got {repeats}")
+    results = [
+        fit_task(spec, frame, seed=s, trials=trials, timeout=timeout, truth=truth, progress=progress, engine=engine)
+        for s in range(seed, seed + repeats)
+    ]
+    result = results[0]
     logged = log_training(result, plots=plots)
+    spread: dict[str, Any] = {}
+    if repeats > 1:
+        spread["repeats"] = repeat_summary(results)
+        extra = _flat("repeats", {k: spread["repeats"][k] for k in ("model", "baseline", "baseline_lgbm_default")})
+    else:
+        spread["uncertainty"] = holdout_uncertainty(result)
+        extra = _flat("ci95", {k: v for k, v in spread["uncertainty"].items() if isinstance(v, dict)})
+    from training.registry import client
+
+    c = client()
+    for key, value in extra.items():
+        c.log_metric(logged["run_id"], key, value)
     return {
         "task": spec.name,
         **logged,
         "metrics": result.metrics,
         "baseline": result.baseline,
+        "baseline_lgbm_default": result.lgbm_default,
+        **spread,
         "baseline_description": result.baseline_description,
         "calibration": result.calibration,
         "split": result.split,
@@ -567,6 +838,9 @@ def run_training(
             "pruned": result.tuning.n_pruned,
             "seconds": round(result.tuning.seconds, 2),
             "best_valid": result.tuning.best_value,
+            "folds": result.tuning.n_folds,
+            "rounds": result.tuning.best_iteration,
+            "plain_lgbm_valid": result.tuning.start_value,
         },
         "dataset_fingerprint": result.fingerprint,
         "notes": result.notes,

@@ -35,8 +35,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"re-classified {s['customers']:,} customers {s['from']} -> {s['to']}: {s['movers']:,} moved")
             for dim, n in s["moved"].items():
                 typer.echo(f"  {dim:20s} {n:7,} moved")
+            actions = s.get("proposed_actions") or []
+            if actions:
+                top = ", ".join(f"{a['next_action']} {a['customers']:,}" for a in actions[:3])
+                typer.echo(f"  actions now proposed for movers (next action changed): {top}")
             typer.echo(
-                f"  potential aggressive (stated conservative, revealed aggressive now): {s['potential_aggressive']:,}"
+                f"  potential aggressive (stated conservative, investing like an aggressive now): "
+                f"{s['potential_aggressive']:,}"
             )
             if "truth" in s:
                 t = s["truth"]

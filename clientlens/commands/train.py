@@ -26,6 +26,16 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option("--timeout", min=1, help="Tuning time budget in seconds.")
         ] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed for split, sampler and LightGBM.")] = 0,
+        repeats: Annotated[
+            int,
+            typer.Option(
+                "--repeats",
+                min=1,
+                help="Evaluate over N split seeds (seed .. seed+N-1): mean, sd and range of every metric for the "
+                "model and each baseline. The model of --seed is the one registered. Default 1: a bootstrap "
+                "interval of the test metric instead.",
+            ),
+        ] = 1,
         truth: Annotated[
             Path | None,
             typer.Option(
@@ -97,7 +107,9 @@ def register(app: typer.Typer) -> None:
                     cluster = stack.enter_context(
                         dask_engine(scheduler, study_storage=study_storage, task=task_spec.name)
                     )
-                advance = stack.enter_context(progress(f"tuning {task_spec.name}", total=n, enabled=not as_json))
+                advance = stack.enter_context(
+                    progress(f"tuning {task_spec.name}", total=n * repeats, enabled=not as_json)
+                )
                 out = run_training(
                     task_spec,
                     seed=seed,
@@ -107,6 +119,7 @@ def register(app: typer.Typer) -> None:
                     plots=not no_plots,
                     progress=advance,
                     engine=cluster,
+                    repeats=repeats,
                 )
                 out["engine"] = {"name": engine}
                 if cluster is not None:
@@ -117,11 +130,32 @@ def register(app: typer.Typer) -> None:
 
         def human(s: dict) -> None:
             typer.echo(f"{s['model']} v{s['version']} (run {s['run_id']}), alias challenger")
-            typer.echo(f"  {'metric':<40}{'model':>10}{'baseline':>10}")
+            typer.echo(f"  {'metric':<40}{'model':>10}{'baseline':>10}{'lgbm plain':>12}")
+            plain = s.get("baseline_lgbm_default", {})
+
+            def cell(v, width: int) -> str:
+                return " " * width if v is None else f"{v:>{width}.4f}"
+
             for k, v in s["metrics"].items():
-                b = s["baseline"].get(k)
-                typer.echo(f"  {k:<40}{v:>10.4f}{'' if b is None else f'{b:>10.4f}'}")
-            typer.echo(f"  baseline: {s['baseline_description']}")
+                typer.echo(f"  {k:<40}{v:>10.4f}{cell(s['baseline'].get(k), 10)}{cell(plain.get(k), 12)}")
+            typer.echo(f"  baseline: {s['baseline_description']}; lgbm plain: 300 trees, lr 0.03, 15 leaves")
+            if "repeats" in s:
+                r = s["repeats"]
+                typer.echo(f"  over {r['n']} split seeds {r['seeds']}: mean ± sd [min, max]")
+                for k, st in r["model"].items():
+                    row = [st] + [r[who].get(k) for who in ("baseline", "baseline_lgbm_default")]
+                    text = "".join(
+                        "" if x is None else f"  {x['mean']:.4f}±{x['sd']:.4f} [{x['min']:.4f}, {x['max']:.4f}]"
+                        for x in row
+                    )
+                    typer.echo(f"  {k:<40}{text}")
+            elif "uncertainty" in s:
+                u = s["uncertainty"]
+                for who in ("model", "baseline", "baseline_lgbm_default"):
+                    if who in u:
+                        typer.echo(
+                            f"  {u['metric']} 95% bootstrap interval, {who}: [{u[who]['low']:.4f}, {u[who]['high']:.4f}]"
+                        )
             for note in s.get("notes", []):
                 typer.echo(f"  note: {note}")
 

@@ -53,7 +53,7 @@ def test_burst_against_a_quiet_history_alerts_once_with_evidence_and_route(brows
     assert alert["signal"] == Signal.MORTGAGE.value and alert["specialist"] == "mortgage_specialist"
     assert alert["date"] == pd.Timestamp("2024-09-06")  # third view: the default min_count is 3
     assert alert["recent"] == 3 and alert["baseline"] == 0 and alert["score"] > 3
-    assert "3 'mortgage' views/searches in 30 days" in alert["evidence"]
+    assert "3 'mortgage'/'insurance' views/searches in 30 days" in alert["evidence"]
     # transaction signals are skipped (no table), topic ones are tested
     assert set(res.skipped) == {s.value for s in Signal if s.value.endswith(("transfers", "outflow"))}
 
@@ -64,6 +64,19 @@ def test_habitual_browser_back_at_their_usual_rate_is_not_alerted_but_a_naive_ru
     assert 2 not in set(ours.alerts["customer_id"]) and 1 in set(ours.alerts["customer_id"])
     naive = detect_alerts(np.array([1, 2, 3, 9]), None, browsing, "2024-08-01", "2024-10-31", cfg, naive_count=3)
     assert 2 in set(naive.alerts["customer_id"])
+
+
+def test_a_need_read_across_its_pages_is_one_signal():
+    """Two study-abroad views and one on currency: no single page reaches 3, the need does."""
+    rows = [(4, "2024-09-02", "study_abroad"), (4, "2024-09-05", "fx"), (4, "2024-09-09", "study_abroad")]
+    events = _events(rows + [(9, "2024-01-01", "promotions")])
+    alerts = detect_alerts(np.array([4, 9]), None, events, "2024-08-15", "2024-10-31").alerts
+    assert list(alerts["signal"]) == [Signal.STUDY_ABROAD.value]
+    assert alerts.iloc[0]["date"] == pd.Timestamp("2024-09-09") and alerts.iloc[0]["recent"] == 3
+    per_page = detect_alerts(np.array([4, 9]), None, events, "2024-08-15", "2024-10-31", naive_count=3).alerts
+    assert list(per_page["signal"]) == [Signal.STUDY_ABROAD.value]  # the naive rule reads the same pooled pages
+    # the overseas-account signal reads only its own page: one view is no signal
+    assert Signal.OVERSEAS_ACCOUNT.value not in set(alerts["signal"])
 
 
 def test_one_alert_per_episode_and_daily_runs_never_repeat_it(browsing):
@@ -108,6 +121,19 @@ def test_scan_of_a_simulated_bank(sim_raw):
     pd.testing.assert_frame_equal(
         halves.sort_values(key).reset_index(drop=True), a.sort_values(key).reset_index(drop=True)
     )
+
+
+def test_raw_scan_reads_exactly_the_rows_the_detector_needs(sim_raw):
+    """The streaming reader (row group by row group, signal rows only) loses and adds nothing."""
+    from features.contract import read_raw
+
+    raw = read_raw(sim_raw, ["transactions", "events"])
+    ids = raw["customers"]["customer_id"].to_numpy()
+    start = min(raw["transactions"]["ts"].min(), raw["events"]["ts"].min()).normalize()
+    whole = detect_alerts(ids, raw["transactions"], raw["events"], "2025-01-01", "2025-06-30", None, start).alerts
+    ranged = alerts_from_raw(sim_raw, "2025-01-01", "2025-06-30").alerts  # one range: 2,000 customers
+    assert len(whole) > 20
+    pd.testing.assert_frame_equal(ranged, whole)
 
 
 @pytest.mark.parametrize(

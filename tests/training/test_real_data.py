@@ -48,9 +48,10 @@ def test_real_tables_train_within_their_published_range(spec_file, rows, auc_ran
     assert len(frame) == rows
     r = fit_task(spec, frame, seed=0, trials=3)
     assert auc_range[0] <= r.metrics["roc_auc"] <= auc_range[1]
-    # Not asserted yet: beating the logistic baseline. On German credit (1,000 rows) a 3-trial study
-    # scores 0.80 against logistic regression's 0.83 on this split (issue #15: tuning on one small
-    # validation split overfits it).
+    # Not asserted: beating the logistic baseline or plain LightGBM on one split with 3 trials. Over 5
+    # split seeds at the default budget (benchmarks/bench_real_tables.py) German credit's tuned model
+    # still ties plain LightGBM (0.7725 vs 0.7731) and trails logistic regression (0.7789).
+    assert "roc_auc" in r.lgbm_default
     assert {"customerID", "Unnamed: 0", "class", "Churn"}.isdisjoint(r.model.features)
 
 

@@ -67,3 +67,66 @@ def test_bad_input(tmp_path):
         reclassify_panel(tmp_path, "2020-01-01", "2025-06-30", tmp_path / "out", models={})
     with pytest.raises(InputError, match="both fall on"):
         reclassify_panel(tmp_path, "2025-07-01", "2025-07-31", tmp_path / "out", models={})
+
+
+def test_bull_list_ranks_stated_conservatives_by_investment_behaviour_and_needs_a_rise():
+    from training.reclassify import APPETITE_BEHAVIOUR
+
+    n = 40
+    before = scored(["mass"] * n, ["not_aggressive"] * n)
+    after = scored(["mass"] * n, ["not_aggressive"] * n, stated=["conservative"] * (n - 1) + ["balanced"])
+    level = [float(i) for i in range(n)]
+    for c in APPETITE_BEHAVIOUR:
+        before[c] = level
+        after[c] = level
+    # customer 1 jumps from the bottom to the top; customer 39 is second now and was second before
+    # (no rise); customer 38 was the top before and falls; customer 40 is stated balanced
+    for c in APPETITE_BEHAVIOUR:
+        after.loc[0, c] = 100.0
+        before.loc[37, c] = 50.0
+    truth = pd.DataFrame({"customer_id": range(1, n + 1), "hidden_aggressive": [i < 4 for i in range(n)]})
+    r = reclassify(before, after, before_date=D0, after_date=D1, truth=truth, potential_share=0.05)
+    # the top 5% of the 39 stated-conservatives are customers 1 and 39; only 1 rose
+    assert r.potential_aggressive["customer_id"].tolist() == [1]
+    assert "investment behaviour" in r.potential_rule and r.summary()["potential_aggressive_rule"] == r.potential_rule
+    assert r.truth_check["listed"] == 1 and r.truth_check["share"] == 1.0
+    assert r.potential_aggressive["appetite_index_to"].iloc[0] == pytest.approx(1.0)
+    # without the behaviour columns the risk model's flag decides (the rule says so)
+    bare = reclassify(before.drop(columns=list(APPETITE_BEHAVIOUR)), after, before_date=D0, after_date=D1)
+    assert "risk model" in bare.potential_rule
+
+
+def test_actions_now_proposed_for_movers_are_summarised_and_reported():
+    before = scored(["mass", "mass", "mass"], ["not_aggressive"] * 3).assign(next_action="savings_goal_plan")
+    after = scored(["affluent", "affluent", "mass"], ["not_aggressive"] * 3)
+    after["next_action"] = ["upgrade_journey", "upgrade_journey", "savings_goal_plan"]
+    r = reclassify(before, after, before_date=D0, after_date=D1)
+    actions = r.summary()["proposed_actions"]
+    assert actions == [{"next_action": "upgrade_journey", "customers": 2, "was": "savings_goal_plan (2)"}]
+    assert "Actions the policy now proposes" in report_html(r) and "upgrade_journey" in report_html(r)
+
+
+@pytest.mark.slow
+def test_bull_list_on_a_simulated_bank_is_mostly_latent_aggressive(tmp_path):
+    """The demo's bank (3,000 customers × 18 months, seed 42), the demo's quarter: the list is
+    at least 3× as latent-aggressive as the stated-conservatives at large (issue #14)."""
+    from features.panel import build_panel
+    from features.simulate import simulate
+    from training.reclassify import APPETITE_BEHAVIOUR
+
+    raw = tmp_path / "raw"
+    simulate(raw, customers=3000, months=18, seed=42)
+    dates = [pd.Timestamp("2024-12-31"), pd.Timestamp("2025-03-31")]
+    build_panel(raw, tmp_path / "feats", as_of=dates, latest=False)
+    panel = pd.read_parquet(tmp_path / "feats" / "panel.parquet")
+    frames = [
+        panel.loc[panel["as_of"] == d, ["customer_id", "stated_risk", *APPETITE_BEHAVIOUR]]
+        .assign(risk_appetite="not scored")
+        .reset_index(drop=True)
+        for d in dates
+    ]
+    truth = pd.read_parquet(raw / "truth.parquet")
+    r = reclassify(*frames, before_date=dates[0], after_date=dates[1], truth=truth)
+    assert "investment behaviour" in r.truth_check["rule"]
+    assert r.truth_check["listed"] >= 30
+    assert r.truth_check["lift"] >= 3.0, r.truth_check

@@ -1,0 +1,223 @@
+"""Issue #15: cross-validated tuning, the plain-LightGBM first trial, the refit on every non-test row,
+out-of-fold calibration, `baseline_lgbm_default`, and the uncertainty of a test metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.data import prepare, split
+from training.spec import spec_from_dict
+from training.train import bootstrap_ci, fit_task, holdout_uncertainty, repeat_summary, tuning_folds
+from training.tune import PLAIN_LGBM, start_trials
+
+
+def _table(n: int = 1200, seed: int = 0) -> pd.DataFrame:
+    """A binary table with a numeric signal, a categorical one, groups and four periods."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "b": rng.normal(size=n),
+            "noise": rng.normal(size=n),
+            "g": rng.choice(["x", "y", "z"], n),
+            "household": rng.integers(0, n // 4, n),
+            "month": pd.Timestamp("2025-01-31") + pd.to_timedelta(rng.integers(0, 4, n) * 30, unit="D"),
+        }
+    )
+    logit = frame["a"] - 0.7 * frame["b"] ** 2 + 0.8 * (frame["g"] == "x") - 0.5
+    frame["y"] = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    return frame
+
+
+def _spec(tmp_path, **extra):
+    data = {
+        "name": "synthetic",
+        "source": "t.csv",
+        "target": {"column": "y", "kind": "binary", "positive": "yes"},
+        "drop": ["household", "month"],
+        **extra,
+    }
+    return spec_from_dict(data, base_dir=tmp_path)
+
+
+def test_stratified_folds_partition_the_non_test_rows(tmp_path):
+    spec = _spec(tmp_path)
+    prep = prepare(_table(), spec)
+    sp = split(prep, 0)
+    folds = tuning_folds(spec, prep, sp, 0)
+    rest = np.sort(np.concatenate([sp.train, sp.valid]))
+    assert len(folds) == spec.tuning.cv_folds == 5
+    valid = np.concatenate([b for _, b in folds])
+    assert np.array_equal(np.sort(valid), rest)  # every non-test row validates exactly once
+    assert not np.intersect1d(valid, sp.test).size
+    rate = prep.y[rest].mean()
+    for a, b in folds:
+        assert np.array_equal(np.sort(np.concatenate([a, b])), rest)
+        assert abs(prep.y[b].mean() - rate) < 0.01  # stratified
+
+
+def test_group_and_time_folds(tmp_path):
+    frame = _table()
+    spec = spec_from_dict(
+        {
+            "name": "grouped",
+            "source": "t.csv",
+            "target": {"column": "y", "kind": "binary", "positive": "yes"},
+            "group": "household",
+            "split": {"kind": "group"},
+            "drop": ["month"],
+        },
+        base_dir=tmp_path,
+    )
+    prep = prepare(frame, spec)
+    sp = split(prep, 1)
+    for a, b in tuning_folds(spec, prep, sp, 1):
+        assert not set(prep.groups[a]) & set(prep.groups[b])  # a household never straddles a fold
+    spec = spec_from_dict(
+        {
+            "name": "panel",
+            "source": "t.csv",
+            "target": {"column": "y", "kind": "binary", "positive": "yes"},
+            "split": {"kind": "time", "time_column": "month"},
+            "drop": ["household"],
+        },
+        base_dir=tmp_path,
+    )
+    prep = prepare(frame, spec)
+    sp = split(prep, 0)
+    folds = tuning_folds(spec, prep, sp, 0)
+    assert len(folds) == 2  # 3 periods before the test period: the last two each validate once
+    for a, b in folds:
+        assert prep.times[a].max() < prep.times[b].min()  # out of time
+        assert len(np.unique(prep.times[b])) == 1 and prep.times[b].max() < sp.test_time
+
+
+def test_large_table_or_one_fold_tunes_on_the_split(tmp_path):
+    frame = _table()
+    for tuning in ({"cv_folds": 1}, {"cv_max_rows": 500}):
+        spec = _spec(tmp_path, tuning=tuning)
+        prep = prepare(frame, spec)
+        sp = split(prep, 0)
+        [(a, b)] = tuning_folds(spec, prep, sp, 0)
+        assert np.array_equal(a, sp.train) and np.array_equal(b, sp.valid)
+
+
+def test_start_trials_clip_to_the_spec_space():
+    plain, lgbm_defaults = start_trials()
+    assert plain["learning_rate"] == PLAIN_LGBM["learning_rate"] and plain["num_leaves"] == PLAIN_LGBM["num_leaves"]
+    assert lgbm_defaults["num_leaves"] == 31
+    [only] = start_trials({"num_leaves": (4.0, 8.0)})[:1]
+    assert only["num_leaves"] == 8
+
+
+@pytest.fixture(scope="module")
+def one_trial(tmp_path_factory):
+    """trials=1: the study is the plain-LightGBM trial only, so the final model is plain LightGBM."""
+    tmp = tmp_path_factory.mktemp("t")
+    spec = _spec(tmp, baseline={"kind": "prior"})
+    frame = _table()
+    return spec, frame, fit_task(spec, frame, seed=0, trials=1, timeout=None)
+
+
+def test_one_trial_is_plain_lightgbm_refitted_on_every_non_test_row(one_trial):
+    _, _, r = one_trial
+    assert r.tuning.n_folds == 5 and r.tuning.n_trials == 1
+    assert r.tuning.best_iteration == PLAIN_LGBM["n_estimators"]  # scored at its fixed 300 rounds
+    assert r.tuning.params["learning_rate"] == PLAIN_LGBM["learning_rate"]
+    assert r.split["n_refit"] == r.split["n_train"] + r.split["n_valid"]
+    assert r.model.booster.num_trees() == PLAIN_LGBM["n_estimators"]
+    # The same model as `baseline_lgbm_default` (LGBMClassifier on the same rows, category dtype), up to
+    # how the two encode the categorical column.
+    assert abs(r.metrics["roc_auc"] - r.lgbm_default["roc_auc"]) < 0.003
+    assert r.lgbm_default["roc_auc"] > r.baseline["roc_auc"] + 0.1  # the prior baseline is 0.5
+
+
+def test_calibrator_learns_on_out_of_fold_scores(one_trial):
+    _, _, r = one_trial
+    # Every non-test row scored by a fold booster that did not see it (not the refitted model).
+    assert r.split["n_calibration"] == r.split["n_refit"]
+    assert r.calibration["ece_after"] < 0.08
+
+
+def test_same_data_spec_seed_give_same_metrics_with_folds(tmp_path, one_trial):
+    spec, frame, _ = one_trial
+    a, b = (fit_task(spec, frame, seed=2, trials=3, timeout=None) for _ in range(2))
+    assert a.metrics == b.metrics and a.lgbm_default == b.lgbm_default and a.calibration == b.calibration
+    assert a.model.booster.model_to_string() == b.model.booster.model_to_string()
+    assert a.tuning.start_value == a.tuning.history[0]  # trial 0 is the plain LightGBM...
+    assert len(set(a.tuning.history)) == 3  # ...then the study tries other parameters
+
+
+def test_bootstrap_interval_brackets_the_metric_and_shrinks_with_rows():
+    rng = np.random.default_rng(0)
+
+    def scored(n):
+        y = (rng.random(n) < 0.3).astype(float)
+        p = np.clip(0.3 + 0.25 * (y - 0.3) + rng.normal(0, 0.2, n), 0, 1)
+        return y, np.column_stack([1 - p, p])
+
+    from sklearn.metrics import roc_auc_score
+
+    y, p = scored(400)
+    ci = bootstrap_ci("binary", "roc_auc", y, p, seed=0)
+    assert ci["low"] < roc_auc_score(y, p[:, 1]) < ci["high"] and ci["samples"] == 200
+    y2, p2 = scored(8000)
+    ci2 = bootstrap_ci("binary", "roc_auc", y2, p2, seed=0)
+    assert ci2["high"] - ci2["low"] < 0.5 * (ci["high"] - ci["low"])  # ~ 1/sqrt(20) as wide
+    assert bootstrap_ci("binary", "roc_auc", y, p, seed=0) == ci  # seeded
+
+
+def test_uncertainty_and_repeats_cover_model_and_both_baselines(one_trial):
+    spec, frame, r = one_trial
+    u = holdout_uncertainty(r)
+    for who, point in (("model", r.metrics), ("baseline", r.baseline), ("baseline_lgbm_default", r.lgbm_default)):
+        assert u[who]["low"] <= point["roc_auc"] <= u[who]["high"]
+    other = fit_task(spec, frame, seed=1, trials=1, timeout=None)
+    rep = repeat_summary([r, other])
+    assert rep["seeds"] == [0, 1] and rep["n"] == 2
+    auc = [r.metrics["roc_auc"], other.metrics["roc_auc"]]
+    assert rep["model"]["roc_auc"]["mean"] == pytest.approx(np.mean(auc))
+    assert rep["model"]["roc_auc"]["sd"] == pytest.approx(np.std(auc, ddof=1))
+    assert rep["baseline_lgbm_default"]["roc_auc"]["min"] == min(
+        r.lgbm_default["roc_auc"], other.lgbm_default["roc_auc"]
+    )
+    assert set(rep["baseline"]) >= {"roc_auc"}
+
+
+def _cli_json(result) -> dict:
+    import json
+
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_cli_repeats_and_bootstrap_land_in_json_and_mlflow(tmp_path):
+    from typer.testing import CliRunner
+
+    from clientlens.cli import app
+    from training import registry as R
+
+    _table(600).to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "s.yaml").write_text(
+        "name: synthetic\nsource: t.csv\ndrop: [household, month]\n"
+        "target: {column: y, kind: binary, positive: 'yes'}\ntuning: {cv_folds: 3}\n"
+    )
+    runner = CliRunner()
+    args = ["train", "--spec", str(tmp_path / "s.yaml"), "--trials", "1", "--no-plots", "--json"]
+    one = _cli_json(runner.invoke(app, args))
+    assert one["baseline_lgbm_default"]["roc_auc"] > 0.6 and one["tuning"]["folds"] == 3
+    ci = one["uncertainty"]["model"]
+    assert ci["low"] <= one["metrics"]["roc_auc"] <= ci["high"]
+    rep = _cli_json(runner.invoke(app, [*args, "--repeats", "2", "--seed", "5"]))
+    assert rep["repeats"]["seeds"] == [5, 6] and "uncertainty" not in rep
+    st = rep["repeats"]["baseline_lgbm_default"]["roc_auc"]
+    assert st["min"] <= st["mean"] <= st["max"] and st["min"] < st["max"]  # two different splits
+    logged = R.client().get_run(rep["run_id"]).data.metrics
+    assert logged["repeats.model.roc_auc.mean"] == pytest.approx(rep["repeats"]["model"]["roc_auc"]["mean"])
+    assert logged["baseline_lgbm_default.roc_auc"] == pytest.approx(rep["baseline_lgbm_default"]["roc_auc"])
+    assert "ci95.model.low" in R.client().get_run(one["run_id"]).data.metrics
+    bad = runner.invoke(app, [*args, "--repeats", "0"])
+    assert bad.exit_code == 2
