@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -267,7 +269,7 @@ class LgbmDefaultBaseline(Baseline):
     def fit(self, X: pd.DataFrame, y: np.ndarray, weight: np.ndarray | None) -> LgbmDefaultBaseline:
         import lightgbm as lgb
 
-        common = {**PLAIN_LGBM, "random_state": self.seed, "n_jobs": self.threads, "verbose": -1}
+        common: dict[str, Any] = {**PLAIN_LGBM, "random_state": self.seed, "n_jobs": self.threads, "verbose": -1}
         if self.task_kind == "regression":
             self.model_ = lgb.LGBMRegressor(**common)
             self.model_.fit(self._frame(X), y, sample_weight=weight)
@@ -278,7 +280,7 @@ class LgbmDefaultBaseline(Baseline):
 
     def predict_proba(self, X: pd.DataFrame, extras: pd.DataFrame) -> np.ndarray:
         if self.task_kind == "regression":
-            return self.model_.predict(self._frame(X))
+            return np.asarray(self.model_.predict(self._frame(X)))
         proba = self.model_.predict_proba(self._frame(X))
         full = np.zeros((len(X), max(self.n_classes, proba.shape[1])))
         full[:, self.model_.classes_.astype(int)] = proba  # a class absent from training gets 0

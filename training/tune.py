@@ -340,10 +340,13 @@ def fit_trial_cv(
         callbacks=[*stop, LightGBMPruningCallback(trial, metric, valid_name=CV_NAME, report_interval=5)],
     )
     cvb = out["cvbooster"]
-    rounds = int(fixed_rounds or cvb.best_iteration or len(out[f"valid {metric}-mean"]))
+    assert isinstance(cvb, lgb.CVBooster)  # return_cvbooster=True
+    curve = out[f"valid {metric}-mean"]
+    assert isinstance(curve, list)
+    rounds = int(fixed_rounds or cvb.best_iteration or len(curve))
     for booster in cvb.boosters:  # predict with the common best round, not every tree grown before stopping
         booster.best_iteration = rounds
-    return params, list(cvb.boosters), float(out[f"valid {metric}-mean"][rounds - 1]), rounds
+    return params, list(cvb.boosters), float(curve[rounds - 1]), rounds
 
 
 def refit(params: dict[str, Any], data: lgb.Dataset, rounds: int) -> lgb.Booster:

@@ -7,7 +7,7 @@ training, a real MLflow store and the real promotion gate, both ways.
 - drift again, against that champion, with the same data, spec and seed -> the challenger is no
   better (gain 0, not above the margin) and is not promoted;
 - drift again, with a genuinely worse challenger: a challenger spec file (`--spec`) that sees only
-  the profile features (age, occupation, income band ...) -> its AUC on the newest holdout is well
+  the customer's region -> its AUC on the newest holdout is well
   below the champion's and it is not promoted. (Crippling capacity instead, ten two-leaf stumps, was
   tried and promoted: a stump on the AUM change beats a one-trial champion on 1,000 customers.)
 Every decision is recorded on the challenger's model version.
@@ -126,24 +126,24 @@ def test_retrain_on_drift_promotes_a_better_challenger_and_rejects_one_that_is_n
     assert tags["retrain_decision"] == "rejected" and tags["promotion_decision"] == "rejected"
     assert "does not exceed margin" in tags["promotion_reason"]
 
-    # 4. a worse challenger: the churn spec on the profile features only (age, occupation, income band
-    # ...), which say little about who leaves; it carries the champion's inputs as keep_columns so the
+    # 4. a worse challenger: the churn spec on the customer's region alone, which the simulator does not
+    # tie to leaving (the profile family as a whole was tried: on this 523-row holdout with ~13 churners
+    # it scored 0.62 on one simulator and 0.93 on the next, against a 0.91 champion); it carries the champion's inputs as keep_columns so the
     # gate can score the champion on the same holdout (through --spec, the real training path)
     import yaml
 
-    from features import registry
     from training.spec import TASKS_DIR
 
     champion_model, _ = R.load_model("churn", better)
     crippled = yaml.safe_load((TASKS_DIR / "churn.yaml").read_text())
-    crippled["features"] = registry.features_of_family("profile")
+    crippled["features"] = ["region"]
     crippled["keep_columns"] = sorted(set(champion_model.features) | set(crippled["keep_columns"]))
     crippled["churn_driver"] = False
     spec = tmp_path / "churn_profile_only.yaml"
     spec.write_text(yaml.safe_dump(crippled))
     out = _retrain(bank, "--spec", str(spec))
+    print("worse:", out["gate"])
     assert out["retrained"] is True and out["promoted"] is False, out
-    print("worse, rejected:", out["gate"])
     assert out["gate"]["gain"] < -0.02 and out["gate"]["challenger_score"] < out["gate"]["champion_score"]
     assert out["champion"] == better != out["challenger"]
     assert str(c.get_model_version_by_alias("clientlens-churn", "champion").version) == better
