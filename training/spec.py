@@ -232,13 +232,24 @@ class TaskSpec(_Strict):
     )
     boost_from_baseline: bool = Field(
         default=False,
-        description="Binary target with a `heuristic` baseline only: boost FROM the heuristic instead of from a "
+        description="Binary or ordinal target with a `heuristic` baseline: boost FROM the heuristic instead of from a "
         "constant. Each row starts at the logit of the heuristic's score (mean percentile rank of "
         "`baseline.columns`, ranks against the training rows; LightGBM `init_score`) and the trees learn "
         "corrections to it; early stopping still uses the validation rows. The model carries the training "
         "rows' rank tables (`training.model.RankPrior`), so scoring and serving add the same starting score. "
         "The baseline's columns must be numeric model features. For a target the heuristic encodes better "
-        "than the labelled rows can teach (the latent risk model: DESIGN §6, training/tasks/risk.yaml).",
+        "than the labelled rows can teach (the latent risk model: DESIGN §6, training/tasks/risk.yaml). "
+        "Multiclass target with a `persistence` baseline: each row starts at log P(future class | current "
+        "`baseline.column`), the training transition matrix (`training.model.TransitionPrior`; the column must "
+        "be a categorical model feature), so the trees learn only the change (the tier task).",
+    )
+    prior_strength: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="Multiclass `boost_from_baseline` only: the starting score is this times log P(future | "
+        "current), a tempered transition prior (1 = the table itself). Below 1 the rows that stay keep enough "
+        "gradient for the trees to rank them (the tier task: 0.5, docs/decisions/tier-model.md).",
     )
     # Set by the loader: the folder `source` is relative to.
     base_dir: str | None = None
@@ -251,9 +262,17 @@ class TaskSpec(_Strict):
             raise ValueError("a binary target.column needs target.positive (the value that counts as 1)")
         if self.tuning.monotone and self.target.kind == "multiclass":
             raise ValueError("tuning.monotone needs a binary or regression target")
-        if self.boost_from_baseline:
+        if self.boost_from_baseline and self.target.kind == "multiclass":
+            # multiclass: start from persistence's transition table (training.model.TransitionPrior)
+            if self.baseline.kind != "persistence" or not self.baseline.column:
+                raise ValueError("boost_from_baseline with a multiclass target needs a `persistence` baseline.column")
+            if self.features is not None and self.baseline.column not in self.features:
+                raise ValueError(
+                    f"boost_from_baseline: baseline.column {self.baseline.column!r} must be a model feature"
+                )
+        elif self.boost_from_baseline:
             if self.target.kind not in ("binary", "ordinal"):
-                raise ValueError("boost_from_baseline needs a binary or ordinal target")
+                raise ValueError("boost_from_baseline needs a binary, ordinal or multiclass target")
             if self.baseline.kind != "heuristic" or not (self.baseline.columns or self.baseline.negative):
                 raise ValueError("boost_from_baseline needs a `heuristic` baseline with columns")
             cols = [*self.baseline.columns, *self.baseline.negative]

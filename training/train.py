@@ -20,7 +20,7 @@ from core.errors import InputError
 from core.tasks import TASKS
 from training.baselines import Baseline, fit_baseline, fit_lgbm_default
 from training.data import Prepared, Split, fingerprint, prepare, split
-from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel
+from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel, TransitionPrior
 from training.spec import TaskSpec
 from training.tune import TuneResult, datasets, lgb_threads, refit, refit_dataset, tune, tune_cv
 
@@ -217,7 +217,7 @@ def fit_task(
         # valid rows' scores from the train-only booster (which never saw them), as local out-of-fold scores.
         init_tr = init_va = None
         if spec.boost_from_baseline:
-            core.prior = _prior(spec, prep, X_all[tr])
+            core.prior = _prior(spec, prep, X_all[tr], prep.y[tr])
             init_tr, init_va = core.prior.margin(X_all[tr]), core.prior.margin(X_all[va])
         dtrain, dvalid = datasets(
             X_all[tr],
@@ -412,8 +412,9 @@ def _tune_and_refit(
     tr_spec = spec.tuning
     rest = np.sort(np.concatenate([sp.train, sp.valid]))
     margin = None
-    if spec.boost_from_baseline:  # rank tables of the feature values only (no labels): every non-test row
-        core.prior = _prior(spec, prep, X_all[rest])
+    # rank tables of the feature values only (no labels), or the transition table (labels): every non-test row
+    if spec.boost_from_baseline:
+        core.prior = _prior(spec, prep, X_all[rest], prep.y[rest])
         margin = core.prior.margin(X_all)
     folds = tuning_folds(spec, prep, sp, seed)
     w = prep.weight
@@ -502,10 +503,19 @@ def _decode_target(prep: Prepared, y: np.ndarray) -> np.ndarray:
     return y
 
 
-def _prior(spec: TaskSpec, prep: Prepared, X_train: np.ndarray) -> RankPrior:
+def _prior(spec: TaskSpec, prep: Prepared, X_train: np.ndarray, y_train: np.ndarray) -> RankPrior | TransitionPrior:
     """`boost_from_baseline`: the heuristic baseline's score as the trees' starting point, its rank
-    tables from the training rows (as `HeuristicBaseline.fit` takes them)."""
+    tables from the training rows (as `HeuristicBaseline.fit` takes them); multiclass: persistence's
+    transition table (`TransitionPrior`)."""
     b = spec.baseline
+    if spec.target.kind == "multiclass":
+        if b.column not in prep.categorical:
+            raise InputError(
+                f"spec {spec.name!r} field boost_from_baseline: baseline.column {b.column!r} is not a categorical feature"
+            )
+        return TransitionPrior.fit(
+            X_train, y_train, prep.features, prep.categories, str(b.column), prep.classes or [], spec.prior_strength
+        )
     bad = sorted(c for c in [*b.columns, *b.negative] if c not in prep.features or c in prep.categorical)
     if bad:
         raise InputError(

@@ -82,6 +82,10 @@ def task_spec(task: str, panel: Path, *, max_rounds: int = 60, full_rounds: bool
         spec["boost_from_baseline"] = True
     if task == "tier":
         spec["upgrade"] = {}
+        # as the shipped spec: the trees learn the change from persistence (a transition prior in the model)
+        spec["baseline"] = {"kind": "persistence", "column": "tier"}
+        spec["boost_from_baseline"] = True
+        spec["prior_strength"] = 0.5
     return spec_from_dict(spec, base_dir=panel.parent)
 
 

@@ -256,6 +256,7 @@ def test_http_and_batch_scoring_agree(service, latest, request_rows, use_serving
     assert meta["request_id"]
     models = {task: load_model(task, version)[0] for task, version in by_features["versions"].items()}
     assert models["risk"].prior is not None  # served as shipped: trees on top of the heuristic's score
+    assert models["tier"].prior is not None  # and the tier's trees on top of persistence (TransitionPrior)
     batch = score_frame(sample, models)
     assert set(by_arrow.columns) == set(batch.columns)
     for http in (_flat(by_features["results"]), _flat(by_ids["results"]), _flat(by_arrow_json["results"]), by_arrow):

@@ -239,3 +239,96 @@ def test_prior_reasons_are_additive_shapley_values():
     # the prior's share lands on its own columns: a row at the top of both ranks explains by them
     top = pd.DataFrame({"v": [frame["v"].max()], "w": [frame["w"].max()], "x": [0.0], "colour": ["red"]})
     assert {r["feature"] for r in core.reasons(top, top_k=2)[0]} == {"v", "w"}
+
+
+def _transition_model(seed: int = 0, *, prior: bool = True):
+    """A three-tier model boosted from the persistence transition table (`TransitionPrior`), as the tier spec:
+    the future tier is the current one unless a noisy `aum` crosses a threshold."""
+    from training.model import TransitionPrior
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    classes = ["mass", "affluent", "hnw"]
+    aum = np.exp(rng.normal(0.0, 1.2, n))
+    edges = [1.0, 4.0]
+    current = np.digitize(aum, edges)
+    future = np.digitize(aum * np.exp(rng.normal(0.05, 0.15, n)), edges)
+    tier = np.asarray(classes, dtype=object)[current]
+    tier[:20] = None  # a current tier missing: starts at the class shares
+    frame = pd.DataFrame({"aum": aum, "tier": tier, "x": rng.normal(size=n)})
+    core = TabularModel(
+        task="tier",
+        kind="multiclass",
+        features=["aum", "tier", "x"],
+        categories={"tier": sorted(classes)},
+        booster=None,
+        calibrator=None,
+        classes=classes,
+    )
+    X = core.matrix(frame)
+    init = None
+    if prior:
+        core.prior = TransitionPrior.fit(X, future, core.features, core.categories, "tier", classes)
+        init = core.prior.margin(X)
+    ds = lgb.Dataset(X, future, init_score=init, categorical_feature=[1], params={"verbosity": -1})
+    params = {"objective": "multiclass", "num_class": 3, "verbosity": -1, "seed": 0, "deterministic": True}
+    core.booster = lgb.train({**params, "num_threads": 1, "num_leaves": 7, "min_data_per_group": 5}, ds, 30)
+    core.calibrator = Calibrator("sigmoid").fit(core.raw_from_matrix(X), future)
+    return core, frame, X, future
+
+
+def test_transition_prior_is_the_persistence_baselines_transition_matrix():
+    """Each row starts at log P(future | current) of the persistence baseline fitted on the same rows;
+    a missing current tier starts at the training class shares."""
+    from training.baselines import PersistenceBaseline
+
+    core, frame, X, y = _transition_model()
+    base = PersistenceBaseline("tier", core.classes).fit(frame, frame.iloc[:0], y)
+    margin = core.prior.margin(X)
+    known = frame["tier"].notna().to_numpy()
+    current = base._current(frame, frame.iloc[:0])
+    np.testing.assert_allclose(np.exp(margin[known]), base.transition_[current[known]], rtol=1e-12)
+    share = (np.bincount(y, minlength=3) + 1.0) / (len(y) + 3.0)
+    np.testing.assert_allclose(np.exp(margin[~known]), np.tile(share, (int((~known).sum()), 1)), rtol=1e-12)
+    # an unseen category code or a NaN code is 'unknown' too
+    odd = X[:2].copy()
+    odd[:, 1] = [np.nan, 9.0]
+    np.testing.assert_allclose(np.exp(core.prior.margin(odd)), np.tile(share, (2, 1)), rtol=1e-12)
+    # tempered (`prior_strength`): strength x log P, so softmax gives P ** strength renormalised
+    half = type(core.prior).fit(X, y, core.features, core.categories, "tier", core.classes, strength=0.5)
+    np.testing.assert_allclose(half.margin(X), 0.5 * margin, rtol=1e-12)
+    with pytest.raises(InputError, match="categorical"):
+        type(core.prior).fit(X, y, core.features, core.categories, "aum", core.classes)
+
+
+def test_transition_prior_is_added_at_every_prediction_path():
+    """softmax(booster raw + prior) through the booster, a predictor returning Booster.predict's
+    probabilities (what serving.compiled attaches) and after pickling; reasons credit the current tier."""
+    core, frame, X, y = _transition_model()
+    raw = core.booster.predict(X, raw_score=True) + core.prior.margin(X)
+    want_raw = np.exp(raw - raw.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(core.raw_from_matrix(X), want_raw / want_raw.sum(axis=1, keepdims=True), rtol=1e-10)
+    # the booster alone learned only the change: it is far from the level without the prior
+    stays = (frame["tier"].to_numpy() != np.asarray(core.classes, dtype=object)[y]).mean()  # persistence's errors
+    assert (core.booster.predict(X).argmax(axis=1) != y).mean() > 2 * stays
+    assert (core.predict_proba(frame).argmax(axis=1) != y).mean() <= stays
+    want = core.predict_proba(frame)
+    core.use_predictor(lambda M: core.booster.predict(M, num_threads=1))
+    try:
+        np.testing.assert_allclose(core.predict_proba(frame), want, rtol=1e-9, atol=1e-12)
+    finally:
+        core.use_predictor(None)
+    back = pickle.loads(pickle.dumps(core))
+    assert back.prior is not None and back.prior.columns == ["tier"]
+    np.testing.assert_array_equal(back.predict_proba(frame), want)
+    # reasons: the current tier's share of the predicted class is log P(class | tier) - log P(class)
+    # (a customer predicted to stay: being in that tier makes it likelier than its share, a positive reason)
+    X_rows = X[20:40]
+    chosen = core.proba_from_matrix(X_rows).argmax(axis=1)
+    extra = (
+        core.contributions(X_rows)[:, 1]
+        - core.booster.predict(X_rows, pred_contrib=True).reshape(20, 3, 4)[np.arange(20), chosen, 1]
+    )
+    np.testing.assert_allclose(extra, core.prior.contributions(X_rows, chosen)[:, 0], atol=1e-12)
+    stay = chosen == core.prior.current(X_rows)
+    assert stay.sum() > 10 and (core.prior.contributions(X_rows, chosen)[stay, 0] > 0).all()

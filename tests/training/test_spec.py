@@ -114,7 +114,39 @@ def test_builtin_spec_sources_the_feature_folder(tmp_path):
                 "boost_from_baseline": True,
                 "baseline": {"kind": "heuristic", "columns": ["a"]},
             },
-            "binary or ordinal target",
+            "binary, ordinal or multiclass target",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "multiclass"},
+                "boost_from_baseline": True,
+                "baseline": {"kind": "heuristic", "columns": ["a"]},
+            },
+            "persistence",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "multiclass"},
+                "features": ["a"],
+                "boost_from_baseline": True,
+                "baseline": {"kind": "persistence", "column": "tier"},
+            },
+            "must be a model feature",
+        ),
+        (
+            {
+                "name": "x",
+                "source": "a.csv",
+                "target": {"column": "y", "kind": "multiclass"},
+                "boost_from_baseline": True,
+                "baseline": {"kind": "persistence", "column": "tier"},
+                "prior_strength": 0,
+            },
+            "prior_strength",
         ),
         (
             {
