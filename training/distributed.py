@@ -18,7 +18,10 @@ How the work is spread:
   shared storage (Optuna's journal file, or an RDB URL such as the PostgreSQL behind MLflow), pruned by
   the median rule. Another machine joins by running the same command with the same `--study-storage`.
 - The final booster: the best trial's parameters and early-stopped rounds, fitted by `DaskLGBMClassifier`
-  on every training row where the workers hold it (LightGBM's data-parallel tree learner).
+  (LightGBM's data-parallel tree learner) first on every training row where the workers hold it, then
+  refitted for the same rounds on every non-test row (train + valid), as local training refits. The
+  calibrator learns on the valid rows' scores from the train-only booster (which never saw them) and is
+  applied to the refitted one: local training's out-of-fold principle (training.train).
 
 Reproducibility (one seed, run to run): the driver's rows, the split, the study name and the warm-up
 trials are exact: the warm-up parameter sets (the local sampler's startup count) are drawn once on the
@@ -117,6 +120,7 @@ class DaskEngine:
     driver_share: float = 1.0  # of customers whose rows the driver gathers for tuning and evaluation
     panel: DaskPanel | None = None  # set by `read_source`
     train_rows: Any = None  # every training row on the workers (a Dask DataFrame), set by `read_source`
+    refit_rows: Any = None  # every non-test (train + valid) row on the workers, set by `read_source`
 
     def read_source(self, spec: TaskSpec, seed: int) -> pd.DataFrame:
         """The panel read on the cluster (see `load_panel`); the driver's share comes back as pandas."""
@@ -305,7 +309,11 @@ def tune_on_dask(
 ) -> TuneResult:
     """`training.tune.tune`'s contract on a cluster: trials on every worker against one study, then the
     best parameters fitted by `lightgbm.dask`. The matrices are the Datasets' raw data (kept:
-    `free_raw_data=False`); `threads` is ignored (one thread per worker process)."""
+    `free_raw_data=False`); `threads` is ignored (one thread per worker process).
+
+    With the panel on the workers (`engine.refit_rows`) and no starting scores, the returned `booster` is
+    refitted on every non-test row and `fold_boosters` holds the train-only booster (for the valid rows'
+    held-out scores); otherwise `booster` is the train-only one and `fold_boosters` is empty."""
     import optuna
     from distributed import wait
 
@@ -386,6 +394,14 @@ def tune_on_dask(
             engine.n_workers,
         )
     value = _valid_score(booster, data["X_valid"], data["y_valid"], data["w_valid"], data["init_valid"], metric)
+    final, held_out = booster, []
+    if engine.refit_rows is not None and data["init_train"] is None:
+        # As local training: the same parameters and rounds on train + valid; the train-only booster stays
+        # for the valid rows' scores (the calibrator's), which the refitted booster has seen.
+        t_refit = time.perf_counter()
+        final = fit_dask_frame(client, params, rounds, engine.refit_rows, data["categorical"], data["features"])
+        held_out = [booster]
+        log.info("refitted on every non-test row on the workers in %.1fs", time.perf_counter() - t_refit)
     n_pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials[done_before:])
     log.info(
         "tuned %s on %d Dask workers: study %s, best %s=%.5f (trial %d, %d rounds); refit valid %s=%.5f",
@@ -400,7 +416,7 @@ def tune_on_dask(
         value,
     )
     return TuneResult(
-        booster=booster,
+        booster=final,
         params={**params, "n_estimators": rounds, "study_name": name, "study_trial": best.number},
         best_iteration=rounds,
         best_value=value,
@@ -410,6 +426,7 @@ def tune_on_dask(
         n_pruned=n_pruned,
         seconds=time.perf_counter() - t0,
         history=[float(t.value) for t in study.trials[done_before:] if t.value is not None],
+        fold_boosters=held_out,
     )
 
 
@@ -566,15 +583,22 @@ def labelled_partition(
 
 
 def training_partition(
-    part: pd.DataFrame, spec: TaskSpec, rule: SplitRule, features: list[str], categories: dict, classes: list[str]
+    part: pd.DataFrame,
+    spec: TaskSpec,
+    rule: SplitRule,
+    features: list[str],
+    categories: dict,
+    classes: list[str],
+    splits: tuple[str, ...] = ("train",),
 ) -> pd.DataFrame:
-    """One partition's training rows as the booster's float matrix (`TabularModel.matrix` coding),
-    with `__label` and `__weight` (map_partitions)."""
+    """One partition's labelled rows of `splits` (default the training rows) as the booster's float matrix
+    (`TabularModel.matrix` coding), with `__label` and `__weight` (map_partitions)."""
     from training.model import TabularModel
 
     part = _eligible(part, spec)
     target = _target(part, spec)
-    keep = target.notna().to_numpy() & (rule.assign(part, spec) == SPLIT_CODES["train"])
+    codes = [SPLIT_CODES[s] for s in splits]
+    keep = target.notna().to_numpy() & np.isin(rule.assign(part, spec), codes)
     part, target = part.loc[keep], target.loc[keep]
     coder = TabularModel(
         task=spec.name,
@@ -656,14 +680,14 @@ class DaskPanel:
     categories: dict[str, list[str]] | None = None
     classes: list[str] | None = None
 
-    def training_rows(self, prep: Prepared):
-        """Every training row on the cluster, coded like the driver's `prep` (its features, categories and
-        classes): a Dask DataFrame of the float matrix, `__label` and `__weight`."""
+    def training_rows(self, prep: Prepared, splits: tuple[str, ...] = ("train",)):
+        """Every row of `splits` (default the training rows) on the cluster, coded like the driver's `prep`
+        (its features, categories and classes): a Dask DataFrame of the float matrix, `__label`, `__weight`."""
         self.features, self.categories, self.classes = prep.features, prep.categories, prep.classes or []
         columns = [*prep.features, LABEL_COLUMN, *([WEIGHT_COLUMN_DASK] if self.spec.weight else [])]
         meta = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
         return self.frame.map_partitions(
-            training_partition, self.spec, self.rule, prep.features, prep.categories, self.classes, meta=meta
+            training_partition, self.spec, self.rule, prep.features, prep.categories, self.classes, splits, meta=meta
         )
 
 
@@ -685,7 +709,9 @@ def load_panel(engine: DaskEngine, spec: TaskSpec, seed: int) -> pd.DataFrame:
     order = [c for c in (spec.id, spec.split.time_column) if c]
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
     # The coding (features, categories, classes) fit_task will derive from the same frame, for the workers.
-    engine.train_rows = engine.panel.training_rows(prepare(frame, spec))
+    prep = prepare(frame, spec)
+    engine.train_rows = engine.panel.training_rows(prep)
+    engine.refit_rows = engine.panel.training_rows(prep, ("train", "valid"))  # the final booster's rows
     log.info(
         "panel on %d partitions (by customer); the driver holds %d rows (%.0f%% of customers)",
         panel.npartitions,

@@ -212,8 +212,9 @@ def fit_task(
             progress=progress,
         )
     else:
-        # #16: `engine` (training.distributed.DaskEngine) tunes and fits on a cluster on the train/valid split
-        # (no cross-validation, no refit): the calibrator learns on the valid rows, which its booster never saw.
+        # #16: `engine` (training.distributed.DaskEngine) tunes on the cluster on the train/valid split (no
+        # cross-validation), then refits on every non-test row on the workers; the calibrator learns on the
+        # valid rows' scores from the train-only booster (which never saw them), as local out-of-fold scores.
         init_tr = init_va = None
         if spec.boost_from_baseline:
             core.prior = _prior(spec, prep, X_all[tr], prep.y[tr])
@@ -245,9 +246,14 @@ def fit_task(
             fixed=fixed,
             progress=progress,
         )
+        # Refitted on train + valid: the train-only booster (`fold_boosters`) scores the valid rows. Without a
+        # refit (boost_from_baseline, or no panel on the workers) the train-only booster is the final one.
+        calib_idx = va
+        core.booster = result.fold_boosters[0] if result.fold_boosters else result.booster
+        calib_raw = core.raw_from_matrix(X_all[va])
         core.booster = result.booster
-        calib_idx, calib_raw = va, core.raw_from_matrix(X_all[va])
-        rest = tr  # the cluster's booster trained on the train rows only
+        if not result.fold_boosters:
+            rest = tr
 
     notes: list[str] = []
     y_te, w_te = prep.y[te], _take(prep.weight, te)

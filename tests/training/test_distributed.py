@@ -181,17 +181,11 @@ def test_training_rows_on_the_cluster_are_the_local_training_matrix(cluster, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="since main's #15 merge, local training refits on every non-test row (6,000 here) and the Dask "
-    "branch of fit_task on the train rows only (3,000): measured 12:01 UTC local AUC 0.8289 vs Dask 0.8163, "
-    "gap 0.0127 > AUC_TOLERANCE; needs the Dask branch to refit on train+valid (training/train.py)",
-)
 def test_dask_training_matches_local_training(cluster, tmp_path):
     """The panel read and trained on the cluster vs local training on the whole frame. One trial: both
     tune the same parameters (the queued warm-up draw is the local sampler's first), so the difference is
-    the booster fitted data-parallel on every training row on two workers instead of in one process."""
+    the booster fitted data-parallel on two workers instead of in one process. Both refit on every non-test
+    row (train + valid) and calibrate on the valid rows' scores from a train-only booster."""
     from training.model import TabularModel
     from training.train import fit_task
 
