@@ -1,5 +1,6 @@
 """Churn drivers' cheap attribution (issue #18): path (Saabas) contributions from per-leaf tables,
-checked against LightGBM's own TreeSHAP, and the TreeSHAP re-vote of close rows."""
+checked against LightGBM's own TreeSHAP, the TreeSHAP re-vote of close rows, and the business-segment
+cache of single-customer scoring."""
 
 from __future__ import annotations
 
@@ -108,3 +109,22 @@ FAMILIES = {
     "disengagement": ["login_*"],
     "life_event": ["views_mortgage_*"],
 }
+
+
+def test_business_segments_cached_per_combination_equal_the_scheme():
+    from training.scoring import _business_segments
+    from training.segments import DEFAULT_SCHEME
+
+    rng = np.random.default_rng(1)
+    dims = [
+        rng.choice(np.array(["mass", "affluent", "hnw", None], dtype=object), 400),
+        rng.choice(np.array(["conservative", "balanced", "aggressive", None], dtype=object), 400),
+        rng.choice(np.array(["young_professional", "family_growth", "retirement", "other", None], dtype=object), 400),
+        rng.choice(np.array(["basic", "multi_product", "ecosystem", None], dtype=object), 400),
+    ]
+    want = DEFAULT_SCHEME.assign(*dims)
+    assert len(set(want)) > 2
+    for _ in range(2):  # cold, then every combination cached
+        assert (_business_segments(DEFAULT_SCHEME, *dims) == want).all()
+    one = [d[:1] for d in dims]
+    assert (_business_segments(DEFAULT_SCHEME, *one) == DEFAULT_SCHEME.assign(*one)).all()
