@@ -210,7 +210,8 @@ def _business_segments(scheme: SegmentScheme, *dims: np.ndarray) -> np.ndarray:
     new = list(dict.fromkeys(k for k in keys if k not in known))
     if new:
         if len(known) + len(new) > 10_000:  # not class combinations (free-text classes?): do not grow
-            known.clear()
+            known = {}  # a new dict, not cleared in place: another thread may be reading the old one
+            _SEGMENTS[id(scheme)] = (scheme, known)
             new = list(dict.fromkeys(keys))
         columns = [np.array(c, dtype=object) for c in zip(*new, strict=True)]
         known.update(zip(new, scheme.assign(*columns), strict=True))
