@@ -238,6 +238,8 @@ def _strings(values: Any, n: int) -> np.ndarray:
 def _floats(values: Any, n: int) -> np.ndarray:
     if values is None:
         return np.full(n, np.nan)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf" and values.shape == (n,):
+        return values.astype(np.float64)  # what `float(v)` gives for each value, without the loop
     out = np.empty(n, dtype=np.float64)
     for i, v in enumerate(values):
         out[i] = np.nan if v is None else float(v)
@@ -251,6 +253,11 @@ def _bools(values: Any, n: int) -> np.ndarray:
     return np.array([None if v is None or (isinstance(v, float) and v != v) else bool(v) for v in values], dtype=object)
 
 
+def _finite(x: np.ndarray) -> np.ndarray:
+    """`np.nan_to_num(x, nan=0.0)`, which costs ~10x a finiteness check; most columns have nothing to replace."""
+    return x if np.isfinite(x).all() else np.nan_to_num(x, nan=0.0)
+
+
 def lifecycle_from_age(age: np.ndarray, occupation: np.ndarray | None = None) -> np.ndarray:
     """The feature build's life-cycle rule (<35 young professional, <60 family growth, else
     retirement; retired occupation = retirement), for rows that carry no `lifecycle_stage`."""
@@ -262,10 +269,12 @@ def lifecycle_from_age(age: np.ndarray, occupation: np.ndarray | None = None) ->
     return stage
 
 
+_LIMITS = {k: LEVEL_RANK[v] for k, v in MAX_RISK_LEVEL_FOR.items()}
+
+
 def allowed_level(stated_risk: np.ndarray) -> np.ndarray:
     """Highest product risk rank (1-5) each customer's assessed risk allows; 0 = no assessment (no product)."""
-    limits = {k: LEVEL_RANK[v] for k, v in MAX_RISK_LEVEL_FOR.items()}
-    return np.array([limits.get(s, 0) for s in stated_risk], dtype=np.int8)
+    return np.array([_LIMITS.get(s, 0) for s in stated_risk], dtype=np.int8)
 
 
 def suitable_mask(level: np.ndarray, allowed: np.ndarray, hidden: np.ndarray) -> np.ndarray:
@@ -277,23 +286,97 @@ def suitable_mask(level: np.ndarray, allowed: np.ndarray, hidden: np.ndarray) ->
 
 
 # -- arbitration ----------------------------------------------------------------------------------
-def _condition_mask(cond: Condition, cols: Mapping[str, Any], n: int, cache: dict[tuple[str, str], Any]) -> np.ndarray:
+# Up to this many customers, rule tests run as plain Python set look-ups: a request for one customer
+# would otherwise pay ~50 `np.isin` calls, each costlier than the whole test on one value (#18).
+# Bigger books take the vectorised path; both give the same masks (tests/training/test_policy_fast.py).
+SMALL_BATCH = 32
+
+
+class _Plan:
+    """What arbitration reads from a policy, worked out once per policy object (a `Policy` is frozen):
+    per action its class and stage sets as look-up tables, its `any_of` sets, and the numeric
+    constants of propensity, value and lever as arrays over the actions."""
+
+    def __init__(self, policy: Policy):
+        acts = policy.actions
+        classes = sorted({c for a in acts for c in a.classes})
+        stages = sorted({s for a in acts for s in a.stages or []})
+        self.class_code = {c: i for i, c in enumerate(classes)}
+        self.stage_code = {s: i for i, s in enumerate(stages)}
+        # Row `len(classes)` (`len(stages)`) is every other value, a missing one included: never a
+        # class of an action; a stage only of the actions that apply at every stage.
+        self.class_table = np.array([[c in a.classes for a in acts] for c in [*classes, None]], dtype=bool).reshape(
+            len(classes) + 1, len(acts)
+        )
+        self.stage_table = np.array(
+            [[a.stages is None or s in a.stages for a in acts] for s in [*stages, None]], dtype=bool
+        ).reshape(len(stages) + 1, len(acts))
+        self.any_of = {id(c): frozenset(c.any_of) for a in acts for c in a.when if c.any_of is not None}
+        self.level = np.array([LEVEL_RANK[a.product_risk] if a.product_risk else 0 for a in acts], dtype=np.int8)
+        self.lever = np.array([policy.levers[a.lever] for a in acts], dtype=np.float64)
+        self.base_rate = np.array([a.base_rate for a in acts], dtype=np.float64)
+        self.value_fixed = np.array([a.value_fixed for a in acts], dtype=np.float64)
+        self.value_aum_rate = np.array([a.value_aum_rate for a in acts], dtype=np.float64)
+        self.benefit = np.array([1 + policy.customer_weight * a.customer_benefit for a in acts], dtype=np.float64)
+        self.sources = [a.propensity for a in acts]
+        self.ruled = [(j, a.when) for j, a in enumerate(acts) if a.when]
+
+
+_PLANS: dict[int, tuple[Policy, _Plan]] = {}
+
+
+def _plan(policy: Policy) -> _Plan:
+    """The policy's `_Plan`, cached by identity (the entry keeps the policy alive, so its id stays its own)."""
+    hit = _PLANS.get(id(policy))
+    if hit is None or hit[0] is not policy:
+        if len(_PLANS) > 16:  # a new dict, not cleared in place: another thread may be reading the old one
+            globals()["_PLANS"] = {}
+        hit = _PLANS[id(policy)] = (policy, _Plan(policy))
+    return hit[1]
+
+
+def _coded(values: np.ndarray, code: dict[str, int], table: np.ndarray) -> np.ndarray:
+    """(n x A) rows of `table` for each value's code (any value not in `code` takes the last row)."""
+    other = len(table) - 1
+    return table[np.array([code.get(v, other) if v is not None else other for v in values], dtype=np.intp)]
+
+
+def _condition_mask(
+    cond: Condition,
+    cols: Mapping[str, Any],
+    n: int,
+    cache: dict[tuple[str, str], Any],
+    any_of: frozenset[str] | None = None,
+    *,
+    small: bool | None = None,
+) -> np.ndarray:
     raw = cols.get(cond.column)
     if raw is None:
         return np.zeros(n, dtype=bool)
+    small = n <= SMALL_BATCH if small is None else small
     ok = np.ones(n, dtype=bool)
     if cond.min is not None or cond.max is not None:
-        x = cache.setdefault(("f", cond.column), _floats(raw, n))
+        x = cache.get(("f", cond.column))
+        if x is None:
+            x = cache[("f", cond.column)] = _floats(raw, n)
         with np.errstate(invalid="ignore"):
             if cond.min is not None:
                 ok &= x >= cond.min
             if cond.max is not None:
                 ok &= x <= cond.max
     if cond.any_of is not None:
-        s = cache.setdefault(("s", cond.column), _strings(raw, n))
-        ok &= np.isin(s.astype(str), cond.any_of) & (s != None)  # noqa: E711
+        s = cache.get(("s", cond.column))
+        if s is None:
+            s = cache[("s", cond.column)] = _strings(raw, n)
+        if small:
+            allowed = any_of if any_of is not None else frozenset(cond.any_of)
+            ok &= np.array([v is not None and v in allowed for v in s], dtype=bool).reshape(n)
+        else:
+            ok &= np.isin(s.astype(str), cond.any_of) & (s != None)  # noqa: E711
     if cond.equals is not None:
-        b = cache.setdefault(("b", cond.column), _bools(raw, n))
+        b = cache.get(("b", cond.column))
+        if b is None:
+            b = cache[("b", cond.column)] = _bools(raw, n)
         ok &= b == cond.equals
     return ok
 
@@ -314,8 +397,8 @@ def customer_inputs(cols: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
         "stage": stage,
         "stated": _strings(cols.get(STATED_RISK_COLUMN), n),
         "hidden": np.array([bool(h) for h in hidden], dtype=bool),
-        "aum": np.nan_to_num(_floats(cols.get(AUM_COLUMN), n), nan=0.0).clip(min=0),
-        "trend": np.nan_to_num(_floats(cols.get(AUM_CHANGE_COLUMN), n), nan=0.0).clip(-0.5, 0.5),
+        "aum": _finite(_floats(cols.get(AUM_COLUMN), n)).clip(min=0),
+        "trend": _finite(_floats(cols.get(AUM_CHANGE_COLUMN), n)).clip(-0.5, 0.5),
     }
 
 
@@ -325,32 +408,33 @@ def _propensities(policy: Policy, cols: Mapping[str, Any], n: int) -> dict[str, 
         values = cols.get(column)
         if values is None and source == "revealed_aggressive":
             values = cols.get(HIDDEN_AGGRESSIVE_COLUMN)  # no probabilities: the flag is 0/1 evidence
-        out[source] = np.nan_to_num(_floats(values, n), nan=0.0).clip(0, 1)
+        out[source] = _finite(_floats(values, n)).clip(0, 1)
     return out
 
 
-def _matrices(policy: Policy, cols: Mapping[str, Any], n: int, inp: dict[str, np.ndarray]):
-    """(eligible, priority, propensity, value) as (n x A) arrays, eligibility before suitability."""
-    acts = policy.actions
-    a = len(acts)
-    eligible = np.zeros((n, a), dtype=bool)
-    prop = np.zeros((n, a))
-    value = np.zeros((n, a))
-    props = _propensities(policy, cols, n)
+def _matrices(
+    policy: Policy, cols: Mapping[str, Any], n: int, inp: dict[str, np.ndarray], *, small: bool | None = None
+):
+    """(eligible, priority, propensity, value) as (n x A) arrays, eligibility before suitability.
+
+    Class and stage eligibility are table look-ups by each customer's class / stage code; the
+    value and propensity of every action are one array operation each (the same float operations,
+    in the same order, as action by action)."""
+    plan = _plan(policy)
+    eligible = _coded(inp["class"], plan.class_code, plan.class_table)
+    eligible &= _coded(inp["stage"], plan.stage_code, plan.stage_table)
     cache: dict[tuple[str, str], Any] = {}
+    for j, when in plan.ruled:
+        m = eligible[:, j]  # a view: the conditions narrow the column in place
+        for cond in when:
+            m &= _condition_mask(cond, cols, n, cache, plan.any_of.get(id(cond)), small=small)
+    props = _propensities(policy, cols, n)
+    source = np.column_stack([props[src] for src in plan.sources]) if plan.sources else np.zeros((n, 0))
+    prop = plan.base_rate[None, :] * source
     trend_factor = 1 + policy.trend_weight * inp["trend"]
-    for j, act in enumerate(acts):
-        m = np.isin(inp["class"].astype(str), act.classes)
-        if act.stages is not None:
-            m &= np.isin(inp["stage"].astype(str), act.stages)
-        for cond in act.when:
-            m &= _condition_mask(cond, cols, n, cache)
-        eligible[:, j] = m
-        prop[:, j] = act.base_rate * props[act.propensity]
-        bank = act.value_fixed + act.value_aum_rate * inp["aum"] * trend_factor
-        value[:, j] = bank * (1 + policy.customer_weight * act.customer_benefit)
-    lever = np.array([policy.levers[act.lever] for act in acts])
-    priority = prop * value * lever[None, :]
+    bank = plan.value_fixed[None, :] + (plan.value_aum_rate[None, :] * inp["aum"][:, None]) * trend_factor[:, None]
+    value = bank * plan.benefit[None, :]
+    priority = prop * value * plan.lever[None, :]
     return eligible, priority, prop, value
 
 
@@ -389,8 +473,7 @@ def arbitrate(
     k = top_k or policy.top_k
     inp = customer_inputs(cols, n)
     eligible, priority, prop, value = _matrices(policy, cols, n, inp)
-    level = np.array([LEVEL_RANK[a.product_risk] if a.product_risk else 0 for a in policy.actions], dtype=np.int8)
-    ok = eligible & suitable_mask(level, allowed_level(inp["stated"]), inp["hidden"])
+    ok = eligible & suitable_mask(_plan(policy).level, allowed_level(inp["stated"]), inp["hidden"])
     ranked = np.where(ok, priority, -np.inf)
     order = np.argsort(-ranked, axis=1, kind="stable")[:, :k]
     next_action = np.empty(n, dtype=object)
