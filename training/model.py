@@ -57,12 +57,11 @@ class Calibrator:
         proba = np.atleast_2d(proba)
         k = proba.shape[1]
         self.n_classes_ = k
+        self.params_: list[tuple[np.ndarray, np.ndarray] | tuple[float, float]] = []
         if self.method == "temperature":
             self.temperature_ = _fit_temperature(proba, np.asarray(y, dtype=int), weight)
-            self.params_ = []
             return self
         cols = [1] if k == 2 else list(range(k))
-        self.params_: list[tuple[np.ndarray, np.ndarray] | tuple[float, float]] = []
         for c in cols:
             target = (y == c).astype(int)
             if target.min() == target.max():  # a class absent from the calibration rows: identity
