@@ -285,7 +285,7 @@ def test_prior_reasons_are_additive_shapley_values():
     assert {r["feature"] for r in core.reasons(top, top_k=2)[0]} == {"v", "w"}
 
 
-def _transition_model(seed: int = 0, *, prior: bool = True):
+def _transition_model(seed: int = 0, *, prior: bool = True, calibration: str = "sigmoid"):
     """A three-tier model boosted from the persistence transition table (`TransitionPrior`), as the tier spec:
     the future tier is the current one unless a noisy `aum` crosses a threshold."""
     from training.model import TransitionPrior
@@ -317,7 +317,7 @@ def _transition_model(seed: int = 0, *, prior: bool = True):
     ds = lgb.Dataset(X, future, init_score=init, categorical_feature=[1], params={"verbosity": -1})
     params = {"objective": "multiclass", "num_class": 3, "verbosity": -1, "seed": 0, "deterministic": True}
     core.booster = lgb.train({**params, "num_threads": 1, "num_leaves": 7, "min_data_per_group": 5}, ds, 30)
-    core.calibrator = Calibrator("sigmoid").fit(core.raw_from_matrix(X), future)
+    core.calibrator = Calibrator(calibration).fit(core.raw_from_matrix(X), future)
     return core, frame, X, future
 
 
@@ -345,10 +345,11 @@ def test_transition_prior_is_the_persistence_baselines_transition_matrix():
         type(core.prior).fit(X, y, core.features, core.categories, "aum", core.classes)
 
 
-def test_transition_prior_is_added_at_every_prediction_path():
+@pytest.mark.parametrize("calibration", ["sigmoid", "temperature"])  # the tier spec ships temperature
+def test_transition_prior_is_added_at_every_prediction_path(calibration):
     """softmax(booster raw + prior) through the booster, a predictor returning Booster.predict's
     probabilities (what serving.compiled attaches) and after pickling; reasons credit the current tier."""
-    core, frame, X, y = _transition_model()
+    core, frame, X, y = _transition_model(calibration=calibration)
     raw = core.booster.predict(X, raw_score=True) + core.prior.margin(X)
     want_raw = np.exp(raw - raw.max(axis=1, keepdims=True))
     np.testing.assert_allclose(core.raw_from_matrix(X), want_raw / want_raw.sum(axis=1, keepdims=True), rtol=1e-10)
