@@ -26,7 +26,7 @@ _EPS = 1e-6
 # A multiclass calibrator reads the probabilities down to float64's range: at the 1e-6 floor every mass
 # customer of a tier model boosted to P(upgrade) ~ 1e-9 got one calibrated P(upgrade), which tied 90% of
 # them and put them all above the one affluent-to-HNW upgrader (demo bank: upgrade AUC 0.994 raw, 0.814
-# calibrated; docs/decisions/tier-model.md "The calibrator's floor").
+# calibrated; docs/decisions/tier-model.md "Calibration").
 _TAIL = 1e-300
 _ONE = 1.0 - 2.0**-52  # the largest float64 below 1: logit stays finite
 
