@@ -98,10 +98,17 @@ class Calibrator:
     def transform(self, proba: np.ndarray) -> np.ndarray:
         if self.method == "temperature":
             return _softmax(_log_floor(np.atleast_2d(proba)) / self.temperature_)
+        # Columns written into one preallocated array: `np.column_stack` costs more than the
+        # arithmetic for the one-customer requests of the service (#18); the values are the same.
         if self.n_classes_ == 2:
             p1 = np.clip(self._one(proba[:, 1], self.params_[0]), 0.0, 1.0)
-            return np.column_stack([1.0 - p1, p1])
-        out = np.column_stack([self._one(proba[:, c], prm) for c, prm in enumerate(self.params_)])
+            two = np.empty((len(p1), 2), dtype=np.result_type(p1, 1.0))
+            two[:, 0] = 1.0 - p1
+            two[:, 1] = p1
+            return two
+        out = np.empty((len(proba), len(self.params_)), dtype=np.float64)
+        for c, prm in enumerate(self.params_):
+            out[:, c] = self._one(proba[:, c], prm)
         out = np.clip(out, _TAIL, None)
         return out / out.sum(axis=1, keepdims=True)
 
@@ -171,8 +178,16 @@ class OrdinalCalibrator:
         return np.clip(upper - lower, 0.0, 1.0)
 
     def transform(self, proba: np.ndarray) -> np.ndarray:
-        p = self._proba(_logit(np.atleast_2d(proba)[:, 1]), self.slope_, np.asarray(self.cuts_))
-        p = np.clip(p, _EPS, None)
+        """`_proba` then the `_EPS` floor and normalisation, in one preallocated array (the service's
+        one-customer requests, #18): P(class j) = P(y >= j) - P(y >= j + 1), clipped to [_EPS, 1]."""
+        z = _logit(np.atleast_2d(proba)[:, 1])
+        at_least = 1.0 / (1.0 + np.exp(-(self.slope_ * z[:, None] + np.asarray(self.cuts_)[None, :])))
+        p = np.empty((len(z), at_least.shape[1] + 1), dtype=np.float64)
+        p[:, 0] = 1.0 - at_least[:, 0]
+        p[:, 1:-1] = at_least[:, :-1] - at_least[:, 1:]
+        p[:, -1] = at_least[:, -1] - 0.0
+        # clip to [0, 1] then floor at _EPS, as one clip (the same values: 0 < _EPS < 1, NaN stays NaN)
+        p = np.clip(p, _EPS, 1.0)
         return p / p.sum(axis=1, keepdims=True)
 
 
