@@ -519,7 +519,12 @@ class TabularModel:
                 with np.errstate(divide="ignore"):
                     raw = _sigmoid(np.log(p) - np.log1p(-p) + self.prior.margin(X))
         if self.kind in ("binary", "ordinal"):
-            return np.column_stack([1.0 - raw, raw])
+            raw = np.asarray(raw)
+            low = 1.0 - raw
+            two = np.empty((len(raw), 2), dtype=np.result_type(low, raw))  # = column_stack([low, raw]), cheaper
+            two[:, 0] = low
+            two[:, 1] = raw
+            return two
         return raw
 
     def _raw_with_transition_prior(self, X: np.ndarray) -> np.ndarray:

@@ -435,8 +435,11 @@ def _matrices(
         for cond in when:
             m &= _condition_mask(cond, cols, n, cache, plan.any_of.get(id(cond)), small=small)
     props = _propensities(policy, cols, n)
-    source = np.column_stack([props[src] for src in plan.sources]) if plan.sources else np.zeros((n, 0))
-    prop = plan.base_rate[None, :] * source
+    by_source = np.empty((n, len(props)), dtype=np.float64)
+    for i, p in enumerate(props.values()):
+        by_source[:, i] = p
+    order = {src: i for i, src in enumerate(props)}
+    prop = plan.base_rate[None, :] * by_source[:, [order[src] for src in plan.sources]]
     trend_factor = 1 + policy.trend_weight * inp["trend"]
     bank = plan.value_fixed[None, :] + (plan.value_aum_rate[None, :] * inp["aum"][:, None]) * trend_factor[:, None]
     value = bank * plan.benefit[None, :]
