@@ -164,6 +164,21 @@ class HiddenAggressiveSpec(_Strict):
     flag_share: float = Field(default=0.05, gt=0, lt=1, description="Share of stated-conservatives flagged.")
 
 
+class RiskPosteriorSpec(_Strict):
+    """Ordinal risk target: the classes from a latent-appetite measurement model (`training.appetite`)
+    instead of the ordinal calibrator. Every column must be a model feature."""
+
+    stated_column: str = "stated_risk"
+    stated_age_days: str | None = Field(default="stated_risk_age_days", description="Days since the questionnaire.")
+    profile: list[str] = Field(default_factory=list, description="Prior of the appetite: the profile questions.")
+    measures: list[str] = Field(default_factory=list, description="Count features measuring the appetite (log1p).")
+    covariates: list[str] = Field(default_factory=list, description="Engagement covariates of the measures (log1p).")
+    label_where_positive: str | None = Field(
+        default=None,
+        description="A revealed label enters the fit only where this column (a feature or keep_column) is > 0 at T.",
+    )
+
+
 class UpgradeSpec(_Strict):
     """Tier evaluation: score 'future tier above current tier' from the class probabilities."""
 
@@ -221,6 +236,7 @@ class TaskSpec(_Strict):
     primary_metric: str | None = None
     upgrade: UpgradeSpec | None = None
     hidden_aggressive: HiddenAggressiveSpec | None = None
+    risk_posterior: RiskPosteriorSpec | None = None
     churn_driver: bool = Field(
         default=False,
         description="Evaluate `churn_driver` (training.segments.DriverConfig) against the simulator's "
