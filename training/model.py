@@ -13,6 +13,7 @@ directly; `matrix` + `proba_from_matrix` are the hot path (numpy only).
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -531,6 +532,31 @@ class TabularModel:
             np.add.at(contrib, (slice(None), self.prior.index), self.prior.contributions(X))  # type: ignore[arg-type]  # numpy's stubs omit tuple-of-slice indices
         return contrib
 
+    def grouped_contributions(
+        self, X: np.ndarray, groups: np.ndarray, n_groups: int, *, exact: bool = False
+    ) -> np.ndarray:
+        """(n, n_groups) contributions to the explained class's raw score summed by feature group
+        (`groups[j]` = group of feature j, -1 = left out).
+
+        `exact`: TreeSHAP (`contributions`) summed by group. Otherwise the trees' path (Saabas)
+        attributions plus the prior's exact share: 50-100x cheaper per row (a gather of per-leaf
+        tables, `PathAttribution`), the same total per row (both add up to the raw score less the
+        trees' expected value), but not the same split between groups; `training.segments.churn_drivers`
+        falls back to `exact` where the path vote is close (#18, benchmarks/bench_drivers.py).
+        Multiclass models always use TreeSHAP."""
+        groups = np.asarray(groups, dtype=np.int64)
+        if exact or self.kind == "multiclass":
+            return _group_columns(self.contributions(X), groups, n_groups)
+        leaves = np.asarray(self.booster.predict(X, pred_leaf=True, num_threads=1), dtype=np.int64)
+        out = path_attribution(self.booster).grouped(leaves.reshape(len(X), -1), groups, n_groups)
+        if isinstance(self.prior, RankPrior):  # the prior's margin, exact Shapley over its columns
+            prior_groups = groups[self.prior.index]
+            keep = prior_groups >= 0
+            share = self.prior.contributions(X)
+            for m in np.flatnonzero(keep):
+                out[:, prior_groups[m]] += share[:, m]
+        return out
+
     def reasons(self, frame: pd.DataFrame | Mapping[str, Any], top_k: int = 3, *, matrix: np.ndarray | None = None):
         """Per row, the `top_k` features by |contribution| to the predicted class (raw score units).
 
@@ -557,6 +583,96 @@ class TabularModel:
     def importance(self) -> pd.Series:
         gain = self.booster.feature_importance(importance_type="gain")
         return pd.Series(gain, index=self.features).sort_values(ascending=False)
+
+
+def _group_columns(contrib: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    out = np.zeros((len(contrib), n_groups))
+    for j in np.flatnonzero(groups >= 0):
+        out[:, groups[j]] += contrib[:, j]
+    return out
+
+
+class PathAttribution:
+    """Saabas path attributions of a LightGBM booster, precomputed per leaf from its tree dump.
+
+    A row's attribution in one tree: along its root-to-leaf path, each split's feature gets the change
+    in the node's expected value (leaf values weighted by training counts, TreeSHAP's expectation).
+    Per tree they sum to the leaf value less the root's expectation, so summed over the trees they add
+    up to the raw score less the bias, as `pred_contrib` does. Scoring a row is then a gather of its
+    leaves' precomputed vectors (`Booster.predict(pred_leaf=True)`), with no per-row tree walk.
+    """
+
+    def __init__(self, booster: Any):
+        trees = booster.dump_model()["tree_info"]
+        paths: list[dict[int, list[tuple[int, float]]]] = [_leaf_paths(t["tree_structure"]) for t in trees]
+        self.offsets = np.cumsum([0, *(len(p) for p in paths)])[:-1]
+        depth = max([len(path) for p in paths for path in p.values()] + [1])
+        n_leaves = int(sum(len(p) for p in paths))
+        self.features = np.zeros((n_leaves, depth), dtype=np.int64)
+        self.deltas = np.zeros((n_leaves, depth))  # padding: feature 0, delta 0 (adds nothing)
+        for offset, leaves in zip(self.offsets, paths, strict=True):
+            for leaf, path in leaves.items():
+                for k, (f, d) in enumerate(path):
+                    self.features[offset + leaf, k], self.deltas[offset + leaf, k] = f, d
+        self._tables: dict[tuple[int, bytes], np.ndarray] = {}
+
+    def table(self, groups: np.ndarray, n_groups: int) -> np.ndarray:
+        """(leaves, n_groups): each leaf's path attribution summed by feature group (cached per grouping)."""
+        key = (n_groups, groups.tobytes())
+        table = self._tables.get(key)
+        if table is None:
+            g = groups[self.features]
+            table = np.zeros((len(self.features), n_groups + 1))  # last column: features left out
+            rows = np.broadcast_to(np.arange(len(self.features))[:, None], g.shape)
+            np.add.at(table, (rows, np.where(g >= 0, g, n_groups)), self.deltas)
+            table = self._tables.setdefault(key, np.ascontiguousarray(table[:, :n_groups]))
+        return table
+
+    def grouped(self, leaves: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+        """(n, n_groups) attributions of rows given their (n, trees) leaf indices."""
+        return self.table(groups, n_groups)[leaves + self.offsets[None, :]].sum(axis=1)
+
+
+def _leaf_paths(root: dict[str, Any]) -> dict[int, list[tuple[int, float]]]:
+    """{leaf index: [(split feature, change in expected value), ...] along its path} of one dumped tree."""
+    if "leaf_index" in root:
+        return {int(root["leaf_index"]): []}
+    expected: dict[int, tuple[float, float]] = {}
+
+    def expectation(node: dict[str, Any]) -> tuple[float, float]:
+        if "leaf_index" in node:
+            return float(node["leaf_value"]), float(node.get("leaf_count", 0))
+        (vl, cl), (vr, cr) = expectation(node["left_child"]), expectation(node["right_child"])
+        count = cl + cr
+        value = (vl * cl + vr * cr) / count if count > 0 else (vl + vr) / 2
+        expected[id(node)] = (value, count)
+        return value, count
+
+    expectation(root)
+    out: dict[int, list[tuple[int, float]]] = {}
+    stack: list[tuple[dict[str, Any], list[tuple[int, float]]]] = [(root, [])]
+    while stack:
+        node, path = stack.pop()
+        if "leaf_index" in node:
+            out[int(node["leaf_index"])] = path
+            continue
+        here, feature = expected[id(node)][0], int(node["split_feature"])
+        for side in ("left_child", "right_child"):
+            child = node[side]
+            value = float(child["leaf_value"]) if "leaf_index" in child else expected[id(child)][0]
+            stack.append((child, [*path, (feature, value - here)]))
+    return out
+
+
+_PATHS: weakref.WeakKeyDictionary[Any, PathAttribution] = weakref.WeakKeyDictionary()
+
+
+def path_attribution(booster: Any) -> PathAttribution:
+    """The booster's `PathAttribution`, built once per booster (serving builds it at model load)."""
+    paths = _PATHS.get(booster)
+    if paths is None:
+        paths = _PATHS.setdefault(booster, PathAttribution(booster))
+    return paths
 
 
 def _as_key(v: Any) -> Any:
