@@ -467,7 +467,8 @@ def fit_dask(
     dX = da.from_array(np.ascontiguousarray(X[order]), chunks=(chunks, X.shape[1]))
     dy = da.from_array(y[order], chunks=(chunks,))
     dw = None if w is None else da.from_array(w[order], chunks=(chunks,))
-    dinit = None if init is None else da.from_array(init[order], chunks=(chunks,))
+    # multiclass starting scores (a tier `TransitionPrior`) are (n, classes): chunk the rows only
+    dinit = None if init is None else da.from_array(np.ascontiguousarray(init[order]), chunks=(chunks, *init.shape[1:]))
     model = _classifier(client, params, rounds)
     model.fit(
         dX, dy, sample_weight=dw, init_score=dinit, categorical_feature=categorical or "auto", feature_name=features

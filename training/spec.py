@@ -223,7 +223,7 @@ class TaskSpec(_Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
     baseline: BaselineSpec = Field(default_factory=BaselineSpec)
-    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    calibration: Literal["sigmoid", "isotonic", "temperature"] = "sigmoid"
     primary_metric: str | None = None
     upgrade: UpgradeSpec | None = None
     hidden_aggressive: HiddenAggressiveSpec | None = None
