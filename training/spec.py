@@ -129,6 +129,12 @@ class TuningSpec(_Strict):
         ],
         tuple[float, float],
     ] = Field(default_factory=dict, description="Overrides of the search bounds, e.g. num_leaves: [3, 15].")
+    metric: Literal["roc_auc", "log_loss"] | None = Field(
+        default=None,
+        description="What a trial and a fold are scored on (early stopping, pruning, the study's choice). Default: "
+        "the target kind's (roc_auc for binary and ordinal, log_loss for multiclass). log_loss is a proper scoring rule: it "
+        "penalises overconfident probabilities that roc_auc, a ranking metric, leaves free.",
+    )
     monotone: dict[str, Literal[-1, 0, 1]] = Field(
         default_factory=dict,
         description="Monotone constraints (LightGBM `monotone_constraints`) by numeric feature: +1 = the score may "
@@ -278,6 +284,10 @@ class TaskSpec(_Strict):
             raise ValueError("a binary target.column needs target.positive (the value that counts as 1)")
         if self.tuning.monotone and self.target.kind == "multiclass":
             raise ValueError("tuning.monotone needs a binary or regression target")
+        if self.tuning.metric is not None and self.target.kind == "regression":
+            raise ValueError("tuning.metric needs a classification target (regression tunes on rmse)")
+        if self.tuning.metric == "roc_auc" and self.target.kind == "multiclass":
+            raise ValueError("tuning.metric roc_auc needs a binary (or ordinal) target")
         if self.boost_from_baseline and self.target.kind == "multiclass":
             # multiclass: start from persistence's transition table (training.model.TransitionPrior)
             if self.baseline.kind != "persistence" or not self.baseline.column:

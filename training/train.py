@@ -23,7 +23,7 @@ from training.baselines import Baseline, fit_baseline, fit_lgbm_default
 from training.data import Prepared, Split, fingerprint, prepare, split
 from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel, TransitionPrior
 from training.spec import TaskSpec
-from training.tune import TuneResult, datasets, lgb_threads, refit, refit_dataset, tune, tune_cv
+from training.tune import TuneResult, datasets, lgb_threads, metric_params, refit, refit_dataset, tune, tune_cv
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def fit_task(
         if kind != "regression" and len(np.unique(prep.y[idx])) < 2:
             raise InputError(f"spec {spec.name!r} field split: the {name} set has a single class")
     tr_spec = spec.tuning
-    fixed = _monotone_params(spec, prep)
+    fixed = {**_monotone_params(spec, prep), **metric_params(tr_spec.metric, fit_kind)}
     rest = np.sort(np.concatenate([tr, va]))  # every non-test row: the final model refits on them
     if engine is None:
         result, calib_idx, calib_raw = _tune_and_refit(
