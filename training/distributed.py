@@ -58,8 +58,8 @@ from training.tune import (
     TuneResult,
     base_params,
     datasets,
+    direction_of,
     fit_trial,
-    objective_of,
     pruner,
     sampler,
     search_space,
@@ -321,7 +321,7 @@ def tune_on_dask(
         raise InputError("--engine dask trains classifiers (binary, multiclass); this spec is a regression")
     t0 = time.perf_counter()
     base = {**base_params(kind, n_classes, seed, threads=1), **(fixed or {})}
-    metric, direction = base["metric"], objective_of(kind, n_classes)[2]
+    metric, direction = base["metric"], direction_of(base["metric"])  # `fixed` may set the metric
     data = _arrays(dtrain, dvalid)
     name = study_name(engine.task, seed, data["X_train"], data["y_train"])
     storage = open_storage(engine.study_storage)

@@ -544,6 +544,9 @@ class TabularModel:
         raw = self.raw_from_matrix(X)
         if self.kind == "regression" or self.calibrator is None:
             return raw
+        if getattr(self.calibrator, "needs_matrix", False):  # training.appetite.AppetitePosterior (#12)
+            posterior: Any = self.calibrator
+            return posterior.transform(raw, X)
         return self.calibrator.transform(raw)
 
     def predict_proba(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
