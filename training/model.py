@@ -106,9 +106,10 @@ class Calibrator:
             two[:, 0] = 1.0 - p1
             two[:, 1] = p1
             return two
-        out = np.empty((len(proba), len(self.params_)), dtype=np.float64)
-        for c, prm in enumerate(self.params_):
-            out[:, c] = self._one(proba[:, c], prm)
+        cols = [self._one(proba[:, c], prm) for c, prm in enumerate(self.params_)]
+        out = np.empty((len(proba), len(cols)), dtype=np.result_type(*cols))
+        for c, col in enumerate(cols):
+            out[:, c] = col
         out = np.clip(out, _TAIL, None)
         return out / out.sum(axis=1, keepdims=True)
 

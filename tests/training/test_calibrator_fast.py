@@ -49,6 +49,8 @@ def test_calibrator_transform_equals_the_column_stack_version(method, k):
     rows = _proba(rng, 200, k)
     rows[5, 1] = np.nan  # a NaN propagates as before
     _equal(cal.transform(rows), _reference_calibrator(cal, rows))
+    single = rows.astype(np.float32)  # the dtype follows the input as column_stack's did
+    _equal(cal.transform(single), _reference_calibrator(cal, single))
     for i in (0, 3, 5, 17):  # one customer at a time, as the service scores them
         _equal(cal.transform(rows[i : i + 1]), _reference_calibrator(cal, rows[i : i + 1]))
 
