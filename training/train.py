@@ -22,7 +22,7 @@ from training.baselines import Baseline, fit_baseline, fit_lgbm_default
 from training.data import Prepared, Split, fingerprint, prepare, split
 from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel, TransitionPrior
 from training.spec import TaskSpec
-from training.tune import TuneResult, datasets, lgb_threads, refit, refit_dataset, tune, tune_cv
+from training.tune import TuneBudget, TuneResult, datasets, lgb_threads, refit, refit_dataset, tune, tune_cv
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +190,15 @@ def fit_task(
             raise InputError(f"spec {spec.name!r} field split: the {name} set is empty")
         if kind != "regression" and len(np.unique(prep.y[idx])) < 2:
             raise InputError(f"spec {spec.name!r} field split: the {name} set has a single class")
-    tr_spec = spec.tuning
-    fixed = _monotone_params(spec, prep)
+    budget = TuneBudget.from_spec(
+        spec.tuning,
+        seed=seed,
+        trials=trials,
+        timeout=timeout,
+        threads=threads,
+        fixed=_monotone_params(spec, prep),
+        progress=progress,
+    )
     rest = np.sort(np.concatenate([tr, va]))  # every non-test row: the final model refits on them
     if engine is None:
         result, calib_idx, calib_raw = _tune_and_refit(
@@ -202,14 +209,9 @@ def fit_task(
             X_all,
             y_fit,
             cat_idx,
-            fixed,
             k,
             fit_kind,
-            seed=seed,
-            trials=trials,
-            timeout=timeout,
-            threads=threads,
-            progress=progress,
+            budget,
         )
     else:
         # #16: `engine` (training.distributed.DaskEngine) tunes on the cluster on the train/valid split (no
@@ -231,21 +233,7 @@ def fit_task(
             init_train=init_tr,
             init_valid=init_va,
         )
-        result = engine.tuner(ids=_take(prep.ids, tr))(
-            fit_kind,
-            k,
-            dtrain,
-            dvalid,
-            trials=trials or tr_spec.trials,
-            timeout=timeout if timeout is not None else tr_spec.timeout,
-            seed=seed,
-            early_stopping_rounds=tr_spec.early_stopping_rounds,
-            max_rounds=tr_spec.max_rounds,
-            threads=threads,
-            space={str(name): bounds for name, bounds in tr_spec.space.items()},
-            fixed=fixed,
-            progress=progress,
-        )
+        result = engine.tuner(ids=_take(prep.ids, tr))(fit_kind, k, dtrain, dvalid, budget)
         # Refitted on train + valid: the train-only booster (`fold_boosters`) scores the valid rows. Without a
         # refit (boost_from_baseline, or no panel on the workers) the train-only booster is the final one.
         calib_idx = va
@@ -396,22 +384,15 @@ def _tune_and_refit(
     X_all: np.ndarray,
     y_fit: np.ndarray,
     cat_idx: list[int],
-    fixed: dict[str, Any],
     k: int,
     fit_kind: str,
-    *,
-    seed: int,
-    trials: int | None,
-    timeout: float | None,
-    threads: int | None,
-    progress,
+    budget: TuneBudget,
 ) -> tuple[TuneResult, np.ndarray, np.ndarray]:
     """Tune on `tuning_folds`, refit the best parameters on every non-test row for the chosen number of
     rounds (the fold-mean score's peak, or the one split's early-stopped best; sets `core.booster`, and `core.prior` for boost_from_baseline), and return the result
     with the out-of-fold rows and their raw scores from the fold boosters (for the calibrator)."""
-    tr_spec = spec.tuning
     rest = np.sort(np.concatenate([sp.train, sp.valid]))
-    margin = None
+    margin, threads, seed = None, budget.threads, budget.seed
     # rank tables of the feature values only (no labels), or the transition table (labels): every non-test row
     if spec.boost_from_baseline:
         core.prior = _prior(spec, prep, X_all[rest], prep.y[rest])
@@ -419,17 +400,6 @@ def _tune_and_refit(
     folds = tuning_folds(spec, prep, sp, seed)
     w = prep.weight
     dall = refit_dataset(X_all[rest], y_fit[rest], _take(w, rest), cat_idx, prep.features, _take(margin, rest), threads)
-    budget = {
-        "trials": trials or tr_spec.trials,
-        "timeout": timeout if timeout is not None else tr_spec.timeout,
-        "seed": seed,
-        "early_stopping_rounds": tr_spec.early_stopping_rounds,
-        "max_rounds": tr_spec.max_rounds,
-        "threads": threads,
-        "space": {str(name): bounds for name, bounds in tr_spec.space.items()},
-        "fixed": fixed,
-        "progress": progress,
-    }
     if len(folds) == 1:
         (a, b) = folds[0]
         dtrain, dvalid = datasets(
@@ -445,10 +415,10 @@ def _tune_and_refit(
             init_valid=_take(margin, b),
             threads=threads,
         )
-        result = tune(fit_kind, k, dtrain, dvalid, **budget)
+        result = tune(fit_kind, k, dtrain, dvalid, budget)
     else:
         local = [(np.searchsorted(rest, a), np.searchsorted(rest, b)) for a, b in folds]  # positions in `rest`
-        result = tune_cv(fit_kind, k, dall, local, **budget)
+        result = tune_cv(fit_kind, k, dall, local, budget)
     raws = []
     for booster, (_, b) in zip(result.fold_boosters, folds, strict=True):
         core.booster = booster  # raw_from_matrix adds the prior's margin as the fold booster learned it

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightgbm as lgb
 import numpy as np
 
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from training.spec import TuningSpec
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +136,50 @@ def start_trials(bounds: dict[str, tuple[float, float]] | None = None) -> list[d
         if point not in out:
             out.append(point)
     return out
+
+
+@dataclass(frozen=True)
+class TuneBudget:
+    """What one study may spend and how its trials are fitted, built once from `spec.tuning`
+    (`from_spec`) and passed to `tune`, `tune_cv` and `training.distributed.tune_on_dask`.
+
+    `fixed`: LightGBM parameters every trial uses as given (e.g. `monotone_constraints`);
+    `space`: overrides of `DEFAULT_SPACE`'s bounds; `progress`: called after every trial."""
+
+    trials: int
+    timeout: float | None
+    seed: int
+    early_stopping_rounds: int = 50
+    max_rounds: int = 2000
+    threads: int | None = None
+    space: dict[str, tuple[float, float]] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[], None] | None = None
+
+    @classmethod
+    def from_spec(
+        cls,
+        tuning: TuningSpec,
+        *,
+        seed: int,
+        trials: int | None = None,
+        timeout: float | None = None,
+        threads: int | None = None,
+        fixed: dict[str, Any] | None = None,
+        progress: Callable[[], None] | None = None,
+    ) -> TuneBudget:
+        """The spec's budget; `trials` / `timeout` (the CLI's `--trials` / `--timeout`) override it when given."""
+        return cls(
+            trials=trials or tuning.trials,
+            timeout=timeout if timeout is not None else tuning.timeout,
+            seed=seed,
+            early_stopping_rounds=tuning.early_stopping_rounds,
+            max_rounds=tuning.max_rounds,
+            threads=threads,
+            space={str(name): bounds for name, bounds in tuning.space.items()},
+            fixed=dict(fixed or {}),
+            progress=progress,
+        )
 
 
 @dataclass
@@ -358,21 +406,16 @@ def _study(
     kind: str,
     n_classes: int,
     trial_fit,
+    budget: TuneBudget,
     *,
     n_folds: int,
-    trials: int,
-    timeout: float | None,
-    seed: int,
-    threads: int | None,
-    space: dict[str, tuple[float, float]] | None,
-    fixed: dict[str, Any] | None,
-    progress,
 ) -> TuneResult:
     """An Optuna study over `trial_fit(trial, base, fixed_rounds) -> (params, boosters, value, rounds)`;
-    the first trials are `start_trials(space)`, trial `PLAIN_TRIAL` at PLAIN_LGBM's fixed rounds."""
+    the first trials are `start_trials(budget.space)`, trial `PLAIN_TRIAL` at PLAIN_LGBM's fixed rounds."""
     import optuna
 
-    base = {**base_params(kind, n_classes, seed, threads), **(fixed or {})}
+    trials, progress = budget.trials, budget.progress
+    base = {**base_params(kind, n_classes, budget.seed, budget.threads), **budget.fixed}
     metric, direction = base["metric"], objective_of(kind, n_classes)[2]
     sign = 1.0 if direction == "maximize" else -1.0
     best: dict[str, Any] = {}
@@ -389,12 +432,12 @@ def _study(
         return value
 
     study = optuna.create_study(
-        direction=optuna.study.StudyDirection[direction.upper()], sampler=sampler(seed, trials), pruner=pruner()
+        direction=optuna.study.StudyDirection[direction.upper()], sampler=sampler(budget.seed, trials), pruner=pruner()
     )
-    for point in start_trials(space)[:trials]:
+    for point in start_trials(budget.space)[:trials]:
         study.enqueue_trial(point)
     t0 = time.perf_counter()
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+    study.optimize(objective, n_trials=trials, timeout=budget.timeout, catch=())
     seconds = time.perf_counter() - t0
     if not best:
         raise RuntimeError("every tuning trial was pruned or failed")
@@ -432,16 +475,7 @@ def tune_cv(
     n_classes: int,
     data: lgb.Dataset,
     folds: list[tuple[np.ndarray, np.ndarray]],
-    *,
-    trials: int,
-    timeout: float | None,
-    seed: int,
-    early_stopping_rounds: int = 50,
-    max_rounds: int = 2000,
-    threads: int | None = None,
-    space: dict[str, tuple[float, float]] | None = None,
-    fixed: dict[str, Any] | None = None,
-    progress=None,
+    budget: TuneBudget,
 ) -> TuneResult:
     """A study whose objective is the mean score over `folds` ((train, valid) positions into `data`).
 
@@ -452,27 +486,15 @@ def tune_cv(
         return fit_trial_cv(
             trial,
             base,
-            space,
+            budget.space,
             data,
             folds,
-            early_stopping_rounds=early_stopping_rounds,
-            max_rounds=max_rounds,
+            early_stopping_rounds=budget.early_stopping_rounds,
+            max_rounds=budget.max_rounds,
             fixed_rounds=fixed_rounds,
         )
 
-    return _study(
-        kind,
-        n_classes,
-        trial_fit,
-        n_folds=len(folds),
-        trials=trials,
-        timeout=timeout,
-        seed=seed,
-        threads=threads,
-        space=space,
-        fixed=fixed,
-        progress=progress,
-    )
+    return _study(kind, n_classes, trial_fit, budget, n_folds=len(folds))
 
 
 def tune(
@@ -480,46 +502,22 @@ def tune(
     n_classes: int,
     dtrain: lgb.Dataset,
     dvalid: lgb.Dataset,
-    *,
-    trials: int,
-    timeout: float | None,
-    seed: int,
-    early_stopping_rounds: int = 50,
-    max_rounds: int = 2000,
-    threads: int | None = None,
-    space: dict[str, tuple[float, float]] | None = None,
-    fixed: dict[str, Any] | None = None,
-    progress=None,
+    budget: TuneBudget,
 ) -> TuneResult:
     """Run an Optuna study on one train/valid split; return the best trial's booster (trained on train,
-    early-stopped on valid). The first trials are `start_trials(space)`.
-
-    `fixed`: LightGBM parameters every trial uses as given (e.g. `monotone_constraints`).
-    """
+    early-stopped on valid). The first trials are `start_trials(budget.space)`."""
 
     def trial_fit(trial, base, fixed_rounds):
         params, booster, value = fit_trial(
             trial,
             base,
-            space,
+            budget.space,
             dtrain,
             dvalid,
-            early_stopping_rounds=early_stopping_rounds,
-            max_rounds=max_rounds,
+            early_stopping_rounds=budget.early_stopping_rounds,
+            max_rounds=budget.max_rounds,
             fixed_rounds=fixed_rounds,
         )
         return params, [booster], value, int(fixed_rounds or booster.best_iteration or booster.current_iteration())
 
-    return _study(
-        kind,
-        n_classes,
-        trial_fit,
-        n_folds=1,
-        trials=trials,
-        timeout=timeout,
-        seed=seed,
-        threads=threads,
-        space=space,
-        fixed=fixed,
-        progress=progress,
-    )
+    return _study(kind, n_classes, trial_fit, budget, n_folds=1)
