@@ -22,7 +22,7 @@ from training.baselines import Baseline, fit_baseline, fit_lgbm_default
 from training.data import Prepared, Split, fingerprint, prepare, split
 from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel, TransitionPrior
 from training.spec import TaskSpec
-from training.tune import TuneBudget, TuneResult, datasets, lgb_threads, refit, refit_dataset, tune, tune_cv
+from training.tune import TuneBudget, TuneResult, bag, datasets, lgb_threads, refit, refit_dataset, tune, tune_cv
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,12 @@ def tuning_folds(spec: TaskSpec, prep: Prepared, sp: Split, seed: int) -> list[t
         for value in np.unique(strata):
             members = np.where(strata == value)[0]
             fold[rng.permutation(members)] = np.arange(len(members)) % t.cv_folds
-    return [(rest[fold != i], rest[fold == i]) for i in range(t.cv_folds) if (fold == i).any() and (fold != i).any()]
+    folds = [(rest[fold != i], rest[fold == i]) for i in range(t.cv_folds) if (fold == i).any() and (fold != i).any()]
+    if t.cv_repeats > 1:  # repeated k-fold: later repeats draw their own assignment (the first is unchanged)
+        repeat = spec.model_copy(update={"tuning": t.model_copy(update={"cv_repeats": 1})})
+        for r in range(1, t.cv_repeats):
+            folds.extend(tuning_folds(repeat, prep, sp, seed + 104_729 * r))
+    return folds
 
 
 def fit_task(
@@ -359,6 +364,7 @@ def fit_task(
             **sp.describe(),
             "tuning_folds": result.n_folds,
             "n_refit": len(rest),
+            "final": "folds" if spec.tuning.final == "folds" and result.n_folds > 1 and engine is None else "refit",
             "n_calibration": len(calib_idx),
         },
         fingerprint=fingerprint(frame, spec),
@@ -423,8 +429,11 @@ def _tune_and_refit(
     for booster, (_, b) in zip(result.fold_boosters, folds, strict=True):
         core.booster = booster  # raw_from_matrix adds the prior's margin as the fold booster learned it
         raws.append(core.raw_from_matrix(X_all[b]))
-    calib_idx = np.concatenate([b for _, b in folds])
-    core.booster = refit(result.params, dall, result.best_iteration)
+    calib_idx = np.concatenate([b for _, b in folds])  # with repeats a row is scored once per repeat
+    if spec.tuning.final == "folds" and len(folds) > 1:
+        core.booster = bag(result.fold_boosters, result.best_iteration)
+    else:
+        core.booster = refit(result.params, dall, result.best_iteration)
     result.booster = core.booster
     return result, calib_idx, np.concatenate(raws)
 

@@ -76,9 +76,31 @@ DEFAULT_SPACE: dict[str, tuple[float, float]] = {
 }
 
 
+# Searched only when a spec's `tuning.space` names them (so the built-in tasks' studies are unchanged):
+# regularisation a small table needs. Each has LightGBM's own default as its "neutral" value, which the
+# enqueued start trials use, so trial 0 stays the plain LightGBM. `extra_trees` takes [0, 1] (a choice).
+OPTIONAL_SPACE: dict[str, tuple[float, float]] = {
+    "min_sum_hessian_in_leaf": (1e-3, 10.0),
+    "path_smooth": (1e-8, 10.0),
+    "cat_smooth": (1.0, 100.0),
+    "cat_l2": (1.0, 100.0),
+    "min_data_per_group": (5, 200),
+    "extra_trees": (0, 1),
+}
+NEUTRAL: dict[str, float] = {
+    "min_sum_hessian_in_leaf": 1e-3,
+    "path_smooth": 1e-8,
+    "cat_smooth": 10.0,
+    "cat_l2": 10.0,
+    "min_data_per_group": 100,
+    "extra_trees": 0,
+}
+_INT_PARAMS = ("num_leaves", "min_child_samples", "min_data_per_group", "extra_trees")
+
+
 def search_space(trial, bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
     b = {**DEFAULT_SPACE, **(bounds or {})}
-    return {
+    params = {
         "learning_rate": trial.suggest_float("learning_rate", *b["learning_rate"], log=True),
         "num_leaves": trial.suggest_int("num_leaves", int(b["num_leaves"][0]), int(b["num_leaves"][1]), log=True),
         "min_child_samples": trial.suggest_int(
@@ -90,6 +112,17 @@ def search_space(trial, bounds: dict[str, tuple[float, float]] | None = None) ->
         "lambda_l1": trial.suggest_float("lambda_l1", *b["lambda_l1"], log=True),
         "lambda_l2": trial.suggest_float("lambda_l2", *b["lambda_l2"], log=True),
     }
+    for name in OPTIONAL_SPACE:
+        if name not in (bounds or {}):
+            continue
+        lo, hi = b[name]
+        if name == "extra_trees":
+            params[name] = bool(trial.suggest_int(name, int(lo), int(hi)))
+        elif name in _INT_PARAMS:
+            params[name] = trial.suggest_int(name, int(lo), int(hi), log=True)
+        else:
+            params[name] = trial.suggest_float(name, lo, hi, log=True)
+    return params
 
 
 # The plain LightGBM of issue #15 (`baseline_lgbm_default` fits it as a baseline): what a data scientist
@@ -124,15 +157,17 @@ PLAIN_TRIAL = 0  # the trial number scored at PLAIN_LGBM's fixed rounds
 
 
 def start_trials(bounds: dict[str, tuple[float, float]] | None = None) -> list[dict[str, float]]:
-    """`START_TRIALS` inside the search bounds (a spec may narrow them), integers where the space has them."""
+    """`START_TRIALS` inside the search bounds (a spec may narrow them), integers where the space has them;
+    the `OPTIONAL_SPACE` parameters the spec searches at their `NEUTRAL` (LightGBM default) values."""
     b = {**DEFAULT_SPACE, **(bounds or {})}
+    optional = {name: NEUTRAL[name] for name in OPTIONAL_SPACE if name in (bounds or {})}
     out = []
     for trial in START_TRIALS:
         point: dict[str, float] = {}
-        for name, value in trial.items():
+        for name, value in {**trial, **optional}.items():
             lo, hi = b[name]
             v = min(max(value, lo), hi)
-            point[name] = int(round(v)) if name in ("num_leaves", "min_child_samples") else float(v)
+            point[name] = int(round(v)) if name in _INT_PARAMS else float(v)
         if point not in out:
             out.append(point)
     return out
@@ -155,6 +190,9 @@ class TuneBudget:
     space: dict[str, tuple[float, float]] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[], None] | None = None
+    # The best trial replaces the plain LightGBM (trial 0) only when it beats it by more than this on the
+    # tuning objective: the best of many noisy fold scores is optimistic, so a tie within noise keeps plain.
+    plain_margin: float = 0.0
 
     @classmethod
     def from_spec(
@@ -179,6 +217,7 @@ class TuneBudget:
             space={str(name): bounds for name, bounds in tuning.space.items()},
             fixed=dict(fixed or {}),
             progress=progress,
+            plain_margin=tuning.plain_margin,
         )
 
 
@@ -402,6 +441,36 @@ def refit(params: dict[str, Any], data: lgb.Dataset, rounds: int) -> lgb.Booster
     return lgb.train(params, data, num_boost_round=rounds)
 
 
+def bag(boosters: list[lgb.Booster], rounds: int) -> lgb.Booster:
+    """One booster whose raw score is the MEAN of `boosters`' raw scores at `rounds` (`tuning.final: folds`):
+    every booster's first `rounds` iterations, each leaf value divided by their number. A plain
+    `lgb.Booster`, so scoring, SHAP, compiling and serving treat it as any model. Each booster's first tree
+    carries its own starting score (boost_from_average), so the mean includes the mean start."""
+    if len(boosters) == 1:
+        return boosters[0]
+    scale = 1.0 / len(boosters)
+    head, tail = "", ""
+    trees: list[str] = []
+    for i, booster in enumerate(boosters):
+        text = booster.model_to_string(num_iteration=rounds)
+        start, end = text.index("\nTree=0\n"), text.index("\nend of trees")
+        if i == 0:
+            head, tail = text[:start], text[end:]
+        trees.extend(block for block in text[start:end].split("\nTree=")[1:])
+    out = []
+    for n, block in enumerate(trees):
+        lines = block.split("\n")
+        lines[0] = str(n)  # the tree's number (the text after "Tree=")
+        for j, line in enumerate(lines):
+            key, _, values = line.partition("=")
+            if key in ("leaf_value", "internal_value") and values:
+                lines[j] = key + "=" + " ".join(repr(float(v) * scale) for v in values.split(" "))
+        out.append("\n".join(lines))
+    # tree_sizes (byte offsets for parallel loading) would be wrong after the edit; LightGBM parses without it
+    head = "\n".join(line for line in head.split("\n") if not line.startswith("tree_sizes="))
+    return lgb.Booster(model_str=head + "".join("\nTree=" + b for b in out) + tail)
+
+
 def _study(
     kind: str,
     n_classes: int,
@@ -421,10 +490,14 @@ def _study(
     best: dict[str, Any] = {}
     history: list[float] = []
 
+    plain_best: dict[str, Any] = {}
+
     def objective(trial: optuna.Trial) -> float:
         plain = trial.number == PLAIN_TRIAL
         params, boosters, value, rounds = trial_fit(trial, base, int(PLAIN_LGBM["n_estimators"]) if plain else None)
         history.append(value)
+        if plain:
+            plain_best.update(value=value, boosters=boosters, params=params, rounds=rounds)
         if not best or sign * value > sign * best["value"]:
             best.update(value=value, boosters=boosters, params=params, rounds=rounds)
         if progress is not None:
@@ -441,6 +514,15 @@ def _study(
     seconds = time.perf_counter() - t0
     if not best:
         raise RuntimeError("every tuning trial was pruned or failed")
+    if plain_best and best is not plain_best and sign * (best["value"] - plain_best["value"]) <= budget.plain_margin:
+        log.info(
+            "best trial %s=%.5f is within %.4f of the plain LightGBM's %.5f: keeping the plain LightGBM",
+            metric,
+            best["value"],
+            budget.plain_margin,
+            plain_best["value"],
+        )
+        best = plain_best
     n_pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     log.info(
         "tuned %s on %d fold(s): best %s=%.5f after %d trials (%d pruned) in %.1fs; %d rounds",
