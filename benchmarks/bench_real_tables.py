@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -70,20 +71,23 @@ def run_table(name: str, seeds: list[int], trials: int | None, timeout: float | 
                 "rounds": r.tuning.best_iteration,
                 "cv_best": r.tuning.best_value,
                 "cv_plain": r.tuning.start_value,
+                "final": r.split.get("final", "refit"),
                 "wall_s": time.perf_counter() - w0,
                 "cpu_s": time.process_time() - c0,
+                "load_1min_end": os.getloadavg()[0],
             }
         )
         print(
             f"{name:<22} seed {seed}: model {rows[-1]['model']:.4f}  plain {rows[-1]['lgbm_default']:.4f}  "
             f"baseline {rows[-1]['baseline']:.4f}  trials {r.tuning.n_trials} ({r.tuning.n_folds} folds)  "
-            f"{rows[-1]['wall_s']:.0f}s",
+            f"{rows[-1]['cpu_s']:.0f} cpu s, {rows[-1]['wall_s']:.0f} wall s at load {rows[-1]['load_1min_end']:.1f}",
             flush=True,
         )
         out = {
             "table": name,
             "spec": f"training/specs/{name}.yaml",
             "budget": {"trials": trials or spec.tuning.trials, "timeout": timeout or spec.tuning.timeout},
+            "tuning": spec.tuning.model_dump(mode="json"),
             "baseline_description": r.baseline_description,
             "published": PUBLISHED.get(name, ""),
             "seeds": rows,

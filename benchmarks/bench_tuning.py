@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def one(spec, frame, seed: int, reference_trials: int) -> dict:
     row["cpu_ratio"] = tc / rc
     row["wall_ratio"] = tw / rw
     row["meets_target"] = bool(row["gap_auc"] <= 0.002 and row["cpu_ratio"] <= 0.25)
+    row["load_1min_end"] = os.getloadavg()[0]
     return row
 
 
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{name:<16} seed {seed}: tuned {r['tuned']['test_auc']:.4f} ({r['tuned']['trials']} trials, "
                 f"{r['tuned']['cpu_s']:.0f} cpu s)  reference {r['reference']['test_auc']:.4f} "
                 f"({r['reference']['trials']} trials, {r['reference']['cpu_s']:.0f} cpu s)  plain {r['plain_lgbm_auc']:.4f}  "
-                f"gap {r['gap_auc']:+.4f}  cpu ratio {r['cpu_ratio']:.2f}  meets {r['meets_target']}",
+                f"gap {r['gap_auc']:+.4f}  cpu ratio {r['cpu_ratio']:.2f}  meets {r['meets_target']}  load {r['load_1min_end']:.1f}",
                 flush=True,
             )
             tables.append({"table": name, "budget": spec.tuning.model_dump(include={"trials", "timeout"}), **r})
