@@ -114,7 +114,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     optuna.logging.set_verbosity(logging.WARNING)
-    results = [run_table(t, list(range(args.first_seed, args.first_seed + args.seeds)), args.trials, args.timeout, Path(args.out)) for t in args.tables]
+    results = [
+        run_table(
+            t, list(range(args.first_seed, args.first_seed + args.seeds)), args.trials, args.timeout, Path(args.out)
+        )
+        for t in args.tables
+    ]
     print(f"\n{'table':<22}{'model':>16}{'plain LightGBM':>16}{'baseline':>16}{'gain':>9}")
     for res in results:
         s = res["summary"]
