@@ -199,7 +199,7 @@ def service_core(frame, cores, batch: int) -> dict:
     from serving.schemas import customer_model, customers_to_columns, score_request_model
     from tests.serving.champions import to_request_rows
     from training.scoring import score_columns
-    from training.segments import churn_drivers
+    from training.segments import DEFAULT_DRIVERS, churn_drivers
 
     rows = to_request_rows(frame.head(batch))
     model = score_request_model(customer_model(FEATURES), 10_000)
@@ -229,6 +229,15 @@ def service_core(frame, cores, batch: int) -> dict:
     X = churn.matrix(decoded.columns)[flagged]
     out["churn_flagged_in_batch"] = int(flagged.sum())
     out["churn_drivers_batch_ms"] = best_ms(lambda: churn_drivers(churn, X), 3)
+    # The same vote on TreeSHAP for every flagged customer (the attribution before #18) and on path
+    # attributions alone: cost and agreement of the default (path, TreeSHAP re-vote within exact_margin).
+    treeshap = DEFAULT_DRIVERS.model_copy(update={"exact_margin": float("inf")})
+    path_only = DEFAULT_DRIVERS.model_copy(update={"exact_margin": 0.0})
+    out["churn_drivers_treeshap_batch_ms"] = best_ms(lambda: churn_drivers(churn, X, treeshap), 3)
+    out["churn_drivers_path_only_batch_ms"] = best_ms(lambda: churn_drivers(churn, X, path_only), 3)
+    reference = churn_drivers(churn, X, treeshap)
+    out["churn_driver_agreement_default"] = float(np.mean(churn_drivers(churn, X) == reference))
+    out["churn_driver_agreement_path_only"] = float(np.mean(churn_drivers(churn, X, path_only) == reference))
     return out
 
 
@@ -307,7 +316,7 @@ def markdown(result: dict) -> str:
     fl = result["floor_livez"]
     n = result["batch_size"]
     lines = [
-        "## Serving: speed against the floor (issue #18)",
+        "## Serving: speed against the floor (issue #18, helper `speed`)",
         "",
         f"`{result['command']}` on {result['date']} (UTC). Machine: {m['nproc']} CPUs ({m['cpu']}), "
         f"{m['memory_gib']} GiB RAM; 1-min load average {m['loadavg_1m']} at start, {result['loadavg_1m_at_end']} "
@@ -348,8 +357,13 @@ def markdown(result: dict) -> str:
         f"| {lb[f'decode_fast_json_{n}_ms']:.1f} |",
         f"| `score_columns` (all scoring: 3 models, calibration, segments, policy, churn drivers) "
         f"| {lb['score_columns_1_ms']:.3f} | {lb[f'score_columns_{n}_ms']:.1f} |",
-        f"| of which churn drivers (`pred_contrib` on the {lb['churn_flagged_in_batch']} flagged customers) | "
-        f"| {lb['churn_drivers_batch_ms']:.1f} |",
+        f"| of which churn drivers for the {lb['churn_flagged_in_batch']} flagged customers (path attributions, "
+        f"TreeSHAP re-vote within `exact_margin`; agreement with TreeSHAP {lb['churn_driver_agreement_default']:.3f}) "
+        f"| | {lb['churn_drivers_batch_ms']:.1f} |",
+        f"| churn drivers on TreeSHAP for every flagged customer (before #18) | "
+        f"| {lb['churn_drivers_treeshap_batch_ms']:.1f} |",
+        f"| churn drivers on path attributions alone (agreement {lb['churn_driver_agreement_path_only']:.3f}) | "
+        f"| {lb['churn_drivers_path_only_batch_ms']:.1f} |",
         f"| the 3 compiled boosters alone | {lb['compiled_single_row']['p50_ms']:.3f} "
         f"| {1000 * n / lb['compiled_batch_rows_per_s']:.1f} |",
         f"| `score_frame` (batch scoring's frame wrapper) | {lb['score_frame_single_row']['p50_ms']:.3f} "
@@ -470,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
         f"decode_fast_json_{batch}_ms",
         f"score_columns_{batch}_ms",
         "churn_drivers_batch_ms",
+        "churn_drivers_treeshap_batch_ms",
+        "churn_drivers_path_only_batch_ms",
+        "churn_driver_agreement_default",
+        "churn_driver_agreement_path_only",
     ):
         print(f"{'in process ' + key:<44}{lb[key]:>16.3f}")  # fmt: skip
     print(f"{'score_frame in process, 1 row p50 (ms)':<44}{lb['score_frame_single_row']['p50_ms']:>16.2f}")

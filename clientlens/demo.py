@@ -60,6 +60,27 @@ def run_stage(name: str, args: list[str], run: DemoRun, say: Callable[[str], Non
     return summary
 
 
+Stage = tuple[str, list[str]]
+
+
+def run_concurrently(lanes: list[list[Stage]], run: DemoRun, say: Callable[[str], None]) -> list[list[dict[str, Any]]]:
+    """Run each lane's stages in order, the lanes side by side (one thread each, every stage still its
+    own `clientlens ... --json` process): independent stages of single-threaded work on a 2-core machine.
+    Returns the summaries lane by lane; the first failure is raised once every lane has stopped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def lane(stages: list[Stage]) -> list[dict[str, Any]]:
+        return [run_stage(name, args, run, say) for name, args in stages]
+
+    with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+        futures = [pool.submit(lane, stages) for stages in lanes]
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]
+
+
 def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | None = None) -> DemoRun:
     """The whole job under `settings.home_dir`. The feature tables go where the service and
     `/score_ids` look for them (`settings.features`), so `clientlens serve` after the demo scores by id."""
@@ -82,15 +103,25 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
     say(
         f"         panel: {panel.get('rows')} rows x {panel.get('columns')} columns over {len(panel.get('as_of', []))} as-of dates"
     )
+    train = {
+        task: (f"train {task}", ["train", task, "--features", str(feats), "--trials", str(cfg.trials),
+                                 "--timeout", str(cfg.timeout), "--seed", str(cfg.seed),
+                                 *(["--truth", str(raw / "truth.parquet")] if task in ("risk", "churn") else [])])
+        for task in TASK_NAMES
+    }  # fmt: skip
+    # LightGBM trains on one thread per process (`Settings.lgbm_threads`), so the three tasks share the two
+    # cores: the shortest (risk) first, alone, creates the MLflow store; then tier and churn side by side.
+    first, *rest = sorted(TASK_NAMES, key=lambda t: t != "risk")
+    run_stage(*train[first], run, say)
+    run_concurrently([[train[t]] for t in rest], run, say)
     for task in TASK_NAMES:
-        extra = ["--truth", str(raw / "truth.parquet")] if task in ("risk", "churn") else []
-        s = run_stage(f"train {task}", ["train", task, "--features", str(feats), "--trials", str(cfg.trials),
-                                        "--timeout", str(cfg.timeout), "--seed", str(cfg.seed), *extra], run, say)  # fmt: skip
+        s = run.summaries[f"train {task}"]
         say(f"         {s['model']} v{s['version']}: " + _versus(task, s["metrics"], s["baseline"]))
+    # Compiling the new models overlaps promote and score (2 cores); the service reuses the cache.
+    warming = warm_compiled_models(run.settings, {t: str(run.summaries[f"train {t}"]["version"]) for t in TASK_NAMES})
     for task in TASK_NAMES:
         s = run_stage(f"promote {task}", ["promote", task], run, say)
         say(f"         champion v{s.get('champion')}: {s.get('reason')}")
-    warming = warm_compiled_models(run.settings)  # overlaps the score stage (2 cores); the service reuses the cache
     scores = demo / "scores.parquet"
     run_stage("score", ["score", "--features", str(feats / "latest.parquet"), "--out", str(scores)], run, say)
     for line in book_summary(scores):
@@ -101,13 +132,23 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
     as_of = [str(d)[:10] for d in panel.get("as_of", [])]
     earlier = as_of[-4] if len(as_of) >= 4 else as_of[0]  # a quarter before the latest as-of
     boundary = call_service(run, feats, earlier, say)
-    # Two drift runs, one per window, so the Evidently UI shows each panel over time.
-    for name, window in (("drift", ["--until", boundary]), ("drift later", ["--since", boundary])):
-        d = run_stage(name, ["drift", "--task", "churn", *window], run, say)
+    # Two drift runs, one per window, so the Evidently UI shows each panel over time (in order: one
+    # workspace); reclassify and the alerts read neither, so they run beside them.
+    since = (pd.Timestamp(as_of[-1]) - pd.Timedelta(days=30)).date().isoformat()
+    drifts, (r, a) = run_concurrently(
+        [
+            [("drift", ["drift", "--task", "churn", "--until", boundary]),
+             ("drift later", ["drift", "--task", "churn", "--since", boundary])],
+            [("reclassify", ["reclassify", "--features", str(feats), "--from", earlier, "--to", as_of[-1],
+                             "--truth", str(raw / "truth.parquet"), "--out", str(demo / "reclassify")]),
+             ("alerts", ["alerts", "--raw", str(raw), "--since", since, "--out", str(demo / "alerts.parquet")])],
+        ],
+        run,
+        say,
+    )  # fmt: skip
+    for d in drifts:
         say(f"         drift status: {d.get('status')} (share drifted {d.get('share_drifted'):.3f})")
     say(f"         drift over time: uv run evidently ui --workspace {settings.home_dir / 'evidently_workspace'}")
-    r = run_stage("reclassify", ["reclassify", "--features", str(feats), "--from", earlier, "--to", as_of[-1],
-                                 "--truth", str(raw / "truth.parquet"), "--out", str(demo / "reclassify")], run, say)  # fmt: skip
     say(f"         {r['customers']:,} customers, {r['movers']:,} moved between {r['from']} and {r['to']}: "
         + ", ".join(f"{dim} {n:,}" for dim, n in r["moved"].items()))  # fmt: skip
     truth = r.get("truth") or {}
@@ -115,10 +156,6 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
         + (f"; {truth['truly_latent_aggressive']} truly latent-aggressive ({truth['share']:.1%} vs "
            f"{truth['base_rate_among_conservative_rated']:.1%} of all rated conservative, lift {truth['lift']})"
            if truth else ""))  # fmt: skip
-    since = (pd.Timestamp(as_of[-1]) - pd.Timedelta(days=30)).date().isoformat()
-    a = run_stage(
-        "alerts", ["alerts", "--raw", str(raw), "--since", since, "--out", str(demo / "alerts.parquet")], run, say
-    )
     say(f"         {a['alerts']:,} demand alerts for {a['customers_alerted']:,} customers since {since}: "
         + ", ".join(f"{k} {v}" for k, v in a["by_signal"].items()))  # fmt: skip
     for alert in a["top"][:5]:
@@ -128,23 +165,26 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
     return run
 
 
-# Compile every champion's booster into the service's content-addressed cache (`serving.compiled`),
-# exactly as a service worker would on start; a failure only means the service compiles (or falls
-# back to the booster) itself, so its exit status is not checked.
+# Compile the given model versions' boosters into the service's content-addressed cache
+# (`serving.compiled`), exactly as a service worker would on start (the key is the model's content, so
+# a version compiled before it is promoted is found once it is the champion); a failure only means the
+# service compiles (or falls back to the booster) itself, so its exit status is not checked.
 _WARM = (
-    "from core.settings import Settings; from core.tasks import TASK_NAMES; from serving.compiled import compile_core; "
-    "from training.registry import load_champion; s = Settings(); "
-    "[compile_core(load_champion(t)[0], s.compiled_dir, enabled=s.compiled_models) for t in TASK_NAMES]"
+    "import json, sys; from core.settings import Settings; from serving.compiled import compile_core; "
+    "from training.registry import load_model; s = Settings(); "
+    "[compile_core(load_model(t, v)[0], s.compiled_dir, enabled=s.compiled_models) "
+    "for t, v in json.loads(sys.argv[1]).items()]"
 )
 
 
-def warm_compiled_models(settings: Settings) -> subprocess.Popen:
-    """Start compiling the champions in the background. First-time compilation was ~30 s of the
-    demo's service start; done while the book is scored, the service finds the objects cached."""
+def warm_compiled_models(settings: Settings, versions: dict[str, str]) -> subprocess.Popen:
+    """Start compiling `{task: version}` in the background. First-time compilation was ~30 s of the
+    demo's service start; done while the models are promoted and the book is scored, the service finds
+    the objects cached."""
     from serving.process import service_env
 
     return subprocess.Popen(
-        [sys.executable, "-c", _WARM],
+        [sys.executable, "-c", _WARM, json.dumps(versions)],
         env=service_env(settings.process_env()),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -36,7 +36,7 @@ import pandas as pd
 from features import registry, vocab
 from features.build import N_WEEKS, Prepared, features_at, prepare
 from features.config import FeatureConfig, LabelConfig
-from features.labels import labels_at
+from features.labels import LABEL_SNAPSHOT_SLACK_DAYS, labels_at
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +407,9 @@ def read_task(task: PartitionTask) -> Prepared:
     dates = list(task.as_of) + ([task.latest] if task.latest is not None else [])
     lookback = max(task.feature_config.recency_lookback_days, 7 * N_WEEKS, registry.LONG_WINDOW_DAYS) + 1
     start = min(dates) - pd.Timedelta(days=lookback) if dates else None
-    stop = (max(task.as_of) + pd.Timedelta(days=task.label_config.horizon_days + 1)) if task.as_of else None
+    # the churn label's snapshot may lie a few days past T + H (`features.labels.horizon_months`)
+    label_days = task.label_config.horizon_days + 1 + LABEL_SNAPSHOT_SLACK_DAYS
+    stop = (max(task.as_of) + pd.Timedelta(days=label_days)) if task.as_of else None
     if task.latest is not None:
         stop = max(stop, task.latest + pd.Timedelta(days=1)) if stop is not None else task.latest + pd.Timedelta(days=1)
     # prepare straight from the reader so the raw frames are freed before the features are computed

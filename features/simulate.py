@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -123,6 +123,18 @@ class SimParams(BaseModel):
     )
     brokerage_taste_sigma: float = Field(1.2, description="per-customer lognormal spread of brokerage use")
     browse_taste_sigma: float = Field(1.0, description="per-customer lognormal spread of equity-fund browsing")
+    # #12: a balanced appetite shows as interest in bond and balanced funds (the `fixed_income` topic),
+    # peaking between the two appetite cuts; a cautious one as interest in deposit offers. R1-R3 content
+    # that every stated profile may browse, so the questionnaire does not censor it.
+    fixed_income_affinity_coef: float = Field(
+        1.4, description="log-rate of fixed_income browsing at the centre of the balanced appetite band"
+    )
+    fixed_income_affinity_width: float = Field(0.6, description="appetite half-width of that bump")
+    balanced_invest_coef: float = Field(
+        0.8, description="log-odds of fund investing (and balanced-fund holding, weight) at the bump's centre"
+    )
+    deposit_caution_coef: float = Field(0.5, description="log-rate of deposits browsing per unit of caution")
+    fixed_income_taste_sigma: float = Field(0.7, description="per-customer lognormal spread of fixed-income browsing")
     regime_response: tuple[float, float, float] = Field(
         (0.9, 0.0, -0.7), description="log-multiplier of equity interest per unit of responsiveness, by regime"
     )
@@ -416,15 +428,17 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     # ---- 7. holdings: what is held, then values per month-end
     wz = (np.log(np.maximum(aum0, 1.0)) - 9.5) / 2.0
     allowed = _RISK_RANK[None, :] <= max_rank[:, None]
-    invests = rng.random(n) < _sigmoid(-0.9 + 0.8 * appetite + 0.8 * wz)
+    # #12: a balanced appetite is what turns a saver into a fund investor (bond and balanced funds)
+    balanced_taste = _balanced_affinity(p, appetite)
+    invests = rng.random(n) < _sigmoid(-0.9 + 0.8 * appetite + 0.8 * wz + p.balanced_invest_coef * balanced_taste)
     hold_p = np.zeros((n, _NP))
     hold_p[:, _P["current_account"]] = 1.0
     hold_p[:, _P["savings_deposit"]] = 0.6
     hold_p[:, _P["time_deposit"]] = _sigmoid(-0.5 + 0.6 * wz - 0.5 * appetite)
     hold_p[:, _P["money_market_fund"]] = 0.15 + 0.25 * invests
     hold_p[:, _P["bond_fund"]] = 0.65 * invests
-    hold_p[:, _P["balanced_fund"]] = invests * _sigmoid(0.3 + 0.8 * appetite)
-    hold_p[:, _P["equity_fund"]] = invests * _sigmoid(0.2 + 1.5 * appetite)
+    hold_p[:, _P["balanced_fund"]] = invests * _sigmoid(-0.4 + p.balanced_invest_coef * 2 * balanced_taste)
+    hold_p[:, _P["equity_fund"]] = invests * _sigmoid(-0.6 + 1.8 * appetite)
     hold_p[:, _P["structured_product"]] = invests * (aum0 > 1e6) * 0.4
     hold_p[:, _P["insurance"]] = _sigmoid(-1.5 + 0.03 * (age - 40) + 0.3 * wz)
     hold_p[:, _P["pension"]] = np.where(age > 45, 0.3, 0.08)
@@ -436,6 +450,7 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     tilt = np.array([-0.3, -0.2, -0.4, -0.1, 0.0, 0.4, 1.0, 1.0, 0.0, 0.0, 0, 0, 0])
     shape = np.array([1.0, 1.2, 2.0, 1.0, 1.5, 1.5, 1.5, 2.0, 0.8, 1.0, 1, 1, 1])
     weights = rng.gamma(shape[None, :], 1.0, (n, _NP)) * np.exp(tilt[None, :] * appetite[:, None])
+    weights[:, _P["balanced_fund"]] *= np.exp(p.balanced_invest_coef * balanced_taste)  # #12: the core holding
     weights *= held & ~_LIABILITY[None, :]
     weights /= weights.sum(axis=1, keepdims=True)
     variant = (rng.random((n, _NP)) * _CATALOG_SIZE[None, :]).astype(np.int64)
@@ -507,10 +522,17 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
     deposit_now = value[:, :, deposits].sum(axis=2)
     funds = [_P["money_market_fund"], _P["bond_fund"], _P["balanced_fund"], _P["equity_fund"], _P["structured_product"]]
     fund_holder = np.asarray(held[:, funds].any(axis=1))[:, None]
+    # #12: an investor buys the riskiest fund held that the appetite wants (equity only when aggressive)
     best_fund = np.select(
-        [held[:, _P["equity_fund"]], held[:, _P["balanced_fund"]], held[:, _P["bond_fund"]]],
-        [_P["equity_fund"], _P["balanced_fund"], _P["bond_fund"]],
-        _P["money_market_fund"],
+        [
+            held[:, _P["equity_fund"]] & (latent == 2),
+            held[:, _P["balanced_fund"]] & (latent >= 1),
+            held[:, _P["bond_fund"]],
+            held[:, _P["money_market_fund"]],
+            held[:, _P["balanced_fund"]],
+        ],
+        [_P["equity_fund"], _P["balanced_fund"], _P["bond_fund"], _P["money_market_fund"], _P["balanced_fund"]],
+        _P["equity_fund"],
     )
     inc = income[:, None]
     stream(payroll[:, None] & employed_now, C["salary"], IN, CH["system"], CP["internal"], -1, inc, 0.03, once=True)
@@ -724,6 +746,7 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
 
     # ---- 9. events: logins and topic views/searches
     T = {t: i for i, t in enumerate(vocab.TOPICS)}
+    fixed_income_interest, deposit_interest = _savings_interest(p, appetite, rng)
     login_lam = p.login_rate * np.exp(0.6 * engagement[:, None] + eng_trend) * login_pre
     ev: list[tuple[np.ndarray, int]] = [(login_lam, -1)]
     eng = np.exp(0.4 * engagement)[:, None] * np.exp(eng_trend) * login_pre
@@ -737,8 +760,8 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
         * (browse_taste * np.exp(p.appetite_behaviour_coef * appetite))[:, None]
         * (1 + p.blocked_appetite_boost * blocked[:, None])
         * equity_interest,
-        "fixed_income": 0.2 * rate_push,
-        "deposits": 0.25 + 0.15 * rate_drop[None, :],
+        "fixed_income": 0.2 * rate_push * fixed_income_interest[:, None],
+        "deposits": (0.25 + 0.15 * rate_drop[None, :]) * deposit_interest[:, None],
         "pension": 0.08 * habit["pension"][:, None] + 2.0 * before_retirement + 0.5 * retire_after,
         "study_abroad": 0.03 * habit["study_abroad"][:, None]
         + 1.8 * ((life == 1)[:, None] & before_event)
@@ -823,6 +846,25 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
 CHURN_CAUSES = ("rate_gap", "service_incidents", "disengagement", "life_event", "other")
 # A hazard term counts as THE cause when it multiplies the monthly hazard by at least this (x1.25).
 _CAUSE_MIN_LOG_LIFT = float(np.log(1.25))
+
+
+def _balanced_affinity(p: SimParams, appetite: np.ndarray) -> np.ndarray:
+    """0..1, peaking (1) half-way between the two appetite cuts: how "balanced" an appetite is."""
+    centre = (p.appetite_cut_balanced + p.appetite_cut_aggressive) / 2
+    return np.exp(-(((appetite - centre) / p.fixed_income_affinity_width) ** 2))
+
+
+def _savings_interest(p: SimParams, appetite: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Multipliers of `fixed_income` and `deposits` browsing by appetite (#12's balanced-class signal):
+    a bump centred between the two appetite cuts (bond and balanced funds are a balanced investor's
+    core), and exp(-coef * appetite) for deposit offers. The per-customer taste comes from a child of
+    the block's seed sequence, so no draw of the block's own stream moves."""
+    bump = _balanced_affinity(p, appetite)
+    seed_seq = cast(np.random.SeedSequence, rng.bit_generator.seed_seq)  # a SeedSequence for default_rng
+    child = np.random.default_rng(seed_seq.spawn(1)[0])
+    sigma = p.fixed_income_taste_sigma
+    taste = np.exp(sigma * child.standard_normal(len(appetite)) - sigma**2 / 2)
+    return taste * np.exp(p.fixed_income_affinity_coef * bump), np.exp(-p.deposit_caution_coef * appetite)
 
 
 def _life_event_churn_push(p: SimParams, life: np.ndarray, rel: np.ndarray) -> np.ndarray:

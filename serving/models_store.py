@@ -244,6 +244,10 @@ def load_stored(bento_model, *, compile_trees: bool = True, settings: Settings |
         raise ClientlensError(f"{bento_model.tag}: the MLflow model carries no `core` TabularModel")
     if compile_trees:
         compiled.compile_core(core, settings.compiled_dir, enabled=settings.compiled_models)
+    if core.kind in ("binary", "ordinal"):  # churn drivers' per-leaf tables, built here not on a request
+        from training.model import path_attribution
+
+        path_attribution(core.booster)
     labels, meta = bento_model.info.labels, bento_model.info.metadata
     return LoadedModel(
         task=labels.get("task") or bento_model.tag.name.removeprefix("clientlens-"),

@@ -59,8 +59,8 @@ from training.tune import (
     TuneResult,
     base_params,
     datasets,
+    direction_of,
     fit_trial,
-    objective_of,
     pruner,
     sampler,
     search_space,
@@ -315,7 +315,7 @@ def tune_on_dask(
     t0 = time.perf_counter()
     trials, seed, space, max_rounds = budget.trials, budget.seed, budget.space, budget.max_rounds
     base = {**base_params(kind, n_classes, seed, threads=1), **budget.fixed}
-    metric, direction = base["metric"], objective_of(kind, n_classes)[2]
+    metric, direction = base["metric"], direction_of(base["metric"])  # `fixed` may set the metric
     data = _arrays(dtrain, dvalid)
     name = study_name(engine.task, seed, data["X_train"], data["y_train"])
     storage = open_storage(engine.study_storage)
@@ -461,7 +461,8 @@ def fit_dask(
     dX = da.from_array(np.ascontiguousarray(X[order]), chunks=(chunks, X.shape[1]))
     dy = da.from_array(y[order], chunks=(chunks,))
     dw = None if w is None else da.from_array(w[order], chunks=(chunks,))
-    dinit = None if init is None else da.from_array(init[order], chunks=(chunks,))
+    # multiclass starting scores (a tier `TransitionPrior`) are (n, classes): chunk the rows only
+    dinit = None if init is None else da.from_array(np.ascontiguousarray(init[order]), chunks=(chunks, *init.shape[1:]))
     model = _classifier(client, params, rounds)
     model.fit(
         dX, dy, sample_weight=dw, init_score=dinit, categorical_feature=categorical or "auto", feature_name=features

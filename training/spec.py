@@ -159,6 +159,12 @@ class TuningSpec(_Strict):
         description="Overrides of the search bounds, e.g. num_leaves: [3, 15]. The last six "
         "(training.tune.OPTIONAL_SPACE) are searched only when named here; extra_trees: [0, 1].",
     )
+    metric: Literal["roc_auc", "log_loss"] | None = Field(
+        default=None,
+        description="What a trial and a fold are scored on (early stopping, pruning, the study's choice). Default: "
+        "the target kind's (roc_auc for binary and ordinal, log_loss for multiclass). log_loss is a proper scoring rule: it "
+        "penalises overconfident probabilities that roc_auc, a ranking metric, leaves free.",
+    )
     monotone: dict[str, Literal[-1, 0, 1]] = Field(
         default_factory=dict,
         description="Monotone constraints (LightGBM `monotone_constraints`) by numeric feature: +1 = the score may "
@@ -192,6 +198,21 @@ class HiddenAggressiveSpec(_Strict):
     positive_class: str = AGGRESSIVE
     truth_column: str = "latent_risk"
     flag_share: float = Field(default=0.05, gt=0, lt=1, description="Share of stated-conservatives flagged.")
+
+
+class RiskPosteriorSpec(_Strict):
+    """Ordinal risk target: the classes from a latent-appetite measurement model (`training.appetite`)
+    instead of the ordinal calibrator. Every column must be a model feature."""
+
+    stated_column: str = "stated_risk"
+    stated_age_days: str | None = Field(default="stated_risk_age_days", description="Days since the questionnaire.")
+    profile: list[str] = Field(default_factory=list, description="Prior of the appetite: the profile questions.")
+    measures: list[str] = Field(default_factory=list, description="Count features measuring the appetite (log1p).")
+    covariates: list[str] = Field(default_factory=list, description="Engagement covariates of the measures (log1p).")
+    label_where_positive: str | None = Field(
+        default=None,
+        description="A revealed label enters the fit only where this column (a feature or keep_column) is > 0 at T.",
+    )
 
 
 class UpgradeSpec(_Strict):
@@ -247,10 +268,11 @@ class TaskSpec(_Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
     baseline: BaselineSpec = Field(default_factory=BaselineSpec)
-    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    calibration: Literal["sigmoid", "isotonic", "temperature"] = "sigmoid"
     primary_metric: str | None = None
     upgrade: UpgradeSpec | None = None
     hidden_aggressive: HiddenAggressiveSpec | None = None
+    risk_posterior: RiskPosteriorSpec | None = None
     churn_driver: bool = Field(
         default=False,
         description="Evaluate `churn_driver` (training.segments.DriverConfig) against the simulator's "
@@ -292,6 +314,10 @@ class TaskSpec(_Strict):
             raise ValueError("a binary target.column needs target.positive (the value that counts as 1)")
         if self.tuning.monotone and self.target.kind == "multiclass":
             raise ValueError("tuning.monotone needs a binary or regression target")
+        if self.tuning.metric is not None and self.target.kind == "regression":
+            raise ValueError("tuning.metric needs a classification target (regression tunes on rmse)")
+        if self.tuning.metric == "roc_auc" and self.target.kind == "multiclass":
+            raise ValueError("tuning.metric roc_auc needs a binary (or ordinal) target")
         if self.boost_from_baseline and self.target.kind == "multiclass":
             # multiclass: start from persistence's transition table (training.model.TransitionPrior)
             if self.baseline.kind != "persistence" or not self.baseline.column:

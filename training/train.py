@@ -18,11 +18,23 @@ import pandas as pd
 from core import metrics as M
 from core.errors import InputError
 from core.tasks import TASKS
+from training.appetite import AppetitePosterior
 from training.baselines import Baseline, fit_baseline, fit_lgbm_default
 from training.data import Prepared, Split, fingerprint, prepare, split
 from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel, TransitionPrior
 from training.spec import TaskSpec
-from training.tune import TuneBudget, TuneResult, bag, datasets, lgb_threads, refit, refit_dataset, tune, tune_cv
+from training.tune import (
+    TuneBudget,
+    TuneResult,
+    bag,
+    datasets,
+    lgb_threads,
+    metric_params,
+    refit,
+    refit_dataset,
+    tune,
+    tune_cv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +213,7 @@ def fit_task(
         trials=trials,
         timeout=timeout,
         threads=threads,
-        fixed=_monotone_params(spec, prep),
+        fixed={**_monotone_params(spec, prep), **metric_params(spec.tuning.metric, fit_kind)},
         progress=progress,
     )
     rest = np.sort(np.concatenate([tr, va]))  # every non-test row: the final model refits on them
@@ -256,12 +268,18 @@ def fit_task(
     y_cal, w_cal = prep.y[calib_idx], _take(prep.weight, calib_idx)
     calibration: dict[str, float] = {}
     if kind != "regression":
-        if kind == "ordinal":
-            calibrator: Any = OrdinalCalibrator().fit(raw_va, y_cal.astype(int), w_cal, k=len(classes))
+        if kind == "ordinal" and spec.risk_posterior is not None:
+            calibrator: Any = _risk_posterior(spec, prep, core, X_all, calib_idx, raw_va)
+        elif kind == "ordinal":
+            calibrator = OrdinalCalibrator().fit(raw_va, y_cal.astype(int), w_cal, k=len(classes))
         else:
             calibrator = Calibrator(spec.calibration).fit(raw_va, y_cal.astype(int), w_cal)
         core.calibrator = calibrator
-        proba_va, proba_te = core.calibrator.transform(raw_va), core.calibrator.transform(raw_te)
+        if getattr(calibrator, "needs_matrix", False):  # the risk posterior reads the questionnaire from X
+            proba_va = calibrator.transform(raw_va, X_all[calib_idx])
+        else:
+            proba_va = calibrator.transform(raw_va)
+        proba_te = core.proba_from_matrix(X_all[te])
         if kind == "ordinal":  # "before" = the raw binary score's share of the top class, vs the top class
             top = (y_te >= classes.index(top_class)).astype(int)
             top_cal = np.column_stack([1 - proba_te[:, -1], proba_te[:, -1]])
@@ -436,6 +454,45 @@ def _tune_and_refit(
         core.booster = refit(result.params, dall, result.best_iteration)
     result.booster = core.booster
     return result, calib_idx, np.concatenate(raws)
+
+
+def _risk_posterior(
+    spec: TaskSpec, prep: Prepared, core: TabularModel, X_all: np.ndarray, calib_idx: np.ndarray, raw_cal: np.ndarray
+) -> AppetitePosterior:
+    """#12: fit the latent-appetite measurement model on EVERY customer at the calibration rows' dates:
+    the labelled calibration rows (scored by boosters that never saw them) and the unlabelled rows of
+    the same dates (which no booster saw), so each stated group enters with its whole population."""
+    rp = spec.risk_posterior
+    assert rp is not None and prep.classes is not None
+    post = AppetitePosterior(
+        features=prep.features,
+        categories=prep.categories,
+        classes=prep.classes,
+        stated=rp.stated_column,
+        stated_age_days=rp.stated_age_days,
+        profile=rp.profile,
+        measures=rp.measures,
+        covariates=rp.covariates,
+    )
+    X, raw, label = X_all[calib_idx], raw_cal, prep.y[calib_idx].astype(int)
+    if rp.label_where_positive:  # e.g. fund holders: a saver's "conservative" label reveals no choice
+        col = rp.label_where_positive
+        src = prep.X if col in prep.X.columns else prep.extras
+        if col not in src.columns:
+            raise InputError(f"spec {spec.name!r} field risk_posterior.label_where_positive: no column {col!r}")
+        value = pd.to_numeric(src[col].iloc[calib_idx], errors="coerce").fillna(0).to_numpy()
+        label = np.where(value > 0, label, -1)
+    unl = prep.unlabelled
+    if unl is not None and len(unl):
+        if spec.split.time_column and prep.times is not None:  # the calibration rows' dates only
+            dates = np.unique(prep.times[calib_idx])
+            unl = unl[np.isin(pd.to_datetime(unl[spec.split.time_column]).to_numpy(), dates)]
+        if len(unl):
+            X_unl = core.matrix(unl)
+            X = np.vstack([X, X_unl])
+            raw = np.vstack([raw, core.raw_from_matrix(X_unl)])
+            label = np.concatenate([label, np.full(len(X_unl), -1)])
+    return post.fit(raw, X, label)
 
 
 def _unlabelled_at_test(prep: Prepared, sp: Split) -> pd.DataFrame | None:

@@ -52,6 +52,19 @@ def objective_of(kind: str, n_classes: int) -> tuple[dict[str, Any], str, str]:
     return {"objective": "regression"}, "rmse", "minimize"
 
 
+def metric_params(metric: str | None, kind: str) -> dict[str, str]:
+    """LightGBM's `metric` for a spec's `tuning.metric` (`roc_auc` / `log_loss`), as `fixed` parameters of a
+    study; {} (the kind's default of `objective_of`) for None."""
+    if metric is None:
+        return {}
+    return {"metric": "auc" if metric == "roc_auc" else "multi_logloss" if kind == "multiclass" else "binary_logloss"}
+
+
+def direction_of(metric: str) -> str:
+    """The study direction for a LightGBM validation metric: losses are minimised, AUC is maximised."""
+    return "maximize" if metric == "auc" else "minimize"
+
+
 def base_params(kind: str, n_classes: int, seed: int, threads: int | None = None) -> dict[str, Any]:
     obj, metric, _ = objective_of(kind, n_classes)
     return {
@@ -485,7 +498,8 @@ def _study(
 
     trials, progress = budget.trials, budget.progress
     base = {**base_params(kind, n_classes, budget.seed, budget.threads), **budget.fixed}
-    metric, direction = base["metric"], objective_of(kind, n_classes)[2]
+    metric = base["metric"]  # `fixed` may set it (`metric_params`)
+    direction = direction_of(metric)
     sign = 1.0 if direction == "maximize" else -1.0
     best: dict[str, Any] = {}
     history: list[float] = []

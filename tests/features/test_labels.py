@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.config import LabelConfig
-from features.labels import build_labels
+from features.labels import build_labels, horizon_months
 from tests.features.test_build import customers, holdings, txns
 
 T = pd.Timestamp("2025-04-01")  # T + 90 days = 2025-06-30, a snapshot date
@@ -87,3 +87,33 @@ def test_horizon_is_configurable():
     assert one(lab, 1)["churn"] == 0.0
     lab90 = build_labels({"customers": customers(1), "holdings": holdings(rows)}, T)
     assert one(lab90, 1)["churn"] == 1.0
+
+
+@pytest.mark.parametrize(("horizon", "months"), [(30, 1), (60, 2), (75, 2), (90, 3), (180, 6), (365, 12)])
+def test_churn_horizon_is_whole_months(horizon, months):
+    assert horizon_months(horizon) == months
+
+
+@pytest.mark.parametrize("horizon", [60, 90])
+def test_churn_means_the_same_outcome_at_every_month_end(horizon):
+    """Holdings are month-end snapshots. The last snapshot <= T + 90 days is three month ends after a Nov,
+    Dec or Jan month end and two after the others; the churn label reads whole months at every T instead."""
+    k = horizon_months(horizon)
+    ends = pd.date_range("2024-06-30", "2025-08-31", freq="ME")
+    got = {}
+    for i, t in enumerate(ends[: -(k + 1)]):
+        # AUM halves exactly k months after T (customer 1) or k + 1 months after (customer 2)
+        rows = snapshots(1, {str(d.date()): 100_000 if j < i + k else 40_000 for j, d in enumerate(ends)})
+        rows += snapshots(2, {str(d.date()): 100_000 if j < i + k + 1 else 40_000 for j, d in enumerate(ends)})
+        lab = build_labels(
+            {"customers": customers(2), "holdings": holdings(rows)}, t, LabelConfig(horizon_days=horizon)
+        )
+        got[t.month_name()] = (one(lab, 1)["churn"], one(lab, 2)["churn"])
+    assert set(got.values()) == {(1.0, 0.0)}, got
+
+
+def test_churn_is_null_until_its_month_is_in_the_data():
+    rows = snapshots(1, {"2025-03-31": 100_000, "2025-04-30": 100_000, "2025-05-31": 10_000})
+    lab = build_labels({"customers": customers(1), "holdings": holdings(rows)}, pd.Timestamp("2025-03-31"))
+    assert np.isnan(one(lab, 1)["churn"])  # June 30 (3 months) is not in the data yet
+    assert one(lab, 1)["tier_future"] == "mass"  # the other labels still read the last snapshot <= T + H

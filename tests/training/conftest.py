@@ -33,6 +33,9 @@ def make_panel(n_customers: int = 700, n_dates: int = 4, seed: int = 0) -> tuple
     business = extra.random(n_customers) < 0.1
     payroll = extra.random(n_customers) < 0.6
     stage = np.where(age < 35, "young_professional", np.where(age < 60, "family_growth", "retirement")).astype(object)
+    # The risk posterior's columns (#12), from a third generator for the same reason.
+    more = np.random.default_rng([seed, 2])
+    assessed_days = more.uniform(0, 3000, n_customers)
     rows = []
     dates = pd.date_range("2025-01-31", periods=n_dates, freq="ME")
     for d_i, d in enumerate(dates):
@@ -83,6 +86,11 @@ def make_panel(n_customers: int = 700, n_dates: int = 4, seed: int = 0) -> tuple
                     "tier_future": _tier(future_aum),
                     "churn": churn,
                     "revealed_risk": revealed_lab,
+                    "stated_risk_age_days": assessed_days + 30 * d_i,
+                    "views_fixed_income_90d": more.poisson(1.0 + 2.0 * (latent == 1)).astype(float),
+                    "views_deposits_90d": more.poisson(1.0 + 1.0 * (latent == 0)).astype(float),
+                    "login_count_90d": more.poisson(engagement * 30).astype(float),
+                    "aum_fund": aum * (more.random(n_customers) < 0.5 + 0.3 * (latent > 0)),
                 }
             )
         )

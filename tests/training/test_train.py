@@ -70,8 +70,11 @@ def test_tier_adds_upgrade_auc_and_beats_persistence_log_loss(panel_and_truth, t
 def test_risk_learns_from_free_customers_and_ranks_conservatives(panel_and_truth, tmp_path):
     panel, truth = panel_and_truth
     r = fit_task(small_data_spec(builtin_spec("risk", tmp_path)), panel, seed=0, trials=TRIALS, truth=truth)
-    # capped-by-suitability features are not used; stated_risk is not a feature
-    assert "aum_r4" not in r.model.features and "stated_risk" not in r.model.features
+    # capped-by-suitability features are not used; stated_risk reaches only the posterior (#12): every
+    # labelled row is stated-aggressive, so the booster never splits on it
+    assert "aum_r4" not in r.model.features and "aum_fund" not in r.model.features
+    assert r.model.importance()["stated_risk"] == 0
+    assert type(r.model.calibrator).__name__ == "AppetitePosterior"
     assert {"hidden_aggressive_auc", "hidden_aggressive_precision_at_5pct"} <= set(r.metrics)
     assert r.metrics["hidden_aggressive_auc"] >= 0.8
     assert r.metrics["hidden_aggressive_auc"] > r.baseline["hidden_aggressive_auc"] - 0.05

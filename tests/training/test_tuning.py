@@ -301,3 +301,25 @@ def test_optional_space_is_searched_only_when_named_and_starts_neutral(tmp_path)
     assert "path_smooth" not in params
     r = fit_task(_spec(tmp_path, tuning={"space": bounds}), _table(), seed=0, trials=2, timeout=None)
     assert r.tuning.n_trials == 2
+
+
+def test_tuning_metric_log_loss_scores_every_trial_on_the_fold_log_loss(tmp_path):
+    """`tuning.metric: log_loss`: the study minimises the mean fold log loss; the default stays AUC."""
+    frame = _table(600)
+    default = fit_task(_spec(tmp_path, baseline={"kind": "prior"}), frame, seed=0, trials=3, timeout=None)
+    assert (default.tuning.metric, default.tuning.direction) == ("auc", "maximize")
+    spec = _spec(tmp_path, baseline={"kind": "prior"}, tuning={"metric": "log_loss"})
+    r = fit_task(spec, frame, seed=0, trials=3, timeout=None)
+    assert (r.tuning.metric, r.tuning.direction) == ("binary_logloss", "minimize")
+    assert r.tuning.best_value == min(r.tuning.history)  # the lowest loss wins, not the highest
+    assert 0.0 < r.tuning.best_value < 0.69  # a log loss below the coin's, not an AUC
+    with pytest.raises(Exception, match="roc_auc needs a binary"):
+        spec_from_dict(
+            {
+                "name": "m",
+                "source": "t.csv",
+                "target": {"column": "y", "kind": "multiclass"},
+                "tuning": {"metric": "roc_auc"},
+            },
+            base_dir=tmp_path,
+        )
