@@ -7,6 +7,7 @@ spec's own baseline. Target: mean test ROC AUC over 5 seeds >= plain LightGBM on
 it by >= 0.003 on at least three.
 
     uv run python -m benchmarks.bench_real_tables [--tables german_credit telco_churn] [--seeds 5]
+        [--first-seed 0] [--timeout SECONDS] [--out DIR]
 
 Writes benchmarks/out/bench_real_tables_<table>.json after every seed (a long run keeps what it has)
 and prints a table. The spec's `timeout` is wall clock, so on a loaded machine a study runs fewer trials:
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -70,20 +72,23 @@ def run_table(name: str, seeds: list[int], trials: int | None, timeout: float | 
                 "rounds": r.tuning.best_iteration,
                 "cv_best": r.tuning.best_value,
                 "cv_plain": r.tuning.start_value,
+                "final": r.split.get("final", "refit"),
                 "wall_s": time.perf_counter() - w0,
                 "cpu_s": time.process_time() - c0,
+                "load_1min_end": os.getloadavg()[0],
             }
         )
         print(
             f"{name:<22} seed {seed}: model {rows[-1]['model']:.4f}  plain {rows[-1]['lgbm_default']:.4f}  "
             f"baseline {rows[-1]['baseline']:.4f}  trials {r.tuning.n_trials} ({r.tuning.n_folds} folds)  "
-            f"{rows[-1]['wall_s']:.0f}s",
+            f"{rows[-1]['cpu_s']:.0f} cpu s, {rows[-1]['wall_s']:.0f} wall s at load {rows[-1]['load_1min_end']:.1f}",
             flush=True,
         )
         out = {
             "table": name,
             "spec": f"training/specs/{name}.yaml",
             "budget": {"trials": trials or spec.tuning.trials, "timeout": timeout or spec.tuning.timeout},
+            "tuning": spec.tuning.model_dump(mode="json"),
             "baseline_description": r.baseline_description,
             "published": PUBLISHED.get(name, ""),
             "seeds": rows,
@@ -103,12 +108,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", nargs="+", default=TABLES, choices=TABLES)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="split seeds first-seed .. first-seed+seeds-1")
     ap.add_argument("--trials", type=int, default=None, help="default: the spec's")
     ap.add_argument("--timeout", type=float, default=None, help="default: the spec's")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     optuna.logging.set_verbosity(logging.WARNING)
-    results = [run_table(t, list(range(args.seeds)), args.trials, args.timeout, Path(args.out)) for t in args.tables]
+    results = [
+        run_table(
+            t, list(range(args.first_seed, args.first_seed + args.seeds)), args.trials, args.timeout, Path(args.out)
+        )
+        for t in args.tables
+    ]
     print(f"\n{'table':<22}{'model':>16}{'plain LightGBM':>16}{'baseline':>16}{'gain':>9}")
     for res in results:
         s = res["summary"]

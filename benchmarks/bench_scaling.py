@@ -174,16 +174,15 @@ def bench_local_training(X, y, rounds: int) -> dict:
 
 def bench_tuning(client, rows: int, trials: int, journal: Path) -> dict:
     from training.distributed import DaskEngine
-    from training.tune import datasets
+    from training.tune import TuneBudget, datasets
 
     X, y, ids = churn_matrix(rows, seed=1)
     n_train = int(rows * 0.8)
     dtrain, dvalid = datasets(X[:n_train], y[:n_train], None, X[n_train:], y[n_train:], None, [], None)
     engine = DaskEngine(client=client, study_storage=str(journal), task=f"bench-{time.time_ns()}")
     t0 = time.perf_counter()
-    result = engine.tuner(ids=ids[:n_train])(
-        "binary", 2, dtrain, dvalid, trials=trials, timeout=None, seed=0, early_stopping_rounds=20, max_rounds=300
-    )
+    budget = TuneBudget(trials=trials, timeout=None, seed=0, early_stopping_rounds=20, max_rounds=300)
+    result = engine.tuner(ids=ids[:n_train])("binary", 2, dtrain, dvalid, budget)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "trials": result.n_trials, "pruned": result.n_pruned,
             "trials_per_minute": result.n_trials / (seconds / 60)}  # fmt: skip

@@ -55,6 +55,7 @@ from training.spec import TaskSpec
 from training.tune import (
     PLAIN_LGBM,
     PLAIN_TRIAL,
+    TuneBudget,
     TuneResult,
     base_params,
     datasets,
@@ -134,8 +135,8 @@ class DaskEngine:
         """A function with `training.tune.tune`'s signature that tunes and fits on this cluster;
         `ids`: the training rows' customer ids, so each customer's rows stay in one partition."""
 
-        def run(kind: str, n_classes: int, dtrain, dvalid, **kwargs) -> TuneResult:
-            return tune_on_dask(self, kind, n_classes, dtrain, dvalid, ids_train=ids, **kwargs)
+        def run(kind: str, n_classes: int, dtrain, dvalid, budget: TuneBudget) -> TuneResult:
+            return tune_on_dask(self, kind, n_classes, dtrain, dvalid, budget, ids_train=ids)
 
         return run
 
@@ -295,21 +296,13 @@ def tune_on_dask(
     n_classes: int,
     dtrain,
     dvalid,
+    budget: TuneBudget,
     *,
-    trials: int,
-    timeout: float | None,
-    seed: int,
-    early_stopping_rounds: int = 50,
-    max_rounds: int = 2000,
-    threads: int | None = None,
-    space: dict[str, tuple[float, float]] | None = None,
-    fixed: dict[str, Any] | None = None,
-    progress=None,
     ids_train: np.ndarray | None = None,
 ) -> TuneResult:
     """`training.tune.tune`'s contract on a cluster: trials on every worker against one study, then the
     best parameters fitted by `lightgbm.dask`. The matrices are the Datasets' raw data (kept:
-    `free_raw_data=False`); `threads` is ignored (one thread per worker process).
+    `free_raw_data=False`); `budget.threads` is ignored (one thread per worker process).
 
     With the panel on the workers (`engine.refit_rows`) and no starting scores, the returned `booster` is
     refitted on every non-test row and `fold_boosters` holds the train-only booster (for the valid rows'
@@ -320,7 +313,8 @@ def tune_on_dask(
     if kind == "regression":
         raise InputError("--engine dask trains classifiers (binary, multiclass); this spec is a regression")
     t0 = time.perf_counter()
-    base = {**base_params(kind, n_classes, seed, threads=1), **(fixed or {})}
+    trials, seed, space, max_rounds = budget.trials, budget.seed, budget.space, budget.max_rounds
+    base = {**base_params(kind, n_classes, seed, threads=1), **budget.fixed}
     metric, direction = base["metric"], direction_of(base["metric"])  # `fixed` may set the metric
     data = _arrays(dtrain, dvalid)
     name = study_name(engine.task, seed, data["X_train"], data["y_train"])
@@ -347,14 +341,14 @@ def tune_on_dask(
             _run_trials,
             i,
             n,
-            timeout,
+            budget.timeout,
             engine.study_storage,
             name,
             seed,
             shared,
             base,
-            dict(space or {}),
-            early_stopping_rounds,
+            dict(space),
+            budget.early_stopping_rounds,
             max_rounds,
             pure=False,
             key=f"optuna-{name}-{i}-{time.time_ns()}",
@@ -364,9 +358,9 @@ def tune_on_dask(
     wait(futures)
     for f in futures:
         f.result()  # re-raise a worker's failure here
-    if progress is not None:
+    if budget.progress is not None:
         for _ in range(trials):
-            progress()
+            budget.progress()
     log.info("tuning: %d trials on %d workers in %.1fs", trials, len(shares), time.perf_counter() - t0)
     study = optuna.load_study(study_name=name, storage=storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

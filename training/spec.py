@@ -117,6 +117,26 @@ class TuningSpec(_Strict):
         description="Cross-validate the tuning objective only when the non-test rows are at most this many "
         "(k folds cost k fits per trial; a large table's single validation split is already precise).",
     )
+    cv_repeats: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="Repeated k-fold: the random or group folds drawn this many times (each repeat its own "
+        "assignment), the objective the mean over all of them. For tiny tables (German credit, 1,000 rows), "
+        "where one 5-fold estimate is itself noisy; ignored for out-of-time folds.",
+    )
+    final: Literal["refit", "folds"] = Field(
+        default="refit",
+        description="The final booster: `refit` trains the chosen parameters on every non-test row; `folds` "
+        "averages the best trial's fold boosters (k x repeats models, each on (k-1)/k of the non-test rows, "
+        "merged into one booster), steadier on small tables. `folds` needs cross-validation (else: refit).",
+    )
+    plain_margin: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Keep the plain LightGBM (trial 0) unless the best trial beats it by more than this on the "
+        "tuning objective (AUC for binary targets): the best of many noisy fold scores is optimistic.",
+    )
     space: dict[
         Literal[
             "learning_rate",
@@ -126,9 +146,19 @@ class TuningSpec(_Strict):
             "bagging_fraction",
             "lambda_l1",
             "lambda_l2",
+            "min_sum_hessian_in_leaf",
+            "path_smooth",
+            "cat_smooth",
+            "cat_l2",
+            "min_data_per_group",
+            "extra_trees",
         ],
         tuple[float, float],
-    ] = Field(default_factory=dict, description="Overrides of the search bounds, e.g. num_leaves: [3, 15].")
+    ] = Field(
+        default_factory=dict,
+        description="Overrides of the search bounds, e.g. num_leaves: [3, 15]. The last six "
+        "(training.tune.OPTIONAL_SPACE) are searched only when named here; extra_trees: [0, 1].",
+    )
     metric: Literal["roc_auc", "log_loss"] | None = Field(
         default=None,
         description="What a trial and a fold are scored on (early stopping, pruning, the study's choice). Default: "

@@ -23,7 +23,18 @@ from training.baselines import Baseline, fit_baseline, fit_lgbm_default
 from training.data import Prepared, Split, fingerprint, prepare, split
 from training.model import Calibrator, OrdinalCalibrator, RankPrior, TabularModel, TransitionPrior
 from training.spec import TaskSpec
-from training.tune import TuneResult, datasets, lgb_threads, metric_params, refit, refit_dataset, tune, tune_cv
+from training.tune import (
+    TuneBudget,
+    TuneResult,
+    bag,
+    datasets,
+    lgb_threads,
+    metric_params,
+    refit,
+    refit_dataset,
+    tune,
+    tune_cv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +155,12 @@ def tuning_folds(spec: TaskSpec, prep: Prepared, sp: Split, seed: int) -> list[t
         for value in np.unique(strata):
             members = np.where(strata == value)[0]
             fold[rng.permutation(members)] = np.arange(len(members)) % t.cv_folds
-    return [(rest[fold != i], rest[fold == i]) for i in range(t.cv_folds) if (fold == i).any() and (fold != i).any()]
+    folds = [(rest[fold != i], rest[fold == i]) for i in range(t.cv_folds) if (fold == i).any() and (fold != i).any()]
+    if t.cv_repeats > 1:  # repeated k-fold: later repeats draw their own assignment (the first is unchanged)
+        repeat = spec.model_copy(update={"tuning": t.model_copy(update={"cv_repeats": 1})})
+        for r in range(1, t.cv_repeats):
+            folds.extend(tuning_folds(repeat, prep, sp, seed + 104_729 * r))
+    return folds
 
 
 def fit_task(
@@ -191,8 +207,15 @@ def fit_task(
             raise InputError(f"spec {spec.name!r} field split: the {name} set is empty")
         if kind != "regression" and len(np.unique(prep.y[idx])) < 2:
             raise InputError(f"spec {spec.name!r} field split: the {name} set has a single class")
-    tr_spec = spec.tuning
-    fixed = {**_monotone_params(spec, prep), **metric_params(tr_spec.metric, fit_kind)}
+    budget = TuneBudget.from_spec(
+        spec.tuning,
+        seed=seed,
+        trials=trials,
+        timeout=timeout,
+        threads=threads,
+        fixed={**_monotone_params(spec, prep), **metric_params(spec.tuning.metric, fit_kind)},
+        progress=progress,
+    )
     rest = np.sort(np.concatenate([tr, va]))  # every non-test row: the final model refits on them
     if engine is None:
         result, calib_idx, calib_raw = _tune_and_refit(
@@ -203,14 +226,9 @@ def fit_task(
             X_all,
             y_fit,
             cat_idx,
-            fixed,
             k,
             fit_kind,
-            seed=seed,
-            trials=trials,
-            timeout=timeout,
-            threads=threads,
-            progress=progress,
+            budget,
         )
     else:
         # #16: `engine` (training.distributed.DaskEngine) tunes on the cluster on the train/valid split (no
@@ -232,21 +250,7 @@ def fit_task(
             init_train=init_tr,
             init_valid=init_va,
         )
-        result = engine.tuner(ids=_take(prep.ids, tr))(
-            fit_kind,
-            k,
-            dtrain,
-            dvalid,
-            trials=trials or tr_spec.trials,
-            timeout=timeout if timeout is not None else tr_spec.timeout,
-            seed=seed,
-            early_stopping_rounds=tr_spec.early_stopping_rounds,
-            max_rounds=tr_spec.max_rounds,
-            threads=threads,
-            space={str(name): bounds for name, bounds in tr_spec.space.items()},
-            fixed=fixed,
-            progress=progress,
-        )
+        result = engine.tuner(ids=_take(prep.ids, tr))(fit_kind, k, dtrain, dvalid, budget)
         # Refitted on train + valid: the train-only booster (`fold_boosters`) scores the valid rows. Without a
         # refit (boost_from_baseline, or no panel on the workers) the train-only booster is the final one.
         calib_idx = va
@@ -378,6 +382,7 @@ def fit_task(
             **sp.describe(),
             "tuning_folds": result.n_folds,
             "n_refit": len(rest),
+            "final": "folds" if spec.tuning.final == "folds" and result.n_folds > 1 and engine is None else "refit",
             "n_calibration": len(calib_idx),
         },
         fingerprint=fingerprint(frame, spec),
@@ -403,22 +408,15 @@ def _tune_and_refit(
     X_all: np.ndarray,
     y_fit: np.ndarray,
     cat_idx: list[int],
-    fixed: dict[str, Any],
     k: int,
     fit_kind: str,
-    *,
-    seed: int,
-    trials: int | None,
-    timeout: float | None,
-    threads: int | None,
-    progress,
+    budget: TuneBudget,
 ) -> tuple[TuneResult, np.ndarray, np.ndarray]:
     """Tune on `tuning_folds`, refit the best parameters on every non-test row for the chosen number of
     rounds (the fold-mean score's peak, or the one split's early-stopped best; sets `core.booster`, and `core.prior` for boost_from_baseline), and return the result
     with the out-of-fold rows and their raw scores from the fold boosters (for the calibrator)."""
-    tr_spec = spec.tuning
     rest = np.sort(np.concatenate([sp.train, sp.valid]))
-    margin = None
+    margin, threads, seed = None, budget.threads, budget.seed
     # rank tables of the feature values only (no labels), or the transition table (labels): every non-test row
     if spec.boost_from_baseline:
         core.prior = _prior(spec, prep, X_all[rest], prep.y[rest])
@@ -426,17 +424,6 @@ def _tune_and_refit(
     folds = tuning_folds(spec, prep, sp, seed)
     w = prep.weight
     dall = refit_dataset(X_all[rest], y_fit[rest], _take(w, rest), cat_idx, prep.features, _take(margin, rest), threads)
-    budget = {
-        "trials": trials or tr_spec.trials,
-        "timeout": timeout if timeout is not None else tr_spec.timeout,
-        "seed": seed,
-        "early_stopping_rounds": tr_spec.early_stopping_rounds,
-        "max_rounds": tr_spec.max_rounds,
-        "threads": threads,
-        "space": {str(name): bounds for name, bounds in tr_spec.space.items()},
-        "fixed": fixed,
-        "progress": progress,
-    }
     if len(folds) == 1:
         (a, b) = folds[0]
         dtrain, dvalid = datasets(
@@ -452,16 +439,19 @@ def _tune_and_refit(
             init_valid=_take(margin, b),
             threads=threads,
         )
-        result = tune(fit_kind, k, dtrain, dvalid, **budget)
+        result = tune(fit_kind, k, dtrain, dvalid, budget)
     else:
         local = [(np.searchsorted(rest, a), np.searchsorted(rest, b)) for a, b in folds]  # positions in `rest`
-        result = tune_cv(fit_kind, k, dall, local, **budget)
+        result = tune_cv(fit_kind, k, dall, local, budget)
     raws = []
     for booster, (_, b) in zip(result.fold_boosters, folds, strict=True):
         core.booster = booster  # raw_from_matrix adds the prior's margin as the fold booster learned it
         raws.append(core.raw_from_matrix(X_all[b]))
-    calib_idx = np.concatenate([b for _, b in folds])
-    core.booster = refit(result.params, dall, result.best_iteration)
+    calib_idx = np.concatenate([b for _, b in folds])  # with repeats a row is scored once per repeat
+    if spec.tuning.final == "folds" and len(folds) > 1:
+        core.booster = bag(result.fold_boosters, result.best_iteration)
+    else:
+        core.booster = refit(result.params, dall, result.best_iteration)
     result.booster = core.booster
     return result, calib_idx, np.concatenate(raws)
 

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightgbm as lgb
 import numpy as np
 
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from training.spec import TuningSpec
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +89,31 @@ DEFAULT_SPACE: dict[str, tuple[float, float]] = {
 }
 
 
+# Searched only when a spec's `tuning.space` names them (so the built-in tasks' studies are unchanged):
+# regularisation a small table needs. Each has LightGBM's own default as its "neutral" value, which the
+# enqueued start trials use, so trial 0 stays the plain LightGBM. `extra_trees` takes [0, 1] (a choice).
+OPTIONAL_SPACE: dict[str, tuple[float, float]] = {
+    "min_sum_hessian_in_leaf": (1e-3, 10.0),
+    "path_smooth": (1e-8, 10.0),
+    "cat_smooth": (1.0, 100.0),
+    "cat_l2": (1.0, 100.0),
+    "min_data_per_group": (5, 200),
+    "extra_trees": (0, 1),
+}
+NEUTRAL: dict[str, float] = {
+    "min_sum_hessian_in_leaf": 1e-3,
+    "path_smooth": 1e-8,
+    "cat_smooth": 10.0,
+    "cat_l2": 10.0,
+    "min_data_per_group": 100,
+    "extra_trees": 0,
+}
+_INT_PARAMS = ("num_leaves", "min_child_samples", "min_data_per_group", "extra_trees")
+
+
 def search_space(trial, bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
     b = {**DEFAULT_SPACE, **(bounds or {})}
-    return {
+    params = {
         "learning_rate": trial.suggest_float("learning_rate", *b["learning_rate"], log=True),
         "num_leaves": trial.suggest_int("num_leaves", int(b["num_leaves"][0]), int(b["num_leaves"][1]), log=True),
         "min_child_samples": trial.suggest_int(
@@ -99,6 +125,17 @@ def search_space(trial, bounds: dict[str, tuple[float, float]] | None = None) ->
         "lambda_l1": trial.suggest_float("lambda_l1", *b["lambda_l1"], log=True),
         "lambda_l2": trial.suggest_float("lambda_l2", *b["lambda_l2"], log=True),
     }
+    for name in OPTIONAL_SPACE:
+        if name not in (bounds or {}):
+            continue
+        lo, hi = b[name]
+        if name == "extra_trees":
+            params[name] = bool(trial.suggest_int(name, int(lo), int(hi)))
+        elif name in _INT_PARAMS:
+            params[name] = trial.suggest_int(name, int(lo), int(hi), log=True)
+        else:
+            params[name] = trial.suggest_float(name, lo, hi, log=True)
+    return params
 
 
 # The plain LightGBM of issue #15 (`baseline_lgbm_default` fits it as a baseline): what a data scientist
@@ -133,18 +170,68 @@ PLAIN_TRIAL = 0  # the trial number scored at PLAIN_LGBM's fixed rounds
 
 
 def start_trials(bounds: dict[str, tuple[float, float]] | None = None) -> list[dict[str, float]]:
-    """`START_TRIALS` inside the search bounds (a spec may narrow them), integers where the space has them."""
+    """`START_TRIALS` inside the search bounds (a spec may narrow them), integers where the space has them;
+    the `OPTIONAL_SPACE` parameters the spec searches at their `NEUTRAL` (LightGBM default) values."""
     b = {**DEFAULT_SPACE, **(bounds or {})}
+    optional = {name: NEUTRAL[name] for name in OPTIONAL_SPACE if name in (bounds or {})}
     out = []
     for trial in START_TRIALS:
         point: dict[str, float] = {}
-        for name, value in trial.items():
+        for name, value in {**trial, **optional}.items():
             lo, hi = b[name]
             v = min(max(value, lo), hi)
-            point[name] = int(round(v)) if name in ("num_leaves", "min_child_samples") else float(v)
+            point[name] = int(round(v)) if name in _INT_PARAMS else float(v)
         if point not in out:
             out.append(point)
     return out
+
+
+@dataclass(frozen=True)
+class TuneBudget:
+    """What one study may spend and how its trials are fitted, built once from `spec.tuning`
+    (`from_spec`) and passed to `tune`, `tune_cv` and `training.distributed.tune_on_dask`.
+
+    `fixed`: LightGBM parameters every trial uses as given (e.g. `monotone_constraints`);
+    `space`: overrides of `DEFAULT_SPACE`'s bounds; `progress`: called after every trial."""
+
+    trials: int
+    timeout: float | None
+    seed: int
+    early_stopping_rounds: int = 50
+    max_rounds: int = 2000
+    threads: int | None = None
+    space: dict[str, tuple[float, float]] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[], None] | None = None
+    # The best trial replaces the plain LightGBM (trial 0) only when it beats it by more than this on the
+    # tuning objective: the best of many noisy fold scores is optimistic, so a tie within noise keeps plain.
+    plain_margin: float = 0.0
+
+    @classmethod
+    def from_spec(
+        cls,
+        tuning: TuningSpec,
+        *,
+        seed: int,
+        trials: int | None = None,
+        timeout: float | None = None,
+        threads: int | None = None,
+        fixed: dict[str, Any] | None = None,
+        progress: Callable[[], None] | None = None,
+    ) -> TuneBudget:
+        """The spec's budget; `trials` / `timeout` (the CLI's `--trials` / `--timeout`) override it when given."""
+        return cls(
+            trials=trials or tuning.trials,
+            timeout=timeout if timeout is not None else tuning.timeout,
+            seed=seed,
+            early_stopping_rounds=tuning.early_stopping_rounds,
+            max_rounds=tuning.max_rounds,
+            threads=threads,
+            space={str(name): bounds for name, bounds in tuning.space.items()},
+            fixed=dict(fixed or {}),
+            progress=progress,
+            plain_margin=tuning.plain_margin,
+        )
 
 
 @dataclass
@@ -367,35 +454,64 @@ def refit(params: dict[str, Any], data: lgb.Dataset, rounds: int) -> lgb.Booster
     return lgb.train(params, data, num_boost_round=rounds)
 
 
+def bag(boosters: list[lgb.Booster], rounds: int) -> lgb.Booster:
+    """One booster whose raw score is the MEAN of `boosters`' raw scores at `rounds` (`tuning.final: folds`):
+    every booster's first `rounds` iterations, each leaf value divided by their number. A plain
+    `lgb.Booster`, so scoring, SHAP, compiling and serving treat it as any model. Each booster's first tree
+    carries its own starting score (boost_from_average), so the mean includes the mean start."""
+    if len(boosters) == 1:
+        return boosters[0]
+    scale = 1.0 / len(boosters)
+    head, tail = "", ""
+    trees: list[str] = []
+    for i, booster in enumerate(boosters):
+        text = booster.model_to_string(num_iteration=rounds)
+        start, end = text.index("\nTree=0\n"), text.index("\nend of trees")
+        if i == 0:
+            head, tail = text[:start], text[end:]
+        trees.extend(block for block in text[start:end].split("\nTree=")[1:])
+    out = []
+    for n, block in enumerate(trees):
+        lines = block.split("\n")
+        lines[0] = str(n)  # the tree's number (the text after "Tree=")
+        for j, line in enumerate(lines):
+            key, _, values = line.partition("=")
+            if key in ("leaf_value", "internal_value") and values:
+                lines[j] = key + "=" + " ".join(repr(float(v) * scale) for v in values.split(" "))
+        out.append("\n".join(lines))
+    # tree_sizes (byte offsets for parallel loading) would be wrong after the edit; LightGBM parses without it
+    head = "\n".join(line for line in head.split("\n") if not line.startswith("tree_sizes="))
+    return lgb.Booster(model_str=head + "".join("\nTree=" + b for b in out) + tail)
+
+
 def _study(
     kind: str,
     n_classes: int,
     trial_fit,
+    budget: TuneBudget,
     *,
     n_folds: int,
-    trials: int,
-    timeout: float | None,
-    seed: int,
-    threads: int | None,
-    space: dict[str, tuple[float, float]] | None,
-    fixed: dict[str, Any] | None,
-    progress,
 ) -> TuneResult:
     """An Optuna study over `trial_fit(trial, base, fixed_rounds) -> (params, boosters, value, rounds)`;
-    the first trials are `start_trials(space)`, trial `PLAIN_TRIAL` at PLAIN_LGBM's fixed rounds."""
+    the first trials are `start_trials(budget.space)`, trial `PLAIN_TRIAL` at PLAIN_LGBM's fixed rounds."""
     import optuna
 
-    base = {**base_params(kind, n_classes, seed, threads), **(fixed or {})}
+    trials, progress = budget.trials, budget.progress
+    base = {**base_params(kind, n_classes, budget.seed, budget.threads), **budget.fixed}
     metric = base["metric"]  # `fixed` may set it (`metric_params`)
     direction = direction_of(metric)
     sign = 1.0 if direction == "maximize" else -1.0
     best: dict[str, Any] = {}
     history: list[float] = []
 
+    plain_best: dict[str, Any] = {}
+
     def objective(trial: optuna.Trial) -> float:
         plain = trial.number == PLAIN_TRIAL
         params, boosters, value, rounds = trial_fit(trial, base, int(PLAIN_LGBM["n_estimators"]) if plain else None)
         history.append(value)
+        if plain:
+            plain_best.update(value=value, boosters=boosters, params=params, rounds=rounds)
         if not best or sign * value > sign * best["value"]:
             best.update(value=value, boosters=boosters, params=params, rounds=rounds)
         if progress is not None:
@@ -403,15 +519,24 @@ def _study(
         return value
 
     study = optuna.create_study(
-        direction=optuna.study.StudyDirection[direction.upper()], sampler=sampler(seed, trials), pruner=pruner()
+        direction=optuna.study.StudyDirection[direction.upper()], sampler=sampler(budget.seed, trials), pruner=pruner()
     )
-    for point in start_trials(space)[:trials]:
+    for point in start_trials(budget.space)[:trials]:
         study.enqueue_trial(point)
     t0 = time.perf_counter()
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+    study.optimize(objective, n_trials=trials, timeout=budget.timeout, catch=())
     seconds = time.perf_counter() - t0
     if not best:
         raise RuntimeError("every tuning trial was pruned or failed")
+    if plain_best and best is not plain_best and sign * (best["value"] - plain_best["value"]) <= budget.plain_margin:
+        log.info(
+            "best trial %s=%.5f is within %.4f of the plain LightGBM's %.5f: keeping the plain LightGBM",
+            metric,
+            best["value"],
+            budget.plain_margin,
+            plain_best["value"],
+        )
+        best = plain_best
     n_pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     log.info(
         "tuned %s on %d fold(s): best %s=%.5f after %d trials (%d pruned) in %.1fs; %d rounds",
@@ -446,16 +571,7 @@ def tune_cv(
     n_classes: int,
     data: lgb.Dataset,
     folds: list[tuple[np.ndarray, np.ndarray]],
-    *,
-    trials: int,
-    timeout: float | None,
-    seed: int,
-    early_stopping_rounds: int = 50,
-    max_rounds: int = 2000,
-    threads: int | None = None,
-    space: dict[str, tuple[float, float]] | None = None,
-    fixed: dict[str, Any] | None = None,
-    progress=None,
+    budget: TuneBudget,
 ) -> TuneResult:
     """A study whose objective is the mean score over `folds` ((train, valid) positions into `data`).
 
@@ -466,27 +582,15 @@ def tune_cv(
         return fit_trial_cv(
             trial,
             base,
-            space,
+            budget.space,
             data,
             folds,
-            early_stopping_rounds=early_stopping_rounds,
-            max_rounds=max_rounds,
+            early_stopping_rounds=budget.early_stopping_rounds,
+            max_rounds=budget.max_rounds,
             fixed_rounds=fixed_rounds,
         )
 
-    return _study(
-        kind,
-        n_classes,
-        trial_fit,
-        n_folds=len(folds),
-        trials=trials,
-        timeout=timeout,
-        seed=seed,
-        threads=threads,
-        space=space,
-        fixed=fixed,
-        progress=progress,
-    )
+    return _study(kind, n_classes, trial_fit, budget, n_folds=len(folds))
 
 
 def tune(
@@ -494,46 +598,22 @@ def tune(
     n_classes: int,
     dtrain: lgb.Dataset,
     dvalid: lgb.Dataset,
-    *,
-    trials: int,
-    timeout: float | None,
-    seed: int,
-    early_stopping_rounds: int = 50,
-    max_rounds: int = 2000,
-    threads: int | None = None,
-    space: dict[str, tuple[float, float]] | None = None,
-    fixed: dict[str, Any] | None = None,
-    progress=None,
+    budget: TuneBudget,
 ) -> TuneResult:
     """Run an Optuna study on one train/valid split; return the best trial's booster (trained on train,
-    early-stopped on valid). The first trials are `start_trials(space)`.
-
-    `fixed`: LightGBM parameters every trial uses as given (e.g. `monotone_constraints`).
-    """
+    early-stopped on valid). The first trials are `start_trials(budget.space)`."""
 
     def trial_fit(trial, base, fixed_rounds):
         params, booster, value = fit_trial(
             trial,
             base,
-            space,
+            budget.space,
             dtrain,
             dvalid,
-            early_stopping_rounds=early_stopping_rounds,
-            max_rounds=max_rounds,
+            early_stopping_rounds=budget.early_stopping_rounds,
+            max_rounds=budget.max_rounds,
             fixed_rounds=fixed_rounds,
         )
         return params, [booster], value, int(fixed_rounds or booster.best_iteration or booster.current_iteration())
 
-    return _study(
-        kind,
-        n_classes,
-        trial_fit,
-        n_folds=1,
-        trials=trials,
-        timeout=timeout,
-        seed=seed,
-        threads=threads,
-        space=space,
-        fixed=fixed,
-        progress=progress,
-    )
+    return _study(kind, n_classes, trial_fit, budget, n_folds=1)

@@ -223,6 +223,86 @@ def test_cli_repeats_and_bootstrap_land_in_json_and_mlflow(tmp_path):
     assert bad.exit_code == 2
 
 
+def test_bag_scores_the_mean_of_its_boosters_binary_and_multiclass():
+    import lightgbm as lgb
+
+    from training.tune import bag
+
+    rng = np.random.default_rng(3)
+    X = rng.random((1500, 3))
+    X[:, 2] = rng.integers(0, 4, 1500)
+    for params, y in (
+        ({"objective": "binary"}, (X[:, 0] + X[:, 2] / 4 + rng.random(1500) > 1.2).astype(int)),
+        ({"objective": "multiclass", "num_class": 3}, rng.integers(0, 3, 1500)),
+    ):
+        common = {**params, "verbosity": -1, "num_leaves": 7, "bagging_fraction": 0.7, "bagging_freq": 1}
+        boosters = [lgb.train({**common, "seed": s}, lgb.Dataset(X, y, categorical_feature=[2]), 30) for s in range(3)]
+        merged = bag(boosters, 20)
+        mean = np.mean([b.predict(X, raw_score=True, num_iteration=20) for b in boosters], axis=0)
+        assert merged.num_trees() == 3 * 20 * params.get("num_class", 1)
+        assert np.allclose(merged.predict(X, raw_score=True), mean, atol=1e-12)
+        if params["objective"] == "binary":  # TreeSHAP still adds up to the (mean) raw score
+            assert np.allclose(merged.predict(X[:20], pred_contrib=True).sum(axis=1), mean[:20], atol=1e-12)
+
+
+def test_final_folds_averages_the_fold_boosters(tmp_path):
+    spec = _spec(tmp_path, baseline={"kind": "prior"}, tuning={"final": "folds"})
+    frame = _table()
+    r = fit_task(spec, frame, seed=0, trials=1, timeout=None)
+    assert r.split["final"] == "folds" and r.tuning.n_folds == 5
+    assert r.model.booster.num_trees() == 5 * PLAIN_LGBM["n_estimators"]
+    X = r.model.matrix(r.holdout[r.model.features])
+    mean = np.mean([b.predict(X, raw_score=True, num_iteration=300) for b in r.tuning.fold_boosters], axis=0)
+    assert np.allclose(r.model.booster.predict(X, raw_score=True), mean)
+    again = fit_task(spec, frame, seed=0, trials=1, timeout=None)
+    assert again.metrics == r.metrics  # reproducible
+
+
+def test_repeated_folds_each_partition_the_non_test_rows(tmp_path):
+    spec = _spec(tmp_path, tuning={"cv_folds": 4, "cv_repeats": 3})
+    prep = prepare(_table(), spec)
+    sp = split(prep, 0)
+    folds = tuning_folds(spec, prep, sp, 0)
+    rest = np.sort(np.concatenate([sp.train, sp.valid]))
+    assert len(folds) == 12
+    once = tuning_folds(_spec(tmp_path, tuning={"cv_folds": 4}), prep, sp, 0)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds[:4], once, strict=True))  # repeat 1 unchanged
+    for r in range(3):
+        assert np.array_equal(np.sort(np.concatenate([b for _, b in folds[4 * r : 4 * r + 4]])), rest)
+    assert not np.array_equal(folds[0][1], folds[4][1])  # each repeat draws its own folds
+
+
+def test_plain_margin_keeps_the_plain_lightgbm_unless_beaten_by_more(tmp_path):
+    frame = _table()
+    free = fit_task(_spec(tmp_path, baseline={"kind": "prior"}), frame, seed=2, trials=3, timeout=None)
+    assert free.tuning.best_value > free.tuning.start_value  # the study found something better on the folds
+    gap = free.tuning.best_value - free.tuning.start_value
+    spec = _spec(tmp_path, baseline={"kind": "prior"}, tuning={"plain_margin": gap + 1e-6})
+    kept = fit_task(spec, frame, seed=2, trials=3, timeout=None)
+    assert kept.tuning.best_value == kept.tuning.start_value and kept.tuning.best_iteration == 300
+    assert kept.tuning.params["learning_rate"] == PLAIN_LGBM["learning_rate"]
+
+
+def test_optional_space_is_searched_only_when_named_and_starts_neutral(tmp_path):
+    import optuna
+
+    from training.tune import NEUTRAL, search_space
+
+    assert "extra_trees" not in start_trials()[0]
+    bounds = {"cat_smooth": (1.0, 50.0), "extra_trees": (0.0, 1.0), "min_data_per_group": (5.0, 200.0)}
+    plain = start_trials(bounds)[0]
+    assert plain["cat_smooth"] == NEUTRAL["cat_smooth"] and plain["extra_trees"] == 0
+    assert plain["min_data_per_group"] == 100
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(plain)
+    trial = study.ask()
+    params = search_space(trial, bounds)
+    assert params["extra_trees"] is False and params["cat_smooth"] == 10.0
+    assert "path_smooth" not in params
+    r = fit_task(_spec(tmp_path, tuning={"space": bounds}), _table(), seed=0, trials=2, timeout=None)
+    assert r.tuning.n_trials == 2
+
+
 def test_tuning_metric_log_loss_scores_every_trial_on_the_fold_log_loss(tmp_path):
     """`tuning.metric: log_loss`: the study minimises the mean fold log loss; the default stays AUC."""
     frame = _table(600)
