@@ -115,7 +115,7 @@ def hidden_aggressive_metrics(truth_positive: np.ndarray, score: np.ndarray, sha
 def latent_class_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """A classification against the true latent class (simulated data): `latent_risk_accuracy`,
     `latent_risk_macro_f1` (predicted = argmax) and `latent_risk_auc_ovr` (one-vs-rest, macro; a
-    one-hot `proba`, e.g. the questionnaire's class, is a valid if tied score)."""
+    one-hot `proba`, e.g. the questionnaire's class, is a valid if tied score) and `latent_risk_ece`."""
     y = np.asarray(y, dtype=int)
     k = proba.shape[1]
     pred = proba.argmax(axis=1)
@@ -127,4 +127,7 @@ def latent_class_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
         "latent_risk_accuracy": float(skm.accuracy_score(y, pred)),
         "latent_risk_macro_f1": float(skm.f1_score(y, pred, average="macro", labels=list(range(k)))),
         "latent_risk_auc_ovr": auc,
+        # top-label calibration against the TRUE class: the yardstick for probabilities meant as a
+        # posterior over the latent appetite (a one-hot questionnaire scores 1 - accuracy)
+        "latent_risk_ece": expected_calibration_error(y, np.asarray(proba, dtype=float)),
     }

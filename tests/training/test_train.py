@@ -87,7 +87,7 @@ def test_risk_learns_from_free_customers_and_ranks_conservatives(panel_and_truth
     assert set(r.reference["prediction"]) <= set(classes)
     assert set(r.reference["target"].dropna()) <= set(classes)  # null: not free to act
     # the bank's headline against the truth, with the questionnaire as the baseline on the same rows
-    for m in ("latent_risk_accuracy", "latent_risk_macro_f1", "latent_risk_auc_ovr"):
+    for m in ("latent_risk_accuracy", "latent_risk_macro_f1", "latent_risk_auc_ovr", "latent_risk_ece"):
         assert 0 <= r.metrics[m] <= 1 and 0 <= r.baseline[m] <= 1
     assert r.metrics["latent_risk_n"] == panel["customer_id"].nunique()  # every customer at the test date
     # without truth the metrics are skipped, not invented
@@ -102,6 +102,8 @@ def test_latent_risk_baseline_is_the_questionnaire(panel_and_truth, tmp_path):
     r = fit_task(small_data_spec(builtin_spec("risk", tmp_path)), panel, seed=0, trials=2, truth=truth)
     last = panel[panel["as_of"] == panel["as_of"].max()].merge(truth[["customer_id", "latent_risk"]], on="customer_id")
     assert r.baseline["latent_risk_accuracy"] == pytest.approx((last["stated_risk"] == last["latent_risk"]).mean())
+    # a one-hot class is fully confident: its calibration error is its error rate
+    assert r.baseline["latent_risk_ece"] == pytest.approx(1 - r.baseline["latent_risk_accuracy"])
 
 
 def test_risk_boosts_from_the_heuristic_and_serves_what_it_trained(panel_and_truth, tmp_path):
