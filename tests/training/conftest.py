@@ -35,7 +35,7 @@ def make_panel(n_customers: int = 700, n_dates: int = 4, seed: int = 0) -> tuple
     stage = np.where(age < 35, "young_professional", np.where(age < 60, "family_growth", "retirement")).astype(object)
     # The risk posterior's columns (#12), from a third generator for the same reason.
     more = np.random.default_rng([seed, 2])
-    assessed_days = more.uniform(0, 3000, n_customers)
+    assessed_days = more.integers(0, 3000, n_customers).astype(float)  # whole days, as the registry declares it
     rows = []
     dates = pd.date_range("2025-01-31", periods=n_dates, freq="ME")
     for d_i, d in enumerate(dates):
