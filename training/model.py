@@ -20,6 +20,7 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from scipy.special import expit as _expit  # once here, not per call (single-customer requests, #18)
 
 from core.errors import InputError
 
@@ -32,8 +33,20 @@ _TAIL = 1e-300
 _ONE = 1.0 - 2.0**-52  # the largest float64 below 1: logit stays finite
 
 
+def _clip(x: np.ndarray, low: float, high: float | None = None) -> np.ndarray:
+    """`np.clip(x, low, high)` as the two ufuncs it applies (the same values, NaN stays NaN): the
+    `np.clip` wrapper costs more than the arithmetic on a single customer's row (#18)."""
+    x = np.maximum(x, low)
+    return x if high is None else np.minimum(x, high)
+
+
+def _missing_low(v: np.ndarray) -> np.ndarray:
+    """`np.nan_to_num(v, nan=-np.inf)`, skipped when every value is finite (then it is `v` itself)."""
+    return v if np.isfinite(v).all() else np.nan_to_num(v, nan=-np.inf)
+
+
 def _logit(p: np.ndarray, eps: float = _EPS) -> np.ndarray:
-    p = np.clip(p, eps, min(1 - eps, _ONE))
+    p = _clip(p, eps, min(1 - eps, _ONE))
     return np.log(p) - np.log1p(-p)
 
 
@@ -88,10 +101,8 @@ class Calibrator:
 
     def _one(self, p: np.ndarray, params) -> np.ndarray:
         if self.method == "sigmoid":
-            from scipy.special import expit
-
             a, b = params
-            return expit(a * self._z(p) + b)
+            return _expit(a * self._z(p) + b)
         xs, ys = params
         return np.interp(p, xs, ys)
 
@@ -101,7 +112,7 @@ class Calibrator:
         # Columns written into one preallocated array: `np.column_stack` costs more than the
         # arithmetic for the one-customer requests of the service (#18); the values are the same.
         if self.n_classes_ == 2:
-            p1 = np.clip(self._one(proba[:, 1], self.params_[0]), 0.0, 1.0)
+            p1 = _clip(self._one(proba[:, 1], self.params_[0]), 0.0, 1.0)
             two = np.empty((len(p1), 2), dtype=np.result_type(p1, 1.0))
             two[:, 0] = 1.0 - p1
             two[:, 1] = p1
@@ -110,7 +121,7 @@ class Calibrator:
         out = np.empty((len(proba), len(cols)), dtype=np.result_type(*cols))
         for c, col in enumerate(cols):
             out[:, c] = col
-        out = np.clip(out, _TAIL, None)
+        out = _clip(out, _TAIL)
         return out / out.sum(axis=1, keepdims=True)
 
 
@@ -188,7 +199,7 @@ class OrdinalCalibrator:
         p[:, 1:-1] = at_least[:, :-1] - at_least[:, 1:]
         p[:, -1] = at_least[:, -1] - 0.0
         # clip to [0, 1] then floor at _EPS, as one clip (the same values: 0 < _EPS < 1, NaN stays NaN)
-        p = np.clip(p, _EPS, 1.0)
+        p = _clip(p, _EPS, 1.0)
         return p / p.sum(axis=1, keepdims=True)
 
 
@@ -251,14 +262,14 @@ class RankPrior:
         """(n, k) percentile ranks of the prior's columns (1 - rank for negative ones)."""
         out = np.empty((len(X), len(self.index)), dtype=np.float64)
         for m, (j, u, c, s) in enumerate(zip(self.index, self.values, self.shares, self.signs, strict=True)):
-            v = np.nan_to_num(np.asarray(X[:, j], dtype=np.float64), nan=-np.inf)
-            r = c[np.searchsorted(u, v, side="right")]
+            v = _missing_low(np.asarray(X[:, j], dtype=np.float64))
+            r = c[u.searchsorted(v, side="right")]
             out[:, m] = r if s > 0 else 1.0 - r
         return out
 
     @classmethod
     def _margin_of_ranks(cls, ranks: np.ndarray) -> np.ndarray:
-        return _logit(np.clip(ranks.mean(axis=1), cls.EPS, 1 - cls.EPS))
+        return _logit(_clip(ranks.mean(axis=1), cls.EPS, 1 - cls.EPS))
 
     def margin(self, X: np.ndarray) -> np.ndarray:
         """The starting score (log-odds) of each row of the model matrix `X`."""
@@ -447,6 +458,10 @@ class TabularModel:
             raise InputError(f"model {self.task}: missing feature column(s) {missing[:10]}")
         first = data[self.features[0]]
         n = len(first)
+        if n <= 32:
+            X = self._small_matrix(data)
+            if X is not None:
+                return X
         X = np.empty((n, len(self.features)), dtype=np.float64)
         for j, f in enumerate(self.features):
             col = data[f]
@@ -465,6 +480,29 @@ class TabularModel:
                     dtype=np.float64, na_value=np.nan
                 )
         return X
+
+    def _small_matrix(self, data: pd.DataFrame | Mapping[str, Any]) -> np.ndarray | None:
+        """`matrix` for a few rows (a single customer's request, #18) as ONE float conversion of the
+        columns instead of one per feature: each value goes through the same float64 conversion as
+        `np.asarray(col, dtype=np.float64)`, category codes through the same `lookup.get(_as_key(v))`.
+        None when some column does not convert as a whole (`matrix` then takes its per-column path,
+        which coerces that column with `pd.to_numeric`)."""
+        lookups = self._lookup
+        columns = []
+        for f in self.features:
+            col = data[f]
+            lookup = lookups.get(f)
+            if lookup is None:
+                columns.append(col)
+            else:
+                columns.append([lookup.get(_as_key(v), np.nan) for v in np.asarray(col, dtype=object)])
+        try:
+            block = np.array(columns, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+        if block.ndim != 2:  # a ragged or nested value: leave it to the per-column path
+            return None
+        return np.ascontiguousarray(block.T)
 
     def _codes(self, feature: str, values: np.ndarray, lookup: dict[Any, float]) -> np.ndarray:
         """Category codes of an object array, vectorised: a hash look-up of the exact strings

@@ -377,3 +377,49 @@ def test_transition_prior_is_added_at_every_prediction_path(calibration):
     np.testing.assert_allclose(extra, core.prior.contributions(X_rows, chosen)[:, 0], atol=1e-12)
     stay = chosen == core.prior.current(X_rows)
     assert stay.sum() > 10 and (core.prior.contributions(X_rows, chosen)[stay, 0] > 0).all()
+
+
+def _per_column_matrix(core: TabularModel, data) -> np.ndarray:
+    """`matrix` as it was before the few-row fast path: one conversion per feature (#18)."""
+    from training.model import _as_key
+
+    n = len(data[core.features[0]])
+    X = np.empty((n, len(core.features)))
+    for j, f in enumerate(core.features):
+        col = data[f]
+        lookup = core._lookup.get(f)
+        if lookup is not None:
+            X[:, j] = [lookup.get(_as_key(v), np.nan) for v in np.asarray(col, dtype=object)]
+            continue
+        try:
+            X[:, j] = np.asarray(col, dtype=np.float64)
+        except (TypeError, ValueError):
+            X[:, j] = pd.to_numeric(pd.Series(np.asarray(col, dtype=object)), errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+    return X
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.array([0.5, -1.0, np.nan, np.inf]),
+        np.array([1, 2, 3, 4]),
+        np.array([True, False, True, False]),
+        np.array([0.5, None, "2.5", 3], dtype=object),
+        np.array([0.5, "abc", None, 1.0], dtype=object),  # not a number: the per-column coercion
+        pd.array([1, None, 3, 4], dtype="Int64"),  # pd.NA does not convert as a block
+    ],
+)
+def test_few_row_matrix_equals_the_per_column_conversion(binary_model, x):
+    """Up to 32 rows `matrix` converts every column in one block; each value gets the per-column
+    path's float (NaN / inf / ints / bools / numeric strings / coerced junk / pd.NA alike)."""
+    core, _, _ = binary_model
+    colour = np.array(["red", None, "purple", "blue"], dtype=object)
+    for rows in (slice(0, 1), slice(1, 2), slice(0, 4)):
+        cols = {"x": x[rows], "colour": colour[rows]}
+        got, want = core.matrix(cols), _per_column_matrix(core, cols)
+        assert got.shape == want.shape and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+        frame = pd.DataFrame({"x": pd.Series(x[rows]), "colour": colour[rows]})
+        np.testing.assert_array_equal(core.matrix(frame), _per_column_matrix(core, frame))
