@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from features.registry import FEATURES
-    from serving.process import import_models, running_service
+    from serving.process import exit_on_signals, import_models, running_service
     from tests.serving.champions import to_request_rows
 
     frame = pd.read_parquet(latest_path).reset_index(drop=True)
@@ -443,7 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         "targets": TARGETS,
         "batch_size": batch,
     }
-    with running_service(env=serve_env, log_path=home / "bench-server.log", ready_timeout=600) as url:
+    # SIGTERM / SIGINT stop the server too (its own process group; a killed script used to orphan it).
+    with (
+        exit_on_signals(),
+        running_service(env=serve_env, log_path=home / "bench-server.log", ready_timeout=600) as url,
+    ):
         parsed = urlparse(url)
         host, port = parsed.hostname, parsed.port
         pid = server_pid(port)

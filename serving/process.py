@@ -120,6 +120,30 @@ def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
     return proc.returncode
 
 
+class Stopped(SystemExit):
+    """Raised in the main thread by `exit_on_signals` when the process is told to stop."""
+
+
+@contextmanager
+def exit_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)) -> Iterator[None]:
+    """Turn SIGTERM / SIGHUP / SIGINT into an exception in the main thread, so `finally` blocks
+    (`running_service`'s `stop`) run: the server leads its own process group (`start_new_session`,
+    so a terminal's Ctrl-C does not reach it half-way), hence a script killed by a default SIGTERM
+    would leave `bentoml serve` and its workers running. Exit code 128 + the signal number."""
+
+    def handler(signum: int, _frame: object) -> None:
+        for s in signals:  # once: a second signal must not interrupt the clean-up it started
+            signal.signal(s, signal.SIG_IGN)
+        raise Stopped(128 + signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 @contextmanager
 def running_service(
     port: int | None = None,
