@@ -71,6 +71,7 @@ class Calibrator:
         proba = np.atleast_2d(proba)
         k = proba.shape[1]
         self.n_classes_ = k
+        self.floor_ = _TAIL  # binary too: see `_floor`
         self.params_: list[tuple[np.ndarray, np.ndarray] | tuple[float, float]] = []
         if self.method == "temperature":
             self.temperature_ = _fit_temperature(proba, np.asarray(y, dtype=int), weight)
@@ -92,8 +93,14 @@ class Calibrator:
         return self
 
     def _floor(self) -> float:
-        """Binary keeps the 1e-6 floor it always had (its scores and their tests are the churn task's);
-        multiclass goes down to `_TAIL`, so the tail of a class's probabilities keeps its order."""
+        """The probability floor before the logit: `_TAIL` for every calibrator fitted now, so the tail of
+        the scores keeps its order (at a 1e-6 floor every churn customer the booster put below 1e-6 got one
+        calibrated score: 86-92% of them tied before lambda_l2 was bounded, #18). A binary calibrator
+        pickled before `floor_` existed was fitted on 1e-6-floored logits and keeps that floor, so a
+        stored model scores as it did."""
+        floor = getattr(self, "floor_", None)
+        if floor is not None:
+            return floor
         return _EPS if getattr(self, "n_classes_", 2) == 2 else _TAIL
 
     def _z(self, p: np.ndarray) -> np.ndarray:
@@ -580,10 +587,16 @@ class TabularModel:
         return _softmax(raw.reshape(len(X), -1) + self.prior.margin(X))
 
     def proba_from_matrix(self, X: np.ndarray) -> np.ndarray:
-        raw = self.raw_from_matrix(X)
+        return self.calibrate(self.raw_from_matrix(X), X)
+
+    def calibrate(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The calibrator applied to `raw` (`raw_from_matrix(X)`, or held-out scores of the same rows
+        in training): the one place that knows a calibrator may read the matrix too (the risk
+        posterior, `training.appetite.AppetitePosterior`, reads the questionnaire from `X`, #12).
+        Regression, or no calibrator: `raw` unchanged."""
         if self.kind == "regression" or self.calibrator is None:
             return raw
-        if getattr(self.calibrator, "needs_matrix", False):  # training.appetite.AppetitePosterior (#12)
+        if getattr(self.calibrator, "needs_matrix", False):
             posterior: Any = self.calibrator
             return posterior.transform(raw, X)
         return self.calibrator.transform(raw)

@@ -275,10 +275,7 @@ def fit_task(
         else:
             calibrator = Calibrator(spec.calibration).fit(raw_va, y_cal.astype(int), w_cal)
         core.calibrator = calibrator
-        if getattr(calibrator, "needs_matrix", False):  # the risk posterior reads the questionnaire from X
-            proba_va = calibrator.transform(raw_va, X_all[calib_idx])
-        else:
-            proba_va = calibrator.transform(raw_va)
+        proba_va = core.calibrate(raw_va, X_all[calib_idx])
         proba_te = core.proba_from_matrix(X_all[te])
         if kind == "ordinal":  # "before" = the raw binary score's share of the top class, vs the top class
             top = (y_te >= classes.index(top_class)).astype(int)

@@ -144,6 +144,42 @@ def test_multiclass_sigmoid_calibrator_keeps_the_order_of_tiny_probabilities():
     assert up.sum() > 5
 
 
+def test_binary_sigmoid_calibrator_keeps_the_order_of_tiny_probabilities():
+    """A churn booster puts most customers far below 1e-6 (86-92% of the churn task's customers before
+    lambda_l2 was bounded). The binary calibrator used to floor them at 1e-6 before the logit, which gave
+    them all one calibrated score: every one of them must keep its own, in order, and the AUC the raw one."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    p = 10.0 ** rng.uniform(-12, -0.5, n)
+    y = (rng.random(n) < np.sqrt(p)).astype(int)
+    raw = np.column_stack([1.0 - p, p])
+    cal = Calibrator("sigmoid").fit(raw, y).transform(raw)
+    order = np.argsort(p)
+    assert (p < 1e-6).mean() > 0.4  # the rows the old floor tied
+    assert (np.diff(cal[order, 1]) > 0).all()  # strictly increasing: no tie, no reversal
+    assert np.isfinite(cal).all()
+    assert M.binary_metrics(y, cal[:, 1])["roc_auc"] == pytest.approx(M.binary_metrics(y, p)["roc_auc"], abs=1e-12)
+
+
+def test_binary_calibrator_pickled_before_the_tail_floor_scores_as_it_did():
+    """A stored binary calibrator without `floor_` was fitted on 1e-6-floored logits: it keeps that floor."""
+    p = np.array([1e-9, 1e-7, 1e-6, 0.3])
+    raw = np.column_stack([1.0 - p, p])
+    cal = Calibrator("sigmoid")
+    cal.n_classes_, cal.params_ = 2, [(0.8, -0.5)]  # as unpickled from a model trained before
+    out = cal.transform(raw)[:, 1]
+    assert out[0] == out[1] == out[2] < out[3]
+    cal.floor_ = 1e-300  # fitted now
+    assert (np.diff(cal.transform(raw)[:, 1]) > 0).all()
+
+
+def test_calibrate_is_what_proba_from_matrix_applies(binary_model):
+    """`TabularModel.calibrate(raw, X)` (training calls it on held-out scores) is the prediction path's step."""
+    core, frame, _ = binary_model
+    X = core.matrix(frame)
+    np.testing.assert_array_equal(core.calibrate(core.raw_from_matrix(X), X), core.proba_from_matrix(X))
+
+
 def test_temperature_calibrator_keeps_every_rows_class_and_each_classs_order():
     """softmax(log p / T), one T: every row keeps its predicted class, every odds ratio is the raw one to
     the power 1/T (down to odds of 1e-14), and T lowers the log loss of an overconfident model."""
