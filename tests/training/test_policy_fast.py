@@ -179,3 +179,25 @@ def test_plan_is_cached_per_policy_and_follows_a_new_policy():
     assert P._plan(a) is P._plan(a)
     assert P._plan(b) is not P._plan(a)
     assert P._plan(b).level.shape == (len(b.actions),)
+
+
+@pytest.mark.parametrize("columns", ["all", "no_flags"])
+def test_templated_reasons_are_the_per_action_reason_strings(columns):
+    """`arbitrate` formats reasons from per-action templates (#18, batches); every action of every
+    customer gets exactly `_reason`'s string (missing class / stage / assessment, inf / NaN amounts)."""
+    policy, cols = _policy(), _book()
+    if columns == "no_flags":
+        for c in ("hidden_aggressive", "risk_proba_aggressive"):
+            cols.pop(c)  # the aggressive propensity falls back to the flag's column name
+    n = len(cols["tier"])
+    inp = customer_inputs(cols, n)
+    _, _, prop, value = P._matrices(policy, cols, n, inp)
+    templates = P._reason_templates(policy, cols)
+    for j, act in enumerate(policy.actions):
+        for i in range(n):
+            want = P._reason(act, i, prop[i, j], value[i, j], policy, cols, inp)
+            got = P._reason_from(
+                templates[j], act.base_rate, prop[i, j], value[i, j], inp["class"][i], inp["stage"][i],
+                inp["stated"][i], inp["aum"][i], inp["trend"][i],
+            )  # fmt: skip
+            assert got == want, (act.name, i)
