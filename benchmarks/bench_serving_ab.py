@@ -54,11 +54,12 @@ def _service(stack: ExitStack, tree: Path, home: Path, name: str, workers: int) 
         "CLIENTLENS_WORKERS": str(workers),
         "CLIENTLENS_RELOAD_SECONDS": "30",
     }
-    code = (
-        "import sys\n"
-        "from serving.process import exit_on_signals, running_service\n"
-        f"with exit_on_signals(), running_service(log_path=__import__('pathlib').Path({str(home / f'ab-{name}.log')!r}),"
-        " ready_timeout=600) as url:\n"
+    code = (  # the other tree may predate `exit_on_signals`: its own handler, so a SIGTERM still stops the server
+        "import signal, sys\n"
+        "from pathlib import Path\n"
+        "from serving.process import running_service\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
+        f"with running_service(log_path=Path({str(home / f'ab-{name}.log')!r}), ready_timeout=600) as url:\n"
         "    print(url, flush=True)\n"
         "    sys.stdin.read()\n"
     )
@@ -95,7 +96,7 @@ def _livez(host: str, port: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_serving_ab", description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True, help="a `benchmarks.bench_serving` home (trained)")
-    parser.add_argument("--against", default="main", help="git revision to compare with")
+    parser.add_argument("--against", default="main", help="git revision (or a source tree's folder) to compare with")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--single", type=int, default=200, help="single-customer requests per server per round")
     parser.add_argument("--batches", type=int, default=3, help="1,000-customer requests per server per round")
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     headers = {"content-type": "application/json"}
     load = [round(os.getloadavg()[0], 2)]
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp, ExitStack() as stack:
-        trees = {"this": ROOT, args.against: _export(args.against, Path(tmp) / "against")}
+        other = Path(args.against) if Path(args.against).is_dir() else _export(args.against, Path(tmp) / "against")
+        trees = {"this": ROOT, "against": other}
         servers = {
             name: _service(stack, tree, args.home, name.replace("/", "_"), args.workers) for name, tree in trees.items()
         }
