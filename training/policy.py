@@ -326,6 +326,8 @@ class _Plan:
         self.benefit = np.array([1 + policy.customer_weight * a.customer_benefit for a in acts], dtype=np.float64)
         self.sources = [a.propensity for a in acts]
         self.ruled = [(j, a.when) for j, a in enumerate(acts) if a.when]
+        # `_reason_templates` per answer to "does the book lack the aggressive-propensity column?"
+        self.templates: dict[bool, list] = {}
 
 
 _PLANS: dict[int, tuple[Policy, _Plan]] = {}
@@ -530,7 +532,11 @@ def arbitrate(
     next_action = np.empty(n, dtype=object)
     reason = np.empty(n, dtype=object)
     actions = np.empty(n, dtype=object)  # one list per row (never a 2-D array, whatever the lengths)
-    templates = _reason_templates(policy, cols)
+    plan = _plan(policy)
+    lacks_aggressive = cols.get(PROPENSITY_COLUMNS["revealed_aggressive"]) is None
+    templates = plan.templates.get(lacks_aggressive)
+    if templates is None:  # once per policy and case: a single customer's request would pay it each time
+        templates = plan.templates.setdefault(lacks_aggressive, _reason_templates(policy, cols))
     acts = policy.actions
     # Flat lists of Python floats for the per-row loop: the same float64 values, formatted and rounded as
     # numpy's scalars are, without indexing arrays element by element; flat, so the loop allocates no

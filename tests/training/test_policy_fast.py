@@ -201,3 +201,24 @@ def test_templated_reasons_are_the_per_action_reason_strings(columns):
                 inp["stated"][i], inp["aum"][i], inp["trend"][i],
             )  # fmt: skip
             assert got == want, (act.name, i)
+
+
+def test_cached_templates_follow_the_books_columns():
+    """The templates are cached per policy and per "aggressive propensity column present?": a book
+    without it, scored after one with it (and back), still names the flag's column in its reasons."""
+    policy = _policy()
+    for drop in (False, True, False):
+        cols = _book()
+        if drop:
+            cols.pop("risk_proba_aggressive")
+        n = len(cols["tier"])
+        inp = customer_inputs(cols, n)
+        _, _, prop, value = P._matrices(policy, cols, n, inp)
+        names = [a.name for a in policy.actions]
+        out = arbitrate(cols, n, policy)
+        for i in range(n):
+            for a in out["actions"][i]:
+                if a["action"] == policy.default_action:
+                    continue
+                j = names.index(a["action"])
+                assert a["reason"] == P._reason(policy.actions[j], i, prop[i, j], value[i, j], policy, cols, inp)
