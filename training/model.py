@@ -437,9 +437,15 @@ class TabularModel:
     def _build_lookups(self) -> None:
         self._lookup = {c: {v: float(i) for i, v in enumerate(cats)} for c, cats in self.categories.items()}
         self._index: dict[str, pd.Index] = {}  # built lazily by `_codes`
+        # `_small_matrix`: (the features list it was built for, [(feature, its category look-up or None)])
+        self._feature_lookups: tuple[list[str], list[tuple[str, dict[Any, float] | None]]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("booster", "_lookup", "_index", "_predictor")}
+        state = {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("booster", "_lookup", "_index", "_predictor", "_feature_lookups")
+        }
         state["booster_model"] = self.booster.model_to_string()
         return state
 
@@ -494,11 +500,24 @@ class TabularModel:
         `np.asarray(col, dtype=np.float64)`, category codes through the same `lookup.get(_as_key(v))`.
         None when some column does not convert as a whole (`matrix` then takes its per-column path,
         which coerces that column with `pd.to_numeric`)."""
-        lookups = self._lookup
+        cached = self._feature_lookups
+        if cached is None or cached[0] is not self.features:
+            cached = self._feature_lookups = (self.features, [(f, self._lookup.get(f)) for f in self.features])
+        pairs = cached[1]
+        if len(data[self.features[0]]) == 1:  # one customer: one list of scalars, converted at once
+            row = []
+            for f, lookup in pairs:
+                col = data[f]
+                v = col[0] if isinstance(col, np.ndarray) else np.asarray(col, dtype=object)[0]  # by position
+                row.append(v if lookup is None else lookup.get(_as_key(v), np.nan))
+            try:
+                one = np.array([row], dtype=np.float64)
+            except (TypeError, ValueError):
+                return None
+            return one if one.shape == (1, len(pairs)) else None
         columns = []
-        for f in self.features:
+        for f, lookup in pairs:
             col = data[f]
-            lookup = lookups.get(f)
             if lookup is None:
                 columns.append(col)
             else:

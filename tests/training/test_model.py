@@ -459,3 +459,5 @@ def test_few_row_matrix_equals_the_per_column_conversion(binary_model, x):
         np.testing.assert_array_equal(got, want)
         frame = pd.DataFrame({"x": pd.Series(x[rows]), "colour": colour[rows]})
         np.testing.assert_array_equal(core.matrix(frame), _per_column_matrix(core, frame))
+        frame.index = [7, 3, 9, 1][: len(frame)]  # rows are taken by position, not by label
+        np.testing.assert_array_equal(core.matrix(frame), _per_column_matrix(core, frame))
