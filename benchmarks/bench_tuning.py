@@ -1,6 +1,6 @@
 """Tuning quality vs budget (DESIGN §10, issue #15): the tuned model at the spec's default budget against a
 long reference study (default 200 trials, no time limit), both through `fit_task` (cross-validated
-objective, plain LightGBM as the first trial, refit on every non-test row), on the same split seeds
+objective, plain LightGBM as the first trial, the spec's final model: refit or bagged folds), on the same split seeds
 and test rows; plain LightGBM (`baseline_lgbm_default`) beside them.
 
     uv run python -m benchmarks.bench_tuning [--specs german_credit telco_churn] [--seeds 0 1 2]
@@ -9,8 +9,8 @@ and test rows; plain LightGBM (`baseline_lgbm_default`) beside them.
 Prints a table and writes benchmarks/out/bench_tuning.json. Target, on every seed tried: the tuned
 model within 0.002 test AUC of the reference at <= 25% of its time. Beside each gap, how much of it the
 test rows alone can explain: a paired bootstrap of the test rows (the same resamples score both models)
-gives the sd and 95% interval of the gap and the sd of each model's test AUC. Times are wall clock and process
-CPU time of the whole `fit_task` (the CPU ratio is the fairer one on a shared machine); LightGBM runs
+gives the sd and 95% interval of the gap and the sd of each model's test AUC. Times are wall clock and
+process CPU time of the whole `fit_task` (the CPU ratio is the fairer one on a shared machine); LightGBM runs
 single-threaded.
 """
 
