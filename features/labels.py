@@ -1,8 +1,8 @@
 """Labels at horizon H after an as-of date T (DESIGN §5). Exact definitions in `LABELS_DOC`.
 
 Labels look only at (T, T+H]: holdings at the last snapshot <= T+H (which must be later
-than T's snapshot), transactions with T + 1 day <= ts < T + H + 1 day. Churn reads H in whole
-months instead (its snapshot can be a few days past T+H, see `horizon_months`). They also use the
+than T's snapshot), transactions with T + 1 day <= ts < T + H + 1 day. Churn and the future tier read H
+in whole months instead (their snapshot can be a few days past T+H, see `horizon_months`). They also use the
 state at T (AUM at T's snapshot, stated risk known at T) as the base, which is allowed:
 that is information available at T.
 """
@@ -40,7 +40,7 @@ null/NaN when S_H does not exist or is not later than S_T (no information after 
 
 | label | type | definition |
 |---|---|---|
-| `tier_future` | string mass / affluent / hnw | tier of AUM at S_H with the configured thresholds (default mass < 500,000 <= affluent < 10,000,000 <= hnw). A customer holding nothing at S_H is `mass`. |
+| `tier_future` | string mass / affluent / hnw | tier of AUM at **S_C** (the same whole-month snapshot as `churn`, below) with the configured thresholds (default mass < 500,000 <= affluent < 10,000,000 <= hnw). A customer holding nothing at S_C is `mass`. Null where S_C is not in the data. |
 | `churn` | float 1.0 / 0.0 / NaN | read at **S_C = the month-end snapshot round(H / 30.44) calendar months after S_T** (at least one; 90 days -> 3 months, 89-92 days after S_T at every month end), not at S_H: the last snapshot <= T+H is three month ends after a Nov, Dec or Jan month end and two after the others, so the label would mean a different outcome at different as-of dates. NaN where S_C is not in the data. Defined (0/1) only for customers with AUM at S_T >= `churn_min_aum` (default 10,000), NaN otherwise. 1.0 if AUM at S_C <= `churn_aum_fraction` (default 0.5) x AUM at S_T, or the customer holds no product at all (assets or liabilities) at S_C; else 0.0. |
 | `revealed_risk` | string conservative / balanced / aggressive / null | defined only for customers **free to act on their appetite**: stated risk at T allows buying R4 or above at the bank (`vocab.MAX_RISK_LEVEL_FOR` -> only `aggressive`; `balanced` is capped at R3, so an aggressive appetite could not show in its bank holdings and its label would be censored; those customers get null, as do conservative ones and customers whose stated risk is unknown at T). Over (T, T+H]: base B = AUM at S_H + investment_buy amounts + outflows to brokerages; high-risk amount A = AUM in R4-R5 at S_H + investment_buy amounts of R4-R5 products (risk from `product_type`) + outflows to brokerages; mid-risk amount M = AUM in R3 at S_H + investment_buy amounts of R3 products. `aggressive` if A / B >= 0.30, else `balanced` if (A + M) / B >= 0.15, else `conservative`; null when B < 10,000 (nothing to reveal). Thresholds are `LabelConfig` fields. |
 """
@@ -71,11 +71,14 @@ def labels_at(
     s_h = int(snaps[i_h])
     s_t = int(snaps[i_t]) if i_t >= 0 else None
     aum_t, aum_h = aum_at(prep, [s_t, s_h]).T
-    tier_future = tier_of(aum_h, feature_config)
 
     ho = prep.ho
     at_h = ho["snap"] == s_h
-    churn = _churn(prep, snaps, i_t, aum_t, config)
+    i_c = _horizon_snapshot(snaps, i_t, config)
+    if i_c >= 0:
+        (aum_c,) = aum_at(prep, [int(snaps[i_c])]).T
+        tier_future = tier_of(aum_c, feature_config)
+        churn = _churn(prep, int(snaps[i_c]), aum_t, aum_c, config)
 
     # revealed risk
     stated = stated_risk_at(prep, t_end)
@@ -133,23 +136,23 @@ def horizon_months(horizon_days: int) -> int:
     return max(1, round(horizon_days / MONTH_DAYS))
 
 
-def _churn(prep: Prepared, snaps: np.ndarray, i_t: int, aum_t: np.ndarray, config: LabelConfig) -> np.ndarray:
-    """Churn (see `LABELS_DOC`): AUM at S_C = the snapshot `horizon_months(H)` calendar months after S_T, against
-    AUM at S_T; NaN everywhere when S_C is not in the data (the horizon is not observed yet)."""
-    churn = np.full(prep.n, np.nan)
-    if i_t < 0 or prep.ho is None:
-        return churn
+def _horizon_snapshot(snaps: np.ndarray, i_t: int, config: LabelConfig) -> int:
+    """Index of S_C, the snapshot `horizon_months(H)` calendar months after S_T, or -1 when it is not in the
+    data (the horizon is not observed yet) or T precedes every snapshot."""
+    if i_t < 0:
+        return -1
     months = np.asarray(snaps).astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
     target = months[i_t] + horizon_months(config.horizon_days)
     i_c = int(np.searchsorted(months, target))
-    if i_c >= len(snaps) or months[i_c] != target:
-        return churn
-    s_c = int(snaps[i_c])
-    (aum_c,) = aum_at(prep, [s_c]).T
+    return i_c if i_c < len(snaps) and months[i_c] == target else -1
+
+
+def _churn(prep: Prepared, s_c: int, aum_t: np.ndarray, aum_c: np.ndarray, config: LabelConfig) -> np.ndarray:
+    """Churn (see `LABELS_DOC`): AUM at S_C against AUM at S_T, for customers eligible at T."""
     products_c = np.bincount(prep.ho["cust"][prep.ho["snap"] == s_c], minlength=prep.n)
     eligible = aum_t >= config.churn_min_aum  # False where aum_t is NaN
     churned = (aum_c <= config.churn_aum_fraction * aum_t) | (products_c == 0)
-    return np.where(eligible, churned.astype(np.float64), churn)
+    return np.where(eligible, churned.astype(np.float64), np.nan)
 
 
 def build_labels(

@@ -112,8 +112,26 @@ def test_churn_means_the_same_outcome_at_every_month_end(horizon):
     assert set(got.values()) == {(1.0, 0.0)}, got
 
 
+@pytest.mark.parametrize("horizon", [60, 90])
+def test_future_tier_means_the_same_outcome_at_every_month_end(horizon):
+    """The future tier reads the churn label's month (k month ends after T's), not the last snapshot <= T + H."""
+    k = horizon_months(horizon)
+    ends = pd.date_range("2024-06-30", "2025-08-31", freq="ME")
+    got = {}
+    for i, t in enumerate(ends[: -(k + 1)]):
+        # customer 1 becomes affluent exactly k months after T, customer 2 one month later
+        rows = snapshots(1, {str(d.date()): 100_000 if j < i + k else 600_000 for j, d in enumerate(ends)})
+        rows += snapshots(2, {str(d.date()): 100_000 if j < i + k + 1 else 600_000 for j, d in enumerate(ends)})
+        lab = build_labels(
+            {"customers": customers(2), "holdings": holdings(rows)}, t, LabelConfig(horizon_days=horizon)
+        )
+        got[t.month_name()] = (one(lab, 1)["tier_future"], one(lab, 2)["tier_future"])
+    assert set(got.values()) == {("affluent", "mass")}, got
+
+
 def test_churn_is_null_until_its_month_is_in_the_data():
     rows = snapshots(1, {"2025-03-31": 100_000, "2025-04-30": 100_000, "2025-05-31": 10_000})
     lab = build_labels({"customers": customers(1), "holdings": holdings(rows)}, pd.Timestamp("2025-03-31"))
     assert np.isnan(one(lab, 1)["churn"])  # June 30 (3 months) is not in the data yet
-    assert one(lab, 1)["tier_future"] == "mass"  # the other labels still read the last snapshot <= T + H
+    assert one(lab, 1)["tier_future"] is None  # the future tier reads the same month
+    assert one(lab, 1)["revealed_risk"] is None  # stated risk unknown: the only label reading S_H
