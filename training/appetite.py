@@ -60,6 +60,15 @@ class PosteriorInputs:
     stale_bin: np.ndarray  # (n,) index into the staleness bins
 
 
+@dataclass(frozen=True)
+class _ScoringPlan:
+    """Fitted tables scoring reads (see `AppetitePosterior._plan`)."""
+
+    stated: np.ndarray  # (staleness bin, G, class) log P(stated | a)
+    coefs: list[np.ndarray]  # per measure, (3, row terms): coefficient of a^power on each row term
+    class_mass: np.ndarray  # (G, class)
+
+
 class AppetitePosterior:
     """Calibrated three-class risk probabilities from a latent-appetite measurement model (see module doc).
 
@@ -258,6 +267,7 @@ class AppetitePosterior:
             prev = total
         self.loglik_ = total
         self.iterations_ = it + 1
+        self.__dict__.pop("_plan_cache", None)
         log.info(
             "risk posterior: %d rows, %d EM iterations, cuts %s, lean %.2f, questionnaire sd %.2f (+%.2f/yr^0.5)",
             len(X),
@@ -342,6 +352,52 @@ class AppetitePosterior:
     # -- scoring -----------------------------------------------------------------------------------
     def transform(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
         """(n, classes) P(class | profile, questionnaire, behaviour) for the rows of the model matrix `X`."""
-        w = self._weights(self._loglik(self.inputs(raw, X), None))
-        p = np.clip(w @ self._class_mass(), _EPS, None)
+        w = self._weights(self._score_loglik(self.inputs(raw, X)))
+        p = np.clip(w @ self._plan().class_mass, _EPS, None)
         return p / p.sum(axis=1, keepdims=True)
+
+    def _plan(self) -> _ScoringPlan:
+        """What scoring needs from the fitted parameters, computed once (one customer at a time is the serving
+        path): log P(stated | a) per staleness bin, each measure's coefficients by power of a, the class mass.
+        Built lazily, so a posterior pickled before this existed scores the same; `fit` drops it."""
+        plan = self.__dict__.get("_plan_cache")
+        if plan is None:
+            nb = len(STALE_BINS) + 1
+            stated = np.stack(
+                [
+                    np.log(self._ordinal(GRID - self.lean_, self.cuts_, float(self._stated_sd(np.array([b]))[0])))
+                    for b in range(nb)
+                ]
+            )  # (bin, G, class)
+            width = 1 + len(self.cov_mean_) + self.n_classes_ - 1 + len(self.profile_mean_)  # `_row_design`'s
+            coefs = []
+            for k, terms in enumerate(self.emission_terms_):
+                coef = np.zeros((3, width))
+                for (pw, r), b in zip(terms, self.emission_[k], strict=True):
+                    coef[pw, r] += b
+                coefs.append(coef)
+            plan = _ScoringPlan(stated=stated, coefs=coefs, class_mass=self._class_mass())
+            self.__dict__["_plan_cache"] = plan
+        return plan
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("_plan_cache", None)
+        return state
+
+    def _score_loglik(self, inp: PosteriorInputs) -> np.ndarray:
+        """`_loglik(inp, None)` from the cached plan: the same numbers, without rebuilding the tables per call."""
+        plan = self._plan()
+        mu = inp.profile @ self.theta_
+        ll = -0.5 * (GRID[None, :] - mu[:, None]) ** 2
+        rows = inp.stated >= 0
+        if rows.any():
+            ll[rows] += plan.stated[inp.stale_bin[rows], :, inp.stated[rows]]
+        U = self._row_design(inp)
+        for k, coef in enumerate(plan.coefs):
+            y = inp.measures[:, k]
+            seen = np.isfinite(y)
+            by_power = U[seen] @ coef.T
+            mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * GRID[None, :] ** 2
+            ll[seen] += -0.5 * ((y[seen, None] - mean) / self.emission_sd_[k]) ** 2 - np.log(self.emission_sd_[k])
+        return ll

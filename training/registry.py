@@ -74,6 +74,9 @@ def _flat_params(result) -> dict[str, Any]:
         "baseline": result.baseline_description,
         "calibration": spec.calibration,
         "tuning_trials": result.tuning.n_trials,
+        # The budget the study was given (the CLI's --cv-folds / --max-rounds may override the spec's).
+        "tuning_cv_folds": spec.tuning.cv_folds,
+        "tuning_max_rounds": spec.tuning.max_rounds,
         "tuning_pruned": result.tuning.n_pruned,
         "best_iteration": result.tuning.best_iteration,
         "dataset_fingerprint": result.fingerprint,

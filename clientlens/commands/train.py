@@ -11,6 +11,16 @@ import typer
 from clientlens.commands._common import DebugOpt, JsonOpt, progress, run
 
 
+def with_tuning(spec, **changes: int | None):
+    """`spec` with the given `tuning` fields replaced (None: the spec's own), validated as if the YAML had said so:
+    a demo-sized or otherwise explicit budget without editing the task's spec."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    if not given:
+        return spec
+    tuning = type(spec.tuning).model_validate({**spec.tuning.model_dump(), **given})
+    return spec.model_copy(update={"tuning": tuning})
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
@@ -24,6 +34,24 @@ def register(app: typer.Typer) -> None:
         ] = None,
         timeout: Annotated[
             float | None, typer.Option("--timeout", min=1, help="Tuning time budget in seconds.")
+        ] = None,
+        cv_folds: Annotated[
+            int | None,
+            typer.Option(
+                "--cv-folds",
+                min=1,
+                help="Folds of the tuning objective (default: spec's tuning.cv_folds; 1 = the one train/valid "
+                "split). Each trial fits this many boosters; recorded in MLflow (param tuning_cv_folds).",
+            ),
+        ] = None,
+        max_rounds: Annotated[
+            int | None,
+            typer.Option(
+                "--max-rounds",
+                min=10,
+                help="Most boosting rounds of a trial, early stopping aside (default: spec's tuning.max_rounds); "
+                "recorded in MLflow (param tuning_max_rounds).",
+            ),
         ] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed for split, sampler and LightGBM.")] = 0,
         repeats: Annotated[
@@ -109,6 +137,7 @@ def register(app: typer.Typer) -> None:
                 task_spec = builtin_spec(task, features)
             else:
                 raise InputError("give a TASK (tier, churn, risk) with --features DIR, or --spec FILE")
+            task_spec = with_tuning(task_spec, cv_folds=cv_folds, max_rounds=max_rounds)
             n = trials or task_spec.tuning.trials
             with ExitStack() as stack:
                 cluster = None

@@ -23,3 +23,40 @@ def test_lanes_all_run_and_the_first_failure_names_its_stage(tmp_path):
     # both lanes ran to their end although the first failed
     assert set(run.seconds) == {"validate a", "validate b"}
     assert sorted(said) == sorted(f"[validate {x}] clientlens validate --raw {missing}" for x in "ab")
+
+
+def test_each_model_compiles_once_its_training_ends_and_the_first_goes_with_the_next(tmp_path):
+    """The demo's compile schedule (#18): `after` runs in the lane once a stage succeeded; the model trained
+    alone first (risk) is compiled with the first of the side-by-side trainings to end, every later model on
+    its own, each exactly once, with the version its training registered."""
+    from clientlens.demo import Compiler
+
+    run = DemoRun(settings=Settings(home=tmp_path))
+    started: list[dict[str, str]] = []
+
+    class Done:
+        def wait(self) -> int:
+            return 0
+
+    compiler = Compiler(run, start=lambda settings, versions: started.append(versions) or Done())
+    run.summaries.update({"train risk": {"version": 3}, "train churn": {"version": 5}, "train tier": {"version": 2}})
+    compiler.trained("risk")
+    assert started == []  # waits for the next training
+    compiler.after("train churn")
+    compiler.after("promote churn")  # not a training: nothing to compile
+    compiler.after("train tier")
+    compiler.wait()
+    assert started == [{"risk": "3", "churn": "5"}, {"tier": "2"}]
+
+
+def test_after_runs_in_each_lane_after_every_successful_stage(tmp_path):
+    run = DemoRun(settings=Settings(home=tmp_path))
+    seen: list[str] = []
+    raw = str(tmp_path / "no-such-raw")
+    lanes = [
+        [("help a", ["validate", "--help"]), ("help b", ["validate", "--help"])],
+        [("bad", ["validate", "--raw", raw]), ("never", ["validate", "--help"])],
+    ]
+    with pytest.raises(ClientlensError, match="'bad' failed"):
+        run_concurrently(lanes, run, lambda line: None, after=seen.append)
+    assert seen == ["help a", "help b"]  # the failed stage and the rest of its lane are not followed up

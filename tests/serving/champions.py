@@ -16,7 +16,7 @@ RAW_TABLES = ("customers", "holdings", "transactions", "events", "market")
 TASK_TARGETS = {
     "tier": {"column": "tier_future", "kind": "multiclass", "classes": ["mass", "affluent", "hnw"]},
     "churn": {"column": "churn", "kind": "binary", "positive": 1.0},
-    # As the shipped training/tasks/risk.yaml: three ordered classes from one appetite score.
+    # The shipped training/tasks/risk.yaml (read by `task_spec`): three ordered classes from the appetite posterior.
     "risk": {"column": "revealed_risk", "kind": "ordinal", "classes": ["conservative", "balanced", "aggressive"]},
 }
 
@@ -58,6 +58,8 @@ def task_spec(task: str, panel: Path, *, max_rounds: int = 60, full_rounds: bool
     from features.registry import categorical_features, feature_names
     from training.spec import spec_from_dict
 
+    if task == "risk":
+        return _shipped_risk_spec(panel, max_rounds=max_rounds, full_rounds=full_rounds)
     spec = {
         "name": task,
         "source": panel.name,
@@ -75,11 +77,6 @@ def task_spec(task: str, panel: Path, *, max_rounds: int = 60, full_rounds: bool
         "baseline": {"kind": "prior"},
         "keep_columns": ["stated_risk", "tier"],
     }
-    if task == "risk":
-        spec["hidden_aggressive"] = {}
-        # as the shipped spec: the trees correct the browsing/transfer heuristic (a prior carried in the model)
-        spec["baseline"] = {"kind": "heuristic", "columns": ["views_equity_funds_365d", "outflow_brokerage_365d"]}
-        spec["boost_from_baseline"] = True
     if task == "tier":
         spec["upgrade"] = {}
         # as the shipped spec: the trees learn the change from persistence (a transition prior in the model)
@@ -87,6 +84,23 @@ def task_spec(task: str, panel: Path, *, max_rounds: int = 60, full_rounds: bool
         spec["boost_from_baseline"] = True
         spec["prior_strength"] = 0.5
     return spec_from_dict(spec, base_dir=panel.parent)
+
+
+def _shipped_risk_spec(panel: Path, *, max_rounds: int, full_rounds: bool):
+    """The shipped risk spec (features, heuristic prior, monotone 2-leaf trees, the latent-appetite posterior
+    `risk_posterior` and its columns), with only the budget and the split made fit for a two-date panel: a
+    random split (an out-of-time split needs three dates) and one trial of at most `max_rounds` trees."""
+    from training.spec import builtin_spec
+
+    shipped = builtin_spec("risk", panel.parent)
+    budget = {"trials": 1, "timeout": 600, "max_rounds": max_rounds}
+    tuning = shipped.tuning.model_copy(update={**budget, "early_stopping_rounds": max_rounds if full_rounds else 10})
+    split = shipped.split.model_copy(
+        update={"kind": "random", "time_column": None, "test_size": 0.25, "valid_size": 0.25}
+    )
+    spec = shipped.model_copy(update={"source": panel.name, "tuning": tuning, "split": split})
+    assert spec.risk_posterior is not None and TASK_TARGETS["risk"]["classes"] == spec.target.classes
+    return spec
 
 
 def train_champion(

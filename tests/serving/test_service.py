@@ -256,9 +256,18 @@ def test_http_and_batch_scoring_agree(service, latest, request_rows, use_serving
     assert meta["request_id"]
     models = {task: load_model(task, version)[0] for task, version in by_features["versions"].items()}
     assert models["risk"].prior is not None  # served as shipped: trees on top of the heuristic's score
+    # and the shipped calibrator: the latent-appetite posterior, which reads the questionnaire and behaviour (#12)
+    assert type(models["risk"].calibrator).__name__ == "AppetitePosterior" and models["risk"].calibrator.needs_matrix
     assert models["tier"].prior is not None  # and the tier's trees on top of persistence (TransitionPrior)
     batch = score_frame(sample, models)
     assert set(by_arrow.columns) == set(batch.columns)
+    risk_columns = {"risk_appetite", "stated_risk", "risk_gap", "hidden_aggressive"} | {
+        f"risk_proba_{c}" for c in ("conservative", "balanced", "aggressive")
+    }
+    assert risk_columns <= set(_flat(by_features["results"]).columns) and risk_columns <= set(by_arrow.columns)
+    # a comparison that can fail: the sample holds several predicted classes, gaps and stated groups
+    assert batch["risk_appetite"].nunique() >= 2 and batch["risk_gap"].nunique() >= 3
+    assert batch["stated_risk"].nunique() == 3
     for http in (_flat(by_features["results"]), _flat(by_ids["results"]), _flat(by_arrow_json["results"]), by_arrow):
         for col in http.columns:
             expected, got = batch[col].to_numpy(), http[col].to_numpy()

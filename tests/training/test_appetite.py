@@ -113,6 +113,9 @@ def test_a_row_scores_the_same_alone_in_a_batch_and_after_pickling(fitted):
     np.testing.assert_allclose(post.transform(raw[:1], X[:1]), full[:1], rtol=1e-12, atol=1e-15)
     back = pickle.loads(pickle.dumps(post))
     np.testing.assert_array_equal(back.transform(raw, X), full)
+    # scoring's cached tables give exactly the fitting likelihood without the label
+    inp = post.inputs(raw, X)
+    np.testing.assert_array_equal(post._score_loglik(inp), post._loglik(inp, None))
     # an unknown stated risk or a missing questionnaire age is scored from the rest, not an error
     X2 = X[:3].copy()
     X2[0, FEATURES.index("stated_risk")] = np.nan

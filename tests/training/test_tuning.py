@@ -3,6 +3,7 @@ out-of-fold calibration, `baseline_lgbm_default`, and the uncertainty of a test 
 
 from __future__ import annotations
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from training.data import prepare, split
 from training.spec import spec_from_dict
 from training.train import bootstrap_ci, fit_task, holdout_uncertainty, repeat_summary, tuning_folds
-from training.tune import PLAIN_LGBM, start_trials
+from training.tune import PLAIN_LGBM, datasets, refit_dataset, start_trials
 
 
 def _table(n: int = 1200, seed: int = 0) -> pd.DataFrame:
@@ -323,3 +324,22 @@ def test_tuning_metric_log_loss_scores_every_trial_on_the_fold_log_loss(tmp_path
             },
             base_dir=tmp_path,
         )
+
+
+def test_refit_dataset_bins_as_the_train_dataset_of_datasets():
+    """`datasets` and `refit_dataset` share one constructor: the same rows give the same bins (the same
+    trees), the categorical column stays categorical, and the valid set is binned on the train's bins."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    X[:, 2] = rng.integers(0, 6, 400)
+    y = (X[:, 0] + (X[:, 2] == 2) + rng.normal(size=400) > 0.5).astype(float)
+    names = ["a", "b", "c"]
+    dtrain, dvalid = datasets(X[:300], y[:300], None, X[300:], y[300:], None, [2], names, threads=1)
+    dall = refit_dataset(X[:300], y[:300], None, [2], names, threads=1)
+    assert dvalid.reference is dtrain and dall.num_data() == dtrain.num_data() == 300
+    params = {"objective": "binary", "verbosity": -1, "seed": 0, "deterministic": True, "num_threads": 1,
+              "force_row_wise": True, "min_data_in_leaf": 5}  # fmt: skip
+    a, b = lgb.train(params, dtrain, 8), lgb.train(params, dall, 8)
+    assert a.model_to_string() == b.model_to_string()
+    infos = a.dump_model()["feature_infos"]
+    assert set(range(6)) <= set(infos["c"]["values"]) and not infos["a"]["values"]  # c a category, a a number
