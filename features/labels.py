@@ -149,6 +149,8 @@ def _horizon_snapshot(snaps: np.ndarray, i_t: int, config: LabelConfig) -> int:
 
 def _churn(prep: Prepared, s_c: int, aum_t: np.ndarray, aum_c: np.ndarray, config: LabelConfig) -> np.ndarray:
     """Churn (see `LABELS_DOC`): AUM at S_C against AUM at S_T, for customers eligible at T."""
+    if prep.ho is None:  # no holdings at all: nothing is observed
+        return np.full(prep.n, np.nan)
     products_c = np.bincount(prep.ho["cust"][prep.ho["snap"] == s_c], minlength=prep.n)
     eligible = aum_t >= config.churn_min_aum  # False where aum_t is NaN
     churned = (aum_c <= config.churn_aum_fraction * aum_t) | (products_c == 0)
