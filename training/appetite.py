@@ -35,6 +35,10 @@ _EPS = 1e-6
 GRID = np.linspace(-6.0, 6.0, 121)
 MAX_FIT_ROWS = 12_000
 STALE_BINS = np.array([1.0, 2.0, 4.0, 7.0, 12.0])  # years since the questionnaire: bin edges
+# Standardised profile and covariate values are bounded so a row's log-likelihood cannot overflow (an age of
+# 8e307 made every grid value -inf and the probabilities NaN: found by the serving fuzz test). No real row
+# comes near it, so every real row scores exactly as before.
+Z_MAX = 1e6
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -131,11 +135,15 @@ class AppetitePosterior:
         return np.column_stack(cols) if cols else np.zeros((len(X), 0))
 
     def inputs(self, raw: np.ndarray, X: np.ndarray) -> PosteriorInputs:
-        prof = (self._profile_raw(X) - self.profile_mean_) / self.profile_sd_
+        prof = np.minimum(np.maximum((self._profile_raw(X) - self.profile_mean_) / self.profile_sd_, -Z_MAX), Z_MAX)
         score = _logit(np.atleast_2d(raw)[:, 1])
         meas = [score] + [np.log1p(np.clip(X[:, j], 0, None)) for j in self.measure_index]
         cov = [np.log1p(np.nan_to_num(np.clip(X[:, j], 0, None), nan=0.0)) for j in self.covariate_index]
-        covariates = (np.column_stack(cov) - self.cov_mean_) / self.cov_sd_ if cov else np.zeros((len(X), 0))
+        covariates = (
+            np.minimum(np.maximum((np.column_stack(cov) - self.cov_mean_) / self.cov_sd_, -Z_MAX), Z_MAX)
+            if cov
+            else np.zeros((len(X), 0))
+        )
         code = X[:, self.stated_index]
         ok = np.isfinite(code) & (code >= 0) & (code < len(self.stated_codes))
         stated = np.full(len(X), -1)

@@ -121,6 +121,12 @@ def test_a_row_scores_the_same_alone_in_a_batch_and_after_pickling(fitted):
     X2[0, FEATURES.index("stated_risk")] = np.nan
     X2[1, FEATURES.index("stated_risk_age_days")] = np.nan
     assert np.isfinite(post.transform(raw[:3], X2)).all()
+    # absurd but finite values (what the serving fuzz test sends) still give probabilities, not NaN
+    X3 = X[:3].copy()
+    X3[:, FEATURES.index("age")] = [8.3e307, -1.5e308, 1e200]
+    X3[:, FEATURES.index("login_count_90d")] = 1.7e308
+    p3 = post.transform(raw[:3], X3)
+    assert np.isfinite(p3).all() and np.allclose(p3.sum(axis=1), 1.0)
 
 
 def test_the_model_artefact_carries_the_posterior_on_every_prediction_path(fitted):
