@@ -281,6 +281,20 @@ def test_rank_prior_is_the_heuristic_baseline_score():
         np.testing.assert_allclose(core.prior.margin(Xf), np.log(p / (1 - p)), atol=1e-12)
 
 
+def assert_prior_survives(core: TabularModel, frame: pd.DataFrame, prior_columns: list[str]) -> None:
+    """The prior is applied the same way through a predictor returning Booster.predict's probabilities
+    (what serving.compiled attaches) and after pickling (the registered artefact)."""
+    want = core.predict_proba(frame)
+    core.use_predictor(lambda M: core.booster.predict(M, num_threads=1))
+    try:
+        np.testing.assert_allclose(core.predict_proba(frame), want, rtol=1e-9, atol=1e-12)
+    finally:
+        core.use_predictor(None)
+    back = pickle.loads(pickle.dumps(core))
+    assert back.prior is not None and back.prior.columns == prior_columns
+    np.testing.assert_array_equal(back.predict_proba(frame), want)
+
+
 def test_prior_is_added_to_the_booster_at_every_prediction_path():
     """LightGBM does not store init_score: the model adds the prior's margin back, through the booster,
     a compiled predictor (serving) and after pickling (the registered artefact)."""
@@ -289,16 +303,7 @@ def test_prior_is_added_to_the_booster_at_every_prediction_path():
     np.testing.assert_allclose(core.raw_from_matrix(X)[:, 1], 1 / (1 + np.exp(-margin)), rtol=1e-12)
     # without the prior the booster alone ranks differently (it learned corrections, not the score)
     assert not np.allclose(core.booster.predict(X), core.raw_from_matrix(X)[:, 1])
-    # a predictor returning Booster.predict's probabilities (what serving.compiled attaches)
-    want = core.predict_proba(frame)
-    core.use_predictor(lambda M: core.booster.predict(M, num_threads=1))
-    try:
-        np.testing.assert_allclose(core.predict_proba(frame), want, rtol=1e-9, atol=1e-12)
-    finally:
-        core.use_predictor(None)
-    back = pickle.loads(pickle.dumps(core))
-    assert back.prior is not None and back.prior.columns == ["v", "w"]
-    np.testing.assert_array_equal(back.predict_proba(frame), want)
+    assert_prior_survives(core, frame, ["v", "w"])
     # an old pickle without a prior still loads (no prior)
     state = core.__getstate__()
     state.pop("prior")
@@ -393,15 +398,7 @@ def test_transition_prior_is_added_at_every_prediction_path(calibration):
     stays = (frame["tier"].to_numpy() != np.asarray(core.classes, dtype=object)[y]).mean()  # persistence's errors
     assert (core.booster.predict(X).argmax(axis=1) != y).mean() > 2 * stays
     assert (core.predict_proba(frame).argmax(axis=1) != y).mean() <= stays
-    want = core.predict_proba(frame)
-    core.use_predictor(lambda M: core.booster.predict(M, num_threads=1))
-    try:
-        np.testing.assert_allclose(core.predict_proba(frame), want, rtol=1e-9, atol=1e-12)
-    finally:
-        core.use_predictor(None)
-    back = pickle.loads(pickle.dumps(core))
-    assert back.prior is not None and back.prior.columns == ["tier"]
-    np.testing.assert_array_equal(back.predict_proba(frame), want)
+    assert_prior_survives(core, frame, ["tier"])
     # reasons: the current tier's share of the predicted class is log P(class | tier) - log P(class)
     # (a customer predicted to stay: being in that tier makes it likelier than its share, a positive reason)
     X_rows = X[20:40]
