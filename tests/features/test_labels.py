@@ -94,39 +94,32 @@ def test_churn_horizon_is_whole_months(horizon, months):
     assert horizon_months(horizon) == months
 
 
+def _outcome_by_month(horizon: int, label: str, after: float) -> dict[str, tuple]:
+    """`label` of two customers at every month-end T: AUM goes from 100,000 to `after` exactly k = whole months
+    of the horizon after T (customer 1) or k + 1 months after (customer 2)."""
+    k = horizon_months(horizon)
+    ends = pd.date_range("2024-06-30", "2025-08-31", freq="ME")
+    got = {}
+    for i, t in enumerate(ends[: -(k + 1)]):
+        rows = []
+        for cid, lag in ((1, k), (2, k + 1)):
+            rows += snapshots(cid, {str(d.date()): 100_000 if j < i + lag else after for j, d in enumerate(ends)})
+        lab = build_labels(
+            {"customers": customers(2), "holdings": holdings(rows)}, t, LabelConfig(horizon_days=horizon)
+        )
+        got[t.month_name()] = (one(lab, 1)[label], one(lab, 2)[label])
+    return got
+
+
 @pytest.mark.parametrize("horizon", [60, 90])
-def test_churn_means_the_same_outcome_at_every_month_end(horizon):
+@pytest.mark.parametrize(
+    ("label", "after", "expected"), [("churn", 40_000, (1.0, 0.0)), ("tier_future", 600_000, ("affluent", "mass"))]
+)
+def test_labels_mean_the_same_outcome_at_every_month_end(horizon, label, after, expected):
     """Holdings are month-end snapshots. The last snapshot <= T + 90 days is three month ends after a Nov,
-    Dec or Jan month end and two after the others; the churn label reads whole months at every T instead."""
-    k = horizon_months(horizon)
-    ends = pd.date_range("2024-06-30", "2025-08-31", freq="ME")
-    got = {}
-    for i, t in enumerate(ends[: -(k + 1)]):
-        # AUM halves exactly k months after T (customer 1) or k + 1 months after (customer 2)
-        rows = snapshots(1, {str(d.date()): 100_000 if j < i + k else 40_000 for j, d in enumerate(ends)})
-        rows += snapshots(2, {str(d.date()): 100_000 if j < i + k + 1 else 40_000 for j, d in enumerate(ends)})
-        lab = build_labels(
-            {"customers": customers(2), "holdings": holdings(rows)}, t, LabelConfig(horizon_days=horizon)
-        )
-        got[t.month_name()] = (one(lab, 1)["churn"], one(lab, 2)["churn"])
-    assert set(got.values()) == {(1.0, 0.0)}, got
-
-
-@pytest.mark.parametrize("horizon", [60, 90])
-def test_future_tier_means_the_same_outcome_at_every_month_end(horizon):
-    """The future tier reads the churn label's month (k month ends after T's), not the last snapshot <= T + H."""
-    k = horizon_months(horizon)
-    ends = pd.date_range("2024-06-30", "2025-08-31", freq="ME")
-    got = {}
-    for i, t in enumerate(ends[: -(k + 1)]):
-        # customer 1 becomes affluent exactly k months after T, customer 2 one month later
-        rows = snapshots(1, {str(d.date()): 100_000 if j < i + k else 600_000 for j, d in enumerate(ends)})
-        rows += snapshots(2, {str(d.date()): 100_000 if j < i + k + 1 else 600_000 for j, d in enumerate(ends)})
-        lab = build_labels(
-            {"customers": customers(2), "holdings": holdings(rows)}, t, LabelConfig(horizon_days=horizon)
-        )
-        got[t.month_name()] = (one(lab, 1)["tier_future"], one(lab, 2)["tier_future"])
-    assert set(got.values()) == {("affluent", "mass")}, got
+    Dec or Jan month end and two after the others; churn and the future tier read whole months at every T."""
+    got = _outcome_by_month(horizon, label, after)
+    assert set(got.values()) == {expected}, got
 
 
 def test_churn_is_null_until_its_month_is_in_the_data():
