@@ -170,25 +170,26 @@ class AppetitePosterior:
         years = np.concatenate([[0.5], (STALE_BINS[:-1] + STALE_BINS[1:]) / 2, [STALE_BINS[-1] + 3]])[bins]
         return np.sqrt(self.q_sd_**2 + self.q_stale_**2 * years)
 
-    def _loglik(self, inp: PosteriorInputs, label: np.ndarray | None) -> np.ndarray:
-        """(n, G) log joint density of each row's observations and each grid value of the appetite."""
+    def _loglik(self, inp: PosteriorInputs, label: np.ndarray | None = None) -> np.ndarray:
+        """(n, G) log joint density of each row's observations and each grid value of the appetite, from the
+        cached `_plan()` tables (fitting drops them after each M-step). `label` only when fitting: scoring
+        has none."""
+        plan = self._plan()
         mu = inp.profile @ self.theta_
         ll = -0.5 * (GRID[None, :] - mu[:, None]) ** 2
-        # the questionnaire: P(stated | a), by staleness bin
-        for b in np.unique(inp.stale_bin):
-            sd = float(self._stated_sd(np.array([b]))[0])
-            table = self._ordinal(GRID - self.lean_, self.cuts_, sd)  # answers = a - lean + e
-            rows = (inp.stale_bin == b) & (inp.stated >= 0)
-            ll[rows] += np.log(table[:, inp.stated[rows]]).T
+        rows = inp.stated >= 0  # the questionnaire: log P(stated | a), by staleness bin
+        if rows.any():
+            ll[rows] += plan.stated[inp.stale_bin[rows], :, inp.stated[rows]]
         if label is not None:
             table = self._ordinal(GRID, self.cuts_, self.label_sd_)
             rows = label >= 0
             ll[rows] += np.log(table[:, label[rows]]).T
         U = self._row_design(inp)
-        for k in range(inp.measures.shape[1]):
+        for k, coef in enumerate(plan.coefs):
             y = inp.measures[:, k]
             seen = np.isfinite(y)
-            mean = self._emission_mean(k, U[seen])
+            by_power = U[seen] @ coef.T
+            mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * GRID[None, :] ** 2
             ll[seen] += -0.5 * ((y[seen, None] - mean) / self.emission_sd_[k]) ** 2 - np.log(self.emission_sd_[k])
         return ll
 
@@ -263,6 +264,7 @@ class AppetitePosterior:
         for k in range(k_meas):
             self.emission_[k][0] = np.nanmean(inp.measures[:, k])
         self.emission_sd_ = np.array([max(float(np.nanstd(inp.measures[:, k])), 1e-3) for k in range(k_meas)])
+        self.__dict__.pop("_plan_cache", None)  # tables of an earlier fit
         prev = -np.inf
         for it in range(iterations):
             ll = self._loglik(inp, label)
@@ -275,7 +277,6 @@ class AppetitePosterior:
             prev = total
         self.loglik_ = total
         self.iterations_ = it + 1
-        self.__dict__.pop("_plan_cache", None)
         log.info(
             "risk posterior: %d rows, %d EM iterations, cuts %s, lean %.2f, questionnaire sd %.2f (+%.2f/yr^0.5)",
             len(X),
@@ -356,18 +357,19 @@ class AppetitePosterior:
             float(sds[1]),
             float(sds[2]),
         )
+        self.__dict__.pop("_plan_cache", None)  # the next E-step reads tables of the new parameters
 
     # -- scoring -----------------------------------------------------------------------------------
     def transform(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
         """(n, classes) P(class | profile, questionnaire, behaviour) for the rows of the model matrix `X`."""
-        w = self._weights(self._score_loglik(self.inputs(raw, X)))
+        w = self._weights(self._loglik(self.inputs(raw, X)))
         p = np.clip(w @ self._plan().class_mass, _EPS, None)
         return p / p.sum(axis=1, keepdims=True)
 
     def _plan(self) -> _ScoringPlan:
         """What scoring needs from the fitted parameters, computed once (one customer at a time is the serving
         path): log P(stated | a) per staleness bin, each measure's coefficients by power of a, the class mass.
-        Built lazily, so a posterior pickled before this existed scores the same; `fit` drops it."""
+        Built lazily, so a posterior pickled before this existed scores the same; each M-step drops it."""
         plan = self.__dict__.get("_plan_cache")
         if plan is None:
             nb = len(STALE_BINS) + 1
@@ -392,20 +394,3 @@ class AppetitePosterior:
         state = dict(self.__dict__)
         state.pop("_plan_cache", None)
         return state
-
-    def _score_loglik(self, inp: PosteriorInputs) -> np.ndarray:
-        """`_loglik(inp, None)` from the cached plan: the same numbers, without rebuilding the tables per call."""
-        plan = self._plan()
-        mu = inp.profile @ self.theta_
-        ll = -0.5 * (GRID[None, :] - mu[:, None]) ** 2
-        rows = inp.stated >= 0
-        if rows.any():
-            ll[rows] += plan.stated[inp.stale_bin[rows], :, inp.stated[rows]]
-        U = self._row_design(inp)
-        for k, coef in enumerate(plan.coefs):
-            y = inp.measures[:, k]
-            seen = np.isfinite(y)
-            by_power = U[seen] @ coef.T
-            mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * GRID[None, :] ** 2
-            ll[seen] += -0.5 * ((y[seen, None] - mean) / self.emission_sd_[k]) ** 2 - np.log(self.emission_sd_[k])
-        return ll

@@ -113,9 +113,17 @@ def test_a_row_scores_the_same_alone_in_a_batch_and_after_pickling(fitted):
     np.testing.assert_allclose(post.transform(raw[:1], X[:1]), full[:1], rtol=1e-12, atol=1e-15)
     back = pickle.loads(pickle.dumps(post))
     np.testing.assert_array_equal(back.transform(raw, X), full)
-    # scoring's cached tables give exactly the fitting likelihood without the label
+    # one likelihood reads the cached tables: rebuilt from the parameters (no cache after unpickling) they give
+    # the same numbers, and an M-step drops them so the next E-step reads the new parameters
     inp = post.inputs(raw, X)
-    np.testing.assert_array_equal(post._score_loglik(inp), post._loglik(inp, None))
+    assert post._plan() is post._plan()
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(post))._loglik(inp), post._loglik(inp))
+    moved = pickle.loads(pickle.dumps(post))
+    moved.lean_ += 0.5  # away from the optimum, so the M-step moves every parameter
+    before = moved._loglik(inp, bank["label"])  # builds the tables
+    moved._m_step(inp, bank["label"], moved._weights(before))
+    assert moved.lean_ != post.lean_ + 0.5
+    np.testing.assert_array_equal(moved._loglik(inp), pickle.loads(pickle.dumps(moved))._loglik(inp))
     # an unknown stated risk or a missing questionnaire age is scored from the rest, not an error
     X2 = X[:3].copy()
     X2[0, FEATURES.index("stated_risk")] = np.nan
