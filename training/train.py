@@ -470,6 +470,7 @@ def _risk_posterior(
         profile=rp.profile,
         measures=rp.measures,
         covariates=rp.covariates,
+        correlated_residuals=rp.correlated_residuals,
     )
     X, raw, label = X_all[calib_idx], raw_cal, prep.y[calib_idx].astype(int)
     if rp.label_where_positive:  # e.g. fund holders: a saver's "conservative" label reveals no choice
