@@ -61,7 +61,8 @@ def train(
         spec = builtin_spec("risk", features)
         if correlated:
             assert spec.risk_posterior is not None
-            spec.risk_posterior.correlated_residuals = True
+            posterior = spec.risk_posterior.model_copy(update={"correlated_residuals": True})
+            spec = spec.model_copy(update={"risk_posterior": posterior})
         frame = pd.read_parquet(features / "panel.parquet")
         result = fit_task(spec, frame, seed=seed, trials=8, timeout=40, truth=truth, threads=1)
     finally:
