@@ -35,8 +35,8 @@ from training.model import _group_columns
 log = logging.getLogger(__name__)
 
 TABLE_BUDGET = 4_000_000  # table entries (float64) per booster and grouping: 32 MB
-MAX_TABLE_DEPTH = 12  # unique features on a leaf's path that are tabled; deeper leaves are computed per row
-CHUNK = 32  # rows per block: keeps the (leaf, feature) x rows intermediates in cache
+MAX_TABLE_DEPTH = 16  # unique features on a leaf's path that may be tabled (within the budget); deeper: per row
+CHUNK = 64  # rows per block: keeps the (leaf, feature) x rows intermediates in cache
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float), for missing_type Zero
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 
