@@ -208,6 +208,7 @@ class _GroupTable:
         n_present = np.asarray([len(present[i]) for i in self.leaves], dtype=np.int64)
         while cap > 0 and int((np.left_shift(1, depth) * n_present)[depth <= cap].sum()) > TABLE_BUDGET:
             cap -= 1
+        regular = np.asarray([min(shap.ratios[i], default=1.0) > 0 for i in self.leaves])  # no empty child
         # Tabled (leaf, group) pairs sorted by group: a block's sums are one gather and one reduceat.
         tab = [(g, j) for j, i in enumerate(self.leaves) if depth[j] <= cap for g in present[i]]
         tab.sort()
@@ -220,30 +221,42 @@ class _GroupTable:
         self.groups_present = np.unique(self.pair_group)
         for d in np.unique(depth[self.pair_leaf]):
             which = np.flatnonzero(depth[self.pair_leaf] == d)
-            z = ((np.arange(1 << d)[:, None] >> np.arange(d)[None, :]) & 1).astype(float)  # (patterns, d)
-            step = max(1, 1_000_000 // ((1 << d) * d * (d // 2 + 1)))
+            step = max(1, 1_000_000 // ((1 << d) * (d // 2 + 1)))
             for lo in range(0, len(which), step):
                 part = which[lo : lo + step]
                 leaves = self.leaves[self.pair_leaf[part]]
-                r = _ratios(shap, leaves)
-                mask = np.asarray(
-                    [[f == g for f in fam[i]] for i, g in zip(leaves, self.pair_group[part], strict=True)]
-                )
-                if (r > 0).all():
-                    summed = _group_shapley(r, z, mask)
+                r, mask = _ratios(shap, leaves), self._masks(fam, leaves, self.pair_group[part])
+                if regular[self.pair_leaf[part]].all():
+                    t, w = _gauss_legendre(d // 2 + 1)
+                    F, S = _doubling(r, mask, t)
+                    summed = (F * S) @ w
                 else:  # a split with an empty child: leave-one-out products
+                    z = ((np.arange(1 << d)[:, None] >> np.arange(d)[None, :]) & 1).astype(float)
                     summed = (_shapley(r[:, None, :], z[None, :, :]) * mask[:, None, :]).sum(axis=2)
                 summed *= shap.leaf_value[leaves][:, None]
                 self.values[(self.pair_base[part][:, None] + np.arange(1 << d)[None, :]).ravel()] = summed.ravel()
-        deep = np.flatnonzero(depth > cap)  # positions in self.leaves
+        # Deeper leaves: a table per half of the path's features (F and S multiply and add across halves).
+        self.halves: list[_Halves] = []
+        for d in np.unique(depth[(depth > cap) & regular]):
+            js = np.flatnonzero((depth == d) & regular)
+            pairs = [(j, g) for j in js for g in present[self.leaves[j]]]
+            self.halves.append(_Halves(shap, self, fam, int(d), pairs))
+        deep = np.flatnonzero((depth > cap) & ~regular)  # positions in self.leaves, computed per row
         self.deep = {int(d): deep[depth[deep] == d] for d in np.unique(depth[deep])}
         self.deep_ratios = {d: _ratios(shap, self.leaves[j]) for d, j in self.deep.items()}
         self.deep_onehot = {
             d: (np.asarray([fam[i] for i in self.leaves[j]])[:, :, None] == np.arange(n_groups)).astype(float)
             for d, j in self.deep.items()
         }
-        if len(deep):
-            log.debug("TreeSHAP tables: %d leaves deeper than %d features computed per row", len(deep), cap)
+        if (depth > cap).any():
+            log.debug(
+                "TreeSHAP tables: %d leaves deeper than %d features in half tables", int((depth > cap).sum()), cap
+            )
+
+    @staticmethod
+    def _masks(fam: list[list[int]], leaves: np.ndarray, pair_group: np.ndarray) -> np.ndarray:
+        """(pairs, depth): which of the leaf's path features are in the pair's group."""
+        return np.asarray([[f == g for f in fam[i]] for i, g in zip(leaves, pair_group, strict=True)])
 
     def grouped(self, shap: FamilyTreeShap, left: np.ndarray) -> np.ndarray:
         """(rows, n_groups) from `FamilyTreeShap.sides`."""
@@ -254,11 +267,39 @@ class _GroupTable:
             values = np.take(self.values, self.pair_base[:, None] + z[self.pair_leaf])
             starts = self.group_start[self.groups_present]
             out[:, self.groups_present] = np.add.reduceat(values, starts, axis=0).T
+        for halves in self.halves:
+            out += halves.grouped(z)
         for d, j in self.deep.items():
             zk = ((z[j][:, :, None] >> np.arange(d)) & 1).astype(float)  # (leaves, rows, d)
             phi = _shapley(self.deep_ratios[d][:, None, :], zk) * shap.leaf_value[self.leaves[j]][:, None, None]
             out += np.einsum("lrk,lkg->rg", phi, self.deep_onehot[d])
         return out
+
+
+class _Halves:
+    """(leaf, group) pairs of one path depth d, too deep for a full table: per half of the path's features
+    (the first d // 2 and the rest), F = prod q and S = sum over the group of (z - r) / q at each node t,
+    per pattern of that half; a row's value is V sum_t w F_A F_B (S_A + S_B)."""
+
+    def __init__(self, shap: FamilyTreeShap, table: _GroupTable, fam: list[list[int]], d: int, pairs: list):
+        self.d, self.h = d, d // 2
+        self.leaf = np.asarray([j for j, _ in pairs], dtype=np.int64)  # position in table.leaves
+        leaves = table.leaves[self.leaf]
+        r = _ratios(shap, leaves)
+        mask = table._masks(fam, leaves, np.asarray([g for _, g in pairs]))
+        t, self.w = _gauss_legendre(d // 2 + 1)
+        self.FA, self.SA = _doubling(r[:, : self.h], mask[:, : self.h], t)  # (pairs, 2^h, Q)
+        self.FB, self.SB = _doubling(r[:, self.h :], mask[:, self.h :], t)
+        self.value = shap.leaf_value[leaves]
+        self.onehot = (np.asarray([g for _, g in pairs])[:, None] == np.arange(table.n_groups)).astype(float)
+
+    def grouped(self, z: np.ndarray) -> np.ndarray:
+        zp = z[self.leaf]  # (pairs, rows)
+        a, b = (zp & ((1 << self.h) - 1))[:, :, None], (zp >> self.h)[:, :, None]
+        fa, sa = np.take_along_axis(self.FA, a, axis=1), np.take_along_axis(self.SA, a, axis=1)  # (pairs, rows, Q)
+        fb, sb = np.take_along_axis(self.FB, b, axis=1), np.take_along_axis(self.SB, b, axis=1)
+        per_pair = ((fa * fb * (sa + sb)) @ self.w) * self.value[:, None]  # (pairs, rows)
+        return per_pair.T @ self.onehot
 
 
 def _ratios(shap: FamilyTreeShap, leaves: np.ndarray) -> np.ndarray:
@@ -283,13 +324,22 @@ def _shapley(r: np.ndarray, z: np.ndarray) -> np.ndarray:
     return (z - r) * ((before * after) @ w)
 
 
-def _group_shapley(r: np.ndarray, z: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(pairs, patterns): sum over the masked features of `_shapley(r[:, None], z[None])`, by dividing the
-    full product (every q > 0: r > 0 and 0 < t < 1) instead of leave-one-out products: the tables' build."""
-    t, w = _gauss_legendre(r.shape[-1] // 2 + 1)
-    q = r[:, None, :, None] + t * (z[None, :, :] - r[:, None, :])[..., None]  # (pairs, patterns, d, Q)
-    lean = ((z[None, :, :] - r[:, None, :]) * mask[:, None, :])[..., None] / q
-    return (q.prod(axis=2) * lean.sum(axis=2)) @ w
+def _doubling(r: np.ndarray, mask: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For (pairs, d) ratios r > 0 and group masks, at every pattern z of the d features (index sum z_k 2^k)
+    and node t: F = prod_k q_k and S = sum_{k in group} (z_k - r_k) / q_k, q_k = r_k + t (z_k - r_k), built
+    by doubling the patterns one feature at a time (O(2^d) per pair and node). F * S summed with the
+    Gauss-Legendre weights is the group's Shapley value / V (the leave-one-out product is F / q_k)."""
+    pairs, d = r.shape
+    F = np.ones((pairs, 1, len(t)))
+    S = np.zeros((pairs, 1, len(t)))
+    off_path = -1.0 / (1.0 - t)  # (0 - r) / (r (1 - t)): the same for every r
+    for k in range(d):
+        rk = r[:, k, None, None]
+        on = rk + t * (1.0 - rk)  # q at z_k = 1
+        mk = mask[:, k, None, None]
+        F = np.concatenate([F * (rk * (1.0 - t)), F * on], axis=1)
+        S = np.concatenate([S + mk * off_path, S + mk * ((1.0 - rk) / on)], axis=1)
+    return F, S
 
 
 def grouped_treeshap(booster: Any, X: np.ndarray, leaves: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:

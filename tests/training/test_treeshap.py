@@ -98,12 +98,12 @@ def test_categorical_and_repeated_splits_are_exercised():
     assert max(len(f) for f in shap.features) < max(np.bincount(shap.entry_leaf))  # a path repeats a feature
 
 
-def test_leaves_beyond_the_table_budget_are_computed_per_row(monkeypatch):
+def test_leaves_beyond_the_table_budget_use_half_tables(monkeypatch):
     monkeypatch.setattr(treeshap, "MAX_TABLE_DEPTH", 3)
     core, X = _model(num_leaves=63, min_data_in_leaf=2, seed=2)
     each = np.arange(len(FEATURES))
     table = treeshap.family_treeshap(core.booster).table(each, len(FEATURES))
-    assert table.deep and len(table.pair_leaf)  # both ways are used
+    assert table.halves and len(table.pair_leaf)  # both ways are used
     np.testing.assert_allclose(
         core.grouped_contributions(X, each, len(FEATURES), exact=True),
         _reference(core, X, each, len(FEATURES)),
