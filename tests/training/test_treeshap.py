@@ -152,3 +152,41 @@ def test_churn_drivers_are_treeshaps_family_vote():
     hybrid = config.model_copy(update={"exact_margin": 0.3})
     one_by_one = np.concatenate([churn_drivers(core, X[i : i + 1], hybrid) for i in range(40)])
     assert (churn_drivers(core, X[:40], hybrid) == one_by_one).all()
+
+
+def _brute_shapley(r: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Shapley values / V of v(S) = prod_{k in S} z_k prod_{k not in S} r_k by enumerating coalitions."""
+    from itertools import combinations
+    from math import factorial
+
+    d = len(r)
+
+    def v(S: set[int]) -> float:
+        return float(np.prod([z[k] if k in S else r[k] for k in range(d)]))
+
+    phi = np.zeros(d)
+    for k in range(d):
+        rest = [j for j in range(d) if j != k]
+        for size in range(d):
+            for S in combinations(rest, size):
+                weight = factorial(size) * factorial(d - size - 1) / factorial(d)
+                phi[k] += weight * (v({*S, k}) - v(set(S)))
+    return phi
+
+
+def test_both_table_builders_are_the_shapley_values_of_the_leaf_game():
+    """`_doubling` (every regular leaf) and `_shapley` (leaves with an empty child, r = 0) against coalitions."""
+    rng = np.random.default_rng(5)
+    for d in (1, 2, 5, 7):
+        r = rng.uniform(0.05, 0.95, d)
+        mask = rng.random((1, d)) < 0.6
+        t, w = treeshap._gauss_legendre(d // 2 + 1)
+        F, S = treeshap._doubling(r[None, :], mask, t)
+        table = ((F * S) @ w)[0]
+        for pattern in range(1 << d):
+            z = ((pattern >> np.arange(d)) & 1).astype(float)
+            brute = _brute_shapley(r, z)
+            assert table[pattern] == pytest.approx(brute[mask[0]].sum(), abs=1e-12)
+            with_empty = r.copy()
+            with_empty[0] = 0.0
+            np.testing.assert_allclose(treeshap._shapley(with_empty, z), _brute_shapley(with_empty, z), atol=1e-12)
