@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 TABLE_BUDGET = 4_000_000  # table entries (float64) per booster and grouping: 32 MB
 MAX_TABLE_DEPTH = 16  # unique features on a leaf's path that may be tabled (within the budget); deeper: per row
+# Building a grouping's tables costs what `pred_contrib` costs for a few hundred rows (0.2-1.5 s): fewer rows
+# on a booster whose tables are not built yet (training's driver accuracy, a small batch) go to
+# `pred_contrib`; serving builds the tables at model load (`training.segments.prepare_drivers`).
+TABLE_MIN_ROWS = 256
 CHUNK = 64  # rows per block: keeps the (leaf, feature) x rows intermediates in cache
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float), for missing_type Zero
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
@@ -167,6 +171,9 @@ class FamilyTreeShap:
                 ok[rows] = self.agrees(left, leaves[rows])
             out[rows] = table.grouped(self, left)
         return out, ok
+
+    def has_table(self, groups: np.ndarray, n_groups: int) -> bool:
+        return (n_groups, np.asarray(groups, dtype=np.int64).tobytes()) in self._tables
 
     def table(self, groups: np.ndarray, n_groups: int) -> _GroupTable:
         """The grouping's tables, built once per booster and grouping (`groups[j]`: feature j's group, -1 none)."""
@@ -345,17 +352,21 @@ def _doubling(r: np.ndarray, mask: np.ndarray, t: np.ndarray) -> tuple[np.ndarra
 def grouped_treeshap(booster: Any, X: np.ndarray, leaves: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     """(rows, n_groups) LightGBM `pred_contrib` summed by group (bias column dropped), from the tables
     where every one of the row's splits reproduces `leaves` (its `pred_leaf`), else `pred_contrib` itself."""
+    built = _SHAP.get(booster)
+    if (built is None or not built.has_table(groups, n_groups)) and len(X) < TABLE_MIN_ROWS:
+        return _pred_contrib(booster, X, groups, n_groups)
     shap = family_treeshap(booster)
     if not shap.supported or booster.num_model_per_iteration() != 1:
-        return _group_columns(
-            np.asarray(booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1], groups, n_groups
-        )
+        return _pred_contrib(booster, X, groups, n_groups)
     out, agrees = shap.grouped(X, groups, n_groups, leaves)
     if not agrees.all():  # a split decided differently from LightGBM: LightGBM's own TreeSHAP for those rows
         log.warning("TreeSHAP tables: %d of %d rows fall back to pred_contrib", int((~agrees).sum()), len(X))
-        exact = np.asarray(booster.predict(X[~agrees], pred_contrib=True, num_threads=1))[:, :-1]
-        out[~agrees] = _group_columns(exact, groups, n_groups)
+        out[~agrees] = _pred_contrib(booster, X[~agrees], groups, n_groups)
     return out
+
+
+def _pred_contrib(booster: Any, X: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    return _group_columns(np.asarray(booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1], groups, n_groups)
 
 
 _SHAP: weakref.WeakKeyDictionary[Any, FamilyTreeShap] = weakref.WeakKeyDictionary()

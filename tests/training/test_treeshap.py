@@ -13,7 +13,7 @@ import pytest
 from core.tasks import CHURN_DRIVERS
 from training import treeshap
 from training.model import RankPrior, TabularModel, _group_columns
-from training.segments import DriverConfig, _vote, churn_drivers
+from training.segments import DriverConfig, _vote, churn_drivers, prepare_drivers
 
 FEATURES = ["deposit_rate_gap", "complaint_views", "login_count_3m", "views_mortgage_3m", "aum", "region", "age"]
 REGION = FEATURES.index("region")
@@ -76,16 +76,18 @@ def test_tables_give_lightgbm_treeshap_per_feature_and_per_group(case):
     params = dict(CASES[case])
     core, X = _model(objective=params.pop("objective", "binary"), prior=params.pop("prior", False), **params)
     each = np.arange(len(FEATURES))
+    groups = np.array([0, 1, 2, 3, -1, 2, 0])
+    shap = treeshap.family_treeshap(core.booster)
+    for grouping, n in ((each, len(FEATURES)), (groups, 4)):  # as serving builds them at model load
+        shap.table(grouping, n)
     np.testing.assert_allclose(
         core.grouped_contributions(X, each, len(FEATURES), exact=True),
         _reference(core, X, each, len(FEATURES)),
         atol=1e-9,
     )
-    groups = np.array([0, 1, 2, 3, -1, 2, 0])
     np.testing.assert_allclose(
         core.grouped_contributions(X, groups, 4, exact=True), _reference(core, X, groups, 4), atol=1e-9
     )
-    shap = treeshap.family_treeshap(core.booster)
     _, agrees = shap.grouped(X, groups, 4, core.booster.predict(X, pred_leaf=True))
     assert agrees.all()  # every row's splits reproduce LightGBM's leaves: no row fell back to pred_contrib
 
@@ -144,6 +146,7 @@ def test_churn_drivers_are_treeshaps_family_vote():
     )
     groups = np.array([names.index(f) for f in ("rate_gap", "service_incidents", "disengagement", "life_event")]
                       + [-1, names.index("life_event"), names.index("other")])  # fmt: skip
+    prepare_drivers(core, config)  # as serving does at model load
     best, top, _ = _vote(_reference(core, X, groups, len(names)), names.index("other"))
     expected = np.asarray(names, dtype=object)[np.where(top > 0.05, best, names.index("other"))]
     got = churn_drivers(core, X, config)
@@ -190,3 +193,13 @@ def test_both_table_builders_are_the_shapley_values_of_the_leaf_game():
             with_empty = r.copy()
             with_empty[0] = 0.0
             np.testing.assert_allclose(treeshap._shapley(with_empty, z), _brute_shapley(with_empty, z), atol=1e-12)
+
+
+def test_few_rows_before_the_tables_are_built_take_pred_contrib():
+    """Training's driver accuracy scores a few dozen rows: building the tables would cost more than that."""
+    core, X = _model(seed=6)
+    groups = np.arange(len(FEATURES))
+    few = X[: treeshap.TABLE_MIN_ROWS - 1]
+    got = core.grouped_contributions(few, groups, len(FEATURES), exact=True)
+    assert core.booster not in treeshap._SHAP  # nothing was built
+    np.testing.assert_allclose(got, _reference(core, few, groups, len(FEATURES)), atol=1e-12)
