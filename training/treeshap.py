@@ -36,10 +36,10 @@ log = logging.getLogger(__name__)
 
 TABLE_BUDGET = 4_000_000  # table entries (float64) per booster and grouping: 32 MB
 MAX_TABLE_DEPTH = 16  # unique features on a leaf's path that may be tabled (within the budget); deeper: per row
-# Building a grouping's tables costs what `pred_contrib` costs for a few hundred rows (0.2-1.5 s): fewer rows
-# on a booster whose tables are not built yet (training's driver accuracy, a small batch) go to
-# `pred_contrib`; serving builds the tables at model load (`training.segments.prepare_drivers`).
-TABLE_MIN_ROWS = 256
+# Building a grouping's tables costs what `pred_contrib` costs for several hundred rows (0.2-1.5 s on a quiet
+# machine): fewer rows on a booster whose tables are not built yet (training's driver accuracy, the demo's
+# batch scoring) go to `pred_contrib`; serving builds the tables at model load (`segments.prepare_drivers`).
+TABLE_MIN_ROWS = 1000
 CHUNK = 64  # rows per block: keeps the (leaf, feature) x rows intermediates in cache
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float), for missing_type Zero
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
