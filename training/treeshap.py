@@ -215,7 +215,7 @@ class _GroupTable:
         n_present = np.asarray([len(present[i]) for i in self.leaves], dtype=np.int64)
         while cap > 0 and int((np.left_shift(1, depth) * n_present)[depth <= cap].sum()) > TABLE_BUDGET:
             cap -= 1
-        regular = np.asarray([min(shap.ratios[i], default=1.0) > 0 for i in self.leaves])  # no empty child
+        regular = np.asarray([min(shap.ratios[i], default=1.0) > 0 for i in self.leaves], dtype=bool)  # no empty child
         # Tabled (leaf, group) pairs sorted by group: a block's sums are one gather and one reduceat.
         tab = [(g, j) for j, i in enumerate(self.leaves) if depth[j] <= cap for g in present[i]]
         tab.sort()

@@ -67,6 +67,7 @@ CASES = {
     "binary, deep trees": {"num_leaves": 63, "max_depth": -1, "min_data_in_leaf": 2, "seed": 2},
     "binary, few features (splits repeat)": {"num_leaves": 31, "feature_fraction": 0.3, "seed": 3},
     "regression": {"objective": "regression"},
+    "binary, no split at all (one single-leaf tree)": {"min_gain_to_split": 1e9},
     "binary with a rank prior": {"prior": True},
 }
 
