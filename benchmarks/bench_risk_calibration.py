@@ -18,7 +18,10 @@ against `truth.latent_risk`:
   candidate: no truth);
 - DIAGNOSTIC THAT SIMULATES A DATA SOURCE FROM THE TRUTH (what it would buy, never a candidate): an advisor's
   suitability review of a random `--anchor-share` of the customers, `cut(appetite + N(0, 0.3^2))` with the
-  simulator's own cuts and no lean, given to the posterior's fit as anchor rows (`AppetitePosterior.fit(anchor=)`).
+  simulator's own cuts and no lean, given to the posterior's fit as anchor rows (`AppetitePosterior.fit(anchor=)`);
+- `--reviews`: the data source itself, no truth: the spec trained again with `risk_posterior.anchor_column:
+  reviewed_risk` (the simulated `suitability_reviews` table's latest class known at each T, a panel column), as
+  `clientlens train risk` trains it, scored on the same rows.
 
 Prints the lines and writes `benchmarks/out/risk_calibration_s<SEED>.json`.
 """
@@ -43,7 +46,7 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 
 
 def train(
-    features: Path, truth: pd.DataFrame, seed: int, correlated: bool = False
+    features: Path, truth: pd.DataFrame, seed: int, correlated: bool = False, anchor_column: str | None = None
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """The shipped risk model, and the rows its posterior was fitted on (raw scores, matrix, label)."""
     from training.spec import builtin_spec
@@ -54,6 +57,7 @@ def train(
 
     def capture(self, raw, X, label, iterations=60, anchor=None):
         captured.update(raw=np.array(raw), X=np.array(X), label=np.array(label))
+        captured["anchor"] = np.full(len(label), -1) if anchor is None else np.asarray(anchor)
         return fit(self, raw, X, label, iterations, anchor)
 
     appetite.AppetitePosterior.fit = capture  # type: ignore[method-assign]
@@ -63,6 +67,11 @@ def train(
             assert spec.risk_posterior is not None
             posterior = spec.risk_posterior.model_copy(update={"correlated_residuals": True})
             spec = spec.model_copy(update={"risk_posterior": posterior})
+        if anchor_column is not None:  # the simulated bank's suitability reviews, known at T (no truth)
+            assert spec.risk_posterior is not None
+            posterior = spec.risk_posterior.model_copy(update={"anchor_column": anchor_column})
+            keep = list(dict.fromkeys([*spec.keep_columns, anchor_column]))
+            spec = spec.model_copy(update={"risk_posterior": posterior, "keep_columns": keep})
         frame = pd.read_parquet(features / "panel.parquet")
         result = fit_task(spec, frame, seed=seed, trials=8, timeout=40, truth=truth, threads=1)
     finally:
@@ -161,6 +170,8 @@ def main() -> None:
     ap.add_argument("--no-profile", action="store_true", help="skip the lean profile (three EM refits)")
     ap.add_argument("--correlated-residuals", action="store_true", help="train with one residual covariance")
     ap.add_argument("--anchor-share", type=float, default=0.05, help="reviewed share in the anchor diagnostic")
+    ap.add_argument("--reviews", action="store_true",
+                    help="also train with risk_posterior.anchor_column: reviewed_risk (the simulated suitability_reviews table)")  # fmt: skip
     args = ap.parse_args()
     truth = pd.read_parquet(args.raw / "truth.parquet")
     core, captured = train(args.features, truth, args.seed, args.correlated_residuals)
@@ -199,6 +210,18 @@ def main() -> None:
         "temperature (chosen on the review rows)": anchored.temperature_,
         "at that temperature": scores(anchored.transform(test["raw"], test["X"]), test),
     }  # fmt: skip
+    if args.reviews:  # the data source itself: the simulated bank's suitability reviews known at T, no truth
+        reviewed_core, rc = train(args.features, truth, args.seed, args.correlated_residuals, "reviewed_risk")
+        rpost = reviewed_core.calibrator
+        rtest = book(reviewed_core, panel[panel["as_of"] == panel["as_of"].max()], truth)
+        res["suitability reviews (simulated table, no truth)"] = {
+            "fitting_rows": int(len(rc["anchor"])), "anchor_rows": int((rc["anchor"] >= 0).sum()),
+            "test_rows_reviewed_by_T": float(panel.loc[panel["as_of"] == panel["as_of"].max(), "reviewed_risk"].notna().mean()),
+            "lean": round(rpost.lean_, 3), "cuts": rpost.cuts_.round(3).tolist(),
+            "anchor_sd": round(rpost.anchor_sd_, 3), "temperature": rpost.temperature_,
+            "scores": scores(rpost.transform(rtest["raw"], rtest["X"]), rtest),
+            "T1": scores(probabilities(rpost, rtest["raw"], rtest["X"]), rtest),
+        }  # fmt: skip
     # class changes between the test date and the latest book (same customers)
     a = pd.Series(P.argmax(axis=1), index=test["ids"])
     b = pd.Series(post.transform(later["raw"], later["X"]).argmax(axis=1), index=later["ids"])
@@ -224,10 +247,14 @@ def main() -> None:
     res["class_changes"]["accuracy_later_shipped"] = float((new == truth_class).mean())
     res["class_changes"]["accuracy_pooled"] = float((pooled.argmax(axis=1) == truth_class).mean())
     OUT_DIR.mkdir(exist_ok=True)
-    tag = f"{'_corr' if args.correlated_residuals else ''}{'_quick' if args.no_profile else ''}"
+    tag = f"{'_corr' if args.correlated_residuals else ''}{'_reviews' if args.reviews else ''}"
+    tag += "_quick" if args.no_profile else ""
     (OUT_DIR / f"risk_calibration_s{args.seed}{tag}.json").write_text(json.dumps(res, indent=1, default=str))
     for key in ("fit", "shipped", "true_shares", "by_stated", "lean_profile", "tempered (uses truth)",
-                "review anchor (simulated from truth)", "class_changes"):  # fmt: skip
+                "review anchor (simulated from truth)", "suitability reviews (simulated table, no truth)",
+                "class_changes"):  # fmt: skip
+        if key not in res:
+            continue
         print(f"{key}: {json.dumps(res[key], default=str)}")
 
 

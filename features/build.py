@@ -73,6 +73,7 @@ class Prepared:
     ev: dict[str, np.ndarray] | None = None
     ho: dict[str, np.ndarray] | None = None
     market: dict[str, np.ndarray] | None = None
+    reviews: dict[str, np.ndarray] | None = None  # suitability reviews (#12): cust, ts, risk class index
     snapshot_dates: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))
 
     @property
@@ -87,6 +88,7 @@ class Prepared:
             "events": self.ev is not None,
             "holdings": self.ho is not None,
             "market": self.market is not None,
+            "suitability_reviews": self.reviews is not None,
         }
         return [t for t in vocab.TABLES if not present[t]]
 
@@ -166,6 +168,12 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], snapshot_dates: Sequence 
             snapshot_dates = np.unique(arrays["snap"])
     if snapshot_dates is not None:
         prep.snapshot_dates = np.unique(_ns(pd.Series(snapshot_dates)))
+    rv = tables.get("suitability_reviews")
+    if rv is not None:
+        pos, ok = positions(rv["customer_id"].to_numpy(np.int64), customer_ids)
+        risk = _codes(rv["reviewed_risk"], vocab.RISK_CLASSES)
+        keep = ok & (risk >= 0)
+        prep.reviews = {"cust": pos[keep], "ts": _ns(rv["reviewed_at"])[keep], "risk": risk[keep]}
     mk = tables.get("market")
     if mk is not None:
         mk = mk.sort_values("date")
@@ -322,6 +330,21 @@ def stated_risk_at(prep: Prepared, t_end: int) -> np.ndarray:
         risk[(assessed >= t_end) & ~nat] = None
     risk[pd.isna(risk)] = None
     return risk
+
+
+def reviewed_risk_at(prep: Prepared, t_end: int) -> np.ndarray:
+    """#12: the class of each customer's latest suitability review dated before `t_end` (None if none by T).
+    Never a later review: a row at T knows only what the bank knew at T."""
+    out = np.full(prep.n, None, dtype=object)
+    rv = prep.reviews
+    if rv is None:
+        return out
+    m = rv["ts"] < t_end
+    cust, ts, risk = rv["cust"][m], rv["ts"][m], rv["risk"][m]
+    order = np.lexsort((ts, cust))
+    last = order[np.r_[cust[order][1:] != cust[order][:-1], True]] if len(order) else order
+    out[cust[last]] = np.asarray(vocab.RISK_CLASSES, dtype=object)[risk[last]]
+    return out
 
 
 # --------------------------------------------------------------------------- families

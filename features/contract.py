@@ -1,4 +1,4 @@
-"""The raw data contract (DESIGN §3): five tables, typed and checked on read.
+"""The raw data contract (DESIGN §3): five tables and the optional suitability reviews, typed and checked on read.
 
 Every table a bank hands over is checked once, at the edge, before any feature is built:
 columns and dtypes (a pandera schema per table), nulls, unique keys, value ranges,
@@ -158,7 +158,22 @@ SPECS: dict[str, TableSpec] = {
         ),
         key=("date",),
     ),
+    # #12: an advisor's periodic suitability review (MiFID II): the customer's risk class as re-assessed in
+    # conversation, far less biased than the onboarding questionnaire. Optional; only the risk posterior's fit
+    # reads it (as `reviewed_risk` known at T), never a booster.
+    "suitability_reviews": TableSpec(
+        "suitability_reviews",
+        (
+            Column("customer_id", "int", ge=0),
+            Column("reviewed_at", "datetime"),
+            _cat("reviewed_risk", vocab.RISK_CLASSES),
+        ),
+        key=("customer_id", "reviewed_at"),
+        time_column="reviewed_at",
+    ),
 }
+REFERENCING_TABLES = ("holdings", "transactions", "events", "suitability_reviews")
+"""Tables whose every `customer_id` must exist in customers (referential integrity)."""
 
 _PANDERA_DTYPE = {
     "int": "int64",
@@ -455,9 +470,9 @@ def _sorted(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
 
 
 def _check_references(frames: dict[str, pd.DataFrame], report: _Report) -> None:
-    """Every customer_id of holdings, transactions and events exists in customers."""
+    """Every customer_id of holdings, transactions, events and suitability reviews exists in customers."""
     known = np.sort(frames["customers"]["customer_id"].to_numpy())
-    for table in ("holdings", "transactions", "events"):
+    for table in REFERENCING_TABLES:
         if table not in frames:
             continue
         ids = frames[table]["customer_id"].to_numpy()
@@ -682,7 +697,7 @@ def read_raw(
 ) -> RawTables:
     """Read and validate a raw folder (one `<table>.parquet` file per table; a folder in its place is refused).
 
-    - `tables`: which tables to read (default all five). `customers` is always read when
+    - `tables`: which tables to read (default all of `vocab.TABLES`). `customers` is always read when
       another customer table is, for referential integrity.
     - `customer_ids`: `(lo, hi)` reads customers lo <= id < hi (pushed down to Parquet row
       groups; None = unbounded), or an explicit list of ids. `market` is never filtered.
@@ -698,7 +713,7 @@ def read_raw(
     unknown = [t for t in wanted if t not in SPECS]
     if unknown:
         raise InputError(f"unknown raw table(s) {unknown}; expected some of {list(SPECS)}")
-    if any(t in wanted for t in ("holdings", "transactions", "events")) and "customers" not in wanted:
+    if any(t in wanted for t in REFERENCING_TABLES) and "customers" not in wanted:
         wanted.insert(0, "customers")
     # market first: its last date bounds every other table's timestamps
     order = sorted(wanted, key=lambda t: (t != "market", vocab.TABLES.index(t)))

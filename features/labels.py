@@ -23,6 +23,7 @@ from features.build import (
     last_at_or_before,
     prepare,
     ratio,
+    reviewed_risk_at,
     stated_risk_at,
     tier_of,
 )
@@ -43,6 +44,7 @@ null/NaN when S_H does not exist or is not later than S_T (no information after 
 | `tier_future` | string mass / affluent / hnw | tier of AUM at **S_C** (the same whole-month snapshot as `churn`, below) with the configured thresholds (default mass < 500,000 <= affluent < 10,000,000 <= hnw). A customer holding nothing at S_C is `mass`. Null where S_C is not in the data. |
 | `churn` | float 1.0 / 0.0 / NaN | read at **S_C = the month-end snapshot round(H / 30.44) calendar months after S_T** (at least one; 90 days -> 3 months, 89-92 days after S_T at every month end), not at S_H: the last snapshot <= T+H is three month ends after a Nov, Dec or Jan month end and two after the others, so the label would mean a different outcome at different as-of dates. NaN where S_C is not in the data. Defined (0/1) only for customers with AUM at S_T >= `churn_min_aum` (default 10,000), NaN otherwise. 1.0 if AUM at S_C <= `churn_aum_fraction` (default 0.5) x AUM at S_T, or the customer holds no product at all (assets or liabilities) at S_C; else 0.0. |
 | `revealed_risk` | string conservative / balanced / aggressive / null | defined only for customers **free to act on their appetite**: stated risk at T allows buying R4 or above at the bank (`vocab.MAX_RISK_LEVEL_FOR` -> only `aggressive`; `balanced` is capped at R3, so an aggressive appetite could not show in its bank holdings and its label would be censored; those customers get null, as do conservative ones and customers whose stated risk is unknown at T). Over (T, T+H]: base B = AUM at S_H + investment_buy amounts + outflows to brokerages; high-risk amount A = AUM in R4-R5 at S_H + investment_buy amounts of R4-R5 products (risk from `product_type`) + outflows to brokerages; mid-risk amount M = AUM in R3 at S_H + investment_buy amounts of R3 products. `aggressive` if A / B >= 0.30, else `balanced` if (A + M) / B >= 0.15, else `conservative`; null when B < 10,000 (nothing to reveal). Thresholds are `LabelConfig` fields. |
+| `reviewed_risk` | string conservative / balanced / aggressive / null | not a label but carried like one (panel only, fitting only, #12): the class of the customer's latest suitability review (`suitability_reviews`) dated on or before T; null when there is none or the table is absent. Never a later review. The risk posterior's fit reads it as anchor rows (`risk_posterior.anchor_column`); specs that take every column drop it. |
 """
 
 
@@ -67,6 +69,7 @@ def labels_at(
     i_t, i_h = last_at_or_before(snaps, t_end - 1), last_at_or_before(snaps, h_end - 1)
     if prep.ho is None or i_h < 0 or i_h <= i_t:
         out["tier_future"], out["churn"], out["revealed_risk"] = tier_future, churn, revealed
+        out["reviewed_risk"] = reviewed_risk_at(prep, t_end)
         return out
     s_h = int(snaps[i_h])
     s_t = int(snaps[i_t]) if i_t >= 0 else None
@@ -118,6 +121,7 @@ def labels_at(
     label[~free | ~(base >= config.revealed_min_base)] = None
     revealed = label
     out["tier_future"], out["churn"], out["revealed_risk"] = tier_future, churn, revealed
+    out["reviewed_risk"] = reviewed_risk_at(prep, t_end)
     return out
 
 

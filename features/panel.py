@@ -343,7 +343,7 @@ def read_partition(
     range's customers. Raises `InputError` on any violation.
     """
     from core.errors import InputError
-    from features.contract import validate_frame
+    from features.contract import REFERENCING_TABLES, validate_frame
 
     paths = raw_paths(raw_dir)
     out: dict[str, pd.DataFrame | None] = dict.fromkeys(vocab.TABLES)
@@ -370,7 +370,7 @@ def read_partition(
     customers = out["customers"]
     assert customers is not None  # raw_paths requires customers.parquet
     ids = customers["customer_id"].to_numpy()
-    for table in ("holdings", "transactions", "events"):
+    for table in REFERENCING_TABLES:
         frame = out[table]
         if frame is not None and len(frame):
             unknown = ~np.isin(frame["customer_id"].to_numpy(), ids)

@@ -686,6 +686,10 @@ LABELS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "tier_future": ("category", vocab.TIERS),
     "churn": ("float", None),
     "revealed_risk": ("category", vocab.RISK_CLASSES),
+    # #12: not a label of the future but a fitting-only column like one: the latest suitability review's class
+    # known at T (null if none). Panel only (never in latest.parquet), never a booster feature (the specs that
+    # take every column drop it); the risk posterior's fit reads it as anchor rows (`risk_posterior.anchor_column`).
+    "reviewed_risk": ("category", vocab.RISK_CLASSES),
 }
 
 

@@ -83,6 +83,13 @@ class SimParams(BaseModel):
     questionnaire_bias: float = Field(0.8, description="answers lean conservative by this much")
     appetite_drift_per_sqrt_year: float = 0.25
     reassess_prob: float = Field(0.30, description="share ever re-assessed after onboarding")
+    # #12: advisor-led suitability reviews (MiFID II periodic review), the `suitability_reviews` table. Drawn
+    # from their own random stream, so every other table and truth column is unchanged (SIMULATOR.md §3b).
+    review_rate_by_tier: tuple[float, float, float] = Field(
+        (0.04, 0.12, 0.50),
+        description="suitability reviews per customer-year by bank-AUM tier at start (mass, affluent, hnw)",
+    )
+    review_noise: float = Field(0.3, ge=0, description="sd of the advisor's assessment error on the appetite (no lean)")
 
     # --- churn
     churn_base_hazard: float = 0.0095
@@ -839,7 +846,46 @@ def generate_block(block_index: int, n: int, market: Market, seed: int, params: 
         "incidents": incident.sum(axis=1).astype(np.int16),
         "churn_cause": (churn_cause.astype(np.int32), CHURN_CAUSES),
     }
-    return Block({"customers": customers, "holdings": holdings, "transactions": txn, "events": events, "truth": truth})
+    reviews = _suitability_reviews(p, seed, block_index, ids, aum0, appetite, bounds, churn_date)
+    tables = {"customers": customers, "holdings": holdings, "transactions": txn, "events": events, "truth": truth}
+    return Block({**tables, "suitability_reviews": reviews})
+
+
+def _suitability_reviews(
+    p: SimParams,
+    seed: int,
+    block_index: int,
+    ids: np.ndarray,
+    aum0: np.ndarray,
+    appetite: np.ndarray,
+    bounds: np.ndarray,
+    churn_date: np.ndarray,
+) -> dict[str, object]:
+    """Advisor-led suitability reviews in the simulated window (SIMULATOR.md §3b): a Poisson number per customer
+    at a rate set by the bank-AUM tier at the start (advised, wealthier customers are reviewed more often), at
+    uniform times while still a customer; the advisor's class is the appetite's class with a small error and no
+    lean. Its own stream `SeedSequence([seed, 21, block_index])`: nothing else is redrawn."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 21, block_index]))
+    n = len(ids)
+    tier = np.searchsorted([p.tier_affluent_min, p.tier_hnw_min], aum0, side="right")
+    start, end = bounds[0].astype(np.int64), bounds[-1].astype(np.int64)
+    stop = np.where(np.isnat(churn_date), end, churn_date.astype("datetime64[ns]").astype(np.int64))
+    years = np.clip(stop - start, 0, None) / (365.25 * _NS_PER_DAY)
+    count = rng.poisson(np.asarray(p.review_rate_by_tier)[tier] * years)
+    who = np.repeat(np.arange(n), count)
+    at = start + (rng.random(len(who)) * (stop[who] - start)).astype(np.int64)
+    at = at.astype("datetime64[ns]").astype("datetime64[D]").astype("datetime64[ns]")  # a review is dated by day
+    assessed = appetite[who] + p.review_noise * rng.standard_normal(len(who))
+    reviewed = np.searchsorted([p.appetite_cut_balanced, p.appetite_cut_aggressive], assessed)
+    order = np.lexsort((at, who))
+    # one review per customer and day (the contract's key): a second one the same day is the same review
+    first = np.r_[True, (np.diff(who[order]) != 0) | (np.diff(at[order]) != np.timedelta64(0))]
+    order = order[first[: len(order)]]
+    return {
+        "customer_id": ids[who[order]],
+        "reviewed_at": at[order],
+        "reviewed_risk": (reviewed[order].astype(np.int32), vocab.RISK_CLASSES),
+    }
 
 
 # Why a churner left (truth.churn_cause); the driver vocabulary of core.tasks.CHURN_DRIVERS.
@@ -1034,7 +1080,7 @@ def simulate(
             for b in range(b0, min(n_blocks, b0 + blocks_per_chunk)):
                 n = min(BLOCK_SIZE, customers - b * BLOCK_SIZE)
                 blocks.append(generate_block(b, n, market, seed, p))
-            for table in ("customers", "holdings", "transactions", "events", "truth"):
+            for table in ("customers", "holdings", "transactions", "events", "suitability_reviews", "truth"):
                 columns = _concat(blocks, table)
                 counts = None
                 if table in MONTHLY_ROW_GROUPS:

@@ -6,7 +6,8 @@ the feature registry and the serving request model agree by construction.
 
 from __future__ import annotations
 
-TABLES = ("customers", "holdings", "transactions", "events", "market")
+# `suitability_reviews` (#12): advisor-led MiFID II suitability reviews; optional like every table but customers.
+TABLES = ("customers", "holdings", "transactions", "events", "market", "suitability_reviews")
 
 RISK_CLASSES = ("conservative", "balanced", "aggressive")
 RISK_LEVELS = ("R1", "R2", "R3", "R4", "R5")

@@ -84,6 +84,7 @@ OUTPUT_COLUMNS = (
     | {HIDDEN_AGGRESSIVE_COLUMN, "segment", NEXT_ACTION_COLUMN, NEXT_ACTION_REASON_COLUMN}
     | {ACTIONS_COLUMN, SERVICE_CLASS_COLUMN}
     | {"prediction", "target"}
+    | {"reviewed_risk"}  # #12: the panel's latest suitability review known at T (fitting only, like a label)
 )
 # Registry family whose features are one value per date for every customer (reported as context).
 CONTEXT_FAMILY = "market"

@@ -18,7 +18,9 @@ measurements one residual covariance (they share non-appetite causes: the booste
 and fixed-income views rise), fitted by ECM; `fit(anchor=)` takes an accurate class assessment of a few customers
 (an advisor's suitability review: `review = cut(a + r, kappa)`, the same cuts, no lean) as anchor rows, which pin
 where the cuts sit in the book, and picks the behaviour likelihood's temperature that best predicts those reviews.
-No simulated bank carries such reviews yet, so the shipped spec uses neither.
+The simulated bank now carries such reviews (`suitability_reviews`, the panel's
+`reviewed_risk` known at T, passed by `risk_posterior.anchor_column`); the shipped spec uses neither (see
+benchmarks/RESULTS.md, "#12 suitability reviews": the anchor lowers macro-F1 on seed 7).
 
 Fitted by EM on a grid of `a`; a customer's class probabilities are the posterior mass of `a` between the
 cuts given the profile, the questionnaire and the behaviour (never the label: scoring has none). Each stated

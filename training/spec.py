@@ -217,6 +217,12 @@ class RiskPosteriorSpec(_Strict):
         default=False,
         description="One residual covariance across the measures instead of independent noise (measured, #12).",
     )
+    anchor_column: str | None = Field(
+        default=None,
+        description="A keep_column with an accurate class assessment known at T (e.g. `reviewed_risk`, the latest "
+        "suitability review): its rows anchor the fit's class cuts and choose the behaviour's temperature (#12). "
+        "Fitting only, like the label; never a model feature.",
+    )
 
 
 class UpgradeSpec(_Strict):
@@ -342,6 +348,12 @@ class TaskSpec(_Strict):
                 absent = [c for c in cols if c not in self.features or c in self.drop]
                 if absent:
                     raise ValueError(f"boost_from_baseline: baseline columns {absent} must be model `features`")
+        anchor = self.risk_posterior.anchor_column if self.risk_posterior is not None else None
+        if anchor is not None:  # fitting only, like the label: carried beside the features, never one of them
+            if anchor not in self.keep_columns:
+                raise ValueError(f"risk_posterior.anchor_column {anchor!r} must be one of keep_columns")
+            if (self.features is not None and anchor in self.features) or anchor == self.target.column:
+                raise ValueError(f"risk_posterior.anchor_column {anchor!r} must not be a model feature or the target")
         if self.tuning.monotone and self.features is not None:
             unknown = sorted(set(self.tuning.monotone) - set(self.features))
             if unknown:

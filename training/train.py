@@ -490,7 +490,12 @@ def _risk_posterior(
             X = np.vstack([X, X_unl])
             raw = np.vstack([raw, core.raw_from_matrix(X_unl)])
             label = np.concatenate([label, np.full(len(X_unl), -1)])
-    return post.fit(raw, X, label)
+    anchor = None
+    if rp.anchor_column:  # #12: the assessed class known at T (e.g. a suitability review); -1 where none
+        col, code = rp.anchor_column, {c: i for i, c in enumerate(prep.classes)}
+        values = [prep.extras[col].iloc[calib_idx]] + ([unl[col]] if unl is not None and len(unl) else [])
+        anchor = pd.concat(values).astype(object).map(code).fillna(-1).astype(int).to_numpy()
+    return post.fit(raw, X, label, anchor=anchor)
 
 
 def _unlabelled_at_test(prep: Prepared, sp: Split) -> pd.DataFrame | None:

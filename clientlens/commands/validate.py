@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         def human(summary: dict) -> None:
             typer.echo(f"{summary['raw']}: contract ok")
             for table, n in summary["rows"].items():
-                typer.echo(f"  {table:<13} {n:>14,} rows")
+                typer.echo(f"  {table:<19} {n:>14,} rows")
             for table in summary["missing"]:
                 typer.echo(f"  {table:<13} {'missing':>14}")
 

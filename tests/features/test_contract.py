@@ -78,9 +78,46 @@ def test_missing_optional_tables_are_reported_not_fatal(small_frames, tmp_path):
     raw = _write({"customers": small_frames["customers"], "market": small_frames["market"]}, tmp_path / "raw")
     frames = read_raw(raw)
     assert set(frames) == {"customers", "market"}
-    assert frames.missing == ["holdings", "transactions", "events"]
+    assert frames.missing == ["holdings", "transactions", "events", "suitability_reviews"]
     code, _, summary = _validate_cli(raw)
-    assert code == 0 and summary["missing"] == ["holdings", "transactions", "events"]
+    assert code == 0 and summary["missing"] == ["holdings", "transactions", "events", "suitability_reviews"]
+
+
+def _reviews(small_frames) -> pd.DataFrame:
+    ids = small_frames["customers"]["customer_id"].iloc[:3].to_numpy()
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "reviewed_at": pd.to_datetime(["2024-03-01", "2024-06-01", "2024-09-01"]),
+            "reviewed_risk": pd.Series(["conservative", "balanced", "aggressive"], dtype=object),
+        }
+    )
+
+
+def test_suitability_reviews_pass_and_are_optional(small_frames, tmp_path):
+    frames = {t: df for t, df in small_frames.items() if t != "suitability_reviews"}
+    raw = _write({**frames, "suitability_reviews": _reviews(small_frames)}, tmp_path / "with")
+    out = read_raw(raw)
+    assert list(out["suitability_reviews"]["reviewed_risk"].cat.categories) == list(vocab.RISK_CLASSES)
+    assert len(out["suitability_reviews"]) == 3 and out.missing == []
+    without = read_raw(_write(frames, tmp_path / "without"))
+    assert "suitability_reviews" not in without and without.missing == ["suitability_reviews"]
+
+
+@pytest.mark.parametrize(
+    ("column", "change", "rule"),
+    [
+        ("customer_id", lambda df: df.assign(customer_id=[1, 2, 999_999]), "customer_id exists in customers"),
+        ("reviewed_risk", lambda df: df.assign(reviewed_risk=["conservative", "cautious", "balanced"]), "vocabulary"),
+        ("reviewed_at", lambda df: df.assign(reviewed_at=[pd.NaT, *df["reviewed_at"].iloc[1:]]), "not null"),
+        ("reviewed_at", lambda df: df.assign(reviewed_at=df["reviewed_at"].astype(str)), "dtype"),
+        ("customer_id+reviewed_at", lambda df: pd.concat([df, df.iloc[[0]]]), "unique key"),
+    ],
+)
+def test_suitability_review_violations_name_table_column_rule(small_frames, tmp_path, column, change, rule):
+    frames = {t: df for t, df in small_frames.items() if t != "suitability_reviews"}
+    raw = _write({**frames, "suitability_reviews": change(_reviews(small_frames))}, tmp_path / "raw")
+    _assert_refused(raw, f"suitability_reviews.{column}", rule)
 
 
 def test_missing_customers_table_is_fatal(small_frames, tmp_path):

@@ -128,3 +128,22 @@ def test_churn_is_null_until_its_month_is_in_the_data():
     assert np.isnan(one(lab, 1)["churn"])  # June 30 (3 months) is not in the data yet
     assert one(lab, 1)["tier_future"] is None  # the future tier reads the same month
     assert one(lab, 1)["revealed_risk"] is None  # stated risk unknown: the only label reading S_H
+
+
+def test_reviewed_risk_is_the_latest_suitability_review_known_at_T():
+    """#12: the latest review dated on or before T; never a later one; null without a review or a table."""
+    reviews = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2, 3, 3],
+            "reviewed_at": pd.to_datetime(["2024-05-01", "2025-02-01", "2025-04-01", "2025-01-10", "2025-04-02"]),
+            "reviewed_risk": ["conservative", "aggressive", "balanced", "balanced", "aggressive"],
+        }
+    )
+    lab = build_labels({"customers": customers(4), "suitability_reviews": reviews}, T)
+    assert one(lab, 1)["reviewed_risk"] == "aggressive"  # the later of two, both before T
+    assert one(lab, 2)["reviewed_risk"] == "balanced"  # dated T itself: known at T
+    assert one(lab, 3)["reviewed_risk"] == "balanced"  # the review the day after T is not known yet
+    assert pd.isna(one(lab, 4)["reviewed_risk"])  # never reviewed
+    early = build_labels({"customers": customers(4), "suitability_reviews": reviews}, pd.Timestamp("2024-04-30"))
+    assert early["reviewed_risk"].isna().all()
+    assert build_labels({"customers": customers(4)}, T)["reviewed_risk"].isna().all()  # a bank without the table

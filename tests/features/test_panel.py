@@ -116,10 +116,9 @@ def test_cli_json_summary(toy_dir, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["as_of"] == ["2024-12-31", "2025-02-28"]
-    assert (
-        summary["rows"] == len(read(tmp_path, "panel.parquet"))
-        and summary["columns"] == len(registry.feature_names()) + 5
-    )
+    assert summary["rows"] == len(read(tmp_path, "panel.parquet")) and summary["columns"] == len(
+        registry.feature_names()
+    ) + 2 + len(registry.LABELS)
     assert summary["out"] == str(tmp_path) and summary["missing_tables"] == []
 
 

@@ -78,8 +78,10 @@ def test_declared_bounds_and_drift_columns_and_arrow_schema():
     assert registry.feature("aum").lower == 0.0  # AUM is never negative
     assert "tier" in registry.categorical_features() and "aum" in registry.numerical_features()
     schema = registry.arrow_schema(labels=True)
-    assert schema.names[:2] == ["customer_id", "as_of"] and schema.names[-3:] == list(registry.LABELS)
-    assert schema.names[2:-3] == registry.feature_names()
+    assert schema.names[:2] == ["customer_id", "as_of"] and schema.names[-len(registry.LABELS) :] == list(
+        registry.LABELS
+    )
+    assert schema.names[2 : -len(registry.LABELS)] == registry.feature_names()
 
 
 def test_the_builder_computes_exactly_the_declared_features():

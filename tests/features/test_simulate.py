@@ -303,6 +303,44 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path):
     assert pq.ParquetFile(tmp_path / "d" / "events.parquet").num_row_groups == 5
 
 
+def test_suitability_reviews_have_their_own_stream(tmp_path):
+    """#12: the reviews come from their own random stream: without them every other file is byte-identical."""
+    sim.simulate(tmp_path / "on", 1_500, 6, seed=5, chunk_size=1_000)
+    off = sim.SimParams(review_rate_by_tier=(0.0, 0.0, 0.0))
+    sim.simulate(tmp_path / "off", 1_500, 6, seed=5, chunk_size=1_000, params=off)
+    on, without = _digest(tmp_path / "on"), _digest(tmp_path / "off")
+    assert {k: v for k, v in on.items() if k != "suitability_reviews.parquet"} == {
+        k: v for k, v in without.items() if k != "suitability_reviews.parquet"
+    }
+    assert pq.read_metadata(tmp_path / "on" / "suitability_reviews.parquet").num_rows > 0
+    assert pq.read_metadata(tmp_path / "off" / "suitability_reviews.parquet").num_rows == 0
+
+
+def test_suitability_reviews_are_accurate_unbiased_and_favour_wealthier_customers(bank):
+    reviews, truth = bank["frames"]["suitability_reviews"], bank["truth"]
+    customers = bank["frames"]["customers"].set_index("customer_id")
+    # a few % of customers a year (12 months simulated)
+    assert 0.02 < reviews["customer_id"].nunique() / N_CUSTOMERS < 0.10
+    code = {c: i for i, c in enumerate(sim.vocab.RISK_CLASSES)}
+    reviewed = reviews["reviewed_risk"].astype(str).map(code).to_numpy()
+    true = truth.loc[reviews["customer_id"], "latent_risk"].astype(str).map(code).to_numpy()
+    stated = customers.loc[reviews["customer_id"], "stated_risk"].astype(str).map(code).to_numpy()
+    assert (reviewed == true).mean() > 0.8  # an advisor's assessment: far better than the questionnaire
+    assert (stated == true).mean() < 0.6
+    assert abs(reviewed.mean() - true.mean()) < 0.05  # no lean, unlike the questionnaire
+    assert true.mean() - stated.mean() > 0.3
+    # more reviews among wealthier (advised) customers: bank AUM at the start, as the simulator's rate says
+    first = pd.Series(truth["wealth"] * truth["wallet_share"])
+    rate = pd.Series(0, index=truth.index).add(reviews["customer_id"].value_counts(), fill_value=0)
+    rich = first >= sim.SimParams().tier_affluent_min
+    assert rate[rich].mean() > 2 * rate[~rich].mean()
+    # reviews fall in the simulated window, while the customer is still a customer
+    churn = truth.loc[reviews["customer_id"], "churn_date"].to_numpy()
+    at = reviews["reviewed_at"].to_numpy()
+    assert (at >= bank["market"].month_starts[0]).all() and (at < bank["market"].month_starts[-1]).all()
+    assert not (at > churn).any()
+
+
 def test_row_groups_follow_customer_spans_not_chunks(tmp_path, monkeypatch):
     """Transactions, events, holdings: one row group per (span of ids, month); any chunk size that is a
     multiple of the span writes byte-identical files."""

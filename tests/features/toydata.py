@@ -129,10 +129,22 @@ def toy_raw(
             "deposit_rate_1y": np.round(3 + np.cumsum(rng.normal(0, 0.01, len(dates))), 3),
         }
     )
+    # suitability reviews (#12): half the customers, one review each; their own generator, so the other
+    # tables are what they were before the table existed
+    rrng = np.random.default_rng([seed, 21])
+    who = np.sort(rrng.choice(ids, max(1, n_customers // 2), replace=False))
+    reviews = pd.DataFrame(
+        {
+            "customer_id": who,
+            "reviewed_at": pd.to_datetime(start_ts.value + rrng.integers(0, span_ns, len(who))).normalize(),
+            "reviewed_risk": pd.array(rrng.choice(vocab.RISK_CLASSES, len(who)), dtype="string"),
+        }
+    )
     return {
         "customers": customers,
         "holdings": holdings,
         "transactions": transactions,
         "events": events,
         "market": market,
+        "suitability_reviews": reviews,
     }

@@ -216,3 +216,56 @@ def test_monotone_constraints_hold_and_feature_allow_list(tmp_path):
 
     with pytest.raises(InputError, match="tuning.monotone.*numeric"):
         fit_task(load_spec(tmp_path / "bad.yaml"), frame, seed=0, trials=1)
+
+
+def _with_reviews(panel: pd.DataFrame, truth: pd.DataFrame, share: float = 0.2) -> pd.DataFrame:
+    """A `reviewed_risk` column as the panel carries it: the true class for a fixed `share` of customers."""
+    ids = panel["customer_id"].unique()
+    chosen = np.random.default_rng(0).choice(ids, int(share * len(ids)), replace=False)
+    latent = panel[["customer_id"]].merge(truth[["customer_id", "latent_risk"]], on="customer_id", how="left")
+    return panel.assign(reviewed_risk=np.where(panel["customer_id"].isin(chosen), latent["latent_risk"], None))
+
+
+def test_risk_anchor_column_reaches_the_posterior_fit_and_never_the_booster(panel_and_truth, tmp_path, monkeypatch):
+    """#12: `risk_posterior.anchor_column` passes the reviewed class (class index, -1 where none) to
+    `AppetitePosterior.fit(anchor=)`, which then chooses the behaviour's temperature on those rows."""
+    import training.appetite as appetite
+
+    panel, truth = panel_and_truth
+    panel = _with_reviews(panel, truth)
+    spec = small_data_spec(builtin_spec("risk", tmp_path))
+    assert spec.risk_posterior is not None and spec.risk_posterior.anchor_column is None
+    plain = fit_task(spec, panel, seed=0, trials=2)
+    assert plain.model.calibrator.temperature_ == 1.0 and "reviewed_risk" not in plain.model.features
+    seen: list[np.ndarray] = []
+    fit = appetite.AppetitePosterior.fit
+
+    def recording(self, raw, X, label, iterations=60, anchor=None):
+        seen.append(np.asarray(anchor))
+        return fit(self, raw, X, label, iterations, anchor)
+
+    monkeypatch.setattr(appetite.AppetitePosterior, "fit", recording)
+    posterior = spec.risk_posterior.model_copy(update={"anchor_column": "reviewed_risk"})
+    anchored = spec.model_copy(
+        update={"risk_posterior": posterior, "keep_columns": [*spec.keep_columns, "reviewed_risk"]}
+    )
+    r = fit_task(anchored, panel, seed=0, trials=2)
+    (anchor,) = seen
+    assert set(np.unique(anchor)) <= {-1, 0, 1, 2} and 0.1 < (anchor >= 0).mean() < 0.3  # a fifth reviewed
+    assert "reviewed_risk" not in r.model.features
+    assert r.model.calibrator.temperature_ in appetite.TEMPERATURES and r.model.calibrator.anchor_sd_ > 0
+
+
+def test_risk_anchor_column_must_be_a_keep_column_and_not_a_feature(tmp_path):
+    from pydantic import ValidationError
+
+    spec = builtin_spec("risk", tmp_path)
+    assert spec.risk_posterior is not None
+    data = spec.model_dump()
+    data["risk_posterior"]["anchor_column"] = "reviewed_risk"
+    with pytest.raises(ValidationError, match="anchor_column 'reviewed_risk' must be one of keep_columns"):
+        type(spec).model_validate(data)
+    data["keep_columns"] = [*data["keep_columns"], "reviewed_risk"]
+    data["features"] = [*data["features"], "reviewed_risk"]
+    with pytest.raises(ValidationError, match="must not be a model feature"):
+        type(spec).model_validate(data)
