@@ -469,12 +469,17 @@ class TabularModel:
         missing = [f for f in self.features if f not in data]
         if missing:
             raise InputError(f"model {self.task}: missing feature column(s) {missing[:10]}")
-        first = data[self.features[0]]
-        n = len(first)
+        n = len(data[self.features[0]])
         if n <= 32:
             X = self._small_matrix(data)
             if X is not None:
                 return X
+        return self._column_matrix(data)
+
+    def _column_matrix(self, data: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """`matrix` one feature at a time: the general path (and the reference `_small_matrix` is tested
+        against). A column that does not convert as a whole is coerced with `pd.to_numeric` (junk -> NaN)."""
+        n = len(data[self.features[0]])
         X = np.empty((n, len(self.features)), dtype=np.float64)
         for j, f in enumerate(self.features):
             col = data[f]
