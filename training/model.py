@@ -440,7 +440,7 @@ class TabularModel:
         self._index: dict[str, pd.Index] = {}  # built lazily by `_codes`
         # `_small_matrix`: (the features list it was built for, [(feature, its category look-up or None)],
         # a getter of all feature columns at once, [(position, look-up)] of the categorical ones)
-        self._feature_lookups: tuple[list[str], list[tuple[str, dict[Any, float] | None]], Any, list] | None = None
+        self._feature_lookups: tuple | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = {
@@ -516,7 +516,7 @@ class TabularModel:
         if len(data[self.features[0]]) == 1:  # one customer: one list of scalars, converted at once
             got = cached[2](data)
             columns = got if len(pairs) > 1 else (got,)
-            if all(type(col) is np.ndarray for col in columns):
+            if set(map(type, columns)) == {np.ndarray}:
                 row = [col[0] for col in columns]
             else:  # e.g. Series: by position, as `np.asarray(col)` reads them
                 row = [col[0] if isinstance(col, np.ndarray) else np.asarray(col, dtype=object)[0] for col in columns]
