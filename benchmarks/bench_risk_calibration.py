@@ -13,7 +13,12 @@ against `truth.latent_risk`:
   prop. to prior x questionnaire x behaviour^(1/T)), alone and with the lean held at `--lean` (a value near the
   simulator's, in model units);
 - class changes between the test date and `latest.parquet` (the simulator draws each customer's appetite once,
-  so the true latent class never changes).
+  so the true latent class never changes);
+- `--correlated-residuals`: the spec trained with one residual covariance across the behaviour measures (a
+  candidate: no truth);
+- DIAGNOSTIC THAT SIMULATES A DATA SOURCE FROM THE TRUTH (what it would buy, never a candidate): an advisor's
+  suitability review of a random `--anchor-share` of the customers, `cut(appetite + N(0, 0.3^2))` with the
+  simulator's own cuts and no lean, given to the posterior's fit as anchor rows (`AppetitePosterior.fit(anchor=)`).
 
 Prints the lines and writes `benchmarks/out/risk_calibration_s<SEED>.json`.
 """
@@ -37,7 +42,9 @@ from core.tasks import RISK_CLASSES
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
 
-def train(features: Path, truth: pd.DataFrame, seed: int) -> tuple[Any, dict[str, np.ndarray]]:
+def train(
+    features: Path, truth: pd.DataFrame, seed: int, correlated: bool = False
+) -> tuple[Any, dict[str, np.ndarray]]:
     """The shipped risk model, and the rows its posterior was fitted on (raw scores, matrix, label)."""
     from training.spec import builtin_spec
     from training.train import fit_task
@@ -45,13 +52,17 @@ def train(features: Path, truth: pd.DataFrame, seed: int) -> tuple[Any, dict[str
     captured: dict[str, np.ndarray] = {}
     fit = appetite.AppetitePosterior.fit
 
-    def capture(self, raw, X, label, iterations=60):
+    def capture(self, raw, X, label, iterations=60, anchor=None):
         captured.update(raw=np.array(raw), X=np.array(X), label=np.array(label))
-        return fit(self, raw, X, label, iterations)
+        return fit(self, raw, X, label, iterations, anchor)
 
     appetite.AppetitePosterior.fit = capture  # type: ignore[method-assign]
     try:
         spec = builtin_spec("risk", features)
+        if correlated:
+            assert spec.risk_posterior is not None
+            posterior = spec.risk_posterior.model_copy(update={"correlated_residuals": True})
+            spec = spec.model_copy(update={"risk_posterior": posterior})
         frame = pd.read_parquet(features / "panel.parquet")
         result = fit_task(spec, frame, seed=seed, trials=8, timeout=40, truth=truth, threads=1)
     finally:
@@ -112,6 +123,25 @@ def fixed_lean_fit(post, captured: dict[str, np.ndarray], lean: float):
         appetite.minimize = minimize  # type: ignore[assignment]
 
 
+def review_anchor(core, panel: pd.DataFrame, truth: pd.DataFrame, X_fit: np.ndarray, share: float) -> np.ndarray:
+    """USES THE TRUTH to simulate a data source: a random `share` of customers reviewed by an advisor, whose
+    assessment is the true appetite cut at the simulator's cuts (no lean) with a small error; -1 elsewhere.
+    Fitting rows are matched to customers by their exact model-matrix row."""
+    from features.simulate import SimParams
+
+    p = SimParams()
+    rng = np.random.default_rng(123)
+    appetite = truth.set_index("customer_id")["risk_appetite"]
+    reviewed = rng.random(len(appetite)) < share
+    assessed = np.searchsorted([p.appetite_cut_balanced, p.appetite_cut_aggressive],
+                               appetite.to_numpy() + 0.3 * rng.standard_normal(len(appetite)))  # fmt: skip
+    by_customer = pd.Series(np.where(reviewed, assessed, -1), index=appetite.index)
+    key = [r.tobytes() for r in np.nan_to_num(core.matrix(panel), nan=-9e9)]
+    ids = pd.Series(panel["customer_id"].to_numpy(), index=key)
+    fit_ids = ids.reindex([r.tobytes() for r in np.nan_to_num(X_fit, nan=-9e9)]).to_numpy()
+    return by_customer.reindex(fit_ids).fillna(-1).astype(int).to_numpy()
+
+
 def reliability(P: np.ndarray, y: np.ndarray) -> dict[str, list]:
     out: dict[str, list] = {}
     conf, pred = P.max(axis=1), P.argmax(axis=1)
@@ -129,9 +159,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--lean", type=float, default=0.9, help="lean held fixed in the truth-using diagnostic")
     ap.add_argument("--no-profile", action="store_true", help="skip the lean profile (three EM refits)")
+    ap.add_argument("--correlated-residuals", action="store_true", help="train with one residual covariance")
+    ap.add_argument("--anchor-share", type=float, default=0.05, help="reviewed share in the anchor diagnostic")
     args = ap.parse_args()
     truth = pd.read_parquet(args.raw / "truth.parquet")
-    core, captured = train(args.features, truth, args.seed)
+    core, captured = train(args.features, truth, args.seed, args.correlated_residuals)
     post = core.calibrator
     panel = pd.read_parquet(args.features / "panel.parquet")
     test = book(core, panel[panel["as_of"] == panel["as_of"].max()], truth)
@@ -158,6 +190,15 @@ def main() -> None:
             row["T3 (uses truth)"] = scores(probabilities(fitted, test["raw"], test["X"], 3.0), test)
         res["lean_profile"].append(row)
     res["tempered (uses truth)"] = {T: scores(probabilities(post, test["raw"], test["X"], T), test) for T in (2.0, 3.0)}
+    anchor = review_anchor(core, panel, truth, captured["X"], args.anchor_share)
+    anchored = copy.deepcopy(post).fit(captured["raw"], captured["X"], captured["label"], anchor=anchor)
+    res["review anchor (simulated from truth)"] = {
+        "share": args.anchor_share, "fitting_rows": int((anchor >= 0).sum()), "lean": round(anchored.lean_, 3),
+        "cuts": anchored.cuts_.round(3).tolist(), "anchor_sd": round(anchored.anchor_sd_, 3),
+        "T1": scores(probabilities(anchored, test["raw"], test["X"]), test),
+        "temperature (chosen on the review rows)": anchored.temperature_,
+        "at that temperature": scores(anchored.transform(test["raw"], test["X"]), test),
+    }  # fmt: skip
     # class changes between the test date and the latest book (same customers)
     a = pd.Series(P.argmax(axis=1), index=test["ids"])
     b = pd.Series(post.transform(later["raw"], later["X"]).argmax(axis=1), index=later["ids"])
@@ -183,10 +224,10 @@ def main() -> None:
     res["class_changes"]["accuracy_later_shipped"] = float((new == truth_class).mean())
     res["class_changes"]["accuracy_pooled"] = float((pooled.argmax(axis=1) == truth_class).mean())
     OUT_DIR.mkdir(exist_ok=True)
-    (OUT_DIR / f"risk_calibration_s{args.seed}{'_quick' if args.no_profile else ''}.json").write_text(
-        json.dumps(res, indent=1, default=str)
-    )
-    for key in ("fit", "shipped", "true_shares", "by_stated", "lean_profile", "tempered (uses truth)", "class_changes"):
+    tag = f"{'_corr' if args.correlated_residuals else ''}{'_quick' if args.no_profile else ''}"
+    (OUT_DIR / f"risk_calibration_s{args.seed}{tag}.json").write_text(json.dumps(res, indent=1, default=str))
+    for key in ("fit", "shipped", "true_shares", "by_stated", "lean_profile", "tempered (uses truth)",
+                "review anchor (simulated from truth)", "class_changes"):  # fmt: skip
         print(f"{key}: {json.dumps(res[key], default=str)}")
 
 

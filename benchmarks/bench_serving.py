@@ -193,7 +193,8 @@ def service_core(frame, cores, batch: int) -> dict:
     """What the service runs per request, in this process: decoding a JSON body to columns
     (pydantic model + `customers_to_columns`, the old path, vs `serving.fast_json`), the scoring
     core `score_columns` (1 row and `batch` rows), and the part of a batch spent on the churn
-    drivers (LightGBM `pred_contrib` on the flagged customers)."""
+    drivers (TreeSHAP tables on the flagged customers, against LightGBM `pred_contrib`)."""
+    from benchmarks.bench_drivers import reference_drivers
     from features.registry import FEATURES
     from serving.fast_json import FastRequests
     from serving.schemas import customer_model, customers_to_columns, score_request_model
@@ -235,9 +236,16 @@ def service_core(frame, cores, batch: int) -> dict:
     path_only = DEFAULT_DRIVERS.model_copy(update={"exact_margin": 0.0})
     out["churn_drivers_treeshap_batch_ms"] = best_ms(lambda: churn_drivers(churn, X, treeshap), 3)
     out["churn_drivers_path_only_batch_ms"] = best_ms(lambda: churn_drivers(churn, X, path_only), 3)
-    reference = churn_drivers(churn, X, treeshap)
+    # TreeSHAP is `training.treeshap`'s tables; the reference is LightGBM's own `pred_contrib`.
+    out["churn_drivers_pred_contrib_batch_ms"] = best_ms(lambda: reference_drivers(churn, X, treeshap), 3)
+    out["churn_drivers_hybrid_pred_contrib_batch_ms"] = best_ms(lambda: reference_drivers(churn, X, DEFAULT_DRIVERS), 3)
+    reference = reference_drivers(churn, X, treeshap)
     out["churn_driver_agreement_default"] = float(np.mean(churn_drivers(churn, X) == reference))
+    out["churn_driver_agreement_treeshap_tables"] = float(np.mean(churn_drivers(churn, X, treeshap) == reference))
     out["churn_driver_agreement_path_only"] = float(np.mean(churn_drivers(churn, X, path_only) == reference))
+    out["churn_driver_default_equals_pred_contrib_hybrid"] = float(
+        np.mean(churn_drivers(churn, X) == reference_drivers(churn, X, DEFAULT_DRIVERS))
+    )
     return out
 
 
@@ -358,10 +366,15 @@ def markdown(result: dict) -> str:
         f"| `score_columns` (all scoring: 3 models, calibration, segments, policy, churn drivers) "
         f"| {lb['score_columns_1_ms']:.3f} | {lb[f'score_columns_{n}_ms']:.1f} |",
         f"| of which churn drivers for the {lb['churn_flagged_in_batch']} flagged customers (path attributions, "
-        f"TreeSHAP re-vote within `exact_margin`; agreement with TreeSHAP {lb['churn_driver_agreement_default']:.3f}) "
-        f"| | {lb['churn_drivers_batch_ms']:.1f} |",
-        f"| churn drivers on TreeSHAP for every flagged customer (before #18) | "
-        f"| {lb['churn_drivers_treeshap_batch_ms']:.1f} |",
+        f"TreeSHAP tables re-vote within `exact_margin`; agreement with `pred_contrib` "
+        f"{lb['churn_driver_agreement_default']:.3f}, with main's hybrid "
+        f"{lb['churn_driver_default_equals_pred_contrib_hybrid']:.3f}) | | {lb['churn_drivers_batch_ms']:.1f} |",
+        f"| the same hybrid with LightGBM `pred_contrib` for the re-vote (main before the tables) | "
+        f"| {lb['churn_drivers_hybrid_pred_contrib_batch_ms']:.1f} |",
+        f"| churn drivers on the TreeSHAP tables for every flagged customer (agreement with `pred_contrib` "
+        f"{lb['churn_driver_agreement_treeshap_tables']:.3f}) | | {lb['churn_drivers_treeshap_batch_ms']:.1f} |",
+        f"| churn drivers on `pred_contrib` for every flagged customer (before #18) | "
+        f"| {lb['churn_drivers_pred_contrib_batch_ms']:.1f} |",
         f"| churn drivers on path attributions alone (agreement {lb['churn_driver_agreement_path_only']:.3f}) | "
         f"| {lb['churn_drivers_path_only_batch_ms']:.1f} |",
         f"| the 3 compiled boosters alone | {lb['compiled_single_row']['p50_ms']:.3f} "
@@ -492,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         "churn_drivers_path_only_batch_ms",
         "churn_driver_agreement_default",
         "churn_driver_agreement_path_only",
+        "churn_drivers_pred_contrib_batch_ms",
+        "churn_drivers_hybrid_pred_contrib_batch_ms",
+        "churn_driver_agreement_treeshap_tables",
+        "churn_driver_default_equals_pred_contrib_hybrid",
     ):
         print(f"{'in process ' + key:<44}{lb[key]:>16.3f}")  # fmt: skip
     print(f"{'score_frame in process, 1 row p50 (ms)':<44}{lb['score_frame_single_row']['p50_ms']:>16.2f}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from sklearn import metrics as skm
 
@@ -46,24 +48,34 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 10)
     return float(ece)
 
 
+Metric = Callable[[np.ndarray, np.ndarray, np.ndarray | None], float]
+
+# Each headline metric defined once, by name: `binary_metrics` / `multiclass_metrics` compute them all,
+# `task_metric` one alone (a bootstrap recomputes one metric hundreds of times: #18).
+BINARY: dict[str, Metric] = {
+    "roc_auc": lambda y, p, w: float(skm.roc_auc_score(y, p, sample_weight=w)),
+    "pr_auc": lambda y, p, w: float(skm.average_precision_score(y, p, sample_weight=w)),
+    "ks": ks_statistic,
+    "brier": lambda y, p, w: float(skm.brier_score_loss(y, p, sample_weight=w)),
+    "lift_at_10": lambda y, p, w: lift_at(y, p, 0.10, w),
+}
+MULTICLASS: dict[str, Metric] = {
+    "macro_f1": lambda y, proba, w: float(
+        skm.f1_score(y, proba.argmax(axis=1), average="macro", labels=list(range(proba.shape[1])), sample_weight=w)
+    ),
+    "log_loss": lambda y, proba, w: float(
+        skm.log_loss(y, np.clip(proba, 1e-15, 1), labels=list(range(proba.shape[1])), sample_weight=w)
+    ),
+    "accuracy": lambda y, proba, w: float(skm.accuracy_score(y, proba.argmax(axis=1), sample_weight=w)),
+}
+
+
 def binary_metrics(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:
-    return {
-        "roc_auc": float(skm.roc_auc_score(y, p, sample_weight=weight)),
-        "pr_auc": float(skm.average_precision_score(y, p, sample_weight=weight)),
-        "ks": ks_statistic(y, p, weight),
-        "brier": float(skm.brier_score_loss(y, p, sample_weight=weight)),
-        "lift_at_10": lift_at(y, p, 0.10, weight),
-    }
+    return {name: metric(y, p, weight) for name, metric in BINARY.items()}
 
 
 def multiclass_metrics(y: np.ndarray, proba: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:
-    k = proba.shape[1]
-    pred = proba.argmax(axis=1)
-    return {
-        "macro_f1": float(skm.f1_score(y, pred, average="macro", labels=list(range(k)), sample_weight=weight)),
-        "log_loss": float(skm.log_loss(y, np.clip(proba, 1e-15, 1), labels=list(range(k)), sample_weight=weight)),
-        "accuracy": float(skm.accuracy_score(y, pred, sample_weight=weight)),
-    }
+    return {name: metric(y, proba, weight) for name, metric in MULTICLASS.items()}
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:
@@ -86,6 +98,20 @@ def task_metrics(kind: str, y: np.ndarray, proba: np.ndarray, weight: np.ndarray
             "roc_auc": binary_metrics(top, proba[:, -1], weight)["roc_auc"],
         }
     return regression_metrics(y, proba, weight)
+
+
+def task_metric(kind: str, name: str, y: np.ndarray, proba: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """`task_metrics(kind, y, proba, weight)[name]` computed alone (the same definition); NaN for a name the
+    kind does not have."""
+    if kind == "binary" and name in BINARY:
+        return BINARY[name](y, proba[:, 1] if proba.ndim == 2 else proba, weight)
+    if kind == "ordinal" and name == "roc_auc":  # as task_metrics: how the score ranks the top class
+        return BINARY[name]((y.astype(int) == proba.shape[1] - 1).astype(int), proba[:, -1], weight)
+    if kind in ("multiclass", "ordinal") and name in MULTICLASS:
+        return MULTICLASS[name](y.astype(int), proba, weight)
+    if kind == "regression":
+        return regression_metrics(y, proba, weight).get(name, float("nan"))
+    return float("nan")
 
 
 def upgrade_auc(current_rank: np.ndarray, future_rank: np.ndarray, proba: np.ndarray) -> float:

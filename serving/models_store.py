@@ -30,7 +30,7 @@ from typing import Any
 
 from core.errors import ClientlensError
 from core.settings import Settings
-from core.tasks import TASK_NAMES
+from core.tasks import CHURN, TASK_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -246,8 +246,11 @@ def load_stored(bento_model, *, compile_trees: bool = True, settings: Settings |
         compiled.compile_core(core, settings.compiled_dir, enabled=settings.compiled_models)
     if core.kind in ("binary", "ordinal"):  # churn drivers' per-leaf tables, built here not on a request
         from training.model import path_attribution
+        from training.segments import prepare_drivers
 
         path_attribution(core.booster)
+        if core.task == CHURN.name:
+            prepare_drivers(core)
     labels, meta = bento_model.info.labels, bento_model.info.metadata
     return LoadedModel(
         task=labels.get("task") or bento_model.tag.name.removeprefix("clientlens-"),

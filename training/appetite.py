@@ -13,6 +13,13 @@ at the calibration dates (labelled or not, no truth), how each observation measu
   `~ N(b_k0 + b_k1 a + b_k2 a^2 + c_k' z, t_k^2)` with covariates `z` (engagement), the quadratic term
   letting a balanced appetite peak in fixed-income interest.
 
+Two optional parts (#12 calibration, `docs/decisions/risk-model.md`): `correlated_residuals` gives the behaviour
+measurements one residual covariance (they share non-appetite causes: the booster's view shares fall as deposit
+and fixed-income views rise), fitted by ECM; `fit(anchor=)` takes an accurate class assessment of a few customers
+(an advisor's suitability review: `review = cut(a + r, kappa)`, the same cuts, no lean) as anchor rows, which pin
+where the cuts sit in the book, and picks the behaviour likelihood's temperature that best predicts those reviews.
+No simulated bank carries such reviews yet, so the shipped spec uses neither.
+
 Fitted by EM on a grid of `a`; a customer's class probabilities are the posterior mass of `a` between the
 cuts given the profile, the questionnaire and the behaviour (never the label: scoring has none). Each stated
 group's class mix follows from the questionnaire's measurement model rather than from the labelled rows.
@@ -22,6 +29,7 @@ batch scoring and serving compute the same posterior from the same feature matri
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -34,6 +42,7 @@ log = logging.getLogger(__name__)
 _EPS = 1e-6
 GRID = np.linspace(-6.0, 6.0, 121)
 MAX_FIT_ROWS = 12_000
+TEMPERATURES = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)  # candidates for the behaviour's temperature
 STALE_BINS = np.array([1.0, 2.0, 4.0, 7.0, 12.0])  # years since the questionnaire: bin edges
 # Standardised profile and covariate values are bounded so a row's log-likelihood cannot overflow (an age of
 # 8e307 made every grid value -inf and the probabilities NaN: found by the serving fuzz test). No real row
@@ -51,6 +60,13 @@ def _ordinal_table(a: np.ndarray, cuts: np.ndarray, sd: np.ndarray | float) -> n
     c = ndtr((cuts - a) / sd)  # (..., k - 1)
     ones = np.ones(c.shape[:-1] + (1,))
     return np.clip(np.concatenate([c, ones], axis=-1) - np.concatenate([ones * 0, c], axis=-1), 1e-12, None)
+
+
+def _patterns(seen: np.ndarray) -> list[tuple[bool, ...]]:
+    """The distinct patterns of observed measures among the rows of `seen` (n, k)."""
+    if seen.all():  # the common case, and one customer at a time: no sort
+        return [(True,) * seen.shape[1]]
+    return [tuple(bool(v) for v in row) for row in np.unique(seen, axis=0)]
 
 
 @dataclass
@@ -71,6 +87,9 @@ class _ScoringPlan:
     stated: np.ndarray  # (staleness bin, G, class) log P(stated | a)
     coefs: list[np.ndarray]  # per measure, (3, row terms): coefficient of a^power on each row term
     class_mass: np.ndarray  # (G, class)
+    # correlated residuals: per pattern of observed measures (a tuple of bools), the whitening matrix W of the
+    # observed block (W' W = its inverse covariance) and the log-determinant of that block; None = independent
+    whiten: dict[tuple[bool, ...], tuple[np.ndarray, float]] | None = None
 
 
 class AppetitePosterior:
@@ -97,8 +116,10 @@ class AppetitePosterior:
         covariates: list[str],
         booster_stated: bool = True,
         booster_profile: bool = True,
+        correlated_residuals: bool = False,
     ):
         self.booster_stated, self.booster_profile = booster_stated, booster_profile
+        self.correlated_residuals = correlated_residuals
         missing = [
             c
             for c in [stated, *([stated_age_days] if stated_age_days else []), *profile, *measures, *covariates]
@@ -170,26 +191,69 @@ class AppetitePosterior:
         years = np.concatenate([[0.5], (STALE_BINS[:-1] + STALE_BINS[1:]) / 2, [STALE_BINS[-1] + 3]])[bins]
         return np.sqrt(self.q_sd_**2 + self.q_stale_**2 * years)
 
-    def _loglik(self, inp: PosteriorInputs, label: np.ndarray | None) -> np.ndarray:
-        """(n, G) log joint density of each row's observations and each grid value of the appetite."""
+    def _loglik(
+        self,
+        inp: PosteriorInputs,
+        label: np.ndarray | None = None,
+        anchor: np.ndarray | None = None,
+        temperature: float = 1.0,
+    ) -> np.ndarray:
+        """(n, G) log joint density of each row's observations and each grid value of the appetite, from the
+        cached `_plan()` tables (fitting drops them after each M-step). `label` only when fitting: scoring
+        has none."""
+        plan = self._plan()
         mu = inp.profile @ self.theta_
         ll = -0.5 * (GRID[None, :] - mu[:, None]) ** 2
-        # the questionnaire: P(stated | a), by staleness bin
-        for b in np.unique(inp.stale_bin):
-            sd = float(self._stated_sd(np.array([b]))[0])
-            table = self._ordinal(GRID - self.lean_, self.cuts_, sd)  # answers = a - lean + e
-            rows = (inp.stale_bin == b) & (inp.stated >= 0)
-            ll[rows] += np.log(table[:, inp.stated[rows]]).T
+        rows = inp.stated >= 0  # the questionnaire: log P(stated | a), by staleness bin
+        if rows.any():
+            ll[rows] += plan.stated[inp.stale_bin[rows], :, inp.stated[rows]]
         if label is not None:
             table = self._ordinal(GRID, self.cuts_, self.label_sd_)
             rows = label >= 0
             ll[rows] += np.log(table[:, label[rows]]).T
+        if anchor is not None:  # an accurate assessment of the class: the same cuts, no lean
+            table = self._ordinal(GRID, self.cuts_, self.anchor_sd_)
+            rows = anchor >= 0
+            ll[rows] += np.log(table[:, anchor[rows]]).T
         U = self._row_design(inp)
-        for k in range(inp.measures.shape[1]):
+        if plan.whiten is not None:
+            return ll + self._correlated_loglik(inp, U, plan) / temperature
+        # the behaviour, tempered by `temperature` (chosen on review rows, see `_choose_temperature`)
+        behaviour = ll if temperature == 1.0 else np.zeros_like(ll)  # in place at 1: the same bits as ever
+        for k, coef in enumerate(plan.coefs):
             y = inp.measures[:, k]
             seen = np.isfinite(y)
-            mean = self._emission_mean(k, U[seen])
-            ll[seen] += -0.5 * ((y[seen, None] - mean) / self.emission_sd_[k]) ** 2 - np.log(self.emission_sd_[k])
+            by_power = U[seen] @ coef.T
+            mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * GRID[None, :] ** 2
+            behaviour[seen] += -0.5 * ((y[seen, None] - mean) / self.emission_sd_[k]) ** 2 - np.log(
+                self.emission_sd_[k]
+            )
+        return ll if temperature == 1.0 else ll + behaviour / temperature
+
+    @staticmethod
+    def _residuals(inp: PosteriorInputs, U: np.ndarray, coefs: list[np.ndarray]) -> np.ndarray:
+        """(n, G, k) measure minus its mean at each grid value (NaN where the measure is not observed)."""
+        out = np.empty((len(U), len(GRID), len(coefs)))
+        for k, coef in enumerate(coefs):
+            by_power = U @ coef.T
+            mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * GRID[None, :] ** 2
+            out[:, :, k] = inp.measures[:, k, None] - mean
+        return out
+
+    def _correlated_loglik(self, inp: PosteriorInputs, U: np.ndarray, plan: _ScoringPlan) -> np.ndarray:
+        """(n, G) joint Gaussian log density of the observed measures, residuals correlated across measures
+        (the same customer's engagement, the view-share arithmetic): each row by its pattern of observed ones."""
+        assert plan.whiten is not None
+        r = self._residuals(inp, U, plan.coefs)
+        seen = np.isfinite(inp.measures)
+        ll = np.zeros((len(U), len(GRID)))
+        for pattern in _patterns(seen):
+            if not any(pattern):
+                continue
+            rows = (seen == np.array(pattern)).all(axis=1)
+            W, logdet = plan.whiten[pattern]
+            z = r[rows][:, :, np.array(pattern)] @ W.T  # (m, G, observed)
+            ll[rows] = -0.5 * np.sum(z**2, axis=2) - 0.5 * logdet
         return ll
 
     def _row_design(self, inp: PosteriorInputs) -> np.ndarray:
@@ -236,12 +300,25 @@ class AppetitePosterior:
         return mass / mass.sum(axis=1, keepdims=True)
 
     # -- fitting -----------------------------------------------------------------------------------
-    def fit(self, raw: np.ndarray, X: np.ndarray, label: np.ndarray, iterations: int = 60) -> AppetitePosterior:
+    def fit(
+        self,
+        raw: np.ndarray,
+        X: np.ndarray,
+        label: np.ndarray,
+        iterations: int = 60,
+        anchor: np.ndarray | None = None,
+    ) -> AppetitePosterior:
         """EM on every row given (labelled or not); `label` is the revealed class index, -1 where unknown.
+        `anchor` (fitting only, like the label): an accurate class assessment where one exists (e.g. an
+        advisor's suitability review), -1 elsewhere; it measures the class cuts without the questionnaire's lean.
         Above `MAX_FIT_ROWS` rows a fixed-seed random sample is used (a few dozen parameters)."""
         if len(X) > MAX_FIT_ROWS:
             keep = np.sort(np.random.default_rng(0).choice(len(X), MAX_FIT_ROWS, replace=False))
             raw, X, label = np.atleast_2d(raw)[keep], X[keep], np.asarray(label)[keep]
+            anchor = None if anchor is None else np.asarray(anchor)[keep]
+        if anchor is not None:
+            anchor = np.asarray(anchor, dtype=int)
+            self.anchor_sd_ = 0.5
         prof = self._profile_raw(X)
         self.profile_mean_ = prof.mean(axis=0)
         self.profile_sd_ = np.where(prof.std(axis=0) > 0, prof.std(axis=0), 1.0)
@@ -263,19 +340,21 @@ class AppetitePosterior:
         for k in range(k_meas):
             self.emission_[k][0] = np.nanmean(inp.measures[:, k])
         self.emission_sd_ = np.array([max(float(np.nanstd(inp.measures[:, k])), 1e-3) for k in range(k_meas)])
+        self.emission_cov_ = np.diag(self.emission_sd_**2) if self.correlated_residuals else None
+        self.__dict__.pop("_plan_cache", None)  # tables of an earlier fit
         prev = -np.inf
         for it in range(iterations):
-            ll = self._loglik(inp, label)
+            ll = self._loglik(inp, label, anchor)
             m = ll.max(axis=1, keepdims=True)
             total = float(np.sum(m[:, 0] + np.log(np.exp(ll - m).sum(axis=1))))
             w = self._weights(ll)
-            self._m_step(inp, label, w)
+            self._m_step(inp, label, w, anchor)
             if it > 5 and total - prev < 1e-5 * len(X):  # per row: the class probabilities have settled
                 break
             prev = total
         self.loglik_ = total
         self.iterations_ = it + 1
-        self.__dict__.pop("_plan_cache", None)
+        self.temperature_ = 1.0 if anchor is None else self._choose_temperature(inp, anchor)
         log.info(
             "risk posterior: %d rows, %d EM iterations, cuts %s, lean %.2f, questionnaire sd %.2f (+%.2f/yr^0.5)",
             len(X),
@@ -287,14 +366,36 @@ class AppetitePosterior:
         )
         return self
 
-    def _m_step(self, inp: PosteriorInputs, label: np.ndarray, w: np.ndarray) -> None:
+    def _choose_temperature(self, inp: PosteriorInputs, anchor: np.ndarray) -> float:
+        """The behaviour likelihood's temperature that best predicts the reviewed class on the review rows from
+        everything else (profile, questionnaire, behaviour; never the review itself): the measurement model
+        treats the behaviour as independent evidence given the appetite, which overstates it when the
+        measures share non-appetite causes (#12: confidence 0.96 right 75% of the time)."""
+        rows = np.flatnonzero(anchor >= 0)
+        sub = PosteriorInputs(
+            profile=inp.profile[rows],
+            measures=inp.measures[rows],
+            covariates=inp.covariates[rows],
+            stated=inp.stated[rows],
+            stale_bin=inp.stale_bin[rows],
+        )
+        mass = self._plan().class_mass
+        score = {}
+        for t in TEMPERATURES:
+            p = np.clip(self._weights(self._loglik(sub, temperature=t)) @ mass, _EPS, None)
+            score[t] = float(np.mean(np.log(p[np.arange(len(rows)), anchor[rows]] / p.sum(axis=1))))
+        best = max(score, key=lambda t: score[t])
+        log.info("risk posterior: behaviour temperature %.2f from %d review rows (%s)", best, len(rows), score)
+        return best
+
+    def _m_step(self, inp: PosteriorInputs, label: np.ndarray, w: np.ndarray, anchor: np.ndarray | None = None) -> None:
         ea = w @ GRID
         # prior mean: least squares of E[a] on the profile (unit residual variance fixes the scale)
         self.theta_ = np.linalg.lstsq(inp.profile, ea, rcond=None)[0]
         # behaviour emissions: weighted least squares over (row, grid) pairs via the moments of a
         mom = np.column_stack([w @ GRID**p for p in range(5)])
         U = self._row_design(inp)
-        for k in range(inp.measures.shape[1]):
+        for k in range(0 if self.correlated_residuals else inp.measures.shape[1]):
             y = inp.measures[:, k]
             s = np.isfinite(y)
             terms = self.emission_terms_[k]
@@ -313,6 +414,8 @@ class AppetitePosterior:
             mean = self._emission_mean(k, Us)
             var = float(np.sum(w[s] * (ys[:, None] - mean) ** 2) / s.sum())
             self.emission_sd_[k] = max(np.sqrt(var), 1e-3)
+        if self.correlated_residuals:
+            self._m_step_correlated(inp, U, w, mom)
         # questionnaire and label probits: expected counts per (class, staleness bin, grid value)
         nb = len(STALE_BINS) + 1
         kc = self.n_classes_
@@ -326,6 +429,11 @@ class AppetitePosterior:
         for j in range(kc):
             if (label == j).any():
                 lab[j] = w[label == j].sum(axis=0)
+        anc = np.zeros((kc, len(GRID)))
+        if anchor is not None:
+            for j in range(kc):
+                if np.any(anchor == j):
+                    anc[j] = w[anchor == j].sum(axis=0)
 
         years = np.concatenate([[0.5], (STALE_BINS[:-1] + STALE_BINS[1:]) / 2, [STALE_BINS[-1] + 3]])
         stated_counts = counts.transpose(1, 2, 0)  # (bin, G, class)
@@ -336,7 +444,10 @@ class AppetitePosterior:
             sd = np.sqrt(qsd**2 + qst**2 * years)[:, None, None]  # (bin, 1, 1)
             table = _ordinal_table(GRID[None, :, None] - lean, cuts, sd)  # (bin, G, class)
             out = -float(np.sum(stated_counts * np.log(table)))
-            return out - float(np.sum(lab.T * np.log(_ordinal_table(GRID[:, None], cuts, lsd))))
+            out -= float(np.sum(lab.T * np.log(_ordinal_table(GRID[:, None], cuts, lsd))))
+            if anchor is not None:
+                out -= float(np.sum(anc.T * np.log(_ordinal_table(GRID[:, None], cuts, np.exp(x[kc + 3])))))
+            return out
 
         x0 = np.concatenate(
             [
@@ -344,6 +455,7 @@ class AppetitePosterior:
                 np.log(np.diff(self.cuts_)),
                 [self.lean_],
                 np.log([self.q_sd_, max(self.q_stale_, 1e-3), self.label_sd_]),
+                np.log([self.anchor_sd_]) if anchor is not None else [],
             ]
         )
         res = minimize(nll, x0, method="L-BFGS-B", options={"maxiter": 5})
@@ -356,18 +468,75 @@ class AppetitePosterior:
             float(sds[1]),
             float(sds[2]),
         )
+        if anchor is not None:
+            self.anchor_sd_ = float(np.exp(x[kc + 3]))
+        self.__dict__.pop("_plan_cache", None)  # the next E-step reads tables of the new parameters
+
+    def _m_step_correlated(self, inp: PosteriorInputs, U: np.ndarray, w: np.ndarray, mom: np.ndarray) -> None:
+        """The emissions with one residual covariance across measures (ECM): every measure's coefficients by
+        generalised least squares given the current covariance, then the covariance given them. A row missing a
+        measure weighs its observed block by that block's inverse, and enters the covariance with the missing
+        residuals imputed from the observed ones (their conditional mean, plus the conditional covariance)."""
+        k_meas = inp.measures.shape[1]
+        pw = np.concatenate([[p_ for p_, _ in t] for t in self.emission_terms_]).astype(int)
+        rr = np.concatenate([[r_ for _, r_ in t] for t in self.emission_terms_]).astype(int)
+        kk = np.concatenate([np.full(len(t), k) for k, t in enumerate(self.emission_terms_)])
+        cov = self.emission_cov_
+        assert cov is not None  # set by `fit` when the residuals are correlated
+        seen = np.isfinite(inp.measures)
+        y = np.nan_to_num(inp.measures, nan=0.0)
+        patterns = [pattern for pattern in _patterns(seen) if any(pattern)]
+        A = np.zeros((len(pw), len(pw)))
+        bvec = np.zeros(len(pw))
+        for pattern in patterns:
+            o = np.array(pattern)
+            rows = (seen == o).all(axis=1)
+            P = np.zeros((k_meas, k_meas))
+            P[np.ix_(o, o)] = np.linalg.inv(cov[np.ix_(o, o)])
+            Ug, mg, yg = U[rows], mom[rows], y[rows]
+            gram = np.stack([(Ug * mg[:, p : p + 1]).T @ Ug for p in range(5)])  # (power, R, R)
+            cross = np.stack([(mg[:, p : p + 1] * yg).T @ Ug for p in range(3)])  # (power, measure, R)
+            A += P[kk[:, None], kk[None, :]] * gram[pw[:, None] + pw[None, :], rr[:, None], rr[None, :]]
+            bvec += np.sum(P[kk] * cross[pw, :, rr], axis=1)
+        beta = np.linalg.solve(A + 1e-6 * np.eye(len(pw)), bvec)
+        start = np.cumsum([0] + [len(t) for t in self.emission_terms_])
+        self.emission_ = [np.asarray(beta[start[k] : start[k + 1]], dtype=float) for k in range(k_meas)]
+        coefs = []
+        for k, terms in enumerate(self.emission_terms_):
+            coef = np.zeros((3, U.shape[1]))
+            for (p_, r_), b in zip(terms, self.emission_[k], strict=True):
+                coef[p_, r_] += b
+            coefs.append(coef)
+        r = self._residuals(inp, U, coefs)
+        S = np.zeros((k_meas, k_meas))
+        for pattern in _patterns(seen):
+            o = np.array(pattern)
+            rows = (seen == o).all(axis=1)
+            rg, wg = r[rows], w[rows]
+            if not o.all():  # impute the missing residuals from the observed ones under the current covariance
+                m_ = ~o
+                reg = np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m_)]) if o.any() else np.zeros((0, m_.sum()))
+                rg = rg.copy()
+                rg[:, :, m_] = rg[:, :, o] @ reg
+                cond = np.zeros((k_meas, k_meas))
+                cond[np.ix_(m_, m_)] = cov[np.ix_(m_, m_)] - cov[np.ix_(m_, o)] @ reg
+                S += rows.sum() * cond
+            S += np.einsum("ng,ngk,ngl->kl", wg, rg, rg)
+        S /= len(w)
+        self.emission_cov_ = S + 1e-6 * np.eye(k_meas)
+        self.emission_sd_ = np.sqrt(np.diag(self.emission_cov_))
 
     # -- scoring -----------------------------------------------------------------------------------
     def transform(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
         """(n, classes) P(class | profile, questionnaire, behaviour) for the rows of the model matrix `X`."""
-        w = self._weights(self._score_loglik(self.inputs(raw, X)))
+        w = self._weights(self._loglik(self.inputs(raw, X), temperature=getattr(self, "temperature_", 1.0)))
         p = np.clip(w @ self._plan().class_mass, _EPS, None)
         return p / p.sum(axis=1, keepdims=True)
 
     def _plan(self) -> _ScoringPlan:
         """What scoring needs from the fitted parameters, computed once (one customer at a time is the serving
         path): log P(stated | a) per staleness bin, each measure's coefficients by power of a, the class mass.
-        Built lazily, so a posterior pickled before this existed scores the same; `fit` drops it."""
+        Built lazily, so a posterior pickled before this existed scores the same; each M-step drops it."""
         plan = self.__dict__.get("_plan_cache")
         if plan is None:
             nb = len(STALE_BINS) + 1
@@ -384,7 +553,16 @@ class AppetitePosterior:
                 for (pw, r), b in zip(terms, self.emission_[k], strict=True):
                     coef[pw, r] += b
                 coefs.append(coef)
-            plan = _ScoringPlan(stated=stated, coefs=coefs, class_mass=self._class_mass())
+            whiten = None
+            cov = getattr(self, "emission_cov_", None)  # absent in a posterior pickled before it existed
+            if cov is not None:
+                whiten = {}
+                for pattern in itertools.product([False, True], repeat=len(cov)):
+                    if any(pattern):
+                        o = np.array(pattern)
+                        chol = np.linalg.cholesky(cov[np.ix_(o, o)])
+                        whiten[pattern] = (np.linalg.inv(chol), 2.0 * float(np.sum(np.log(np.diag(chol)))))
+            plan = _ScoringPlan(stated=stated, coefs=coefs, class_mass=self._class_mass(), whiten=whiten)
             self.__dict__["_plan_cache"] = plan
         return plan
 
@@ -392,20 +570,3 @@ class AppetitePosterior:
         state = dict(self.__dict__)
         state.pop("_plan_cache", None)
         return state
-
-    def _score_loglik(self, inp: PosteriorInputs) -> np.ndarray:
-        """`_loglik(inp, None)` from the cached plan: the same numbers, without rebuilding the tables per call."""
-        plan = self._plan()
-        mu = inp.profile @ self.theta_
-        ll = -0.5 * (GRID[None, :] - mu[:, None]) ** 2
-        rows = inp.stated >= 0
-        if rows.any():
-            ll[rows] += plan.stated[inp.stale_bin[rows], :, inp.stated[rows]]
-        U = self._row_design(inp)
-        for k, coef in enumerate(plan.coefs):
-            y = inp.measures[:, k]
-            seen = np.isfinite(y)
-            by_power = U[seen] @ coef.T
-            mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * GRID[None, :] ** 2
-            ll[seen] += -0.5 * ((y[seen, None] - mean) / self.emission_sd_[k]) ** 2 - np.log(self.emission_sd_[k])
-        return ll

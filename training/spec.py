@@ -213,6 +213,10 @@ class RiskPosteriorSpec(_Strict):
         default=None,
         description="A revealed label enters the fit only where this column (a feature or keep_column) is > 0 at T.",
     )
+    correlated_residuals: bool = Field(
+        default=False,
+        description="One residual covariance across the measures instead of independent noise (measured, #12).",
+    )
 
 
 class UpgradeSpec(_Strict):

@@ -470,6 +470,7 @@ def _risk_posterior(
         profile=rp.profile,
         measures=rp.measures,
         covariates=rp.covariates,
+        correlated_residuals=rp.correlated_residuals,
     )
     X, raw, label = X_all[calib_idx], raw_cal, prep.y[calib_idx].astype(int)
     if rp.label_where_positive:  # e.g. fund holders: a saver's "conservative" label reveals no choice
@@ -728,8 +729,6 @@ def bootstrap_ci(
 ) -> dict[str, float]:
     """Percentile bootstrap interval of one test metric: the test rows resampled with replacement
     `samples` times (seeded). Resamples where the metric is undefined (one class) are skipped."""
-    from sklearn.metrics import roc_auc_score
-
     rng = np.random.default_rng(seed)
     n = len(y)
     values = []
@@ -738,10 +737,7 @@ def bootstrap_ci(
         yb, wb = y[idx], _take(weight, idx)
         if kind != "regression" and len(np.unique(yb)) < 2:
             continue
-        if kind == "binary" and metric == "roc_auc":  # the common case, without the other binary metrics
-            values.append(float(roc_auc_score(yb, proba[idx, 1] if proba.ndim == 2 else proba[idx], sample_weight=wb)))
-        else:
-            values.append(float(M.task_metrics(kind, yb, proba[idx], wb).get(metric, np.nan)))
+        values.append(M.task_metric(kind, metric, yb, proba[idx], wb))  # that metric alone, not all of the kind's
     v = np.asarray([x for x in values if np.isfinite(x)])
     if len(v) == 0:
         return {"low": float("nan"), "high": float("nan"), "samples": 0.0}

@@ -54,8 +54,9 @@ def register(app: typer.Typer) -> None:
                 if key == "models":
                     for task, ref in value.items():
                         typer.echo(f"  {'model ' + task:<16}{ref} (alias champion)")
-                elif key != "seconds":
+                elif key not in ("seconds", "cpu_seconds"):
                     typer.echo(f"  {key:<16}{value}")
             typer.echo("  seconds         " + ", ".join(f"{k} {v}" for k, v in s["seconds"].items()))
+            typer.echo("  cpu seconds     " + ", ".join(f"{k} {v}" for k, v in s["cpu_seconds"].items()))
 
         run(action, as_json=as_json, debug=debug, human=human)

@@ -38,6 +38,14 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--since", help="Inference-log rows with ts >= DATE (UTC, YYYY-MM-DD[THH:MM]).")
         ] = None,
         until: Annotated[str | None, typer.Option("--until", help="Inference-log rows with ts < DATE (UTC).")] = None,
+        split_at: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--split-at",
+                help="Task mode: also split the log at this time (repeatable): one report per consecutive window, "
+                "in order, in one process (--json: the last window's summary with every window's under 'windows').",
+            ),
+        ] = None,
         labels: Annotated[
             Path | None,
             typer.Option("--labels", help="A later panel.parquet: adds realised performance (needs --task)."),
@@ -80,7 +88,7 @@ def register(app: typer.Typer) -> None:
         def action() -> dict[str, Any]:
             from core.settings import Settings
             from monitoring.config import DriftConfig
-            from monitoring.drift import run_file_drift, run_task_drift
+            from monitoring.drift import run_file_drift, run_task_drift, run_task_windows
             from monitoring.sources import read_table
 
             settings = Settings()
@@ -93,9 +101,9 @@ def register(app: typer.Typer) -> None:
             if reference is not None or current is not None:
                 if reference is None or current is None:
                     raise InputError("two-file mode needs both --reference FILE and --current FILE")
-                if since or until:
+                if since or until or split_at:
                     raise InputError(
-                        "--since/--until select inference-log rows; they do not apply to --reference/--current"
+                        "--since/--until/--split-at select inference-log rows; they do not apply to --reference/--current"
                     )
                 result = run_file_drift(
                     read_table(reference, what="reference"),
@@ -106,6 +114,14 @@ def register(app: typer.Typer) -> None:
                     labels=label_frame,
                     settings=settings,
                 )
+            elif task is not None and split_at:
+                if out is not None:
+                    raise InputError("--out names one report folder; with --split-at each window gets its own")
+                results = run_task_windows(
+                    task, split_at, since=since, until=until, config=config, labels=label_frame, settings=settings
+                )
+                outcome["status"] = results[-1].status  # the latest window is the current state
+                return {**results[-1].summary(), "windows": [r.summary() for r in results]}
             elif task is not None:
                 result = run_task_drift(
                     task, since=since, until=until, out_dir=out, config=config, labels=label_frame, settings=settings
@@ -121,6 +137,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _human(summary: dict[str, Any]) -> None:
+    if "windows" in summary:
+        for i, window in enumerate(summary["windows"], 1):
+            typer.echo(f"window {i} of {len(summary['windows'])}:")
+            _human_window(window)
+        return
+    _human_window(summary)
+
+
+def _human_window(summary: dict[str, Any]) -> None:
     typer.echo(f"status: {summary['status']}" + (f"  ({'; '.join(summary['reasons'])})" if summary["reasons"] else ""))
     typer.echo(
         f"drifted features: {len(summary['drifted'])}/{summary['features']} ({summary['share_drifted']:.1%})"

@@ -21,6 +21,16 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--truth", help="Simulated data only: truth.parquet, to check the aggressive list."),
         ] = None,
+        risk_margin: Annotated[
+            float,
+            typer.Option(
+                "--risk-margin",
+                min=0.0,
+                max=0.99,
+                help="A risk move counts only when the later posterior favours the new class over the "
+                "earlier one by more than this (0: every change of the predicted class).",
+            ),
+        ] = 0.3,
         as_json: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -29,12 +39,15 @@ def register(app: typer.Typer) -> None:
         def action() -> dict[str, Any]:
             from training.reclassify import reclassify_panel
 
-            return reclassify_panel(features, date_from, date_to, out, truth_path=truth)
+            return reclassify_panel(features, date_from, date_to, out, truth_path=truth, risk_margin=risk_margin)
 
         def human(s: dict[str, Any]) -> None:
             typer.echo(f"re-classified {s['customers']:,} customers {s['from']} -> {s['to']}: {s['movers']:,} moved")
             for dim, n in s["moved"].items():
                 typer.echo(f"  {dim:20s} {n:7,} moved")
+            if s.get("risk_move_margin") is not None:
+                typer.echo(f"  risk class kept for {s['risk_moves_held']:,} whose posterior moved by "
+                           f"{s['risk_move_margin']} or less")  # fmt: skip
             actions = s.get("proposed_actions") or []
             if actions:
                 top = ", ".join(f"{a['next_action']} {a['customers']:,}" for a in actions[:3])
@@ -47,6 +60,10 @@ def register(app: typer.Typer) -> None:
                 t = s["truth"]
                 typer.echo(f"  truly latent-aggressive among them: {t['share']:.1%} vs base rate "
                            f"{t['base_rate_among_conservative_rated']:.1%} (lift {t['lift']}x)")  # fmt: skip
+                if "latent_risk_accuracy_at_to" in t:
+                    a = t["latent_risk_accuracy_at_to"]
+                    typer.echo(f"  risk class right (latent truth) at --to: {a['kept']:.1%} kept vs "
+                               f"{a['predicted']:.1%} predicted")  # fmt: skip
             typer.echo(f"report: {s['out']}/report.html")
 
         run(action, as_json=as_json, debug=debug, human=human)

@@ -60,3 +60,31 @@ def test_after_runs_in_each_lane_after_every_successful_stage(tmp_path):
     with pytest.raises(ClientlensError, match="'bad' failed"):
         run_concurrently(lanes, run, lambda line: None, after=seen.append)
     assert seen == ["help a", "help b"]  # the failed stage and the rest of its lane are not followed up
+
+
+def test_a_deferred_model_compiles_with_the_next_one_trained_in_any_lane(tmp_path):
+    """The demo's lanes (#18): risk trains first in the churn lane beside tier; its compile waits for the next
+    training to end (churn, or tier if it ends first) and is never started alone while another is to come."""
+    from clientlens.demo import Compiler
+
+    run = DemoRun(settings=Settings(home=tmp_path))
+    started: list[dict[str, str]] = []
+
+    class Done:
+        def wait(self) -> int:
+            return 0
+
+    run.summaries.update({"train risk": {"version": 1}, "train churn": {"version": 1}, "train tier": {"version": 4}})
+    compiler = Compiler(run, start=lambda settings, versions: started.append(versions) or Done(), defer=("risk",))
+    compiler.after("train risk")
+    assert started == []
+    compiler.after("train tier")
+    compiler.after("train churn")
+    compiler.wait()
+    assert started == [{"risk": "1", "tier": "4"}, {"churn": "1"}]
+
+    started.clear()
+    alone = Compiler(run, start=lambda settings, versions: started.append(versions) or Done(), defer=("risk",))
+    alone.after("train risk")
+    alone.wait()  # nothing trained after it: wait() starts it
+    assert started == [{"risk": "1"}]

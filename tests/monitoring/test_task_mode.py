@@ -129,3 +129,56 @@ def test_task_mode_without_a_champion_is_an_input_error():
 
     with pytest.raises(InputError, match="no champion"):
         run_task_drift("churn")
+
+
+@pytest.mark.slow
+def test_consecutive_windows_in_one_call_equal_one_call_per_window(tmp_path, isolated_home):
+    """`--split-at` (#18): the demo's two windows in one process give each window the verdicts, report, workspace
+    run (in window order) and MLflow folder that one `run_task_drift` per window gives."""
+    from monitoring.config import DriftConfig
+    from monitoring.drift import run_task_drift, run_task_windows
+
+    window = scenarios.feature_window(2_400, seed=5)
+    reference = window.iloc[:1_200][FEATURES].assign(
+        proba=window["churn_proba"].iloc[:1_200].to_numpy(), prediction=0, target=0
+    )
+    run_id = _fake_champion(tmp_path, reference)
+    columns = ["customer_id", *FEATURES, "churn_proba", "risk_proba_aggressive"]
+    current = window.iloc[1_200:].reset_index(drop=True)
+    _log(current.iloc[:600][columns], "2025-03-01 10:00")
+    _log(scenarios.rate_cut(current.iloc[600:].reset_index(drop=True))[columns], "2025-03-02 10:00")
+
+    config = DriftConfig()
+    split = run_task_windows("churn", ["2025-03-02"], config=config)
+    alone = [
+        run_task_drift("churn", until="2025-03-02", config=config),
+        run_task_drift("churn", since="2025-03-02", config=config),
+    ]
+    assert [r.rows_current for r in split] == [600, 600]
+    for mine, theirs in zip(split, alone, strict=True):
+        assert (mine.status, mine.share_drifted, mine.drifted, mine.psi) == (
+            theirs.status,
+            theirs.share_drifted,
+            theirs.drifted,
+            theirs.psi,
+        )
+        assert [(c.column, c.statistic, c.drifted) for c in mine.columns] == [
+            (c.column, c.statistic, c.drifted) for c in theirs.columns
+        ]
+    assert split[0].report != split[1].report and split[0].mlflow["artifact_path"] != split[1].mlflow["artifact_path"]
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for r in split:
+        names = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, r.mlflow["artifact_path"])}
+        assert names == {"drift_report.html", "drift_report.json"}
+    # the workspace holds the windows in order, then the two single runs: one project
+    assert split[0].workspace["project_id"] == alone[1].workspace["project_id"]
+
+
+@pytest.mark.parametrize("split", [["2025-03-02", "2025-03-01"], ["2025-02-01"], ["not a time"]])
+def test_split_times_must_increase_inside_the_bounds(split, isolated_home):
+    from monitoring.drift import run_task_windows
+
+    with pytest.raises(InputError, match="--split-at|not a time"):
+        run_task_windows("churn", split, since="2025-02-15", until="2025-04-01")

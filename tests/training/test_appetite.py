@@ -48,21 +48,23 @@ def _bank(n: int = 3000, seed: int = 3) -> dict[str, np.ndarray]:
         "login_count_90d": logins.astype(float),
         "score": score,
         "latent": latent,
+        "latent_appetite": appetite,
         "label": label,
     }
 
 
-def _posterior() -> AppetitePosterior:
-    return AppetitePosterior(
-        features=FEATURES,
-        categories=CATEGORIES,
-        classes=CLASSES,
-        stated="stated_risk",
-        stated_age_days="stated_risk_age_days",
-        profile=["age", "occupation"],
-        measures=["views_fixed_income_90d"],
-        covariates=["login_count_90d"],
-    )
+def _posterior(**overrides) -> AppetitePosterior:
+    kwargs = {
+        "features": FEATURES,
+        "categories": CATEGORIES,
+        "classes": CLASSES,
+        "stated": "stated_risk",
+        "stated_age_days": "stated_risk_age_days",
+        "profile": ["age", "occupation"],
+        "measures": ["views_fixed_income_90d"],
+        "covariates": ["login_count_90d"],
+    }
+    return AppetitePosterior(**(kwargs | overrides))
 
 
 def _matrix(bank: dict[str, np.ndarray]) -> np.ndarray:
@@ -113,9 +115,24 @@ def test_a_row_scores_the_same_alone_in_a_batch_and_after_pickling(fitted):
     np.testing.assert_allclose(post.transform(raw[:1], X[:1]), full[:1], rtol=1e-12, atol=1e-15)
     back = pickle.loads(pickle.dumps(post))
     np.testing.assert_array_equal(back.transform(raw, X), full)
-    # scoring's cached tables give exactly the fitting likelihood without the label
+    # one likelihood reads the cached tables: rebuilt from the parameters (no cache after unpickling) they give
+    # the same numbers, and an M-step drops them so the next E-step reads the new parameters
     inp = post.inputs(raw, X)
-    np.testing.assert_array_equal(post._score_loglik(inp), post._loglik(inp, None))
+    assert post._plan() is post._plan()
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(post))._loglik(inp), post._loglik(inp))
+    moved = pickle.loads(pickle.dumps(post))
+    moved.lean_ += 0.5  # away from the optimum, so the M-step moves every parameter
+    before = moved._loglik(inp, bank["label"])  # builds the tables
+    moved._m_step(inp, bank["label"], moved._weights(before))
+    assert moved.lean_ != post.lean_ + 0.5
+    np.testing.assert_array_equal(moved._loglik(inp), pickle.loads(pickle.dumps(moved))._loglik(inp))
+    # a tempered behaviour (what review rows choose) scores a row alone as in a batch, and less confidently
+    assert post.temperature_ == 1.0  # no review rows: untempered
+    tempered = pickle.loads(pickle.dumps(post))
+    tempered.temperature_ = 2.5
+    soft = tempered.transform(raw, X)
+    np.testing.assert_allclose(tempered.transform(raw[rows], X[rows]), soft[rows], rtol=1e-12, atol=1e-15)
+    assert soft.max(axis=1).mean() < full.max(axis=1).mean()
     # an unknown stated risk or a missing questionnaire age is scored from the rest, not an error
     X2 = X[:3].copy()
     X2[0, FEATURES.index("stated_risk")] = np.nan
@@ -175,3 +192,42 @@ def test_a_posterior_column_that_is_not_a_feature_is_an_input_error():
             measures=["views_deposits_90d"],
             covariates=[],
         )
+
+
+def test_correlated_residuals_and_a_review_anchor_are_fitted_from_their_own_story():
+    """Two measures whose noise shares a cause (the score's view share falls as deposit views rise: corr -0.5)
+    and an accurate advisor review of 10% of the customers (the same cuts, no lean): the fit recovers the
+    correlation, the review's small error and the questionnaire's lean, and a row scores the same alone, in a
+    batch and with a measure missing (its marginal)."""
+    rng = np.random.default_rng(5)
+    bank = _bank(n=2500, seed=5)
+    a = bank["latent_appetite"]
+    noise = rng.multivariate_normal([0, 0], [[0.36, -0.12], [-0.12, 0.16]], len(a))  # sd 0.6 / 0.4, corr -0.5
+    score = 0.9 * a + noise[:, 0]
+    deposits = 2.0 - 0.4 * a + noise[:, 1]  # log1p of the count column, kept away from the clip at zero
+    features = [*FEATURES, "views_deposits_90d"]
+    X = np.column_stack([_matrix(bank), np.expm1(deposits)])
+    review = np.where(rng.random(len(a)) < 0.10, np.searchsorted(CUTS, a + 0.2 * rng.standard_normal(len(a))), -1)
+    post = _posterior(
+        features=features, measures=["views_fixed_income_90d", "views_deposits_90d"], correlated_residuals=True
+    ).fit(_raw(score), X, bank["label"], iterations=40, anchor=review)
+    cov = post.emission_cov_
+    assert cov is not None
+    corr = cov[0, 2] / np.sqrt(cov[0, 0] * cov[2, 2])  # booster score and deposits
+    assert corr == pytest.approx(-0.5, abs=0.12), corr
+    assert abs(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) < 0.12  # fixed-income views: independent noise
+    assert post.anchor_sd_ < 0.5  # the review is accurate (drawn with sd 0.2)
+    assert post.temperature_ <= 1.5  # the story's own evidence is not overstated, so the reviews keep it near 1
+    assert post.lean_ == pytest.approx(LEAN, abs=0.35)
+    raw = _raw(score)
+    full = post.transform(raw, X)
+    rows = np.array([3, 400, 2499])
+    np.testing.assert_allclose(post.transform(raw[rows], X[rows]), full[rows], rtol=1e-12, atol=1e-15)
+    inp = post.inputs(raw, X)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(post))._loglik(inp), post._loglik(inp))
+    X_missing = X[:2].copy()
+    X_missing[0, features.index("views_deposits_90d")] = np.nan
+    p = post.transform(raw[:2], X_missing)
+    assert np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_allclose(p[1], full[1], rtol=1e-12)
+    assert not np.allclose(p[0], full[0])  # the missing measure's evidence is gone, not imputed as zero

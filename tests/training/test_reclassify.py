@@ -130,3 +130,42 @@ def test_bull_list_on_a_simulated_bank_is_mostly_latent_aggressive(tmp_path):
     assert "investment behaviour" in r.truth_check["rule"]
     assert r.truth_check["listed"] >= 30
     assert r.truth_check["lift"] >= 3.0, r.truth_check
+
+
+def three_class(risks, probas) -> pd.DataFrame:
+    """Scored rows with the risk posterior's three class probabilities (conservative, balanced, aggressive)."""
+    frame = scored(["mass"] * len(risks), risks)
+    for i, cls in enumerate(("conservative", "balanced", "aggressive")):
+        frame[f"risk_proba_{cls}"] = [p[i] for p in probas]
+    frame["segment"] = [f"mass/{r}/family_growth/basic" for r in risks]
+    return frame
+
+
+def test_a_risk_move_counts_only_when_the_posterior_clearly_favours_the_new_class():
+    before = three_class(["balanced"] * 3, [(0.2, 0.6, 0.2)] * 3)
+    after = three_class(
+        ["aggressive", "aggressive", "balanced"],
+        [(0.10, 0.35, 0.55), (0.05, 0.15, 0.80), (0.2, 0.6, 0.2)],  # +0.20 (held), +0.65 (moves), unchanged
+    )
+    truth = pd.DataFrame({"customer_id": [1, 2, 3], "hidden_aggressive": False,
+                          "latent_risk": ["balanced", "aggressive", "balanced"]})  # fmt: skip
+    r = reclassify(before, after, before_date=D0, after_date=D1, truth=truth)
+    s = r.summary()
+    assert s["moved"]["risk_appetite"] == 1 and s["risk_moves_held"] == 1 and s["risk_move_margin"] == 0.3
+    risk_movers = r.movers[r.movers["dimension"] == "risk_appetite"]
+    assert risk_movers["customer_id"].tolist() == [2]
+    # the held customer keeps the earlier class in the segment too: no segment move for customer 1
+    assert r.movers[r.movers["dimension"] == "segment"]["customer_id"].tolist() == [2]
+    assert r.matrices["risk_appetite"].loc["balanced", "balanced"] == 2
+    # customer 1 is truly balanced: kept right, predicted wrong
+    assert s["truth"]["latent_risk_accuracy_at_to"] == {"kept": 1.0, "predicted": pytest.approx(2 / 3, abs=1e-4)}
+    assert "Risk class kept for <b>1</b>" in report_html(r)
+
+    every = reclassify(before, after, before_date=D0, after_date=D1, risk_margin=0.0).summary()
+    assert every["moved"]["risk_appetite"] == 2 and every["risk_moves_held"] == 0
+    # scores without the three probabilities (a binary risk model): nothing is held, every change moves
+    binary = reclassify(before.drop(columns=["risk_proba_balanced"]), after.drop(columns=["risk_proba_balanced"]),
+                        before_date=D0, after_date=D1).summary()  # fmt: skip
+    assert binary["moved"]["risk_appetite"] == 2 and binary["risk_move_margin"] is None
+    with pytest.raises(InputError, match="--risk-margin 1.5: must be at least 0 and below 1"):
+        reclassify(before, after, before_date=D0, after_date=D1, risk_margin=1.5)
