@@ -48,14 +48,22 @@ def _train(path: Path) -> None:
     path.write_bytes(pickle.dumps({"models": models, "latest": latest}))
 
 
-def _columns(rows: int) -> tuple[dict, int, dict]:
-    """The models (compiled when possible) and the request-like columns of `rows` customers."""
+def _columns(rows: int, home: Path | None = None) -> tuple[dict, int, dict]:
+    """The models (compiled when possible) and the request-like columns of `rows` customers: the tiny
+    set, or with `home` (a `benchmarks.bench_serving` home) its champions as the service loads them and
+    the first `rows` customers of its feature table."""
     import pandas as pd
 
     from serving.compiled import compile_core
     from training.scoring import _columns as frame_columns
     from training.scoring import needed_columns
 
+    if home is not None:
+        from serving.models_store import load_model_set  # the store of this process's BENTOML_HOME (`_run`)
+
+        models = load_model_set().cores
+        frame = pd.read_parquet(home / "work" / "features" / "latest.parquet").head(rows).reset_index(drop=True)
+        return models, len(frame), frame_columns(frame, needed_columns(models))
     blob = pickle.loads(MODELS.read_bytes())
     models, latest = blob["models"], blob["latest"]
     for core in models.values():
@@ -70,10 +78,10 @@ def _columns(rows: int) -> tuple[dict, int, dict]:
     return models, rows, cols
 
 
-def _worker(rows: int, reps: int, dump: Path | None) -> dict:
+def _worker(rows: int, reps: int, dump: Path | None, home: Path | None = None) -> dict:
     from training.scoring import score_columns
 
-    models, n, cols = _columns(rows)
+    models, n, cols = _columns(rows, home)
     flagged = np.asarray(score_columns(cols, n, models)["churn"], dtype=bool)
     # One customer the churn model does not flag (no churn-driver attribution) and one it flags.
     quiet, churner = int(np.flatnonzero(~flagged)[0]), int(np.flatnonzero(flagged)[0])
@@ -120,11 +128,16 @@ def _same(a: dict, b: dict) -> list[str]:
     return bad
 
 
-def _run(src: Path, rows: int, reps: int, dump: Path) -> dict:
+def _run(src: Path, rows: int, reps: int, dump: Path, home: Path | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src)}
+    extra = []
+    if home is not None:  # the home's stores, as `benchmarks.bench_serving_ab` gives its services
+        env.update({"CLIENTLENS_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+                    "BENTOML_HOME": str(home / "bentoml")})  # fmt: skip
+        extra = ["--home", str(home)]
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_score_one", "--worker", "--rows", str(rows), "--reps", str(reps),
-         "--dump", str(dump), "--models", str(MODELS)],
+         "--dump", str(dump), "--models", str(MODELS), *extra],
         cwd=src, env=env, capture_output=True, text=True,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -140,15 +153,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reps", type=int, default=500, help="calls timed per round for one row (batch: reps/100)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", type=Path, default=MODELS)
+    ap.add_argument("--home", type=Path, default=None, help="score a `bench_serving` home's champions instead")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dump", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     MODELS = args.models
     if args.worker:
-        result = _worker(args.rows, args.reps, args.dump)
+        result = _worker(args.rows, args.reps, args.dump, args.home)
         print(json.dumps(result))
         return result
-    if not MODELS.exists():
+    if args.home is None and not MODELS.exists():
         print("training the tiny model set ...", file=sys.stderr)
         _train(MODELS)
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
         runs: dict[str, list[dict]] = {"this": [], args.against: []}
         for r in range(args.rounds):
             for label, src in (("this", ROOT), (args.against, base)):
-                runs[label].append(_run(src, args.rows, args.reps, Path(tmp) / f"{label}.pkl"))
+                runs[label].append(_run(src, args.rows, args.reps, Path(tmp) / f"{label}.pkl", args.home))
                 print(f"round {r + 1}/{args.rounds} {label}: {runs[label][-1]}", file=sys.stderr)
         a = pickle.loads((Path(tmp) / "this.pkl").read_bytes())
         b = pickle.loads((Path(tmp) / f"{args.against}.pkl").read_bytes())
@@ -171,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "machine": machine(),
         "against": args.against,
+        "home": str(args.home) if args.home else None,
         "rows": args.rows,
         "rounds": args.rounds,
         "compiled": runs["this"][0]["compiled"],

@@ -100,6 +100,34 @@ def probe_matrix(booster: Any, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndar
     return X
 
 
+def _entry(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """`model.predict(X, n_jobs=1)` for a C-contiguous float64 matrix, calling the compiled function
+    directly: lleaves' wrapper converts and checks the input and builds two ctypes pointers per call,
+    which for one customer costs as much as the trees (#18). None when this lleaves build does not
+    expose what that needs (then its own `predict` is used; `compile_core`'s probe checks either)."""
+    import ctypes
+
+    try:
+        address = ctypes.cast(model._c_entry_func, ctypes.c_void_p).value
+        n_features, n_classes = int(model.num_feature()), int(model._n_classes)
+        if not address or not model.use_fp64:
+            return None
+    except (AttributeError, TypeError, ValueError):
+        return None
+    func = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)(address)
+
+    def call(X: np.ndarray) -> np.ndarray:
+        n = X.shape[0]
+        if X.shape[1] != n_features or n >= 2**31 - 1:
+            return model.predict(X, n_jobs=1)  # lleaves' own checks and messages
+        out = np.zeros(n if n_classes == 1 else (n, n_classes), dtype=np.float64)
+        func(X.ctypes.data, out.ctypes.data, 0, n)
+        return out
+
+    call.model = model  # type: ignore[attr-defined]  # keeps the engine (and so the address) alive
+    return call
+
+
 def compile_booster(booster: Any, directory: Path) -> Callable[[np.ndarray], np.ndarray]:
     """Compile (or load from the cache) `booster`; returns `predict(X) -> Booster.predict(X)`."""
     import lleaves
@@ -117,10 +145,18 @@ def compile_booster(booster: Any, directory: Path) -> Callable[[np.ndarray], np.
             with atomic_path(obj) as partial:  # other workers see the whole object or none
                 model.compile(cache=str(partial))  # lleaves writes the object once compiled
 
+    entry = _entry(model)
+
     def predict(X: np.ndarray) -> np.ndarray:
-        out = model.predict(X, n_jobs=1)
-        tiny = np.flatnonzero(((X != 0) & (np.abs(X) <= ZERO_BAND)).any(axis=1))
-        if tiny.size:
+        if entry is not None and X.dtype == np.float64 and X.ndim == 2 and X.flags.c_contiguous:
+            out = entry(X)
+        else:
+            out = model.predict(X, n_jobs=1)
+        # Every exact zero is within the band too, so equal counts mean no row has a tiny nonzero value (one
+        # count per matrix instead of a mask per row: most matrices have zeros, almost none tiny values).
+        band = np.abs(X) <= ZERO_BAND
+        if np.count_nonzero(band) != np.count_nonzero(X == 0):
+            tiny = np.flatnonzero((band & (X != 0)).any(axis=1))
             out[tiny] = booster.predict(X[tiny], num_threads=1)
         return out
 

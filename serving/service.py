@@ -405,9 +405,16 @@ def _results(ids: list[int], out: pd.DataFrame | dict[str, Any], explain: bool) 
     """`score_columns` (or `score_frame`) output as response items (plain Python values, serialised once)."""
     from core import tasks as T  # column names of the task contract (imported here: cached, no work at import)
 
-    col = {c: (v if isinstance(v, list) else v.tolist()) for c, v in out.items()}
-    tier_classes = T.TIER.classes_of(col)
-    risk_classes = T.RISK.classes_of(col)
+    tier_classes = T.TIER.classes_of(out)
+    risk_classes = T.RISK.classes_of(out)
+    # Only the columns an item shows become Python lists (not the actions' JSON, reasons of the log ...).
+    shown = {
+        "tier", "churn_proba", "churn", "risk_appetite", "next_action", T.UPGRADE_COLUMN, T.RISK_GAP_COLUMN,
+        T.CHURN_DRIVER_COLUMN, T.HIDDEN_AGGRESSIVE_COLUMN, T.STATED_RISK_COLUMN, T.LIFECYCLE_COLUMN, T.DEPTH_COLUMN,
+        T.SEGMENT_COLUMN, T.BUSINESS_SEGMENT_COLUMN, *(T.TIER.score_column(c) for c in tier_classes),
+        *(T.RISK.score_column(c) for c in risk_classes), *(T.reasons_column(t) for t in T.TASK_NAMES),
+    }  # fmt: skip
+    col = {c: (v if isinstance(v, list) else v.tolist()) for c, v in out.items() if c in shown}
     tier_p = [col[T.TIER.score_column(c)] for c in tier_classes]
     risk_p = [col[T.RISK.score_column(c)] for c in risk_classes]
     upgrade = [None if v != v else v for v in col[T.UPGRADE_COLUMN]]  # NaN when the current tier is unknown

@@ -12,6 +12,7 @@ directly; `matrix` + `proba_from_matrix` are the hot path (numpy only).
 
 from __future__ import annotations
 
+import operator
 import warnings
 import weakref
 from collections.abc import Mapping
@@ -437,8 +438,9 @@ class TabularModel:
     def _build_lookups(self) -> None:
         self._lookup = {c: {v: float(i) for i, v in enumerate(cats)} for c, cats in self.categories.items()}
         self._index: dict[str, pd.Index] = {}  # built lazily by `_codes`
-        # `_small_matrix`: (the features list it was built for, [(feature, its category look-up or None)])
-        self._feature_lookups: tuple[list[str], list[tuple[str, dict[Any, float] | None]]] | None = None
+        # `_small_matrix`: (the features list it was built for, [(feature, its category look-up or None)],
+        # a getter of all feature columns at once, [(position, look-up)] of the categorical ones)
+        self._feature_lookups: tuple | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = {
@@ -469,12 +471,17 @@ class TabularModel:
         missing = [f for f in self.features if f not in data]
         if missing:
             raise InputError(f"model {self.task}: missing feature column(s) {missing[:10]}")
-        first = data[self.features[0]]
-        n = len(first)
+        n = len(data[self.features[0]])
         if n <= 32:
             X = self._small_matrix(data)
             if X is not None:
                 return X
+        return self._column_matrix(data)
+
+    def _column_matrix(self, data: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """`matrix` one feature at a time: the general path (and the reference `_small_matrix` is tested
+        against). A column that does not convert as a whole is coerced with `pd.to_numeric` (junk -> NaN)."""
+        n = len(data[self.features[0]])
         X = np.empty((n, len(self.features)), dtype=np.float64)
         for j, f in enumerate(self.features):
             col = data[f]
@@ -502,14 +509,19 @@ class TabularModel:
         which coerces that column with `pd.to_numeric`)."""
         cached = self._feature_lookups
         if cached is None or cached[0] is not self.features:
-            cached = self._feature_lookups = (self.features, [(f, self._lookup.get(f)) for f in self.features])
+            pairs = [(f, self._lookup.get(f)) for f in self.features]
+            coded = [(j, lookup) for j, (_f, lookup) in enumerate(pairs) if lookup is not None]
+            cached = self._feature_lookups = (self.features, pairs, operator.itemgetter(*self.features), coded)
         pairs = cached[1]
         if len(data[self.features[0]]) == 1:  # one customer: one list of scalars, converted at once
-            row = []
-            for f, lookup in pairs:
-                col = data[f]
-                v = col[0] if isinstance(col, np.ndarray) else np.asarray(col, dtype=object)[0]  # by position
-                row.append(v if lookup is None else lookup.get(_as_key(v), np.nan))
+            got = cached[2](data)
+            columns = got if len(pairs) > 1 else (got,)
+            if set(map(type, columns)) == {np.ndarray}:
+                row = [col[0] for col in columns]
+            else:  # e.g. Series: by position, as `np.asarray(col)` reads them
+                row = [col[0] if isinstance(col, np.ndarray) else np.asarray(col, dtype=object)[0] for col in columns]
+            for j, lookup in cached[3]:
+                row[j] = lookup.get(_as_key(row[j]), np.nan)
             try:
                 one = np.array([row], dtype=np.float64)
             except (TypeError, ValueError):

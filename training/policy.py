@@ -325,7 +325,9 @@ class _Plan:
         self.value_aum_rate = np.array([a.value_aum_rate for a in acts], dtype=np.float64)
         self.benefit = np.array([1 + policy.customer_weight * a.customer_benefit for a in acts], dtype=np.float64)
         self.sources = [a.propensity for a in acts]
+        self.source_index = np.array([_SOURCE_ORDER[src] for src in self.sources], dtype=np.intp)
         self.ruled = [(j, a.when) for j, a in enumerate(acts) if a.when]
+        self.ruled_index = np.array([j for j, _ in self.ruled], dtype=np.intp)
         # `_reason_templates` per answer to "does the book lack the aggressive-propensity column?"
         self.templates: dict[bool, list] = {}
 
@@ -362,6 +364,8 @@ def _condition_mask(
     if raw is None:
         return np.zeros(n, dtype=bool)
     small = n <= SMALL_BATCH if small is None else small
+    if small:
+        return np.array(_condition_rows(cond, cols, n, cache, any_of), dtype=bool).reshape(n)
     ok = np.ones(n, dtype=bool)
     if cond.min is not None or cond.max is not None:
         x = cache.get(("f", cond.column))
@@ -376,16 +380,44 @@ def _condition_mask(
         s = cache.get(("s", cond.column))
         if s is None:
             s = cache[("s", cond.column)] = _strings(raw, n)
-        if small:
-            allowed = any_of if any_of is not None else frozenset(cond.any_of)
-            ok &= np.array([v is not None and v in allowed for v in s], dtype=bool).reshape(n)
-        else:
-            ok &= np.isin(s.astype(str), cond.any_of) & (s != None)  # noqa: E711
+        ok &= np.isin(s.astype(str), cond.any_of) & (s != None)  # noqa: E711
     if cond.equals is not None:
         b = cache.get(("b", cond.column))
         if b is None:
             b = cache[("b", cond.column)] = _bools(raw, n)
         ok &= b == cond.equals
+    return ok
+
+
+def _condition_rows(
+    cond: Condition, cols: Mapping[str, Any], n: int, cache: dict[tuple[str, str], Any], any_of: frozenset[str] | None
+) -> list[bool]:
+    """`_condition_mask` for a few rows as Python comparisons on Python floats, strings and flags: on one
+    customer each numpy operation (and `np.errstate`) costs more than the test itself (#18). The same
+    float64 values and comparisons (NaN meets no bound; a bound is compared as a float64, as numpy does)."""
+    raw = cols.get(cond.column)
+    if raw is None:
+        return [False] * n
+    ok = [True] * n
+    if cond.min is not None or cond.max is not None:
+        x = cache.get(("F", cond.column))
+        if x is None:
+            f = cache.get(("f", cond.column))
+            x = cache[("F", cond.column)] = (f if f is not None else _floats(raw, n)).tolist()
+        low = None if cond.min is None else float(cond.min)
+        high = None if cond.max is None else float(cond.max)
+        ok = [o and (low is None or v >= low) and (high is None or v <= high) for o, v in zip(ok, x, strict=True)]
+    if cond.any_of is not None:
+        s = cache.get(("s", cond.column))
+        if s is None:
+            s = cache[("s", cond.column)] = _strings(raw, n)
+        allowed = any_of if any_of is not None else frozenset(cond.any_of)
+        ok = [o and v is not None and v in allowed for o, v in zip(ok, s, strict=True)]
+    if cond.equals is not None:
+        b = cache.get(("b", cond.column))
+        if b is None:
+            b = cache[("b", cond.column)] = _bools(raw, n)
+        ok = [o and bool(v == cond.equals) for o, v in zip(ok, b, strict=True)]
     return ok
 
 
@@ -410,14 +442,22 @@ def customer_inputs(cols: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
     }
 
 
-def _propensities(policy: Policy, cols: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
-    out = {"none": np.ones(n)}
-    for source, column in PROPENSITY_COLUMNS.items():
+def _propensities(policy: Policy, cols: Mapping[str, Any], n: int) -> np.ndarray:
+    """(n, 1 + sources) propensity of each source (`"none"` = 1 first, then `PROPENSITY_COLUMNS`' order), in [0, 1].
+
+    One block, so `_finite` and the clip run once for all sources (element by element the same values)."""
+    out = np.empty((n, 1 + len(PROPENSITY_COLUMNS)), dtype=np.float64)
+    out[:, 0] = 1.0
+    for i, (source, column) in enumerate(PROPENSITY_COLUMNS.items(), start=1):
         values = cols.get(column)
         if values is None and source == "revealed_aggressive":
             values = cols.get(HIDDEN_AGGRESSIVE_COLUMN)  # no probabilities: the flag is 0/1 evidence
-        out[source] = _finite(_floats(values, n)).clip(0, 1)
+        out[:, i] = _floats(values, n)
+    out[:, 1:] = _finite(out[:, 1:]).clip(0, 1)
     return out
+
+
+_SOURCE_ORDER = {src: i for i, src in enumerate(["none", *PROPENSITY_COLUMNS])}  # `_propensities`' columns
 
 
 def _matrices(
@@ -429,19 +469,26 @@ def _matrices(
     value and propensity of every action are one array operation each (the same float operations,
     in the same order, as action by action)."""
     plan = _plan(policy)
+    small = n <= SMALL_BATCH if small is None else small
     eligible = _coded(inp["class"], plan.class_code, plan.class_table)
     eligible &= _coded(inp["stage"], plan.stage_code, plan.stage_table)
     cache: dict[tuple[str, str], Any] = {}
-    for j, when in plan.ruled:
-        m = eligible[:, j]  # a view: the conditions narrow the column in place
-        for cond in when:
-            m &= _condition_mask(cond, cols, n, cache, plan.any_of.get(id(cond)), small=small)
-    props = _propensities(policy, cols, n)
-    by_source = np.empty((n, len(props)), dtype=np.float64)
-    for i, p in enumerate(props.values()):
-        by_source[:, i] = p
-    order = {src: i for i, src in enumerate(props)}
-    prop = plan.base_rate[None, :] * by_source[:, [order[src] for src in plan.sources]]
+    if small and plan.ruled:  # every rule as Python lists, applied to the matrix at once
+        rules = []
+        for _j, when in plan.ruled:
+            ok = [True] * n
+            for cond in when:
+                met = _condition_rows(cond, cols, n, cache, plan.any_of.get(id(cond)))
+                ok = [a and b for a, b in zip(ok, met, strict=True)]
+            rules.append(ok)
+        eligible[:, plan.ruled_index] &= np.array(rules, dtype=bool).reshape(len(rules), n).T
+    else:
+        for j, when in plan.ruled:
+            m = eligible[:, j]  # a view: the conditions narrow the column in place
+            for cond in when:
+                m &= _condition_mask(cond, cols, n, cache, plan.any_of.get(id(cond)), small=small)
+    by_source = _propensities(policy, cols, n)
+    prop = plan.base_rate[None, :] * by_source[:, plan.source_index]
     trend_factor = 1 + policy.trend_weight * inp["trend"]
     bank = plan.value_fixed[None, :] + (plan.value_aum_rate[None, :] * inp["aum"][:, None]) * trend_factor[:, None]
     value = bank * plan.benefit[None, :]

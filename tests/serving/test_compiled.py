@@ -49,6 +49,12 @@ def test_compiled_predictions_equal_lightgbm(tmp_path, kind):
     assert core.predictor is not None
     np.testing.assert_allclose(core.raw_from_matrix(X), expected, rtol=0, atol=1e-12)
     np.testing.assert_allclose(core.raw_from_matrix(X[:1]), expected[:1], rtol=0, atol=1e-12)
+    # The direct call into the compiled function takes C-ordered float64 only; anything else goes through
+    # lleaves' own conversion: the same numbers either way.
+    fast = core.predictor
+    np.testing.assert_array_equal(fast(np.asfortranarray(X)), fast(X))
+    np.testing.assert_array_equal(fast(X[:, :].astype(np.float32)), fast(X.astype(np.float32).astype(np.float64)))
+    np.testing.assert_array_equal(fast(X[::2]), fast(np.ascontiguousarray(X[::2])))
 
 
 def test_the_object_file_is_cached_and_reused(tmp_path):

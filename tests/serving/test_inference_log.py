@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from serving.inference_log import InferenceLogWriter, list_parts, log_frame, read_inference_log, write_part
+from serving.inference_log import (
+    InferenceLogWriter,
+    list_parts,
+    log_columns,
+    log_frame,
+    merge_records,
+    read_inference_log,
+    write_part,
+)
 
 
 def _rows(ts: str, n: int = 3, request_id: str = "r1") -> pd.DataFrame:
@@ -95,3 +103,50 @@ def test_writer_keeps_rows_when_a_write_fails(tmp_path):
     assert writer.flush() == [] and writer.rows_written == 0
     blocked.unlink()
     assert len(writer.flush()) == 1 and writer.rows_written == 3
+
+
+def test_buffered_requests_merge_as_their_log_columns_concatenated():
+    """The writer's merge of many buffered requests (#18: one array per column, not ~190 per request) gives
+    each request's `log_columns`, concatenated column by column, in the same column order, with None where
+    a request lacks a column (mixed layouts, several rows, datetime and datetime64 stamps, a Series)."""
+    versions = {"tier": "3", "churn": "5", "risk": "1"}
+    one = {"age": np.array([41.0]), "region": np.array(["metro"], dtype=object)}
+    out = {"churn_proba": np.array([0.2]), "tier": np.array(["mass"], dtype=object)}
+    items = [
+        (np.datetime64(1_700_000_000_000_000_000, "ns"), "a", np.array([1]), one, out, versions),
+        (datetime(2026, 12, 1, 9, 30, tzinfo=UTC), "b", np.array([2, 3, 4]),
+         {"age": np.array([30.0, np.nan, 50.0]), "region": pd.Series(["rural", None, "metro"])},
+         {"churn_proba": np.array([0.1, 0.5, 0.9]), "extra": np.array([1, 2, 3]), "customer_id": np.array([9, 9, 9])},
+         {"tier": "4"}),
+        (np.datetime64("2026-12-01T10:00:00.123456789"), "c", np.array([5]), one, out, versions),
+    ]  # fmt: skip
+    records = [log_columns(*item) for item in items]
+    order = list(dict.fromkeys(c for r in records for c in r))
+    got = merge_records(items)
+    assert list(got) == order
+    for c in order:
+        want = np.concatenate([r[c] if c in r else np.full(len(r["customer_id"]), None, dtype=object) for r in records])
+        assert got[c].dtype == want.dtype, c
+        assert got[c].tolist() == want.tolist() or np.array_equal(got[c], want, equal_nan=True), c
+    assert got["customer_id"].tolist() == [1, 2, 3, 4, 5]  # the key, never a same-named output
+    assert got["extra"].tolist() == [None, 1, 2, 3, None]
+    assert got["version_churn"].tolist() == ["5", "", "", "", "5"]
+    single = merge_records(items[:1])
+    assert list(single) == list(records[0]) and all(np.array_equal(single[c], records[0][c]) for c in single)
+
+
+def test_requests_of_one_layout_merge_as_their_log_columns():
+    """The usual buffer (every request the same columns, #18's gathered path), with a Series and a list."""
+    versions = {"tier": "3", "churn": "5", "risk": "1"}
+    items = [
+        (np.datetime64(1_700_000_000_000_000_000 + i, "ns"), f"r{i}", np.array([i]),
+         {"age": np.array([40.0 + i]), "region": pd.Series(["metro"]) if i == 1 else np.array([None], dtype=object)},
+         {"churn_proba": [0.5] if i == 2 else np.array([0.1 * i]), "churn": np.array([i % 2 == 0])}, versions)
+        for i in range(4)
+    ]  # fmt: skip
+    records = [log_columns(*item) for item in items]
+    got = merge_records(items)
+    assert list(got) == list(records[0])
+    for c in got:
+        want = np.concatenate([r[c] for r in records])
+        assert got[c].dtype == want.dtype and got[c].tolist() == want.tolist(), c

@@ -412,27 +412,6 @@ def test_transition_prior_is_added_at_every_prediction_path(calibration):
     assert stay.sum() > 10 and (core.prior.contributions(X_rows, chosen)[stay, 0] > 0).all()
 
 
-def _per_column_matrix(core: TabularModel, data) -> np.ndarray:
-    """`matrix` as it was before the few-row fast path: one conversion per feature (#18)."""
-    from training.model import _as_key
-
-    n = len(data[core.features[0]])
-    X = np.empty((n, len(core.features)))
-    for j, f in enumerate(core.features):
-        col = data[f]
-        lookup = core._lookup.get(f)
-        if lookup is not None:
-            X[:, j] = [lookup.get(_as_key(v), np.nan) for v in np.asarray(col, dtype=object)]
-            continue
-        try:
-            X[:, j] = np.asarray(col, dtype=np.float64)
-        except (TypeError, ValueError):
-            X[:, j] = pd.to_numeric(pd.Series(np.asarray(col, dtype=object)), errors="coerce").to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
-    return X
-
-
 @pytest.mark.parametrize(
     "x",
     [
@@ -451,10 +430,10 @@ def test_few_row_matrix_equals_the_per_column_conversion(binary_model, x):
     colour = np.array(["red", None, "purple", "blue"], dtype=object)
     for rows in (slice(0, 1), slice(1, 2), slice(0, 4)):
         cols = {"x": x[rows], "colour": colour[rows]}
-        got, want = core.matrix(cols), _per_column_matrix(core, cols)
+        got, want = core.matrix(cols), core._column_matrix(cols)
         assert got.shape == want.shape and got.flags.c_contiguous
         np.testing.assert_array_equal(got, want)
         frame = pd.DataFrame({"x": pd.Series(x[rows]), "colour": colour[rows]})
-        np.testing.assert_array_equal(core.matrix(frame), _per_column_matrix(core, frame))
+        np.testing.assert_array_equal(core.matrix(frame), core._column_matrix(frame))
         frame.index = [7, 3, 9, 1][: len(frame)]  # rows are taken by position, not by label
-        np.testing.assert_array_equal(core.matrix(frame), _per_column_matrix(core, frame))
+        np.testing.assert_array_equal(core.matrix(frame), core._column_matrix(frame))
