@@ -95,6 +95,14 @@ def make_panel(n_customers: int = 700, n_dates: int = 4, seed: int = 0) -> tuple
             )
         )
     panel = pd.concat(rows, ignore_index=True)
+    # The latest suitability review known at T (the risk posterior's anchor rows), from a fourth generator so
+    # every column above keeps its values: ~10% of customers reviewed before the first date, the class right
+    # 90% of the time (an advisor's assessment, features/SIMULATOR.md §3b).
+    review = np.random.default_rng([seed, 3])
+    reviewed = review.random(n_customers) < 0.1
+    assessed = np.where(review.random(n_customers) < 0.9, latent, review.choice(3, size=n_customers))
+    per_customer = np.where(reviewed, RISK[assessed], None)
+    panel["reviewed_risk"] = per_customer[panel["customer_id"].to_numpy() - 1]
     truth = pd.DataFrame({"customer_id": ids.astype("int64"), "latent_risk": RISK[latent]})
     return panel, truth
 

@@ -233,9 +233,10 @@ def test_risk_anchor_column_reaches_the_posterior_fit_and_never_the_booster(pane
 
     panel, truth = panel_and_truth
     panel = _with_reviews(panel, truth)
-    spec = small_data_spec(builtin_spec("risk", tmp_path))
-    assert spec.risk_posterior is not None and spec.risk_posterior.anchor_column is None
-    plain = fit_task(spec, panel, seed=0, trials=2)
+    anchored = small_data_spec(builtin_spec("risk", tmp_path))  # the shipped spec anchors on reviews
+    assert anchored.risk_posterior is not None and anchored.risk_posterior.anchor_column == "reviewed_risk"
+    unanchored = anchored.risk_posterior.model_copy(update={"anchor_column": None})
+    plain = fit_task(anchored.model_copy(update={"risk_posterior": unanchored}), panel, seed=0, trials=2)
     assert plain.model.calibrator.temperature_ == 1.0 and "reviewed_risk" not in plain.model.features
     seen: list[np.ndarray] = []
     fit = appetite.AppetitePosterior.fit
@@ -245,10 +246,6 @@ def test_risk_anchor_column_reaches_the_posterior_fit_and_never_the_booster(pane
         return fit(self, raw, X, label, iterations, anchor)
 
     monkeypatch.setattr(appetite.AppetitePosterior, "fit", recording)
-    posterior = spec.risk_posterior.model_copy(update={"anchor_column": "reviewed_risk"})
-    anchored = spec.model_copy(
-        update={"risk_posterior": posterior, "keep_columns": [*spec.keep_columns, "reviewed_risk"]}
-    )
     r = fit_task(anchored, panel, seed=0, trials=2)
     (anchor,) = seen
     assert set(np.unique(anchor)) <= {-1, 0, 1, 2} and 0.1 < (anchor >= 0).mean() < 0.3  # a fifth reviewed
@@ -262,7 +259,8 @@ def test_risk_anchor_column_must_be_a_keep_column_and_not_a_feature(tmp_path):
     spec = builtin_spec("risk", tmp_path)
     assert spec.risk_posterior is not None
     data = spec.model_dump()
-    data["risk_posterior"]["anchor_column"] = "reviewed_risk"
+    assert data["risk_posterior"]["anchor_column"] == "reviewed_risk"
+    data["keep_columns"] = [c for c in data["keep_columns"] if c != "reviewed_risk"]
     with pytest.raises(ValidationError, match="anchor_column 'reviewed_risk' must be one of keep_columns"):
         type(spec).model_validate(data)
     data["keep_columns"] = [*data["keep_columns"], "reviewed_risk"]
