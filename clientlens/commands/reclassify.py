@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
             for dim, n in s["moved"].items():
                 typer.echo(f"  {dim:20s} {n:7,} moved")
             if s.get("risk_move_margin") is not None:
-                typer.echo(f"  risk class kept for {s['risk_moves_held']:,} whose posterior moved by "
+                typer.echo(f"  risk class kept for {s['risk_moves_held']:,} whose predicted class changed with the new class ahead by "
                            f"{s['risk_move_margin']} or less")  # fmt: skip
             actions = s.get("proposed_actions") or []
             if actions:
