@@ -244,13 +244,7 @@ def load_stored(bento_model, *, compile_trees: bool = True, settings: Settings |
         raise ClientlensError(f"{bento_model.tag}: the MLflow model carries no `core` TabularModel")
     if compile_trees:
         compiled.compile_core(core, settings.compiled_dir, enabled=settings.compiled_models)
-    if core.kind in ("binary", "ordinal"):  # churn drivers' per-leaf tables, built here not on a request
-        from training.model import path_attribution
-        from training.segments import prepare_drivers
-
-        path_attribution(core.booster)
-        if core.task == CHURN.name:
-            prepare_drivers(core)
+    prepare_explanations(core, settings.compiled_dir)
     labels, meta = bento_model.info.labels, bento_model.info.metadata
     return LoadedModel(
         task=labels.get("task") or bento_model.tag.name.removeprefix("clientlens-"),
@@ -261,6 +255,78 @@ def load_stored(bento_model, *, compile_trees: bool = True, settings: Settings |
         trained_at=meta.get("trained_at") or None,
         metrics={k.removeprefix("metric_"): float(v) for k, v in meta.items() if k.startswith("metric_")},
     )
+
+
+# --- explanation tables ---------------------------------------------------------------------------
+# The per-leaf tables behind `explain` (path attributions) and churn drivers (TreeSHAP by family) take seconds
+# to build (4.3 s on the demo's churn model, #18). They are a pure function of the booster's text and of the
+# code that builds them, so they are built once (at compile time in the demo) and stored beside the compiled
+# objects under a key of both: a new model version, or a change to that code, is a new key, never a stale table.
+EXPLANATION_SUFFIX = ".tables.pkl"
+_TABLE_CODE = ("training/model.py", "training/treeshap.py", "training/segments.py")
+
+
+def explanation_key(booster: Any) -> str:
+    """The content key of `booster`'s explanation tables: its model text and the source of the code building them."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(booster.model_to_string().encode())
+    for name in _TABLE_CODE:
+        h.update(b"\0" + (root / name).read_bytes())
+    return h.hexdigest()[:32]
+
+
+def _build_explanations(core: Any) -> tuple[Any, Any]:
+    """(path attributions, family TreeShap or None) of `core`'s booster, with the tables serving reads."""
+    from training.model import path_attribution
+    from training.segments import prepare_drivers
+    from training.treeshap import family_treeshap
+
+    paths = path_attribution(core.booster)
+    if core.task != CHURN.name:
+        return paths, None
+    prepare_drivers(core)
+    return paths, family_treeshap(core.booster)
+
+
+def _attach_explanations(core: Any, paths: Any, shap: Any) -> None:
+    """Make `paths` / `shap` the booster's tables, as `path_attribution` / `family_treeshap` would build them."""
+    from training import model, treeshap
+
+    model._PATHS[core.booster] = paths
+    if shap is not None:
+        treeshap._SHAP[core.booster] = shap
+
+
+def prepare_explanations(core: Any, directory: Path | None) -> bool:
+    """Give a binary or ordinal `core` its explanation tables (churn: also the drivers'), read from `directory`
+    when stored there for this booster and this code, else built (and stored when `directory` is given).
+    True if they were read from the store; False if built (or the model kind has none)."""
+    if core.kind not in ("binary", "ordinal"):
+        return False
+    import pickle
+
+    from core.io import write_atomic
+
+    path = Path(directory) / f"{explanation_key(core.booster)}{EXPLANATION_SUFFIX}" if directory else None
+    if path is not None and path.is_file():
+        try:
+            with path.open("rb") as f:
+                paths, shap = pickle.load(f)  # our own cache, beside the compiled code the worker runs anyway
+            _attach_explanations(core, paths, shap)
+            return True
+        except Exception:
+            logger.warning("unreadable explanation tables %s; building them", path, exc_info=True)
+    paths, shap = _build_explanations(core)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            blob = pickle.dumps((paths, shap), protocol=pickle.HIGHEST_PROTOCOL)
+            write_atomic(path, lambda tmp: tmp.write_bytes(blob))
+        except OSError:
+            logger.warning("could not store the explanation tables at %s", path, exc_info=True)
+    return False
 
 
 def load_task(task: str, *, compile_trees: bool = True, settings: Settings | None = None) -> LoadedModel:
