@@ -10,7 +10,9 @@
 - `load_model_set()` loads the latest stored model of each task and unwraps the MLflow pyfunc
   once into its `training.model.TabularModel` core, which is what the service calls; the core's
   booster is compiled to native code for prediction (`serving.compiled`, verified against the
-  booster, cached per model in `Settings.compiled_dir`; `Settings.compiled_models` false turns it off).
+  booster, cached per model in `Settings.compiled_dir`; `Settings.compiled_models` false turns it off),
+  and gets its explanation tables (`prepare_explanations`: read from `Settings.compiled_dir` when stored
+  for that booster, else built and stored there).
 
 Every function takes the `Settings` (read once by the caller; `Settings()` when omitted) and
 changes no process-wide state: no environment variable, no MLflow global URI.
@@ -263,17 +265,17 @@ def load_stored(bento_model, *, compile_trees: bool = True, settings: Settings |
 # code that builds them, so they are built once (at compile time in the demo) and stored beside the compiled
 # objects under a key of both: a new model version, or a change to that code, is a new key, never a stale table.
 EXPLANATION_SUFFIX = ".tables.pkl"
-_TABLE_CODE = ("training/model.py", "training/treeshap.py", "training/segments.py")
+_TABLE_CODE = ("training.model", "training.treeshap", "training.segments")
 
 
 def explanation_key(booster: Any) -> str:
     """The content key of `booster`'s explanation tables: its model text and the source of the code building them."""
     import hashlib
+    import importlib
 
-    root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256(booster.model_to_string().encode())
     for name in _TABLE_CODE:
-        h.update(b"\0" + (root / name).read_bytes())
+        h.update(b"\0" + Path(importlib.import_module(name).__file__ or name).read_bytes())
     return h.hexdigest()[:32]
 
 
@@ -309,7 +311,11 @@ def prepare_explanations(core: Any, directory: Path | None) -> bool:
 
     from core.io import write_atomic
 
-    path = Path(directory) / f"{explanation_key(core.booster)}{EXPLANATION_SUFFIX}" if directory else None
+    try:
+        path = Path(directory) / f"{explanation_key(core.booster)}{EXPLANATION_SUFFIX}" if directory else None
+    except OSError:  # the building code's source is not readable (e.g. bytecode only): build, never store
+        logger.warning("cannot key the explanation tables on their code; building them", exc_info=True)
+        path = None
     if path is not None and path.is_file():
         try:
             with path.open("rb") as f:
