@@ -230,9 +230,15 @@ def default_policy() -> Policy:
 
 # -- column helpers ---------------------------------------------------------------------------
 def _strings(values: Any, n: int) -> np.ndarray:
+    """Each value as `str`, None for a missing one (None or NaN)."""
     if values is None:
         return np.full(n, None, dtype=object)
+    if isinstance(values, np.ndarray) and values.dtype == object and set(map(type, values)) <= _STR_OR_NONE:
+        return values.copy()  # already exactly that (a request's category column): no per-value loop
     return np.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values], dtype=object)
+
+
+_STR_OR_NONE = {str, type(None)}
 
 
 def _floats(values: Any, n: int) -> np.ndarray:
