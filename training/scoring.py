@@ -13,7 +13,6 @@ Fast for single rows: the frame is turned into column arrays once, each model ru
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ import pandas as pd
 from core import tasks as T
 from core.errors import InputError
 from core.io import read_table, write_table
-from core.tasks import ACTIONS_COLUMN
 from features.requests import check_feature_frame
 from training.policy import Policy, _strings, arbitrate, policy_inputs
 from training.segments import DEFAULT_DRIVERS, DEFAULT_SCHEME, DriverConfig, SegmentScheme, risk_gap, segment_labels
@@ -180,40 +178,12 @@ def score_columns(
     out[T.BUSINESS_SEGMENT_COLUMN] = _business_segments(scheme, asset_tier, risk_seg, lifecycle, depth)
     # Ranked actions from the service policy (training/policy.py): class = the current asset tier.
     arb_cols = {**cols, **out, T.TIER.output: asset_tier}
-    ranked = arbitrate(arb_cols, n, policy)
     # `actions` leaves scoring as one JSON list per row: a plain string column in Parquet, CSV,
     # Arrow responses and the inference log alike (`json.loads` gives the list of dicts back).
-    ranked[ACTIONS_COLUMN] = _json_each(ranked[ACTIONS_COLUMN])
+    ranked = arbitrate(arb_cols, n, policy, as_json=True)
     out.update(ranked)
     for name, rs in reasons.items():
         out[T.reasons_column(name)] = rs
-    return out
-
-
-def _one_shot_encoder() -> Any:
-    """`json.dumps`' own C encoder with its default settings, made once: `json.dumps` builds it anew
-    for every value, which for a batch's 1,000 short action lists costs about as much as the
-    encoding itself (#18). None where the C accelerator is missing (then `json.dumps`)."""
-    from json import encoder
-
-    make = getattr(encoder, "c_make_encoder", None)  # not in the stubs: the C accelerator's constructor
-    if make is None:
-        return None
-    default = json.JSONEncoder()  # json.dumps' defaults: ensure_ascii, ", " / ": ", allow_nan
-    return make(None, default.default, encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
-
-
-_ENCODE = _one_shot_encoder()
-
-
-def _json_each(values: Any) -> np.ndarray:
-    """`[json.dumps(v) for v in values]` as an object array, exactly those strings (no circular
-    check: the values are fresh lists of dicts of plain values)."""
-    if _ENCODE is None:
-        return np.array([json.dumps(v) for v in values], dtype=object)
-    encode, join = _ENCODE, "".join
-    out = np.empty(len(values), dtype=object)
-    out[:] = [join(encode(v, 0)) for v in values]
     return out
 
 

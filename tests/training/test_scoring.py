@@ -92,18 +92,3 @@ def test_reasons_are_optional(models, panel_and_truth):
     assert len(out["reasons_churn"].iloc[0]) == 2 and {"feature", "value", "contribution"} <= set(
         out["reasons_risk"].iloc[0][0]
     )
-
-
-def test_actions_json_is_exactly_json_dumps():
-    """`score_columns` writes each row's actions with json.dumps' C encoder made once: the same strings."""
-    import json
-
-    from training.scoring import _json_each
-
-    rows = [
-        [{"action": 'caf\u00e9 "x"', "channel": None, "priority": 1234.57, "reason": "a, b\n"}],
-        [],
-        [{"p": float("nan"), "q": float("inf"), "r": -float("inf"), "i": 3, "b": True, "s": "\u2603"}],
-        [{"priority": 0.1 + 0.2, "nested": [1, {"k": None}]}],
-    ]
-    assert _json_each(rows).tolist() == [json.dumps(r) for r in rows]
