@@ -45,7 +45,7 @@ def accuracy(drivers: np.ndarray, cause: np.ndarray) -> float:
 def reference_drivers(core, X: np.ndarray, config) -> np.ndarray:
     """`training.segments.churn_drivers` with LightGBM's `pred_contrib` for the TreeSHAP re-vote."""
     from core.tasks import CHURN_DRIVERS
-    from training.model import _group_columns
+    from training.model import group_columns
     from training.segments import _family_groups, _vote
 
     names = [*CHURN_DRIVERS]
@@ -55,7 +55,7 @@ def reference_drivers(core, X: np.ndarray, config) -> np.ndarray:
     m, bar = config.exact_margin, config.min_contribution
     close = (np.abs(top - bar) < m) | ((top > bar - m) & (top - runner_up < m))
     if close.any():
-        best[close], top[close], _ = _vote(_group_columns(core.contributions(X[close]), groups, len(names)), other)
+        best[close], top[close], _ = _vote(group_columns(core.contributions(X[close]), groups, len(names)), other)
     return np.asarray(names, dtype=object)[np.where(top > bar, best, other)]
 
 

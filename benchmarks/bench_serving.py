@@ -382,9 +382,14 @@ def markdown(result: dict) -> str:
         f"| `score_frame` (batch scoring's frame wrapper) | {lb['score_frame_single_row']['p50_ms']:.3f} "
         f"| {1000 * n / lb['score_frame_batch_rows_per_s']:.1f} |",
         "",
-        f"Sustained (short, this script): {sus['seconds']:.0f} s at {sus['rate_per_s']:.0f} single-customer requests/s "
-        f"plus one 100-customer batch per second: {sus['requests']:,} requests, **{sus['errors']} errors**. "
-        "Raw numbers: `benchmarks/out/serving.json`.",
+        (
+            f"Sustained (short, this script): {sus['seconds']:.0f} s at {sus['rate_per_s']:.0f} single-customer "
+            f"requests/s plus one 100-customer batch per second: {sus['requests']:,} requests, "
+            f"**{sus['errors']} errors**. "
+            if sus
+            else "No sustained load (`--sustain-seconds 0`). "
+        )
+        + "Raw numbers: `benchmarks/out/serving.json`.",
     ]
     return "\n".join(lines)
 
@@ -474,9 +479,11 @@ def main(argv: list[str] | None = None) -> int:
             batch_throughput(host, port, arrow_bodies, arrow_headers, args.batches, threads, batch, "/score_arrow")
             for threads in (1, 2)
         ]
-        print(f"sustained load {args.sustain_seconds:.0f}s ...", file=sys.stderr)
-        result["sustained"] = sustained(host, port, single_bodies, small_batch, headers, args.sustain_seconds,
-                                        args.rate, pid)  # fmt: skip
+        result["sustained"] = None
+        if args.sustain_seconds > 0:
+            print(f"sustained load {args.sustain_seconds:.0f}s ...", file=sys.stderr)
+            result["sustained"] = sustained(host, port, single_bodies, small_batch, headers, args.sustain_seconds,
+                                            args.rate, pid)  # fmt: skip
     result["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     OUT_DIR.mkdir(exist_ok=True)
     (OUT_DIR / "serving.json").write_text(json.dumps(result, indent=2))
@@ -513,8 +520,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'in process ' + key:<44}{lb[key]:>16.3f}")  # fmt: skip
     print(f"{'score_frame in process, 1 row p50 (ms)':<44}{lb['score_frame_single_row']['p50_ms']:>16.2f}")
     sus = result["sustained"]
-    print(f"sustained: {sus['requests']} requests, {sus['errors']} errors, RSS {sus['rss_mib_start']:.0f} -> "
-          f"{sus['rss_mib_end']:.0f} MiB (slope {sus['rss_slope_mib_per_min']:+.2f} MiB/min)")  # fmt: skip
+    if sus:
+        print(f"sustained: {sus['requests']} requests, {sus['errors']} errors, RSS {sus['rss_mib_start']:.0f} -> "
+              f"{sus['rss_mib_end']:.0f} MiB (slope {sus['rss_slope_mib_per_min']:+.2f} MiB/min)")  # fmt: skip
     print(f"wrote {OUT_DIR / 'serving.json'}")
     if args.markdown:
         print(markdown(result))

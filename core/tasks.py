@@ -27,6 +27,12 @@ TIER_CLASSES: tuple[str, ...] = ("mass", "affluent", "hnw")
 CHURN_MIN_AUM = 10_000.0
 
 
+def risk_rank() -> dict[str, int]:
+    """Each risk class's rank, lowest first (conservative 0 ... aggressive 2): the order risk gaps and
+    risk moves compare."""
+    return {c: i for i, c in enumerate(RISK_CLASSES)}
+
+
 @dataclass(frozen=True)
 class Eligibility:
     """Who a task's label is defined for, as a rule on the features at T (a person can read it).

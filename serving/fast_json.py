@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -49,16 +50,19 @@ class FastRequests:
 
     def __init__(self, features: Sequence[FeatureLike], max_batch: int) -> None:
         self.features = list(features)
-        # Field order of the struct: customer_id, the numeric features, then the categories, so
-        # one tuple per customer slices into an id, a float block and an object block.
+        # Field order of the struct: `customer_id`, then the features in registry order, which is the
+        # order clients (and `to_request_rows`) send them: msgspec matches each key against the next
+        # field first, so a struct in the body's order decodes in about half the time of one in any
+        # other order (#18). Keys in another order are still decoded, only slower.
         self.numeric = [f.name for f in self.features if f.dtype != "category"]
         self.categorical = [f.name for f in self.features if f.dtype == "category"]
+        self._numeric_at = [1 + i for i, f in enumerate(self.features) if f.dtype != "category"]
+        self._categorical_at = [1 + i for i, f in enumerate(self.features) if f.dtype == "category"]
         self.whole = np.array([f.dtype == "int" for f in self.features if f.dtype != "category"], dtype=bool)
-        by_name = {f.name: f for f in self.features}
         fields: list[tuple[str, Any, Any] | tuple[str, Any]] = [
             ("customer_id", Annotated[int, msgspec.Meta(ge=0, le=MAX_CUSTOMER_ID)])
         ]
-        fields += [(name, _field_type(by_name[name]), None) for name in [*self.numeric, *self.categorical]]
+        fields += [(f.name, _field_type(f), None) for f in self.features]
         customer = msgspec.defstruct("Customer", fields, kw_only=True, forbid_unknown_fields=True, gc=False)
         request = msgspec.defstruct(
             "ScoreRequest",
@@ -71,7 +75,7 @@ class FastRequests:
             forbid_unknown_fields=True,
         )
         self._decoder = msgspec.json.Decoder(request)
-        self._k = len(self.numeric)
+        self._width = 1 + len(self.features)
 
     def decode(self, body: bytes) -> Decoded | None:
         """The request's ids and feature columns (as `customers_to_columns` types them), or None
@@ -80,22 +84,24 @@ class FastRequests:
             request: Any = self._decoder.decode(body)  # the struct generated in __init__
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
-        rows = [msgspec.structs.astuple(c) for c in request.customers]
-        n, k = len(rows), self._k
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        customers = request.customers
+        n, w = len(customers), self._width
+        # One object block (row = customer_id + features in registry order), read column-wise:
+        # `fromiter` over the flat values does no per-element shape discovery, as `np.array` of
+        # tuples would.
+        flat = chain.from_iterable(map(msgspec.structs.astuple, customers))
+        block = np.fromiter(flat, dtype=object, count=n * w).reshape(n, w).T
+        ids = block[0].astype(np.int64)
         columns: dict[str, np.ndarray] = {}
-        if k:
-            # None becomes NaN (a missing value), exactly as in `customers_to_columns`.
-            matrix = np.array([r[1 : k + 1] for r in rows], dtype=np.float64).reshape(n, k)
-            present = ~np.isnan(matrix)
-            if np.isinf(matrix).any():  # out-of-range numbers: pydantic names them
+        if self.numeric:
+            # None becomes NaN (a missing value) and true/false 1/0, exactly as in `customers_to_columns`.
+            matrix = block[self._numeric_at].astype(np.float64)  # (features, customers), C-contiguous
+            if np.isinf(matrix).any():  # out-of-range numbers (1e400): pydantic names them
                 return None
-            fraction = matrix[:, self.whole] != np.floor(matrix[:, self.whole])
-            if (fraction & present[:, self.whole]).any():  # 3.5 for a whole-number feature
+            whole = matrix[self.whole]
+            if ((whole != np.floor(whole)) & ~np.isnan(whole)).any():  # 3.5 or 1e-15 for a whole-number feature
                 return None
-            columns.update(zip(self.numeric, np.ascontiguousarray(matrix.T)))
+            columns.update(zip(self.numeric, matrix))
         if self.categorical:
-            cats = np.empty((n, len(self.categorical)), dtype=object)
-            cats[:] = np.array([r[k + 1 :] for r in rows], dtype=object).reshape(n, len(self.categorical))
-            columns.update(zip(self.categorical, cats.T.copy()))
+            columns.update(zip(self.categorical, block[self._categorical_at]))
         return Decoded(ids, {f.name: columns[f.name] for f in self.features}, request.explain, request.top_k)

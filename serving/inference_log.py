@@ -392,7 +392,9 @@ class InferenceLogWriter:
         frames = [b for b in batch if isinstance(b, pd.DataFrame)]
         items = [b for b in batch if isinstance(b, tuple)]
         if items:
-            frame = pd.DataFrame(merge_records(items, pause=_let_requests_run))
+            # `copy=False`: the merged columns are fresh arrays (or a request's own, never written to),
+            # and consolidating ~190 of them into pandas blocks cost ~8 ms per 1,000 rows (#18).
+            frame = pd.DataFrame(merge_records(items, pause=_let_requests_run), copy=False)
             frame["ts"] = frame["ts"].dt.tz_localize("UTC")
             frames.append(frame)
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

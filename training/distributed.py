@@ -125,7 +125,12 @@ class DaskEngine:
 
     def read_source(self, spec: TaskSpec, seed: int) -> pd.DataFrame:
         """The panel read on the cluster (see `load_panel`); the driver's share comes back as pandas."""
-        return load_panel(self, spec, seed)
+        # Every `.compute()` on the way goes through THIS client, the one that persisted the panel. Dask sends
+        # a compute to the process's current client otherwise: another client's graph, on another connection,
+        # may reach the scheduler before this client's persist and find the shuffle's keys missing ("lost
+        # dependencies"; it happened with the test suite's own client current and `--scheduler` connecting).
+        with self.client.as_current():
+            return load_panel(self, spec, seed)
 
     @property
     def n_workers(self) -> int:
@@ -136,7 +141,8 @@ class DaskEngine:
         `ids`: the training rows' customer ids, so each customer's rows stay in one partition."""
 
         def run(kind: str, n_classes: int, dtrain, dvalid, budget: TuneBudget) -> TuneResult:
-            return tune_on_dask(self, kind, n_classes, dtrain, dvalid, budget, ids_train=ids)
+            with self.client.as_current():  # as in `read_source`: the panel's client, not the process's current one
+                return tune_on_dask(self, kind, n_classes, dtrain, dvalid, budget, ids_train=ids)
 
         return run
 

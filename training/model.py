@@ -698,7 +698,7 @@ class TabularModel:
         always use `pred_contrib`."""
         groups = np.asarray(groups, dtype=np.int64)
         if self.kind == "multiclass":
-            return _group_columns(self.contributions(X), groups, n_groups)
+            return group_columns(self.contributions(X), groups, n_groups)
         leaves = np.asarray(self.booster.predict(X, pred_leaf=True, num_threads=1), dtype=np.int64)
         leaves = leaves.reshape(len(X), -1)
         if exact:
@@ -743,7 +743,9 @@ class TabularModel:
         return pd.Series(gain, index=self.features).sort_values(ascending=False)
 
 
-def _group_columns(contrib: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+def group_columns(contrib: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-feature columns (`contrib`, rows x features) summed into `n_groups` columns: feature j adds to
+    group `groups[j]`; a negative group drops the feature (the churn drivers' families, training.segments)."""
     out = np.zeros((len(contrib), n_groups))
     for j in np.flatnonzero(groups >= 0):
         out[:, groups[j]] += contrib[:, j]

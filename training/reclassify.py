@@ -38,8 +38,17 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
-from core.tasks import HIDDEN_AGGRESSIVE_COLUMN, RISK_CLASSES, TASK_NAMES, reasons_column
+from core.tasks import (
+    DEPTH_COLUMN,
+    HIDDEN_AGGRESSIVE_COLUMN,
+    LIFECYCLE_COLUMN,
+    RISK_CLASSES,
+    TASK_NAMES,
+    reasons_column,
+    risk_rank,
+)
 from core.tasks import task as task_of
+from training.segments import segment_labels, segment_parts
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +237,7 @@ def hold_risk(both: pd.DataFrame, margin: float) -> np.ndarray | None:
     if not {"risk_appetite_from", "risk_appetite_to", *cols} <= set(both.columns):
         return None
     P = both[cols].to_numpy(dtype=np.float64)
-    rank = {c: i for i, c in enumerate(RISK_CLASSES)}
+    rank = risk_rank()
     old = _labels(both["risk_appetite_from"]).map(rank).to_numpy(dtype=np.float64)
     new = _labels(both["risk_appetite_to"]).map(rank).to_numpy(dtype=np.float64)
     known = ~np.isnan(old) & ~np.isnan(new) & (old != new)
@@ -246,13 +255,24 @@ def _apply_hold(both: pd.DataFrame, held: np.ndarray) -> pd.DataFrame:
     """`both` with the held rows' later risk class (and the risk part of their segment) set to the earlier one."""
     out = both.copy()
     out.loc[held, "risk_appetite_to"] = out.loc[held, "risk_appetite_from"]
-    if "segment_to" in out.columns:
-        parts = out.loc[held, "segment_to"].astype(str).str.split("/")
-        risk = out.loc[held, "risk_appetite_from"].astype(str)
-        out.loc[held, "segment_to"] = [
-            "/".join([*p[:1], r, *p[2:]]) if len(p) == 4 else s
-            for p, r, s in zip(parts, risk, out.loc[held, "segment_to"], strict=True)
-        ]
+    if "segment_to" in out.columns and held.any():
+        # Rebuilt by the one definition of the segment string (training.segments.segment_labels). Its tier is
+        # the customer's asset tier at T, which scores carry only inside the segment (their `tier` column is
+        # the predicted future tier), so the tier comes back from the label; lifecycle and depth from their
+        # own columns when the scores have them.
+        seg = out.loc[held, "segment_to"]
+        parts = segment_parts(seg)
+        for part, column in (("lifecycle", f"{LIFECYCLE_COLUMN}_to"), ("depth", f"{DEPTH_COLUMN}_to")):
+            if column in out.columns:
+                parts[part] = out.loc[held, column].where(out.loc[held, column].notna(), None)
+        rebuilt = segment_labels(
+            parts["tier"].to_numpy(object),
+            out.loc[held, "risk_appetite_from"].to_numpy(object),
+            parts["lifecycle"].to_numpy(object),
+            parts["depth"].to_numpy(object),
+        )
+        # a label that is not tier/risk/lifecycle/depth (a hand-made book) is left as it was
+        out.loc[held, "segment_to"] = np.where(parts["tier"].isna().to_numpy(), seg.to_numpy(object), rebuilt)
     return out
 
 

@@ -13,7 +13,6 @@ Fast for single rows: the frame is turned into column arrays once, each model ru
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,8 @@ import pandas as pd
 from core import tasks as T
 from core.errors import InputError
 from core.io import read_table, write_table
-from core.tasks import ACTIONS_COLUMN
 from features.requests import check_feature_frame
-from training.policy import Policy, arbitrate, policy_inputs
+from training.policy import Policy, _strings, arbitrate, policy_inputs
 from training.segments import DEFAULT_DRIVERS, DEFAULT_SCHEME, DriverConfig, SegmentScheme, risk_gap, segment_labels
 from training.segments import churn_drivers as _churn_drivers
 
@@ -41,10 +39,7 @@ def _columns(frame: pd.DataFrame, names: set[str]) -> dict[str, np.ndarray]:
     return {c: frame[c].to_numpy() for c in names if c in frame.columns}
 
 
-def _as_str(values: np.ndarray | None, n: int) -> np.ndarray:
-    if values is None:
-        return np.full(n, None, dtype=object)
-    return np.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values], dtype=object)
+_as_str = _strings  # each value as `str`, None for a missing one (the policy's own rule)
 
 
 def score_frame(
@@ -183,10 +178,9 @@ def score_columns(
     out[T.BUSINESS_SEGMENT_COLUMN] = _business_segments(scheme, asset_tier, risk_seg, lifecycle, depth)
     # Ranked actions from the service policy (training/policy.py): class = the current asset tier.
     arb_cols = {**cols, **out, T.TIER.output: asset_tier}
-    ranked = arbitrate(arb_cols, n, policy)
     # `actions` leaves scoring as one JSON list per row: a plain string column in Parquet, CSV,
     # Arrow responses and the inference log alike (`json.loads` gives the list of dicts back).
-    ranked[ACTIONS_COLUMN] = np.array([json.dumps(a) for a in ranked[ACTIONS_COLUMN]], dtype=object)
+    ranked = arbitrate(arb_cols, n, policy, as_json=True)
     out.update(ranked)
     for name, rs in reasons.items():
         out[T.reasons_column(name)] = rs

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.io import load_yaml_model
-from core.tasks import CHURN_DRIVERS, RISK_CLASSES, TIER_CLASSES
+from core.tasks import CHURN_DRIVERS, RISK_CLASSES, TIER_CLASSES, risk_rank
 
 LIFECYCLE_STAGES: tuple[str, ...] = ("young_professional", "family_growth", "retirement")
 RELATIONSHIP_DEPTHS: tuple[str, ...] = ("basic", "multi_product", "ecosystem")
@@ -37,10 +38,20 @@ def segment_labels(tier: np.ndarray, risk: np.ndarray, lifecycle: np.ndarray, de
     )
 
 
+SEGMENT_PARTS = 4  # tier/risk/lifecycle/depth, as `segment_labels` writes them
+
+
+def segment_parts(segments: pd.Series) -> pd.DataFrame:
+    """`segment_labels` read back: columns tier, risk, lifecycle, depth (None where a label has not four parts)."""
+    parts = segments.astype(str).str.split("/", expand=False)
+    rows = [p if len(p) == SEGMENT_PARTS else [None] * SEGMENT_PARTS for p in parts]
+    return pd.DataFrame(rows, columns=["tier", "risk", "lifecycle", "depth"], index=segments.index)
+
+
 def risk_gap(revealed: np.ndarray, stated: np.ndarray) -> np.ndarray:
     """Revealed class rank minus stated class rank (+2: questionnaire says conservative, behaviour
     aggressive); NaN where either is unknown. Float so the missing value survives Parquet and JSON."""
-    rank = {c: i for i, c in enumerate(RISK_CLASSES)}
+    rank = risk_rank()
     r = np.array([rank.get(v, np.nan) if v is not None else np.nan for v in revealed], dtype=np.float64)
     s = np.array([rank.get(v, np.nan) if v is not None else np.nan for v in stated], dtype=np.float64)
     return r - s

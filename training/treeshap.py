@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from training.model import _group_columns
+from training.model import group_columns
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +366,7 @@ def grouped_treeshap(booster: Any, X: np.ndarray, leaves: np.ndarray, groups: np
 
 
 def _pred_contrib(booster: Any, X: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    return _group_columns(np.asarray(booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1], groups, n_groups)
+    return group_columns(np.asarray(booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1], groups, n_groups)
 
 
 _SHAP: weakref.WeakKeyDictionary[Any, FamilyTreeShap] = weakref.WeakKeyDictionary()

@@ -11,6 +11,19 @@ import typer
 from clientlens.commands._common import DebugOpt, JsonOpt, progress, run
 
 
+def check_source(task_spec, spec_file: Path, features: Path | None) -> None:
+    """A missing source table is named, with the folder a relative `source` was resolved against."""
+    from core.errors import InputError
+
+    path = task_spec.source_path()
+    if not path.exists():
+        against = f"--features {features}" if features is not None else f"the spec file's folder {spec_file.parent}"
+        raise InputError(
+            f"task spec {spec_file} field source: {task_spec.source!r} not found at {path} (a relative source is "
+            f"read from {against}; give --features DIR for a feature folder)"
+        )
+
+
 def with_tuning(spec, **changes: int | None):
     """`spec` with the given `tuning` fields replaced (None: the spec's own), validated as if the YAML had said so:
     a demo-sized or otherwise explicit budget without editing the task's spec."""
@@ -26,7 +39,11 @@ def register(app: typer.Typer) -> None:
     def train(
         task: Annotated[str | None, typer.Argument(help="Built-in task: tier, churn or risk.")] = None,
         features: Annotated[
-            Path | None, typer.Option("--features", help="Feature folder holding panel.parquet.")
+            Path | None,
+            typer.Option(
+                "--features",
+                help="Feature folder holding panel.parquet; with --spec, the folder a relative `source` is read from.",
+            ),
         ] = None,
         spec: Annotated[Path | None, typer.Option("--spec", help="A task spec YAML (any table).")] = None,
         trials: Annotated[
@@ -128,7 +145,10 @@ def register(app: typer.Typer) -> None:
             if spec is not None and task is not None:
                 raise InputError("give either TASK (with --features) or --spec FILE, not both")
             if spec is not None:
-                task_spec = load_spec(spec)
+                # `source` is relative to --features when given (as a built-in task's `panel.parquet` is, so a
+                # copy of training/tasks/churn.yaml trains on a feature folder), else to the spec file's folder.
+                task_spec = load_spec(spec, base_dir=features.resolve() if features is not None else None)
+                check_source(task_spec, spec, features)
             elif task is not None:
                 if features is None:
                     raise InputError(f"train {task}: --features DIR is required for built-in tasks")

@@ -49,8 +49,13 @@ def _train(root, params=None):
     build_panel(root / "raw", root / "features", horizon_days=HORIZON_DAYS)
     panel = pd.read_parquet(root / "features" / "panel.parquet")
     dates = sorted(panel["as_of"].unique())
-    # out-of-time: trained on the months before, tested on the third-last as-of date
-    result = fit_task(builtin_spec("churn", root / "features"), panel[panel["as_of"].isin(dates[:-2])], trials=2)
+    # out-of-time: trained on the months before, tested on the third-last as-of date. Two trials and no study
+    # timeout: with churn.yaml's 120 s a loaded machine cut the study after its first trial, so the model (and
+    # the gap checked below: 0.0333 once at load 11) depended on the load.
+    spec = builtin_spec("churn", root / "features")
+    spec = spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"timeout": None})})
+    result = fit_task(spec, panel[panel["as_of"].isin(dates[:-2])], trials=2)
+    assert result.tuning.n_trials == 2  # the trial budget, whatever the machine's load
     return result, panel, dates
 
 

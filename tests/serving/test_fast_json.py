@@ -142,3 +142,60 @@ def test_the_fast_path_accepts_nothing_pydantic_rejects(seed):
 def test_known_bad_bodies_are_left_to_pydantic(text):
     fast, slow = both(text)
     assert fast is None and slow is None
+
+
+def test_keys_in_any_order_decode_to_the_same_columns():
+    """The struct follows the registry's order (the fast case); a client sending another order
+    gets the same columns."""
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        customers = []
+        for _ in range(int(rng.integers(1, MAX_BATCH + 1))):
+            row = random_customer(rng)
+            keys = list(row)
+            rng.shuffle(keys)
+            customers.append({k: row[k] for k in keys})
+        fast, slow = both(json.dumps({"customers": customers}))
+        assert slow is not None and fast is not None
+        assert_same(fast, slow)
+
+
+BIG = 100
+BIG_REQUEST = score_request_model(customer_model(FEATURES), BIG)
+BIG_FAST = FastRequests(FEATURES, BIG)
+_BIG_ROWS = [random_customer(np.random.default_rng(11)) for _ in range(BIG + 1)]
+
+
+def big_body(rows: int = BIG) -> dict:
+    return {"customers": [dict(r) for r in _BIG_ROWS[:rows]]}
+
+
+def test_a_big_batch_is_read_column_by_column_as_pydantic_reads_it():
+    text = json.dumps(big_body())
+    request = BIG_REQUEST.model_validate_json(text)
+    fast = BIG_FAST.decode(text.encode())
+    assert fast is not None
+    assert_same(fast, (*customers_to_columns(request.customers, FEATURES), request.explain, request.top_k))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("txn_count_30d", 1e-15), ("txn_count_30d", 2.5), ("age", "41"), ("age", True), ("age", 1e400),
+     ("region", "atlantis"), ("customer_id", None), ("customer_id", -3), ("not_a_feature", 1)],
+)  # fmt: skip
+def test_one_bad_value_in_the_last_row_of_a_big_batch_is_left_to_pydantic(field, value):
+    """Column-wise checks see every row: one bad value at the end of a batch declines the body,
+    and pydantic (which then answers the 400) rejects it too."""
+    body = big_body()
+    body["customers"][-1][field] = value
+    text = json.dumps(body)
+    assert BIG_FAST.decode(text.encode()) is None
+    with pytest.raises(ValidationError):
+        BIG_REQUEST.model_validate_json(text)
+
+
+def test_a_batch_over_max_batch_is_left_to_pydantic():
+    text = json.dumps(big_body(BIG + 1))
+    assert BIG_FAST.decode(text.encode()) is None
+    with pytest.raises(ValidationError, match="at most 100"):
+        BIG_REQUEST.model_validate_json(text)

@@ -231,3 +231,53 @@ def test_correlated_residuals_and_a_review_anchor_are_fitted_from_their_own_stor
     assert np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1.0)
     np.testing.assert_allclose(p[1], full[1], rtol=1e-12)
     assert not np.allclose(p[0], full[0])  # the missing measure's evidence is gone, not imputed as zero
+
+
+def _inputs_column_by_column(post: AppetitePosterior, raw: np.ndarray, X: np.ndarray) -> dict[str, np.ndarray]:
+    """The posterior's inputs as they were computed before the gathers (one numpy call per column): the
+    reference the vectorised `inputs` must equal bit for bit."""
+    cols = []
+    for j in post.profile_index:
+        v = X[:, j]
+        if j in post.profile_levels:
+            cols += [(v == level).astype(float) for level in range(1, post.profile_levels[j])]
+        else:
+            cols.append(np.nan_to_num(v, nan=0.0))
+    raw_prof = np.column_stack(cols) if cols else np.zeros((len(X), 0))
+    from training.appetite import _EPS, Z_MAX
+
+    prof = np.minimum(np.maximum((raw_prof - post.profile_mean_) / post.profile_sd_, -Z_MAX), Z_MAX)
+    score = np.clip(np.atleast_2d(raw)[:, 1], _EPS, 1 - _EPS)
+    meas = [np.log(score / (1 - score))] + [np.log1p(np.clip(X[:, j], 0, None)) for j in post.measure_index]
+    cov = [np.log1p(np.nan_to_num(np.clip(X[:, j], 0, None), nan=0.0)) for j in post.covariate_index]
+    covariates = np.minimum(np.maximum((np.column_stack(cov) - post.cov_mean_) / post.cov_sd_, -Z_MAX), Z_MAX)
+    return {"raw_profile": raw_prof, "profile": np.column_stack([np.ones(len(X)), prof]),
+            "measures": np.column_stack(meas), "covariates": covariates}  # fmt: skip
+
+
+def test_the_gathered_inputs_equal_the_column_by_column_ones_bit_for_bit(fitted):
+    bank, X, post = fitted
+    raw = _raw(bank["score"])
+    X = X.copy()
+    rng = np.random.default_rng(5)
+    # the cases a request can bring: missing and absurd numbers, negative counts, unknown category codes
+    for col, values in [("age", [np.nan, 8.3e307, -1.5e308, np.inf]), ("occupation", [np.nan, -1.0, 7.0, 2.0]),
+                        ("login_count_90d", [np.nan, -3.0, 1.7e308, 0.0]),
+                        ("views_fixed_income_90d", [np.nan, -1.0, np.inf, 5.0])]:  # fmt: skip
+        rows = rng.choice(len(X), size=40, replace=False)
+        X[rows, FEATURES.index(col)] = rng.choice(values, size=40)
+    for what in (post, pickle.loads(pickle.dumps(post))):  # a posterior pickled before the plan existed too
+        for sl in (slice(None), slice(0, 1), slice(7, 9)):
+            want = _inputs_column_by_column(what, raw[sl], X[sl])
+            np.testing.assert_array_equal(what._profile_raw(X[sl]), want["raw_profile"])
+            assert what._profile_raw(X[sl]).dtype == want["raw_profile"].dtype
+            got = what.inputs(raw[sl], X[sl])
+            for name in ("profile", "measures", "covariates"):
+                np.testing.assert_array_equal(getattr(got, name), want[name])
+    assert "_input_plan_cache" not in pickle.loads(pickle.dumps(post)).__dict__
+    # a profile of numbers only keeps the matrix's own dtype, as stacking its columns did
+    numbers = _posterior(profile=["age"])
+    numbers.profile_mean_, numbers.profile_sd_ = np.zeros(1), np.ones(1)
+    X32 = X.astype(np.float32)
+    assert numbers._profile_raw(X32).dtype == np.float32
+    np.testing.assert_array_equal(numbers._profile_raw(X32)[:, 0], np.nan_to_num(X32[:, 0], nan=0.0))

@@ -370,3 +370,25 @@ def test_optuna_dashboard_reads_the_shared_journal(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.slow
+def test_the_panel_is_computed_by_the_client_that_persisted_it(cluster, tmp_path):
+    """`--scheduler ADDR` connects a second client while another is current (the suite's `cluster`, or a
+    notebook's). Every graph of `read_source` must go through the engine's own client: a compute sent by the
+    current one travels on another connection and can reach the scheduler before the persist, which the
+    scheduler then cancels as "lost dependencies" (the CI flake of the test above)."""
+    from distributed import Client
+
+    make_frame(300, months=3).to_parquet(tmp_path / "frame.parquet", index=False)
+    spec = spec_for(tmp_path, trials=1, split="time")
+
+    def graphs(client) -> int:
+        return sum(e.get("action") == "update-graph" for _, e in cluster.get_events(client.id))
+
+    with Client(cluster.scheduler.address, set_as_default=False) as own:
+        before = graphs(cluster)
+        frame = engine_on(own, tmp_path).read_source(spec, seed=0)
+        assert len(frame) == 900
+        assert graphs(own) >= 3  # the persist, the split's keys, the driver's rows
+        assert graphs(cluster) == before  # none from the client that happened to be current

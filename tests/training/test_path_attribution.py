@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 
 from core.tasks import CHURN_DRIVERS
-from training.model import RankPrior, TabularModel, _group_columns, path_attribution
+from training.model import RankPrior, TabularModel, group_columns, path_attribution
 from training.segments import DriverConfig, churn_drivers
 
 FEATURES = ["deposit_rate_gap", "complaint_views", "login_count_3m", "views_mortgage_3m", "aum", "age"]
@@ -65,9 +65,9 @@ def test_groups_sum_their_features_and_leave_out_minus_one():
     groups = np.array([0, 1, 1, 2, -1, 0])
     each = core.grouped_contributions(X[:50], np.arange(len(FEATURES)), len(FEATURES))
     got = core.grouped_contributions(X[:50], groups, 3)
-    np.testing.assert_allclose(got, _group_columns(each, groups, 3), atol=1e-12)
+    np.testing.assert_allclose(got, group_columns(each, groups, 3), atol=1e-12)
     exact = core.grouped_contributions(X[:50], groups, 3, exact=True)
-    np.testing.assert_allclose(exact, _group_columns(core.contributions(X[:50]), groups, 3), atol=1e-12)
+    np.testing.assert_allclose(exact, group_columns(core.contributions(X[:50]), groups, 3), atol=1e-12)
 
 
 def test_a_rank_prior_adds_its_exact_share():

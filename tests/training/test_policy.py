@@ -192,8 +192,14 @@ def _property(counter: list[int], *, examples: int = 250, shrink: bool = True):
 
 
 def test_suitability_guard_holds_for_1000_generated_policies_and_customers():
+    # Hypothesis draws 1-12 customers per policy at random (no fixed seed), so 250 examples give about 1,600
+    # cases but can give fewer (972 was seen once): run the property again until 1,000 cases were checked.
     cases = [0]
-    _property(cases)()
+    prop = _property(cases)
+    for _ in range(4):
+        prop()
+        if cases[0] >= 1000:
+            break
     assert cases[0] >= 1000
 
 

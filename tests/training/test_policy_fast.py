@@ -222,3 +222,26 @@ def test_cached_templates_follow_the_books_columns():
                     continue
                 j = names.index(a["action"])
                 assert a["reason"] == P._reason(policy.actions[j], i, prop[i, j], value[i, j], policy, cols, inp)
+
+
+@pytest.mark.parametrize("names", ["shipped", "awkward"])
+def test_actions_as_json_are_json_dumps_of_the_lists(names):
+    """`arbitrate(as_json=True)` writes each row's actions as they are ranked: exactly `json.dumps`
+    of the list of dicts (default actions, unknown classes, inf / NaN amounts, quotes and non-ASCII
+    in names and reasons), with the same other columns."""
+    import json
+
+    policy = _policy()
+    if names == "awkward":
+        raw = policy.model_dump()
+        raw["actions"][-1]["name"] = 'r\u00e9gion "call"\\'
+        policy = Policy.model_validate(raw)
+    for cols in (_book(), {k: np.concatenate([v] * (P.SMALL_BATCH // 9 + 2)) for k, v in _book().items()}):
+        n = len(cols["tier"])
+        lists = arbitrate(cols, n, policy)
+        strings = arbitrate(cols, n, policy, as_json=True)
+        assert strings["actions"].tolist() == [json.dumps(row) for row in lists["actions"]]
+        assert any(len(row) > 1 for row in lists["actions"])  # rows with several ranked actions
+        for key in lists:
+            if key != "actions":
+                assert strings[key].tolist() == lists[key].tolist(), key

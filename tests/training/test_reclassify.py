@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -169,3 +170,30 @@ def test_a_risk_move_counts_only_when_the_posterior_clearly_favours_the_new_clas
     assert binary["moved"]["risk_appetite"] == 2 and binary["risk_move_margin"] is None
     with pytest.raises(InputError, match="--risk-margin 1.5: must be at least 0 and below 1"):
         reclassify(before, after, before_date=D0, after_date=D1, risk_margin=1.5)
+
+
+def test_a_held_risk_move_rebuilds_the_segment_by_its_one_definition():
+    """The held row's segment is `segment_labels` of its asset tier (from the label: the scores' `tier` is
+    the predicted one), the earlier risk class and the later lifecycle and depth columns; the unheld row's
+    segment is the scorer's own. A change to the segment string's layout breaks this."""
+    from training.segments import segment_labels
+
+    def book(risks, probas, predicted_tier, lifecycle, depth):
+        frame = three_class(risks, probas).assign(tier=predicted_tier, lifecycle_stage=lifecycle,
+                                                  relationship_depth=depth)  # fmt: skip
+        frame["segment"] = segment_labels(np.array(["affluent", "hnw"], dtype=object), np.array(risks, dtype=object),
+                                          np.array(lifecycle, dtype=object), np.array(depth, dtype=object))  # fmt: skip
+        return frame
+
+    before = book(["balanced"] * 2, [(0.2, 0.6, 0.2)] * 2, "affluent", ["young_professional"] * 2, ["basic"] * 2)
+    after = book(["aggressive"] * 2, [(0.10, 0.35, 0.55), (0.05, 0.15, 0.80)], "hnw",
+                 ["family_growth", "retirement"], ["multi_product", "ecosystem"])  # fmt: skip
+    r = reclassify(before, after, before_date=D0, after_date=D1)
+    moved = r.movers[r.movers["dimension"] == "segment"].set_index("customer_id")
+
+    # customer 1 is held (+0.20 <= 0.3): balanced stays, lifecycle and depth move; customer 2 moves (+0.65)
+    def label(*parts):
+        return segment_labels(*(np.array([p], dtype=object) for p in parts))[0]
+
+    assert moved.loc[1, "to"] == label("affluent", "balanced", "family_growth", "multi_product")
+    assert moved.loc[2, "to"] == label("hnw", "aggressive", "retirement", "ecosystem")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -165,3 +166,18 @@ def test_classification_summary_counts_and_crosstab():
     assert list(table.columns) == ["conservative", "balanced", "aggressive"]
     assert table.loc["conservative", "aggressive"] == 1 and table.loc["unknown", "aggressive"] == 1
     assert table.loc["balanced", "balanced"] == 1 and "conservative" in classification_summary(scores)
+
+
+def test_segment_parts_reads_back_what_segment_labels_writes():
+    from training.segments import segment_parts
+
+    tier, risk = np.array(["mass", None], dtype=object), np.array(["balanced", "aggressive"], dtype=object)
+    life, depth = np.array(["retirement", "family_growth"], dtype=object), np.array(["basic", None], dtype=object)
+    parts = segment_parts(pd.Series(segment_labels(tier, risk, life, depth)))
+    assert parts.to_dict("records") == [
+        {"tier": "mass", "risk": "balanced", "lifecycle": "retirement", "depth": "basic"},
+        {"tier": "unknown", "risk": "aggressive", "lifecycle": "family_growth", "depth": "unknown"},
+    ]
+    assert segment_parts(pd.Series(["mass/balanced"])).isna().all(axis=None)  # not a four-part label
+    rebuilt = segment_labels(*(parts[c].to_numpy(object) for c in ("tier", "risk", "lifecycle", "depth")))
+    assert rebuilt.tolist() == segment_labels(tier, risk, life, depth).tolist()

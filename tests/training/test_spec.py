@@ -237,3 +237,23 @@ def test_cli_bad_spec_exits_2(tmp_path):
     result = CliRunner().invoke(app, ["train", "--spec", str(spec), "--json"])
     assert result.exit_code == 2
     assert "target.column" in result.output
+
+
+def test_cli_spec_reads_a_relative_source_from_features_when_given(tmp_path):
+    """`train --spec FILE --features DIR`: a relative `source` is read from DIR (as a built-in task's
+    `panel.parquet` is); without --features, from the spec file's folder; a missing one is exit 2 naming both."""
+    specs, feats = tmp_path / "specs", tmp_path / "feats"
+    specs.mkdir(), feats.mkdir()
+    pd.DataFrame({"a": range(40), "b": [0, 1] * 20}).to_parquet(feats / "panel.parquet", index=False)
+    spec = specs / "mine.yaml"
+    spec.write_text("name: mine\nsource: panel.parquet\ntarget: {column: missing, kind: binary, positive: 1}\n")
+    result = CliRunner().invoke(app, ["train", "--spec", str(spec), "--json"])
+    assert result.exit_code == 2
+    assert "field source: 'panel.parquet' not found at" in result.output
+    assert f"the spec file's folder {specs}" in result.output and "--features DIR" in result.output
+    # with --features the table is found and read: the next error is the spec's own (its target column)
+    result = CliRunner().invoke(app, ["train", "--spec", str(spec), "--features", str(feats), "--json"])
+    assert result.exit_code == 2 and "not found" not in result.output
+    assert "missing" in result.output
+    result = CliRunner().invoke(app, ["train", "--spec", str(spec), "--features", str(specs), "--json"])
+    assert result.exit_code == 2 and f"read from --features {specs}" in result.output

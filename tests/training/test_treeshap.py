@@ -12,7 +12,7 @@ import pytest
 
 from core.tasks import CHURN_DRIVERS
 from training import treeshap
-from training.model import RankPrior, TabularModel, _group_columns
+from training.model import RankPrior, TabularModel, group_columns
 from training.segments import DriverConfig, _vote, churn_drivers, prepare_drivers
 
 FEATURES = ["deposit_rate_gap", "complaint_views", "login_count_3m", "views_mortgage_3m", "aum", "region", "age"]
@@ -58,7 +58,7 @@ def _model(objective: str = "binary", prior: bool = False, **params) -> tuple[Ta
 
 
 def _reference(core: TabularModel, X: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    return _group_columns(core.contributions(X), groups, n_groups)
+    return group_columns(core.contributions(X), groups, n_groups)
 
 
 CASES = {
