@@ -936,14 +936,45 @@ def run_task_drift(
 
     With `labels` (a later `panel.parquet`), adds realised performance next to the champion's
     training-time metrics. Attaches the report to the champion's MLflow run (`drift/<time>/`).
-    `champion`: the task's `sources.Champion` already read (consecutive windows read it once).
+    `champion`: the task's `sources.Champion` already read.
     """
     from monitoring import sources
 
     config = config or DriftConfig()
     settings = settings or Settings()
-    t = task_contract(task)
+    task_contract(task)  # an unknown name is an InputError before anything is read
     champ = champion if champion is not None else sources.champion(task, settings=settings)
+    window = _evaluate_window(task, champ, since, until, config, labels, settings, attach=attach)
+    return _write_window(window, out_dir, config, settings)
+
+
+@dataclass
+class _Window:
+    """One task-mode window evaluated (verdicts decided, nothing written yet)."""
+
+    result: DriftResult
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    run_id: str
+    attach: bool
+
+
+def _evaluate_window(
+    task: str,
+    champ,
+    since,
+    until,
+    config: DriftConfig,
+    labels: pd.DataFrame | None,
+    settings: Settings,
+    *,
+    attach: bool,
+) -> _Window:
+    """Read the window [since, until) of the inference log and decide its verdicts (no file written):
+    every `InputError` of a window (no rows, no common column, a non-numeric value) is raised here."""
+    from monitoring import sources
+
+    t = task_contract(task)
     current = sources.read_window(since, until, settings=settings)
     reference = reference_scores(t, champ.reference)
     # Compare like with like: the log holds every task's scores; keep this task's.
@@ -959,13 +990,21 @@ def run_task_drift(
     if estimate:
         shown = [k for k in ("roc_auc", "pr_auc", "brier", "accuracy") if k in estimate]
         estimate.update({f"training_{k}": v for k, v in training_metrics_for(shown, champ.metrics).items()})
-    stamp = result.created.replace(":", "").replace("-", "")
     result.mlflow = {"model": champ.model_name, "version": champ.version, "run_id": champ.run_id}
-    if attach:
+    return _Window(result, reference, current, champ.run_id, attach)
+
+
+def _write_window(window: _Window, out_dir: Path | str | None, config: DriftConfig, settings: Settings) -> DriftResult:
+    """Evidently's report, the files, the workspace runs and the MLflow attachment of an evaluated window."""
+    from monitoring import sources
+
+    result = window.result
+    stamp = result.created.replace(":", "").replace("-", "")
+    if window.attach:
         result.mlflow["artifact_path"] = f"drift/{stamp}"
-    result = _finish(result, reference, current, out_dir, config, settings)
-    if attach and result.report is not None and result.json_path is not None:
-        sources.attach_to_run(champ.run_id, [result.report, result.json_path], f"drift/{stamp}", settings=settings)
+    result = _finish(result, window.reference, window.current, out_dir, config, settings)
+    if window.attach and result.report is not None and result.json_path is not None:
+        sources.attach_to_run(window.run_id, [result.report, result.json_path], f"drift/{stamp}", settings=settings)
     return result
 
 
@@ -975,12 +1014,18 @@ def run_task_windows(
     since=None,
     until=None,
     *,
+    config: DriftConfig | None = None,
+    labels: pd.DataFrame | None = None,
+    attach: bool = True,
     settings: Settings | None = None,
-    **kwargs: Any,
 ) -> list[DriftResult]:
     """`run_task_drift` on consecutive windows of the inference log, [since, t1), [t1, t2), ... [tn, until),
     in order (each its own report, workspace run and MLflow attachment), reading the champion and paying the
-    imports once (#18: the demo's two windows, 2 x 15 CPU-s in two processes)."""
+    imports once (#18: the demo's two windows, 2 x 15 CPU-s in two processes).
+
+    All or nothing: every window is read and evaluated (its verdicts decided) before any is written, so a
+    bad window (empty, no monitorable column, a non-numeric value, labels that do not match) raises its
+    `InputError` with no report, workspace run or MLflow folder written for any window."""
     import dataclasses
 
     from monitoring import sources
@@ -993,12 +1038,25 @@ def run_task_windows(
         raise InputError(f"--since/--split-at/--until: not a time ({exc})") from None
     if not split_at or any(a >= b for a, b in pairwise(times)):
         raise InputError(f"--split-at {', '.join(split_at)}: the times must increase, inside --since/--until")
+    config = config or DriftConfig()
     settings = settings or Settings()
+    task_contract(task)
     champ = sources.champion(task, settings=settings)
+    windows: list[_Window] = []
+    for i, (lo, hi) in enumerate(pairwise(bounds), 1):
+        own = dataclasses.replace(champ, reference=None if champ.reference is None else champ.reference.copy())
+        try:
+            windows.append(_evaluate_window(task, own, lo, hi, config, labels, settings, attach=attach))
+        except InputError as exc:
+            span = f"[{lo or 'start'}, {hi or 'end'})"
+            raise InputError(
+                f"window {i} of {len(bounds) - 1} {span}: {exc}; nothing was written for any window"
+            ) from None
     results: list[DriftResult] = []
-    for lo, hi in pairwise(bounds):
+    for window in windows:
         while results and datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") == results[-1].created:
             time.sleep(0.05)  # each window's MLflow folder (`drift/<created>`, to the second) is its own
-        window = dataclasses.replace(champ, reference=None if champ.reference is None else champ.reference.copy())
-        results.append(run_task_drift(task, since=lo, until=hi, settings=settings, champion=window, **kwargs))
+        # `created` names the report and MLflow folders: the time the window is written, as before
+        window.result.created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        results.append(_write_window(window, None, config, settings))
     return results

@@ -182,3 +182,60 @@ def test_split_times_must_increase_inside_the_bounds(split, isolated_home):
 
     with pytest.raises(InputError, match="--split-at|not a time"):
         run_task_windows("churn", split, since="2025-02-15", until="2025-04-01")
+
+
+def _two_day_log(tmp_path, rows: int = 600) -> str:
+    """A champion and an inference log on 2025-03-01 and 2025-03-02 (nothing later); the champion's run id."""
+    window = scenarios.feature_window(rows * 3, seed=8)
+    reference = window.iloc[:rows][FEATURES].assign(
+        proba=window["churn_proba"].iloc[:rows].to_numpy(), prediction=0, target=0
+    )
+    run_id = _fake_champion(tmp_path, reference)
+    columns = ["customer_id", *FEATURES, "churn_proba", "risk_proba_aggressive"]
+    _log(window.iloc[rows : 2 * rows][columns], "2025-03-01 10:00")
+    _log(window.iloc[2 * rows :][columns], "2025-03-02 10:00")
+    return run_id
+
+
+def _nothing_written(home, run_id: str) -> None:
+    import mlflow
+
+    assert not (home / "reports").exists() or not any((home / "reports").rglob("*")), "a report was written"
+    assert not (home / "evidently_workspace").exists(), "a workspace run was written"
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)] == ["reference.parquet"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "split, empty",
+    [
+        (["2025-03-01 12:00", "2025-03-02"], "window 2 of 3"),  # the middle window is empty
+        (["2025-03-02", "2025-03-03"], "window 3 of 3"),  # the last window is empty
+    ],
+)
+def test_split_windows_are_all_or_nothing(split, empty, tmp_path, isolated_home):
+    """`--split-at` (#18 review debt): a bad later window is found before any window writes its report,
+    workspace run or MLflow folder (the earlier windows used to be written, then exit 2)."""
+    from monitoring.config import DriftConfig
+    from monitoring.drift import run_task_windows
+
+    run_id = _two_day_log(tmp_path)
+    with pytest.raises(InputError, match=empty) as caught:
+        run_task_windows("churn", split, config=DriftConfig())  # with Evidently and the workspace, as the demo
+    assert "no rows" in str(caught.value) and "nothing was written" in str(caught.value)
+    _nothing_written(isolated_home, run_id)
+
+
+@pytest.mark.slow
+def test_split_windows_cli_exits_2_and_writes_nothing(tmp_path, isolated_home):
+    from typer.testing import CliRunner
+
+    from clientlens.cli import app
+
+    run_id = _two_day_log(tmp_path)
+    res = CliRunner().invoke(app, ["drift", "--task", "churn", "--split-at", "2025-03-02", "--split-at", "2025-03-03",
+                                   "--no-evidently", "--json"])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    error = json.loads(res.stdout.strip().splitlines()[-1])["error"]
+    assert "window 3 of 3" in error and "no rows" in error
+    _nothing_written(isolated_home, run_id)
