@@ -172,8 +172,20 @@ def test_consecutive_windows_in_one_call_equal_one_call_per_window(tmp_path, iso
     for r in split:
         names = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, r.mlflow["artifact_path"])}
         assert names == {"drift_report.html", "drift_report.json"}
-    # the workspace holds the windows in order, then the two single runs: one project
+    # the workspace holds the windows in order, then the two single runs: one project. The windows are
+    # rendered side by side in forked processes: each snapshot carries its window's time, so the order holds
     assert split[0].workspace["project_id"] == alone[1].workspace["project_id"]
+    snapshots = {}
+    for path in (isolated_home / "evidently_workspace" / split[0].workspace["project_id"] / "snapshots").glob("*.json"):
+        snapshots[path.stem] = json.loads(path.read_text())
+    assert len(snapshots) == 8  # Evidently's report and the summary, per run
+    runs = [*split, *alone]
+    stamps = [snapshots[r.workspace[key]]["timestamp"] for r in runs for key in ("snapshot_id", "summary_snapshot_id")]
+    assert stamps == sorted(stamps) and stamps[0] == stamps[1] < stamps[2] == stamps[3]
+    for r in split:  # each window's report is complete: the summary on top of Evidently's report
+        page = r.report.read_text()
+        assert 'id="clientlens-summary"' in page and "churn_proba" in r.evidently["rendered"]
+        assert snapshots[r.workspace["snapshot_id"]]["widgets"], "Evidently's report widgets in the workspace"
 
 
 @pytest.mark.parametrize("split", [["2025-03-02", "2025-03-01"], ["2025-02-01"], ["not a time"]])
