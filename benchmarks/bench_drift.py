@@ -244,7 +244,7 @@ def demo_step(home: Path, split_at: str, against: str, rounds: int) -> dict:
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 started = time.perf_counter()
                 args = [sys.executable, "-m", "clientlens", "drift", "--task", "churn", "--split-at", split_at]
-                proc = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True, cwd=tmp)
+                proc = subprocess.run([*args, "--json", "--debug"], env=env, capture_output=True, text=True, cwd=tmp)
                 wall = time.perf_counter() - started
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 if proc.returncode != 0:
@@ -259,6 +259,12 @@ def demo_step(home: Path, split_at: str, against: str, rounds: int) -> dict:
                         "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
                         "load_1m_before": round(load, 2),
                         "windows": windows,
+                        # this checkout's own account of its processes (renderer ready, each window rendered)
+                        "timeline": [
+                            line.split("monitoring.drift: ", 1)[1]
+                            for line in proc.stderr.splitlines()
+                            if "monitoring.drift: drift " in line
+                        ],
                     }
                 )
                 print(f"{name:<16} round {r}: wall {wall:6.1f} s  CPU {runs[-1]['cpu_s']:6.1f} s  load {load:.1f}")

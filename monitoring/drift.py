@@ -1035,10 +1035,18 @@ def _render_window(
     timestamp: datetime | None = None,
 ) -> DriftResult:
     """Everything of a window but its MLflow attachment (in a renderer process for `run_task_windows`)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     result = window.result
     if window.attach:
         result.mlflow["artifact_path"] = f"drift/{result.created.replace(':', '').replace('-', '')}"
-    return _finish(result, window.reference, window.current, out_dir, config, settings, timestamp)
+    result = _finish(result, window.reference, window.current, out_dir, config, settings, timestamp)
+    logger.debug(
+        "drift window %s rendered: %.2f s, %.2f CPU-s",
+        result.created,
+        time.perf_counter() - wall,
+        time.process_time() - cpu,
+    )
+    return result
 
 
 def _attach_window(window: _Window, result: DriftResult, settings: Settings) -> None:
@@ -1064,12 +1072,18 @@ def _renderer_main(conn, task: str, config: DriftConfig, settings: Settings, pro
     and send the results back."""
     import importlib
 
+    wall, cpu = time.perf_counter(), time.process_time()
     try:
         for module in _EVIDENTLY_MODULES:
             importlib.import_module(module)
         from monitoring.workspace import open_project, read_workspace, workspace_dir
 
         ws = read_workspace(workspace_dir(settings)) if config.workspace else None
+        logger.debug(
+            "drift renderer ready: %.2f s, %.2f CPU-s (Evidently imported, workspace read)",
+            time.perf_counter() - wall,
+            time.process_time() - cpu,
+        )
         jobs = conn.recv()
     except EOFError:  # the parent is gone
         return
@@ -1181,6 +1195,7 @@ def run_task_windows(
     config = config or DriftConfig()
     settings = settings or Settings()
     task_contract(task)
+    logger.debug("drift renderer forked at %.2f CPU-s of this process", time.process_time())
     renderer = _Renderer.start(task, config, settings, len(bounds) - 1)
     try:
         champ = sources.champion(task, settings=settings)
@@ -1197,6 +1212,7 @@ def run_task_windows(
                     f"window {i} of {len(bounds) - 1} {span}: {exc}; nothing was written for any window"
                 ) from None
         stamps = [datetime.strptime(w.result.created, "%Y-%m-%dT%H:%M:%SZ") for w in windows]  # naive UTC
+        logger.debug("drift windows evaluated: %.2f CPU-s in this process so far", time.process_time())
         jobs = [(w, None, config, settings, at) for w, at in zip(windows, stamps, strict=True)]
         results = renderer.render(jobs) if renderer is not None else None
         if results is None:
