@@ -1037,8 +1037,8 @@ def _render_window(
     """Everything of a window but its MLflow attachment (in a renderer process for `run_task_windows`)."""
     wall, cpu = time.perf_counter(), time.process_time()
     result = window.result
-    if window.attach:
-        result.mlflow["artifact_path"] = f"drift/{result.created.replace(':', '').replace('-', '')}"
+    if window.attach and result.mlflow is not None:
+        result.mlflow["artifact_path"] = _artifact_path(result)
     result = _finish(result, window.reference, window.current, out_dir, config, settings, timestamp)
     logger.debug(
         "drift window %s rendered: %.2f s, %.2f CPU-s",
@@ -1054,8 +1054,13 @@ def _attach_window(window: _Window, result: DriftResult, settings: Settings) -> 
 
     if window.attach and result.report is not None and result.json_path is not None:
         sources.attach_to_run(
-            window.run_id, [result.report, result.json_path], result.mlflow["artifact_path"], settings=settings
+            window.run_id, [result.report, result.json_path], _artifact_path(result), settings=settings
         )
+
+
+def _artifact_path(result: DriftResult) -> str:
+    """The window's MLflow folder, `drift/<created without separators>` (one per second, in window order)."""
+    return f"drift/{result.created.replace(':', '').replace('-', '')}"
 
 
 # The renderer process of `run_task_windows` keeps its open workspace project here, so the processes it
