@@ -35,7 +35,9 @@ LABELS_DOC = """
 Labels sit beside the features in `panel.parquet` (not in `latest.parquet`). Horizon H
 defaults to 90 days (`LabelConfig.horizon_days`, `--horizon-days`). They look only at the
 interval (T, T+H]: holdings at **S_H = the last snapshot <= T+H**, transactions with
-T + 1 day <= `ts` < T + H + 1 day. The base values at T (AUM at S_T = the last snapshot
+T + 1 day <= `ts` < T + H + 1 day. The one exception is S_C (below), the month-end snapshot
+`tier_future` and `churn` are read at: it can lie up to 2 days past T+H (3 month ends after a
+Feb 29 or Jul 31 month end are 92 days later); readers allow `LABEL_SNAPSHOT_SLACK_DAYS` (7). The base values at T (AUM at S_T = the last snapshot
 <= T, `stated_risk` known at T) are information available at T. Every label is
 null/NaN when S_H does not exist or is not later than S_T (no information after T).
 

@@ -1,4 +1,5 @@
-"""Point in time (DESIGN §5): data after T never changes features at T; labels use only (T, T+H].
+"""Point in time (DESIGN §5): data after T never changes features at T; labels use only (T, T+H]
+(holdings: up to the month-rounded snapshot S_C, at most `LABEL_SNAPSHOT_SLACK_DAYS` past T+H).
 
 Hypothesis draws a small random bank (`tests.features.toydata`), an as-of date T and a list of
 edits to rows dated after a cut-off (add, remove or change rows of any table), then checks
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from features import vocab
 from features.build import build_features
 from features.config import LabelConfig
-from features.labels import build_labels
+from features.labels import LABEL_SNAPSHOT_SLACK_DAYS, build_labels
 from tests.features.toydata import toy_raw
 
 START, END = pd.Timestamp("2024-01-01"), pd.Timestamp("2025-06-30")
@@ -136,8 +137,11 @@ def test_labels_use_nothing_after_T_plus_H(seed, day, ops, horizon):
     before = build_labels(raw, as_of, cfg)
     edited = raw
     cutoff = as_of + pd.Timedelta(days=horizon)
+    # holdings are read at S_C, the month-rounded snapshot, which can lie a few days past T + H
+    # (3 month ends after Feb 29 is May 31, 92 days): documented as LABEL_SNAPSHOT_SLACK_DAYS
+    late_snapshot = cutoff + pd.Timedelta(days=LABEL_SNAPSHOT_SLACK_DAYS)
     for table, kind, s in ops:
-        edited = edit_after(edited, cutoff, table, kind, s)
+        edited = edit_after(edited, late_snapshot if table == "holdings" else cutoff, table, kind, s)
     after = build_labels(edited, as_of, cfg)
     # labels matter for the panel's rows: customers onboarded on or before T
     known = raw["customers"].loc[raw["customers"]["onboard_date"] <= as_of, "customer_id"]
