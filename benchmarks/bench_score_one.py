@@ -7,8 +7,8 @@ Trains a tiny tier / churn / risk model set once (the training tests' generated 
 in benchmarks/out/score_one_models.pkl), compiles the boosters as the service does (lleaves, cached), then
 alternates worker processes of this tree and of `--against` (exported with `git archive`), each timing
 `score_columns` on the same columns (median of `--reps` calls; the reported figure is the median over the
-rounds). Also checks that both trees return exactly the same outputs on the same rows. Prints a table and
-writes benchmarks/out/bench_score_one.json.
+rounds), and the risk posterior alone for one customer. Also checks that both trees return exactly the same
+outputs on the same rows. Prints a table and writes benchmarks/out/bench_score_one.json.
 """
 
 from __future__ import annotations
@@ -101,10 +101,14 @@ def _worker(rows: int, reps: int, dump: Path | None, home: Path | None = None) -
         return float(np.median(wall)), float(np.median(cpu))
 
     out: dict = {"compiled": all(m.predictor is not None for m in models.values()), "churn_flagged": int(flagged.sum())}
+    risk = models["risk"]  # its calibrator is the risk posterior (`training.appetite`), the costliest step
+    X_risk = risk.matrix(one)
+    raw_risk = risk.raw_from_matrix(X_risk)
     for key, fn, k in (
         ("score_columns_1", lambda: score_columns(one, 1, models), reps),
         ("score_columns_1_churner", lambda: score_columns(one_churner, 1, models), reps),
         (f"score_columns_{n}", lambda: score_columns(cols, n, models), max(3, reps // 100)),
+        ("risk_posterior_1", lambda: risk.calibrate(raw_risk, X_risk), reps),
     ):
         out[f"{key}_ms"], out[f"{key}_cpu_ms"] = median_ms(fn, k)
     if dump is not None:
@@ -181,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         b = pickle.loads((Path(tmp) / f"{args.against}.pkl").read_bytes())
         differ = {k: _same(a[k], b[k]) for k in ("one", "batch")}
     keys = [f"score_columns_{k}_{m}" for k in ("1", "1_churner", str(args.rows)) for m in ("ms", "cpu_ms")]
+    keys += ["risk_posterior_1_ms", "risk_posterior_1_cpu_ms"]
     med = {lab: {k: float(np.median([x[k] for x in rs])) for k in keys} for lab, rs in runs.items()}
     result = {
         "machine": machine(),

@@ -54,8 +54,33 @@ Z_MAX = 1e6
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
+    p = np.minimum(np.maximum(p, _EPS), 1 - _EPS)  # = np.clip (NaN stays NaN), without its Python layers
     return np.log(p / (1 - p))
+
+
+# Scoring one customer runs ~60 numpy calls on arrays of one row; the helpers below give the same values
+# (bit for bit, tests/training/test_appetite.py) with less Python around each call (#18):
+# `np.clip(x, 0, None)` is `np.maximum(x, 0)` (numpy's own `_clip` calls exactly that).
+_GRID_SQUARED = GRID[None, :] ** 2  # computed once, as `GRID[None, :] ** 2` was on every call
+
+
+def _nan_to_zero(x: np.ndarray) -> np.ndarray:
+    """`np.nan_to_num(x, nan=0.0)`, which costs ~10x a finiteness check: most rows have nothing to replace."""
+    if np.isfinite(x).all():
+        return x
+    return np.nan_to_num(x, nan=0.0)
+
+
+def _columns(*blocks: np.ndarray) -> np.ndarray:
+    """`np.column_stack(blocks)` for 1-D and 2-D float blocks of the same length, filled in place."""
+    n = len(blocks[0])
+    parts = [b if b.ndim == 2 else b[:, None] for b in blocks]
+    out = np.empty((n, sum(p.shape[1] for p in parts)), dtype=np.result_type(*parts))
+    at = 0
+    for p in parts:
+        out[:, at : at + p.shape[1]] = p
+        at += p.shape[1]
+    return out
 
 
 def _ordinal_table(a: np.ndarray, cuts: np.ndarray, sd: np.ndarray | float) -> np.ndarray:
@@ -202,7 +227,7 @@ class AppetitePosterior:
         dtype = np.result_type(X.dtype, np.float64) if len(plan.levels) else X.dtype
         out = np.empty((len(X), plan.width), dtype=dtype)
         if len(plan.numeric):
-            out[:, plan.numeric] = np.nan_to_num(X[:, plan.numeric_src], nan=0.0)
+            out[:, plan.numeric] = _nan_to_zero(X[:, plan.numeric_src])
         if len(plan.levels):
             out[:, plan.levels] = X[:, plan.level_src] == plan.level_code
         return out
@@ -211,12 +236,11 @@ class AppetitePosterior:
         plan = self._input_plan()
         prof = np.minimum(np.maximum((self._profile_raw(X) - self.profile_mean_) / self.profile_sd_, -Z_MAX), Z_MAX)
         score = _logit(np.atleast_2d(raw)[:, 1])
-        meas = np.column_stack([score, np.log1p(np.clip(X[:, plan.measures], 0, None))])
+        meas = _columns(score, np.log1p(np.maximum(X[:, plan.measures], 0)))
         covariates = (
             np.minimum(
                 np.maximum(
-                    (np.log1p(np.nan_to_num(np.clip(X[:, plan.covariates], 0, None), nan=0.0)) - self.cov_mean_)
-                    / self.cov_sd_,
+                    (np.log1p(_nan_to_zero(np.maximum(X[:, plan.covariates], 0))) - self.cov_mean_) / self.cov_sd_,
                     -Z_MAX,
                 ),
                 Z_MAX,
@@ -228,13 +252,13 @@ class AppetitePosterior:
         ok = np.isfinite(code) & (code >= 0) & (code < len(self.stated_codes))
         stated = np.full(len(X), -1)
         stated[ok] = self.stated_codes[code[ok].astype(int)]
-        years = np.zeros(len(X)) if self.age_index is None else np.nan_to_num(X[:, self.age_index], nan=0.0) / 365.25
+        years = np.zeros(len(X)) if self.age_index is None else _nan_to_zero(X[:, self.age_index]) / 365.25
         return PosteriorInputs(
-            profile=np.column_stack([np.ones(len(X)), prof]),
+            profile=_columns(np.ones(len(X)), prof),
             measures=meas,
             covariates=covariates,
             stated=stated,
-            stale_bin=np.searchsorted(STALE_BINS, np.clip(years, 0, None)),
+            stale_bin=STALE_BINS.searchsorted(np.maximum(years, 0)),
         )
 
     # -- the model's pieces ------------------------------------------------------------------------
@@ -282,11 +306,16 @@ class AppetitePosterior:
         for k, coef in enumerate(plan.coefs):
             y = inp.measures[:, k]
             seen = np.isfinite(y)
-            by_power = U[seen] @ coef.T
-            mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * GRID[None, :] ** 2
-            behaviour[seen] += -0.5 * ((y[seen, None] - mean) / self.emission_sd_[k]) ** 2 - np.log(
+            every = seen.all()  # then the same arithmetic without the row selections (one customer: each costs)
+            by_power = (U if every else U[seen]) @ coef.T
+            mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * _GRID_SQUARED
+            term = -0.5 * (((y[:, None] if every else y[seen, None]) - mean) / self.emission_sd_[k]) ** 2 - np.log(
                 self.emission_sd_[k]
             )
+            if every:
+                behaviour += term
+            else:
+                behaviour[seen] += term
         return ll if temperature == 1.0 else ll + behaviour / temperature
 
     @staticmethod
@@ -317,8 +346,8 @@ class AppetitePosterior:
 
     def _row_design(self, inp: PosteriorInputs) -> np.ndarray:
         """(n, R) row terms of the emissions: 1, covariates, stated-group dummies, profile."""
-        dummies = np.column_stack([(inp.stated == j).astype(float) for j in range(self.n_classes_ - 1)])
-        return np.column_stack([np.ones(len(inp.stated)), inp.covariates, dummies, inp.profile[:, 1:]])
+        dummies = [(inp.stated == j).astype(float) for j in range(self.n_classes_ - 1)]
+        return _columns(np.ones(len(inp.stated)), inp.covariates, *dummies, inp.profile[:, 1:])
 
     def _terms(self, k: int, n_cov: int, n_prof: int) -> list[tuple[int, int]]:
         """(power of a, row term) pairs of measure k's mean: a quadratic in a plus the covariates; the
@@ -589,7 +618,7 @@ class AppetitePosterior:
     def transform(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
         """(n, classes) P(class | profile, questionnaire, behaviour) for the rows of the model matrix `X`."""
         w = self._weights(self._loglik(self.inputs(raw, X), temperature=getattr(self, "temperature_", 1.0)))
-        p = np.clip(w @ self._plan().class_mass, _EPS, None)
+        p = np.maximum(w @ self._plan().class_mass, _EPS)
         return p / p.sum(axis=1, keepdims=True)
 
     def _plan(self) -> _ScoringPlan:

@@ -231,6 +231,9 @@ def default_policy() -> Policy:
 
 
 # -- column helpers ---------------------------------------------------------------------------
+_STR_OR_NONE = {str, type(None)}
+
+
 def _strings(values: Any, n: int) -> np.ndarray:
     """Each value as `str`, None for a missing one (None or NaN)."""
     if values is None:
@@ -238,9 +241,6 @@ def _strings(values: Any, n: int) -> np.ndarray:
     if isinstance(values, np.ndarray) and values.dtype == object and set(map(type, values)) <= _STR_OR_NONE:
         return values.copy()  # already exactly that (a request's category column): no per-value loop
     return np.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values], dtype=object)
-
-
-_STR_OR_NONE = {str, type(None)}
 
 
 def _floats(values: Any, n: int) -> np.ndarray:
@@ -338,6 +338,14 @@ class _Plan:
         self.ruled_index = np.array([j for j, _ in self.ruled], dtype=np.intp)
         # `_reason_templates` per answer to "does the book lack the aggressive-propensity column?"
         self.templates: dict[bool, list] = {}
+        # Each action's name and channel as JSON strings (`arbitrate(as_json=True)`), and those of the
+        # default action and of its channels (a class's service channel, or "none"): ~40 `json.dumps` a
+        # request otherwise (#18).
+        self.encoded = [(json.dumps(a.name), json.dumps(a.channel)) for a in acts]
+        self.default_encoded = json.dumps(policy.default_action)
+        self.channel_encoded = {
+            c: json.dumps(c) for c in [*(sm.channel for sm in policy.service_models.values()), "none"]
+        }
 
 
 _PLANS: dict[int, tuple[Policy, _Plan]] = {}
@@ -620,7 +628,7 @@ def arbitrate(
     )
     order_l, w = order.ravel().tolist(), order.shape[1]
     cls_l, stage_l, stated_l, aum_l, trend_l = (inp[k].tolist() for k in ("class", "stage", "stated", "aum", "trend"))
-    encoded = [(json.dumps(act.name), json.dumps(act.channel)) for act in acts] if as_json else []
+    encoded = plan.encoded
     for i in range(n):
         row: list = []
         base = i * a
@@ -653,8 +661,10 @@ def arbitrate(
                 why += f" ({int(eligible[i].sum())} eligible action(s) blocked by suitability)"
             sm = policy.service_models.get(inp["class"][i])
             channel = sm.channel if sm is not None else "none"  # never null: keeps the Parquet type stable
-            item = {"action": policy.default_action, "channel": channel, "priority": 0.0, "reason": why}
-            row.append(json.dumps(item) if as_json else item)
+            if as_json:  # the one encoding of every row (`_json_action` = `json.dumps` of the item)
+                row.append(_json_action(plan.default_encoded, plan.channel_encoded[channel], 0.0, why))
+            else:
+                row.append({"action": policy.default_action, "channel": channel, "priority": 0.0, "reason": why})
             next_action[i], first_reason = policy.default_action, why
         actions[i] = "[" + ", ".join(row) + "]" if as_json else row
         reason[i] = first_reason

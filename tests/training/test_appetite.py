@@ -281,3 +281,57 @@ def test_the_gathered_inputs_equal_the_column_by_column_ones_bit_for_bit(fitted)
     X32 = X.astype(np.float32)
     assert numbers._profile_raw(X32).dtype == np.float32
     np.testing.assert_array_equal(numbers._profile_raw(X32)[:, 0], np.nan_to_num(X32[:, 0], nan=0.0))
+
+
+def _transform_as_before(post: AppetitePosterior, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """`transform` as written before the single-customer helpers (column stacks, `np.clip`, `nan_to_num`,
+    row selections on every measure): the reference the current one must equal bit for bit."""
+    from training.appetite import _EPS, GRID, STALE_BINS
+
+    inp = post.inputs(raw, X)  # checked against its own reference above
+    years = np.zeros(len(X)) if post.age_index is None else np.nan_to_num(X[:, post.age_index], nan=0.0) / 365.25
+    np.testing.assert_array_equal(inp.stale_bin, np.searchsorted(STALE_BINS, np.clip(years, 0, None)))
+    plan = post._plan()
+    mu = inp.profile @ post.theta_
+    ll = -0.5 * (GRID[None, :] - mu[:, None]) ** 2
+    rows = inp.stated >= 0
+    if rows.any():
+        ll[rows] += plan.stated[inp.stale_bin[rows], :, inp.stated[rows]]
+    dummies = np.column_stack([(inp.stated == j).astype(float) for j in range(post.n_classes_ - 1)])
+    U = np.column_stack([np.ones(len(inp.stated)), inp.covariates, dummies, inp.profile[:, 1:]])
+    np.testing.assert_array_equal(post._row_design(inp), U)
+    temperature = getattr(post, "temperature_", 1.0)
+    if plan.whiten is not None:
+        ll = ll + post._correlated_loglik(inp, U, plan) / temperature
+    else:
+        behaviour = ll if temperature == 1.0 else np.zeros_like(ll)
+        for k, coef in enumerate(plan.coefs):
+            y = inp.measures[:, k]
+            seen = np.isfinite(y)
+            by_power = U[seen] @ coef.T
+            mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * GRID[None, :] ** 2
+            sd = post.emission_sd_[k]
+            behaviour[seen] += -0.5 * ((y[seen, None] - mean) / sd) ** 2 - np.log(sd)
+        ll = ll if temperature == 1.0 else ll + behaviour / temperature
+    w = np.exp(ll - ll.max(axis=1, keepdims=True))
+    w = w / w.sum(axis=1, keepdims=True)
+    p = np.clip(w @ plan.class_mass, _EPS, None)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def test_scoring_equals_the_column_stacking_code_bit_for_bit(fitted):
+    """One customer, a few and a batch, with missing / absurd measures: `transform` gives exactly the bits
+    of the code before the single-customer helpers (#18), at temperature 1 and above."""
+    bank, X, post = fitted
+    post = pickle.loads(pickle.dumps(post))
+    raw = _raw(bank["score"])
+    X = X.copy()
+    rng = np.random.default_rng(11)
+    for col, values in [("age", [np.nan, -3.0, np.inf]), ("login_count_90d", [np.nan, -3.0, 1.7e308]),
+                        ("views_fixed_income_90d", [np.nan, np.inf, 5.0])]:  # fmt: skip
+        rows = rng.choice(len(X), size=60, replace=False)
+        X[rows, FEATURES.index(col)] = rng.choice(values, size=60)
+    for temperature in (1.0, 2.5):
+        post.temperature_ = temperature
+        for sl in (slice(0, 1), slice(5, 6), slice(7, 12), slice(None)):
+            np.testing.assert_array_equal(post.transform(raw[sl], X[sl]), _transform_as_before(post, raw[sl], X[sl]))

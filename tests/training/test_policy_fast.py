@@ -235,6 +235,7 @@ def test_actions_as_json_are_json_dumps_of_the_lists(names):
     if names == "awkward":
         raw = policy.model_dump()
         raw["actions"][-1]["name"] = 'r\u00e9gion "call"\\'
+        raw["default_action"] = 'as "usual" \u00e9t\u00e9\\'  # the default row's encoding too
         policy = Policy.model_validate(raw)
     for cols in (_book(), {k: np.concatenate([v] * (P.SMALL_BATCH // 9 + 2)) for k, v in _book().items()}):
         n = len(cols["tier"])
@@ -242,6 +243,7 @@ def test_actions_as_json_are_json_dumps_of_the_lists(names):
         strings = arbitrate(cols, n, policy, as_json=True)
         assert strings["actions"].tolist() == [json.dumps(row) for row in lists["actions"]]
         assert any(len(row) > 1 for row in lists["actions"])  # rows with several ranked actions
+        assert any(row[0]["action"] == policy.default_action for row in lists["actions"])  # and default rows
         for key in lists:
             if key != "actions":
                 assert strings[key].tolist() == lists[key].tolist(), key
