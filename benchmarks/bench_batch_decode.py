@@ -25,17 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import median_ms
+
 OUT = Path(__file__).parent / "out"
 
 
 def cpu_ms(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.thread_time()
-        fn()
-        times.append((time.thread_time() - t) * 1000)
-    return float(np.median(times))
+    return median_ms(fn, reps, clock=time.thread_time)
 
 
 def main(argv: list[str] | None = None) -> int:

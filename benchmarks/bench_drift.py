@@ -18,6 +18,14 @@ Jobs, each in its own child process so its peak RSS (ru_maxrss) is its own:
 Evidently's time at ROWS is extrapolated linearly from its two largest sizes.
 
 Prints a table and writes `benchmarks/out/drift-<ROWS>.json`.
+
+`--demo-home HOME --split-at TIME [--against REF] [--rounds N]`: the demo's drift step instead (#18):
+`clientlens drift --task churn --split-at TIME --json` on a copy of a finished demo's home (fresh copy
+per run, so every run finds the same workspace history), this checkout against git REF (default `main`,
+exported with `git archive` and put first on PYTHONPATH), alternating, N rounds. Records wall, CPU-s
+(the command and every process it waited for) and load for each run, and that both give the same verdicts;
+writes `benchmarks/out/drift-demo-step.json`. The split time is the one the demo printed
+(`[drift] clientlens drift --task churn --split-at ...`).
 """
 
 from __future__ import annotations
@@ -210,8 +218,77 @@ def compare(a: dict, b: dict, injected: list[str]) -> dict:
     }
 
 
+def demo_step(home: Path, split_at: str, against: str, rounds: int) -> dict:
+    """The demo's drift command, this checkout vs git `against`, alternating on fresh copies of `home`."""
+    import shutil
+
+    repo = Path(__file__).resolve().parent.parent
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "against"
+        old.mkdir()
+        archive = subprocess.run(["git", "-C", str(repo), "archive", against], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        variants = {"this checkout": None, against: str(old)}
+        for r in range(rounds):
+            order = list(variants.items()) if r % 2 else list(variants.items())[::-1]
+            for name, path in order:
+                copy = Path(tmp) / "home"
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(home, copy, symlinks=True)
+                env = dict(os.environ, CLIENTLENS_HOME=str(copy))
+                env.pop("PYTHONPATH", None)
+                if path:
+                    env["PYTHONPATH"] = path
+                load = os.getloadavg()[0]
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                started = time.perf_counter()
+                args = [sys.executable, "-m", "clientlens", "drift", "--task", "churn", "--split-at", split_at]
+                proc = subprocess.run([*args, "--json", "--debug"], env=env, capture_output=True, text=True, cwd=tmp)
+                wall = time.perf_counter() - started
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{name}: exit {proc.returncode}: {proc.stderr[-2000:]}")
+                summary = json.loads(proc.stdout.strip().splitlines()[-1])
+                windows = [(w["status"], w["share_drifted"], w["drifted"], w["psi"]) for w in summary["windows"]]
+                runs.append(
+                    {
+                        "variant": name,
+                        "round": r,
+                        "wall_s": round(wall, 2),
+                        "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
+                        "load_1m_before": round(load, 2),
+                        "windows": windows,
+                        # this checkout's own account of its processes (renderer ready, each window rendered)
+                        "timeline": [
+                            line.split("monitoring.drift: ", 1)[1]
+                            for line in proc.stderr.splitlines()
+                            if "monitoring.drift: drift " in line
+                        ],
+                    }
+                )
+                print(f"{name:<16} round {r}: wall {wall:6.1f} s  CPU {runs[-1]['cpu_s']:6.1f} s  load {load:.1f}")
+    same = all(run["windows"] == runs[0]["windows"] for run in runs)
+    out: dict = {"runs": runs, "same_verdicts": same}
+    for name in variants:
+        mine = [run for run in runs if run["variant"] == name]
+        out[name] = {
+            "wall_s_min": min(run["wall_s"] for run in mine),
+            "wall_s_median": sorted(run["wall_s"] for run in mine)[len(mine) // 2],
+            "cpu_s_median": sorted(run["cpu_s"] for run in mine)[len(mine) // 2],
+        }
+        print(f"{name:<16} wall min {out[name]['wall_s_min']:.1f} s, median {out[name]['wall_s_median']:.1f} s; "
+              f"CPU median {out[name]['cpu_s_median']:.1f} s")  # fmt: skip
+    print(f"same verdicts in every run: {same}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo-home", type=Path, help="a finished demo's CLIENTLENS_HOME: time its drift step")
+    parser.add_argument("--split-at", help="with --demo-home: the split time the demo's drift step used")
+    parser.add_argument("--against", default="main", help="with --demo-home: git ref to compare with")
+    parser.add_argument("--rounds", type=int, default=2, help="with --demo-home: runs of each variant")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per window for clientlens")
     parser.add_argument("--evidently-rows", default="50000,100000", help="sizes for plain Evidently (comma-separated)")
     parser.add_argument("--max-evidently-rows", type=int, default=10_000, help="clientlens' Evidently sample per side")
@@ -222,6 +299,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--child-rows", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    if args.demo_home is not None:
+        if not args.split_at:
+            parser.error("--demo-home needs --split-at (the time the demo's drift step printed)")
+        info = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            "command": "uv run python -m benchmarks.bench_drift "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
+        }
+        res = {"info": info, **demo_step(args.demo_home, args.split_at, args.against, args.rounds)}
+        res["info"]["loadavg_1m_at_end"] = os.getloadavg()[0]
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        (OUT_DIR / "drift-demo-step.json").write_text(json.dumps(res, indent=1))
+        return res
 
     if args.child:
         os.environ.setdefault("CLIENTLENS_HOME", args.child_out or tempfile.mkdtemp())

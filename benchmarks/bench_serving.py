@@ -39,7 +39,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from benchmarks.machine import machine
+from benchmarks.machine import machine, median_ms
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 # Issue #18: single customer within 2x the GET /livez floor of the same run; JSON batches >= 30k/s.
@@ -105,19 +105,44 @@ def floor_latency(host, port, n: int, warmup: int = 50) -> dict:
 
 
 def batch_throughput(
-    host, port, bodies: list[bytes], headers, per_thread: int, threads: int, batch: int, path: str = "/score"
+    host,
+    port,
+    bodies: list[bytes],
+    headers,
+    per_thread: int,
+    threads: int,
+    batch: int,
+    path: str = "/score",
+    pid: int | None = None,
+    parse: bool = False,
 ) -> dict:
+    """`threads` keep-alive connections, each sending `per_thread` pre-encoded bodies in turn.
+
+    Also recorded, as the client shares the machine with the server: this process's CPU seconds
+    (`client_cpu_s`: sending, reading and, with `parse`, decoding each JSON answer with msgspec
+    as a real caller must) and, with the server's `pid`, each worker's CPU seconds
+    (`worker_cpu_s`: two connections can land on the same worker, which then scores both while
+    the other idles)."""
+    import msgspec
+
     errors = []
 
     def worker(k: int) -> None:
         conn = http.client.HTTPConnection(host, port, timeout=300)
         for i in range(per_thread):
-            status, _, conn = post(host, port, path, bodies[(k + i) % len(bodies)], headers, conn)
-            if status != 200:
-                errors.append(status)
+            conn.request("POST", path, body=bodies[(k + i) % len(bodies)], headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                errors.append(resp.status)
+            elif parse:
+                msgspec.json.decode(data)
         conn.close()
 
     worker(0)  # warm-up on one thread
+    workers = _workers(pid) if pid else []
+    cpu_before = [_cpu_s(w) for w in workers]
+    client_before = time.process_time()
     t = time.perf_counter()
     pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
     for th in pool:
@@ -125,9 +150,24 @@ def batch_throughput(
     for th in pool:
         th.join()
     wall = time.perf_counter() - t
+    client_cpu = time.process_time() - client_before
+    worker_cpu = [round(_cpu_s(w) - c, 2) for w, c in zip(workers, cpu_before, strict=True)]
     rows = per_thread * threads * batch
     return {"path": path, "threads": threads, "requests": per_thread * threads, "customers": rows, "seconds": wall,
-            "customers_per_s": rows / wall, "errors": len(errors)}  # fmt: skip
+            "customers_per_s": rows / wall, "errors": len(errors), "parse": parse,
+            "client_cpu_s": round(client_cpu, 2), "worker_cpu_s": worker_cpu}  # fmt: skip
+
+
+def _workers(pid: int) -> list:
+    import psutil
+
+    return [p for p in psutil.Process(pid).children(recursive=True) if "_bentoml_impl.worker" in " ".join(p.cmdline())]
+
+
+def _cpu_s(proc) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    times = proc.cpu_times()
+    return times.user + times.system
 
 
 def in_process_bound(frame, batch: int, n_single: int) -> dict:
@@ -206,39 +246,32 @@ def service_core(frame, cores, batch: int) -> dict:
     model = score_request_model(customer_model(FEATURES), 10_000)
     fast = FastRequests(FEATURES, 10_000)
 
-    def best_ms(fn, reps: int) -> float:
-        fn()
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t) * 1000)
-        return float(np.median(times))
-
     out: dict = {}
     for n, reps in ((1, 300), (batch, 5)):
         body = json.dumps({"customers": rows[:n]}).encode()
-        out[f"decode_pydantic_{n}_ms"] = best_ms(
+        out[f"decode_pydantic_{n}_ms"] = median_ms(
             lambda b=body: customers_to_columns(model.model_validate_json(b).customers, FEATURES), reps
         )
-        out[f"decode_fast_json_{n}_ms"] = best_ms(lambda b=body: fast.decode(b), reps)
+        out[f"decode_fast_json_{n}_ms"] = median_ms(lambda b=body: fast.decode(b), reps)
         decoded = fast.decode(body)
-        out[f"score_columns_{n}_ms"] = best_ms(lambda d=decoded, k=n: score_columns(d.columns, k, cores), reps)
+        out[f"score_columns_{n}_ms"] = median_ms(lambda d=decoded, k=n: score_columns(d.columns, k, cores), reps)
     scored = score_columns(decoded.columns, batch, cores)
     flagged = np.asarray(scored["churn"], dtype=bool)
     churn = cores["churn"]
     X = churn.matrix(decoded.columns)[flagged]
     out["churn_flagged_in_batch"] = int(flagged.sum())
-    out["churn_drivers_batch_ms"] = best_ms(lambda: churn_drivers(churn, X), 3)
+    out["churn_drivers_batch_ms"] = median_ms(lambda: churn_drivers(churn, X), 3)
     # The same vote on TreeSHAP for every flagged customer (the attribution before #18) and on path
     # attributions alone: cost and agreement of the default (path, TreeSHAP re-vote within exact_margin).
     treeshap = DEFAULT_DRIVERS.model_copy(update={"exact_margin": float("inf")})
     path_only = DEFAULT_DRIVERS.model_copy(update={"exact_margin": 0.0})
-    out["churn_drivers_treeshap_batch_ms"] = best_ms(lambda: churn_drivers(churn, X, treeshap), 3)
-    out["churn_drivers_path_only_batch_ms"] = best_ms(lambda: churn_drivers(churn, X, path_only), 3)
+    out["churn_drivers_treeshap_batch_ms"] = median_ms(lambda: churn_drivers(churn, X, treeshap), 3)
+    out["churn_drivers_path_only_batch_ms"] = median_ms(lambda: churn_drivers(churn, X, path_only), 3)
     # TreeSHAP is `training.treeshap`'s tables; the reference is LightGBM's own `pred_contrib`.
-    out["churn_drivers_pred_contrib_batch_ms"] = best_ms(lambda: reference_drivers(churn, X, treeshap), 3)
-    out["churn_drivers_hybrid_pred_contrib_batch_ms"] = best_ms(lambda: reference_drivers(churn, X, DEFAULT_DRIVERS), 3)
+    out["churn_drivers_pred_contrib_batch_ms"] = median_ms(lambda: reference_drivers(churn, X, treeshap), 3)
+    out["churn_drivers_hybrid_pred_contrib_batch_ms"] = median_ms(
+        lambda: reference_drivers(churn, X, DEFAULT_DRIVERS), 3
+    )
     reference = reference_drivers(churn, X, treeshap)
     out["churn_driver_agreement_default"] = float(np.mean(churn_drivers(churn, X) == reference))
     out["churn_driver_agreement_treeshap_tables"] = float(np.mean(churn_drivers(churn, X, treeshap) == reference))
@@ -347,10 +380,12 @@ def markdown(result: dict) -> str:
     ]
     for r in b:
         body = "JSON, POST /score" if r["path"] == "/score" else "Arrow in/out, POST /score_arrow"
+        body += ", answers parsed by the client (msgspec)" if r.get("parse") else ""
         target = TARGETS["batch_customers_per_s"] if r["path"] == "/score" and r["threads"] == 2 else None
+        cpu = f"; client CPU {r['client_cpu_s']:.2f} s, workers {r['worker_cpu_s']} s in {r['seconds']:.1f} s"
         lines.append(
             f"| batch of {n:,}, {body}, {r['threads']} client thread(s) | {r['customers_per_s']:,.0f} customers/s "
-            f"({r['errors']} errors) | {f'>= {target:,} /s' if target else ''} "
+            f"({r['errors']} errors{cpu if 'client_cpu_s' in r else ''}) | {f'>= {target:,} /s' if target else ''} "
             f"| {('yes' if r['customers_per_s'] >= target else 'no') if target else ''} |"
         )
     lines += [
@@ -473,12 +508,19 @@ def main(argv: list[str] | None = None) -> int:
         print("single-customer latency ...", file=sys.stderr)
         result["single"] = single_latency(host, port, single_bodies, headers, args.single)
         print("batch throughput ...", file=sys.stderr)
-        result["batch"] = [
-            batch_throughput(host, port, batch_bodies, headers, args.batches, threads, batch) for threads in (1, 2)
-        ] + [
-            batch_throughput(host, port, arrow_bodies, arrow_headers, args.batches, threads, batch, "/score_arrow")
-            for threads in (1, 2)
-        ]
+        result["batch"] = (
+            [
+                batch_throughput(host, port, batch_bodies, headers, args.batches, threads, batch, pid=pid)
+                for threads in (1, 2)
+            ]
+            + [batch_throughput(host, port, batch_bodies, headers, args.batches, 2, batch, pid=pid, parse=True)]
+            + [
+                batch_throughput(
+                    host, port, arrow_bodies, arrow_headers, args.batches, threads, batch, "/score_arrow", pid
+                )
+                for threads in (1, 2)
+            ]
+        )
         result["sustained"] = None
         if args.sustain_seconds > 0:
             print(f"sustained load {args.sustain_seconds:.0f}s ...", file=sys.stderr)
@@ -495,8 +537,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'single customer p99 (ms)':<44}{s['p99_ms']:>16.2f}{lb['boosters_single_row']['p99_ms']:>16.3f}"
           f"{s['p99_ms'] / lb['boosters_single_row']['p99_ms']:>8.1f}")  # fmt: skip
     for r in result["batch"]:
-        print(f"{r['path'] + ' 1,000/batch customers/s, threads=' + str(r['threads']):<44}{r['customers_per_s']:>16,.0f}"
-              f"{lb['boosters_batch_rows_per_s']:>16,.0f}{lb['boosters_batch_rows_per_s'] / r['customers_per_s']:>8.1f}")  # fmt: skip
+        label = f"{r['path']} 1,000/batch customers/s, threads={r['threads']}{', parsed' if r['parse'] else ''}"
+        print(f"{label:<44}{r['customers_per_s']:>16,.0f}{lb['boosters_batch_rows_per_s']:>16,.0f}"
+              f"{lb['boosters_batch_rows_per_s'] / r['customers_per_s']:>8.1f}   client CPU {r['client_cpu_s']:.2f} s, "
+              f"workers' CPU {r['worker_cpu_s']} s in {r['seconds']:.2f} s")  # fmt: skip
     fl = result["floor_livez"]
     print(f"{'floor: GET /livez p50 / p99 (ms)':<44}{fl['p50_ms']:>8.2f} / {fl['p99_ms']:.2f}")
     print(f"{'single customer p50 / floor p50':<44}{s['p50_ms'] / fl['p50_ms']:>16.2f}")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -24,3 +27,18 @@ def machine() -> dict:
         "python": platform.python_version(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def median_ms(fn: Callable[[], object], reps: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median milliseconds of `reps` calls of `fn` on `clock`, after one untimed warm-up call.
+
+    `time.perf_counter` (default) is wall time; `time.thread_time` is CPU time of this thread,
+    which other processes on a shared machine inflate less (but which misses work done on other
+    threads)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t = clock()
+        fn()
+        times.append((clock() - t) * 1000)
+    return float(statistics.median(times))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 from core.errors import InputError
@@ -27,10 +28,9 @@ TIER_CLASSES: tuple[str, ...] = ("mass", "affluent", "hnw")
 CHURN_MIN_AUM = 10_000.0
 
 
-def risk_rank() -> dict[str, int]:
-    """Each risk class's rank, lowest first (conservative 0 ... aggressive 2): the order risk gaps and
-    risk moves compare."""
-    return {c: i for i, c in enumerate(RISK_CLASSES)}
+RISK_RANK: Mapping[str, int] = MappingProxyType({c: i for i, c in enumerate(RISK_CLASSES)})
+"""Each risk class's rank, lowest first (conservative 0 ... aggressive 2): the order risk gaps and
+risk moves compare. Read-only."""
 
 
 @dataclass(frozen=True)

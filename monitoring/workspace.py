@@ -182,6 +182,26 @@ def _project(ws, task: str | None):
     return ws.create_project(name, description=description)
 
 
+def read_workspace(path: Path):
+    """The Evidently workspace at `path` if it exists (reading every snapshot in it), else None; writes nothing."""
+    from evidently.ui.workspace import Workspace
+
+    return Workspace.create(str(path)) if Path(path).is_dir() else None
+
+
+def open_project(task: str | None, *, path: Path | None = None, settings: Settings | None = None, ws=None):
+    """(workspace, project, path) of `task` (created if new), its dashboard (re)written from code.
+    `ws`: `read_workspace(path)` already done."""
+    from evidently.ui.workspace import Workspace
+
+    path = Path(path) if path is not None else workspace_dir(settings)
+    path.mkdir(parents=True, exist_ok=True)
+    ws = ws if ws is not None else Workspace.create(str(path))  # reads every snapshot already there
+    project = _project(ws, task)
+    ws.save_dashboard(project.id, dashboard(task))
+    return ws, project, path
+
+
 def add_snapshot(
     snapshot,
     result: DriftResult,
@@ -189,21 +209,17 @@ def add_snapshot(
     path: Path | None = None,
     timestamp: datetime | None = None,
     settings: Settings | None = None,
+    project=None,
 ) -> dict[str, str]:
     """Add a drift run (Evidently's snapshot + the summary snapshot) to its task's project and
-    (re)write the project's dashboard."""
-    from evidently.ui.workspace import Workspace
-
-    path = Path(path) if path is not None else workspace_dir(settings)
-    path.mkdir(parents=True, exist_ok=True)
-    ws = Workspace.create(str(path))
-    project = _project(ws, result.task)
+    (re)write the project's dashboard. `project`: `open_project(result.task)` already done (each run
+    then only writes its two snapshot files, so processes forked after it can add runs side by side)."""
+    ws, project, path = project if project is not None else open_project(result.task, path=path, settings=settings)
     ref = ws.add_run(project.id, snapshot)
     snapshot_id = getattr(ref, "id", None) or getattr(ref, "snapshot_id", None) or ref
     when = timestamp or datetime.now(UTC).replace(tzinfo=None)
     summary = ws.add_run(project.id, summary_snapshot(result, when))
     summary_id = getattr(summary, "id", None) or summary
-    ws.save_dashboard(project.id, dashboard(result.task))
     logger.info("added drift snapshot %s to Evidently project %s in %s", snapshot_id, project.name, path)
     return {
         "workspace": str(path),

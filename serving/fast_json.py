@@ -86,22 +86,24 @@ class FastRequests:
             return None
         customers = request.customers
         n, w = len(customers), self._width
-        # One object block (row = customer_id + features in registry order), read column-wise:
+        # One object block, a row per customer (customer_id + features in registry order):
         # `fromiter` over the flat values does no per-element shape discovery, as `np.array` of
-        # tuples would.
+        # tuples would. Converted to floats row by row, the order msgspec allocated the values in:
+        # column by column the conversion reads them scattered over the heap, ~2x slower (#18).
         flat = chain.from_iterable(map(msgspec.structs.astuple, customers))
-        block = np.fromiter(flat, dtype=object, count=n * w).reshape(n, w).T
-        ids = block[0].astype(np.int64)
+        block = np.fromiter(flat, dtype=object, count=n * w).reshape(n, w)
+        ids = block[:, 0].astype(np.int64)
         columns: dict[str, np.ndarray] = {}
         if self.numeric:
             # None becomes NaN (a missing value) and true/false 1/0, exactly as in `customers_to_columns`.
-            matrix = block[self._numeric_at].astype(np.float64)  # (features, customers), C-contiguous
-            if np.isinf(matrix).any():  # out-of-range numbers (1e400): pydantic names them
+            by_row = block[:, self._numeric_at].astype(np.float64)
+            if np.isinf(by_row).any():  # out-of-range numbers (1e400): pydantic names them
                 return None
+            matrix = np.ascontiguousarray(by_row.T)  # (features, customers): each column contiguous
             whole = matrix[self.whole]
             if ((whole != np.floor(whole)) & ~np.isnan(whole)).any():  # 3.5 or 1e-15 for a whole-number feature
                 return None
             columns.update(zip(self.numeric, matrix))
         if self.categorical:
-            columns.update(zip(self.categorical, block[self._categorical_at]))
+            columns.update(zip(self.categorical, np.ascontiguousarray(block[:, self._categorical_at].T)))
         return Decoded(ids, {f.name: columns[f.name] for f in self.features}, request.explain, request.top_k)

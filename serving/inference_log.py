@@ -210,6 +210,19 @@ def _to_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
+def write_options(schema: pa.Schema) -> dict:
+    """`pq.write_table` options of a log part: zstd; dictionary encoding only for the string
+    columns (ids, versions, categories, actions: few distinct values, they shrink); none for the
+    ~160 numeric columns, whose distinct values overflow any dictionary, so trying one first only
+    costs time; statistics only for the key columns (`ts`, `customer_id`: what a reader could
+    prune parts on). The writer thread spent about a third less CPU per part for files ~5% larger (#18)."""
+    return {
+        "compression": "zstd",
+        "use_dictionary": [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)],
+        "write_statistics": [c for c in ("ts", "customer_id") if c in schema.names],
+    }
+
+
 def write_part(frame: pd.DataFrame, root: Path | None = None) -> list[Path]:
     """Write log rows as one part per UTC day they fall on; atomic (temp file + rename).
 
@@ -230,7 +243,7 @@ def write_part(frame: pd.DataFrame, root: Path | None = None) -> list[Path]:
         name = f"part-{stamp}-{uuid.uuid4().hex}.parquet"
         table = _to_table(rows if rows is frame else rows.reset_index(drop=True))
         with atomic_path(folder / name) as tmp, open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
+            pq.write_table(table, fh, **write_options(table.schema))
             fh.flush()
             os.fsync(fh.fileno())  # on disk before the rename makes it visible
         written.append(folder / name)

@@ -43,9 +43,9 @@ from core.tasks import (
     HIDDEN_AGGRESSIVE_COLUMN,
     LIFECYCLE_COLUMN,
     RISK_CLASSES,
+    RISK_RANK,
     TASK_NAMES,
     reasons_column,
-    risk_rank,
 )
 from core.tasks import task as task_of
 from training.segments import segment_labels, segment_parts
@@ -237,9 +237,8 @@ def hold_risk(both: pd.DataFrame, margin: float) -> np.ndarray | None:
     if not {"risk_appetite_from", "risk_appetite_to", *cols} <= set(both.columns):
         return None
     P = both[cols].to_numpy(dtype=np.float64)
-    rank = risk_rank()
-    old = _labels(both["risk_appetite_from"]).map(rank).to_numpy(dtype=np.float64)
-    new = _labels(both["risk_appetite_to"]).map(rank).to_numpy(dtype=np.float64)
+    old = _labels(both["risk_appetite_from"]).map(RISK_RANK).to_numpy(dtype=np.float64)
+    new = _labels(both["risk_appetite_to"]).map(RISK_RANK).to_numpy(dtype=np.float64)
     known = ~np.isnan(old) & ~np.isnan(new) & (old != new)
     rows = np.arange(len(both))
     o, n = np.where(known, old, 0).astype(np.int64), np.where(known, new, 0).astype(np.int64)

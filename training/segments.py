@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.io import load_yaml_model
-from core.tasks import CHURN_DRIVERS, RISK_CLASSES, TIER_CLASSES, risk_rank
+from core.tasks import CHURN_DRIVERS, RISK_CLASSES, RISK_RANK, TIER_CLASSES
 
 LIFECYCLE_STAGES: tuple[str, ...] = ("young_professional", "family_growth", "retirement")
 RELATIONSHIP_DEPTHS: tuple[str, ...] = ("basic", "multi_product", "ecosystem")
@@ -51,9 +51,8 @@ def segment_parts(segments: pd.Series) -> pd.DataFrame:
 def risk_gap(revealed: np.ndarray, stated: np.ndarray) -> np.ndarray:
     """Revealed class rank minus stated class rank (+2: questionnaire says conservative, behaviour
     aggressive); NaN where either is unknown. Float so the missing value survives Parquet and JSON."""
-    rank = risk_rank()
-    r = np.array([rank.get(v, np.nan) if v is not None else np.nan for v in revealed], dtype=np.float64)
-    s = np.array([rank.get(v, np.nan) if v is not None else np.nan for v in stated], dtype=np.float64)
+    r = np.array([RISK_RANK.get(v, np.nan) if v is not None else np.nan for v in revealed], dtype=np.float64)
+    s = np.array([RISK_RANK.get(v, np.nan) if v is not None else np.nan for v in stated], dtype=np.float64)
     return r - s
 
 

@@ -43,7 +43,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--split-at",
                 help="Task mode: also split the log at this time (repeatable): one report per consecutive window, "
-                "in order, in one process (--json: the last window's summary with every window's under 'windows').",
+                "in order, in one process, all or nothing: every window is checked before any is written "
+                "(--json: the last window's summary with every window's under 'windows').",
             ),
         ] = None,
         labels: Annotated[

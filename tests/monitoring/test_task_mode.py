@@ -172,8 +172,20 @@ def test_consecutive_windows_in_one_call_equal_one_call_per_window(tmp_path, iso
     for r in split:
         names = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, r.mlflow["artifact_path"])}
         assert names == {"drift_report.html", "drift_report.json"}
-    # the workspace holds the windows in order, then the two single runs: one project
+    # the workspace holds the windows in order, then the two single runs: one project. The windows are
+    # rendered side by side in forked processes: each snapshot carries its window's time, so the order holds
     assert split[0].workspace["project_id"] == alone[1].workspace["project_id"]
+    snapshots = {}
+    for path in (isolated_home / "evidently_workspace" / split[0].workspace["project_id"] / "snapshots").glob("*.json"):
+        snapshots[path.stem] = json.loads(path.read_text())
+    assert len(snapshots) == 8  # Evidently's report and the summary, per run
+    runs = [*split, *alone]
+    stamps = [snapshots[r.workspace[key]]["timestamp"] for r in runs for key in ("snapshot_id", "summary_snapshot_id")]
+    assert stamps == sorted(stamps) and stamps[0] == stamps[1] < stamps[2] == stamps[3]
+    for r in split:  # each window's report is complete: the summary on top of Evidently's report
+        page = r.report.read_text()
+        assert 'id="clientlens-summary"' in page and "churn_proba" in r.evidently["rendered"]
+        assert snapshots[r.workspace["snapshot_id"]]["widgets"], "Evidently's report widgets in the workspace"
 
 
 @pytest.mark.parametrize("split", [["2025-03-02", "2025-03-01"], ["2025-02-01"], ["not a time"]])
@@ -182,3 +194,60 @@ def test_split_times_must_increase_inside_the_bounds(split, isolated_home):
 
     with pytest.raises(InputError, match="--split-at|not a time"):
         run_task_windows("churn", split, since="2025-02-15", until="2025-04-01")
+
+
+def _two_day_log(tmp_path, rows: int = 600) -> str:
+    """A champion and an inference log on 2025-03-01 and 2025-03-02 (nothing later); the champion's run id."""
+    window = scenarios.feature_window(rows * 3, seed=8)
+    reference = window.iloc[:rows][FEATURES].assign(
+        proba=window["churn_proba"].iloc[:rows].to_numpy(), prediction=0, target=0
+    )
+    run_id = _fake_champion(tmp_path, reference)
+    columns = ["customer_id", *FEATURES, "churn_proba", "risk_proba_aggressive"]
+    _log(window.iloc[rows : 2 * rows][columns], "2025-03-01 10:00")
+    _log(window.iloc[2 * rows :][columns], "2025-03-02 10:00")
+    return run_id
+
+
+def _nothing_written(home, run_id: str) -> None:
+    import mlflow
+
+    assert not (home / "reports").exists() or not any((home / "reports").rglob("*")), "a report was written"
+    assert not (home / "evidently_workspace").exists(), "a workspace run was written"
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)] == ["reference.parquet"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "split, empty",
+    [
+        (["2025-03-01 12:00", "2025-03-02"], "window 2 of 3"),  # the middle window is empty
+        (["2025-03-02", "2025-03-03"], "window 3 of 3"),  # the last window is empty
+    ],
+)
+def test_split_windows_are_all_or_nothing(split, empty, tmp_path, isolated_home):
+    """`--split-at` (#18 review debt): a bad later window is found before any window writes its report,
+    workspace run or MLflow folder (the earlier windows used to be written, then exit 2)."""
+    from monitoring.config import DriftConfig
+    from monitoring.drift import run_task_windows
+
+    run_id = _two_day_log(tmp_path)
+    with pytest.raises(InputError, match=empty) as caught:
+        run_task_windows("churn", split, config=DriftConfig())  # with Evidently and the workspace, as the demo
+    assert "no rows" in str(caught.value) and "nothing was written" in str(caught.value)
+    _nothing_written(isolated_home, run_id)
+
+
+@pytest.mark.slow
+def test_split_windows_cli_exits_2_and_writes_nothing(tmp_path, isolated_home):
+    from typer.testing import CliRunner
+
+    from clientlens.cli import app
+
+    run_id = _two_day_log(tmp_path)
+    res = CliRunner().invoke(app, ["drift", "--task", "churn", "--split-at", "2025-03-02", "--split-at", "2025-03-03",
+                                   "--no-evidently", "--json"])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    error = json.loads(res.stdout.strip().splitlines()[-1])["error"]
+    assert "window 3 of 3" in error and "no rows" in error
+    _nothing_written(isolated_home, run_id)

@@ -40,6 +40,22 @@ def test_layout_columns_and_round_trip(tmp_path):
     assert log["region"].tolist() == ["metro", None, "rural"]
 
 
+def test_parts_dictionary_encode_only_strings_and_keep_statistics_of_the_keys(tmp_path):
+    """The writer's cheaper encoding (#18): floats plain, strings by dictionary, min/max of the keys only."""
+    import pyarrow.parquet as pq
+
+    frame = _rows("2026-11-29 10:00", n=3)
+    (path,) = write_part(frame, tmp_path)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    chunks = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert not any("DICTIONARY" in e for e in chunks["aum"].encodings)
+    assert any("DICTIONARY" in e for e in chunks["region"].encodings)
+    assert chunks["ts"].statistics is not None and chunks["customer_id"].statistics.has_min_max
+    assert chunks["churn_proba"].statistics is None
+    assert chunks["aum"].compression == "ZSTD"
+    pd.testing.assert_frame_equal(read_inference_log(root=tmp_path), frame.reset_index(drop=True), check_dtype=False)
+
+
 def test_rows_are_split_by_utc_day_and_filtered_by_time(tmp_path):
     frame = pd.concat([_rows("2026-11-28 23:59:59", request_id="a"), _rows("2026-11-29 00:00:01", request_id="b")])
     assert len(write_part(frame, tmp_path)) == 2

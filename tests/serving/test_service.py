@@ -181,6 +181,24 @@ def test_score_arrow_explains_on_request(service, latest):
         assert all(len(r) == 2 and r[0]["feature"] in feature_names() for r in reasons)
 
 
+def test_a_big_body_the_fast_path_declines_is_answered_by_pydantic(service, latest, request_rows):
+    """Over `INLINE_MAX_BYTES` the body is decoded and scored in one hand-off to the batch thread;
+    one bad value in its last row still gets pydantic's 400 naming that field (#18)."""
+    rows = request_rows(latest.head(300))
+    rows[-1]["txn_count_30d"] = 2.5
+    content = json.dumps({"customers": rows})
+    assert len(content) > 256 * 1024  # `serving.service.INLINE_MAX_BYTES`
+    resp = service.client.post("/score", content=content, headers={"content-type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert any(e["field"] == "customers[299].txn_count_30d" and "multiple of 1" in e["reason"]
+               for e in resp.json()["errors"])  # fmt: skip
+    rows[-1]["txn_count_30d"] = 2.0
+    ok = service.client.post(
+        "/score", content=json.dumps({"customers": rows}), headers={"content-type": "application/json"}
+    )
+    assert ok.status_code == 200 and len(ok.json()["results"]) == 300
+
+
 def test_oversized_batches_are_rejected(service):
     too_many = {"customers": [{"customer_id": i} for i in range(MAX_BATCH + 1)]}
     resp = service.client.post("/score", json=too_many)
