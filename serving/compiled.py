@@ -13,8 +13,16 @@ unseen ones) with both the compiled function and `Booster.predict`; if any outpu
 more than `TOLERANCE`, the compiled function is discarded and the booster is used, with a
 warning. Explanations (`pred_contrib`) always come from the booster.
 
+Code generation (#18): lleaves optimises the IR (LLVM -O3), then generates machine code at LLVM's
+-O2, whose cost grows faster than the forest: the one function lleaves emits per forest inlines every
+tree. The demo's churn model (141 trees, 9,176 leaves) took 27 CPU-s, its tier model (3,733 leaves)
+6 s, risk (300 leaves) 0.3 s. Generated at -O0 after the same IR optimisation, churn takes 5 s and tier
+3 s with bitwise the same outputs, their trees 1.5x / 1.9x slower per batch row (a few microseconds a
+customer). So a forest of more than `O2_MAX_LEAVES` leaves is generated at -O0 (`codegen_opt`);
+`benchmarks/bench_compile.py` measures both levels side by side.
+
 Compiled objects are cached under `<clientlens home>/compiled/` (`CLIENTLENS_COMPILED_DIR`),
-content-addressed by the model text, the lleaves and llvmlite versions and the host CPU, and
+content-addressed by the model text, the lleaves and llvmlite versions, the code-generation level and the host CPU, and
 written to a temporary name and renamed, so concurrent workers never read a partial file.
 `CLIENTLENS_COMPILED_MODELS=0` turns compilation off (the booster is used everywhere).
 """
@@ -40,9 +48,19 @@ TOLERANCE = 1e-9  # the service promises batch == HTTP to 1e-9
 # to zero are therefore scored by the booster; real features never get there.
 ZERO_BAND = 1e-30
 PROBE_ROWS = 512
+# Code generation (module docstring): lleaves' -O2 up to this many leaves in the whole forest (~2 CPU-s of
+# compiling), -O0 above.
+O2_MAX_LEAVES = 2_000
 
 
-def _cache_key(model_text: str) -> str:
+def codegen_opt(model_text: str) -> int:
+    """LLVM's machine-code optimisation level for a LightGBM model text: 2 (lleaves' own) for a forest of at most
+    `O2_MAX_LEAVES` leaves, else 0 (module docstring)."""
+    leaves = sum(int(line[11:]) for line in model_text.splitlines() if line.startswith("num_leaves="))
+    return 2 if leaves <= O2_MAX_LEAVES else 0
+
+
+def _cache_key(model_text: str, opt: int) -> str:
     from importlib.metadata import version
 
     import llvmlite.binding as llvm
@@ -54,7 +72,15 @@ def _cache_key(model_text: str) -> str:
     except RuntimeError:
         features = ""
     h = hashlib.sha256()
-    for part in (model_text, version("lleaves"), version("llvmlite"), llvm.get_host_cpu_name(), features):
+    parts = (
+        model_text,
+        version("lleaves"),
+        version("llvmlite"),
+        f"codegen-O{opt}",
+        llvm.get_host_cpu_name(),
+        features,
+    )
+    for part in parts:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:32]
@@ -128,22 +154,63 @@ def _entry(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     return call
 
 
+def compile_model(model: Any, cache: Path, opt: int) -> None:
+    """`lleaves.Model.compile(cache=...)` (same IR, same -O3 IR passes, same entry point) with the machine code
+    generated at LLVM level `opt`: loads `cache` when it exists, else compiles and writes the object there.
+    lleaves 1.3 takes no code-generation level, so this repeats its last step (`compile_module_to_asm`) with
+    one; a build without those internals compiles through its own `compile` (at its -O2)."""
+    try:
+        import llvmlite.binding as llvm
+        from lleaves import compiler
+        from lleaves.lleaves import get_entry_func_type
+        from lleaves.llvm_binding import _initialize_llvm
+    except ImportError:  # pragma: no cover - another lleaves layout
+        model.compile(cache=str(cache))
+        return
+    root = "forest_root"
+    if cache.exists():
+        module = llvm.parse_assembly("")  # as lleaves does: the object comes from the cache
+    else:
+        module = compiler.compile_to_module(model.model_file, froot_func_name=root, use_fp64=True)
+    _initialize_llvm()
+    try:
+        features = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:
+        features = ""
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    machine = target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=features, opt=opt, reloc="pic", codemodel="large"
+    )
+    engine = llvm.create_mcjit_compiler(module, machine)
+    module.data_layout = str(engine.target_data)
+    if cache.exists():
+        engine.set_object_cache(getbuffer_func=lambda _: cache.read_bytes())
+    else:
+        engine.set_object_cache(notify_func=lambda _, buffer: cache.write_bytes(buffer))
+    engine.finalize_object()
+    engine.run_static_constructors()
+    model._execution_engine = engine  # keeps the machine code alive with the model
+    model._c_entry_func = get_entry_func_type(True)(engine.get_function_address(root))
+    model.use_fp64, model.is_compiled = True, True
+
+
 def compile_booster(booster: Any, directory: Path) -> Callable[[np.ndarray], np.ndarray]:
     """Compile (or load from the cache) `booster`; returns `predict(X) -> Booster.predict(X)`."""
     import lleaves
 
     directory.mkdir(parents=True, exist_ok=True)
     text = booster.model_to_string()
-    obj = directory / f"{_cache_key(text)}.o"
+    level = codegen_opt(text)
+    obj = directory / f"{_cache_key(text, level)}.o"
     with tempfile.TemporaryDirectory(dir=directory, prefix=".compile-") as tmp:
         model_file = Path(tmp) / "model.txt"
         model_file.write_text(text)
         model = lleaves.Model(model_file=str(model_file))
         if obj.exists():
-            model.compile(cache=str(obj))
+            compile_model(model, obj, level)
         else:
             with atomic_path(obj) as partial:  # other workers see the whole object or none
-                model.compile(cache=str(partial))  # lleaves writes the object once compiled
+                compile_model(model, partial, level)  # the object is written once compiled
 
     entry = _entry(model)
 

@@ -294,11 +294,12 @@ def _build_explanations(core: Any) -> tuple[Any, Any]:
 
 def _attach_explanations(core: Any, paths: Any, shap: Any) -> None:
     """Make `paths` / `shap` the booster's tables, as `path_attribution` / `family_treeshap` would build them."""
-    from training import model, treeshap
+    from training.model import register_path_attribution
+    from training.treeshap import register_family_treeshap
 
-    model._PATHS[core.booster] = paths
+    register_path_attribution(core.booster, paths)
     if shap is not None:
-        treeshap._SHAP[core.booster] = shap
+        register_family_treeshap(core.booster, shap)
 
 
 def prepare_explanations(core: Any, directory: Path | None) -> bool:

@@ -835,6 +835,14 @@ def path_attribution(booster: Any) -> PathAttribution:
     return paths
 
 
+def register_path_attribution(booster: Any, paths: PathAttribution) -> None:
+    """Make `paths` the booster's `PathAttribution` (tables built elsewhere for this booster, e.g. read back
+    from `serving.models_store`'s store), so `path_attribution(booster)` returns it instead of building."""
+    if not isinstance(paths, PathAttribution):
+        raise TypeError(f"expected a PathAttribution, got {type(paths).__name__}")
+    _PATHS[booster] = paths
+
+
 def _as_key(v: Any) -> Any:
     if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
         return None

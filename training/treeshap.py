@@ -377,3 +377,11 @@ def family_treeshap(booster: Any) -> FamilyTreeShap:
     if booster not in _SHAP:  # two threads may both build it: the same tables either way
         _SHAP[booster] = FamilyTreeShap(booster)
     return _SHAP[booster]
+
+
+def register_family_treeshap(booster: Any, shap: FamilyTreeShap) -> None:
+    """Make `shap` the booster's `FamilyTreeShap` (tables built elsewhere for this booster, e.g. read back from
+    `serving.models_store`'s store), so `family_treeshap(booster)` and `grouped_treeshap` use it."""
+    if not isinstance(shap, FamilyTreeShap):
+        raise TypeError(f"expected a FamilyTreeShap, got {type(shap).__name__}")
+    _SHAP[booster] = shap

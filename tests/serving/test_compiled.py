@@ -103,3 +103,35 @@ def test_the_compiled_predictor_is_not_pickled(tmp_path):
     clone = pickle.loads(pickle.dumps(core))
     assert clone.predictor is None
     np.testing.assert_allclose(clone.raw_from_matrix(_inputs()), core.raw_from_matrix(_inputs()), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_both_code_generation_levels_give_bitwise_the_same_outputs(tmp_path, kind):
+    """-O0 machine code (large forests, #18) computes exactly what lleaves' -O2 does: same IR, same order of sums."""
+    import lleaves
+
+    core = _model(kind)
+    text = core.booster.model_to_string()
+    (tmp_path / "model.txt").write_text(text)
+    X = _inputs()
+    out = {}
+    for level in (0, 2):
+        model = lleaves.Model(model_file=str(tmp_path / "model.txt"))
+        compiled.compile_model(model, tmp_path / f"O{level}.o", level)
+        out[level] = compiled._entry(model)(X)
+        # read back from the object file, as another worker would
+        cached = lleaves.Model(model_file=str(tmp_path / "model.txt"))
+        compiled.compile_model(cached, tmp_path / f"O{level}.o", level)
+        np.testing.assert_array_equal(compiled._entry(cached)(X), out[level])
+    np.testing.assert_array_equal(out[0], out[2])
+    band = ((np.abs(X) <= compiled.ZERO_BAND) & (X != 0)).any(axis=1)  # scored by the booster (module docstring)
+    np.testing.assert_allclose(out[0][~band], core.booster.predict(X[~band]), rtol=0, atol=1e-12)
+    assert compiled._cache_key(text, 0) != compiled._cache_key(text, 2)
+
+
+def test_large_forests_are_generated_at_O0_small_ones_at_O2():
+    leaves = {kind: int(sum(t["num_leaves"] for t in _model(kind).booster.dump_model()["tree_info"]))
+              for kind in ("binary", "multiclass")}  # fmt: skip
+    assert leaves["binary"] <= compiled.O2_MAX_LEAVES < leaves["multiclass"]
+    assert compiled.codegen_opt(_model("binary").booster.model_to_string()) == 2
+    assert compiled.codegen_opt(_model("multiclass").booster.model_to_string()) == 0

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import lightgbm as lgb
 import numpy as np
+import pytest
 
 from core.tasks import CHURN_DRIVERS
-from training.model import RankPrior, TabularModel, group_columns, path_attribution
+from training.model import RankPrior, TabularModel, group_columns, path_attribution, register_path_attribution
 from training.segments import DriverConfig, churn_drivers
 
 FEATURES = ["deposit_rate_gap", "complaint_views", "login_count_3m", "views_mortgage_3m", "aum", "age"]
@@ -128,3 +129,14 @@ def test_business_segments_cached_per_combination_equal_the_scheme():
         assert (_business_segments(DEFAULT_SCHEME, *dims) == want).all()
     one = [d[:1] for d in dims]
     assert (_business_segments(DEFAULT_SCHEME, *one) == DEFAULT_SCHEME.assign(*one)).all()
+
+
+def test_registered_path_attribution_is_returned_for_a_booster_without_building_it():
+    """`register_path_attribution` (the serving store reading tables back) is what `path_attribution` returns."""
+    core, _ = _model(num_leaves=7)
+    built = path_attribution(core.booster)
+    twin = lgb.Booster(model_str=core.booster.model_to_string())
+    register_path_attribution(twin, built)
+    assert path_attribution(twin) is built
+    with pytest.raises(TypeError, match="PathAttribution"):
+        register_path_attribution(twin, object())  # type: ignore[arg-type]

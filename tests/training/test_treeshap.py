@@ -204,3 +204,17 @@ def test_few_rows_before_the_tables_are_built_take_pred_contrib():
     got = core.grouped_contributions(few, groups, len(FEATURES), exact=True)
     assert core.booster not in treeshap._SHAP  # nothing was built
     np.testing.assert_allclose(got, _reference(core, few, groups, len(FEATURES)), atol=1e-12)
+
+
+def test_registered_tables_are_used_for_a_booster_without_building_them():
+    """`register_family_treeshap` (the serving store reading tables back) makes another booster object of the same
+    model use the given tables: `family_treeshap` returns them as they are, and a wrong type is refused."""
+    core, X = _model(seed=7)
+    built = treeshap.family_treeshap(core.booster)
+    twin = lgb.Booster(model_str=core.booster.model_to_string())
+    assert twin not in treeshap._SHAP
+    treeshap.register_family_treeshap(twin, built)
+    assert treeshap.family_treeshap(twin) is built
+    with pytest.raises(TypeError, match="FamilyTreeShap"):
+        treeshap.register_family_treeshap(twin, object())  # type: ignore[arg-type]
+    assert treeshap.family_treeshap(twin) is built
