@@ -1103,9 +1103,13 @@ def _renderer_main(conn, task: str, config: DriftConfig, settings: Settings, pro
             _WORKER["project"] = open_project(task, settings=settings, ws=ws)
         if processes > 1 and len(jobs) > 1:
             import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-            with multiprocessing.get_context("fork").Pool(min(processes, len(jobs))) as pool:
-                results = pool.starmap(_render_window, jobs)
+            # not multiprocessing.Pool: a window process that dies (a crash, the OOM killer) hangs a Pool for
+            # ever; the executor raises BrokenProcessPool, which reaches the parent as this run's error
+            fork = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(min(processes, len(jobs)), mp_context=fork) as pool:
+                results = list(pool.map(_render_window, *zip(*jobs, strict=True)))
         else:
             results = [_render_window(*job) for job in jobs]
         conn.send(("ok", results))

@@ -251,3 +251,28 @@ def test_split_windows_cli_exits_2_and_writes_nothing(tmp_path, isolated_home):
     error = json.loads(res.stdout.strip().splitlines()[-1])["error"]
     assert "window 3 of 3" in error and "no rows" in error
     _nothing_written(isolated_home, run_id)
+
+
+def _die_in_window(*_args, **_kwargs):
+    """A window process that dies without a Python exception (what a crash or the OOM killer looks like)."""
+    import os
+
+    os._exit(3)
+
+
+@pytest.mark.slow
+def test_a_window_process_that_dies_is_an_error_not_a_hang(tmp_path, isolated_home, monkeypatch):
+    """The windows are rendered in forked processes: one that dies must end the run with an error (a
+    `multiprocessing.Pool` waits for ever there), and no window is attached to the champion's MLflow run."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from monitoring import drift
+    from monitoring.config import DriftConfig
+
+    run_id = _two_day_log(tmp_path)
+    monkeypatch.setattr(drift, "_render_window", _die_in_window)  # inherited by the forked renderer
+    with pytest.raises(BrokenProcessPool):
+        drift.run_task_windows("churn", ["2025-03-02"], config=DriftConfig())
+    import mlflow
+
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)] == ["reference.parquet"]
