@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import lightgbm as lgb
 import numpy as np
+import pytest
 
 from serving.models_store import EXPLANATION_SUFFIX, explanation_key, prepare_explanations
 from training.model import TabularModel, path_attribution
@@ -79,6 +80,7 @@ def test_a_multiclass_model_has_no_tables(tmp_path):
     assert not (tmp_path / "compiled").exists()
 
 
+@pytest.mark.slow  # trains the serving test models (~30 s) when no other test has
 def test_the_demos_compiler_stores_the_tables_the_service_reads(use_serving_env, tmp_path):
     """`clientlens demo` compiles each new model in a side process (`warm_compiled_models`); that process also
     stores the churn model's tables, so a service loading the same champion reads them instead of building."""

@@ -50,7 +50,8 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
-def _run(mode: str, sig: int) -> tuple[int, int]:
+def _run(mode: str, sig: int, settle: float = 10.0) -> tuple[int, int]:
+    """Start the script, signal it, wait for it, then up to `settle` seconds for its server to stop."""
     script = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, mode], cwd=ROOT, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -60,7 +61,7 @@ def _run(mode: str, sig: int) -> tuple[int, int]:
     time.sleep(0.5)  # inside the sleep, signal handlers installed
     script.send_signal(sig)
     code = script.wait(30)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + settle
     while _alive(server) and time.monotonic() < deadline:
         time.sleep(0.1)
     return code, server
@@ -75,7 +76,7 @@ def test_a_signalled_script_stops_its_server(sig):
 
 def test_without_the_guard_sigterm_orphans_the_server():
     """The failure this guards against (what bench_serving did before): the server outlives the script."""
-    code, server = _run("plain", signal.SIGTERM)
+    code, server = _run("plain", signal.SIGTERM, settle=2.0)  # a stopped server is gone well inside 1 s
     try:
         assert code == -signal.SIGTERM
         assert _alive(server)
