@@ -140,7 +140,7 @@ def batch_throughput(
         conn.close()
 
     worker(0)  # warm-up on one thread
-    workers = _workers(pid) if pid else []
+    workers = worker_processes(pid) if pid else []
     cpu_before = [_cpu_s(w) for w in workers]
     client_before = time.process_time()
     t = time.perf_counter()
@@ -158,7 +158,8 @@ def batch_throughput(
             "client_cpu_s": round(client_cpu, 2), "worker_cpu_s": worker_cpu}  # fmt: skip
 
 
-def _workers(pid: int) -> list:
+def worker_processes(pid: int) -> list:
+    """The `bentoml serve` worker processes (psutil) under the server process `pid`."""
     import psutil
 
     return [p for p in psutil.Process(pid).children(recursive=True) if "_bentoml_impl.worker" in " ".join(p.cmdline())]

@@ -20,7 +20,6 @@ import argparse
 import http.client
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,10 +50,9 @@ def _request(host: str, port: int, path: str, body: bytes) -> float:
 
 
 def _workers(port: int) -> list[int]:
-    from benchmarks.bench_serving import server_pid
+    from benchmarks.bench_serving import server_pid, worker_processes
 
-    out = subprocess.run(["pgrep", "-P", str(server_pid(port))], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    return [p.pid for p in worker_processes(server_pid(port))]
 
 
 def _cpu_seconds(workers: list[int]) -> np.ndarray:

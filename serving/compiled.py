@@ -60,6 +60,15 @@ def codegen_opt(model_text: str) -> int:
     return 2 if leaves <= O2_MAX_LEAVES else 0
 
 
+def _host_cpu_features(llvm: Any) -> str:
+    """The host CPU's feature string for LLVM ("" where LLVM cannot read it): part of the cache key and of the
+    target machine the code is generated for, so both always see the same value."""
+    try:
+        return llvm.get_host_cpu_features().flatten()
+    except RuntimeError:
+        return ""
+
+
 def _cache_key(model_text: str, opt: int) -> str:
     from importlib.metadata import version
 
@@ -67,10 +76,7 @@ def _cache_key(model_text: str, opt: int) -> str:
 
     llvm.initialize()
     llvm.initialize_native_target()
-    try:
-        features = llvm.get_host_cpu_features().flatten()
-    except RuntimeError:
-        features = ""
+    features = _host_cpu_features(llvm)
     h = hashlib.sha256()
     parts = (
         model_text,
@@ -173,10 +179,7 @@ def compile_model(model: Any, cache: Path, opt: int) -> None:
     else:
         module = compiler.compile_to_module(model.model_file, froot_func_name=root, use_fp64=True)
     _initialize_llvm()
-    try:
-        features = llvm.get_host_cpu_features().flatten()
-    except RuntimeError:
-        features = ""
+    features = _host_cpu_features(llvm)
     target = llvm.Target.from_triple(llvm.get_process_triple())
     machine = target.create_target_machine(
         cpu=llvm.get_host_cpu_name(), features=features, opt=opt, reloc="pic", codemodel="large"
