@@ -681,8 +681,18 @@ class TabularModel:
             np.add.at(contrib, (slice(None), self.prior.index), self.prior.contributions(X))  # type: ignore[arg-type]  # numpy's stubs omit tuple-of-slice indices
         return contrib
 
+    def leaf_indices(self, X: np.ndarray) -> np.ndarray:
+        """(n, trees) int64: the leaf each row reaches in each tree (LightGBM's `pred_leaf`)."""
+        return np.asarray(self.booster.predict(X, pred_leaf=True, num_threads=1), dtype=np.int64).reshape(len(X), -1)
+
     def grouped_contributions(
-        self, X: np.ndarray, groups: np.ndarray, n_groups: int, *, exact: bool = False
+        self,
+        X: np.ndarray,
+        groups: np.ndarray,
+        n_groups: int,
+        *,
+        exact: bool = False,
+        leaves: np.ndarray | None = None,
     ) -> np.ndarray:
         """(n, n_groups) contributions to the explained class's raw score summed by feature group
         (`groups[j]` = group of feature j, -1 = left out).
@@ -695,12 +705,12 @@ class TabularModel:
         score less the trees' expected value), but not the same split between groups;
         `training.segments.churn_drivers` falls back to `exact` where the path vote is close (#18,
         benchmarks/bench_drivers.py). Either way the prior's exact share is added. Multiclass models
-        always use `pred_contrib`."""
+        always use `pred_contrib`. `leaves`: `leaf_indices(X)` when the caller has it already."""
         groups = np.asarray(groups, dtype=np.int64)
         if self.kind == "multiclass":
             return group_columns(self.contributions(X), groups, n_groups)
-        leaves = np.asarray(self.booster.predict(X, pred_leaf=True, num_threads=1), dtype=np.int64)
-        leaves = leaves.reshape(len(X), -1)
+        if leaves is None:
+            leaves = self.leaf_indices(X)
         if exact:
             from training.treeshap import grouped_treeshap
 

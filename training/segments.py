@@ -272,12 +272,13 @@ def churn_drivers(model: Any, X: np.ndarray, config: DriverConfig = DEFAULT_DRIV
     # `exact_margin` of flipping (the bar or the runner-up), TreeSHAP decides (`training.treeshap`'s tables,
     # ~0.1 ms per row against ~1 ms for LightGBM's `pred_contrib`, #18). Each
     # row's answer depends on that row alone, so a batch and a single request name the same driver.
-    by_family = model.grouped_contributions(X, groups, len(names))
+    leaves = model.leaf_indices(X)  # both votes read the same rows' leaves
+    by_family = model.grouped_contributions(X, groups, len(names), leaves=leaves)
     best, top, runner_up = _vote(by_family, names.index("other"))
     m, bar = config.exact_margin, config.min_contribution
     close = (np.abs(top - bar) < m) | ((top > bar - m) & (top - runner_up < m))
     if close.any():
-        exact = model.grouped_contributions(X[close], _named(groups), len(names), exact=True)
+        exact = model.grouped_contributions(X[close], _named(groups), len(names), exact=True, leaves=leaves[close])
         best[close], top[close], _ = _vote(exact, names.index("other"))
     strong = top > bar
     return np.asarray(names, dtype=object)[np.where(strong, best, names.index("other"))]

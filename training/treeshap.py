@@ -10,8 +10,8 @@ exact by Gauss-Legendre with d // 2 + 1 nodes, the integrand has degree d - 1). 
 player whose fractions multiply, as in LightGBM's unwinding. A leaf's contribution depends on the row only
 through its pattern z in {0, 1}^d, so each leaf's group sums are tabled once per pattern (the idea of
 Fast TreeSHAP v2, Yang 2021, storing group sums instead of per-feature values); a row then costs one
-comparison per split node, two sparse products (mismatches per (leaf, feature), then the pattern's bits)
-and one gather per (leaf, group on its path). Leaves deeper than the table budget are evaluated per row
+comparison per split node, one sparse product to every leaf's pattern (`FamilyTreeShap.patterns`) and one
+gather per (leaf, group on its path). Leaves deeper than the table budget are evaluated per row
 by the same formula. Only leaves with a feature in some group are visited: a group left out (-1) gets
 nothing, so the other groups' sums are unchanged (Shapley values are per feature).
 
@@ -113,7 +113,54 @@ class FamilyTreeShap:
         )
         # Patterns are bit sets in an int64 (and exact sums in a float64): paths of up to 52 unique features.
         self.supported = int(self.leaf_depth.max(initial=0)) <= 52
+        self._reads(int(booster.num_feature()))
+        self._pattern_matrices()
         self._tables: dict[tuple[int, bytes], _GroupTable] = {}
+
+    def _reads(self, n_features: int) -> None:
+        """What `sides` compares at each numeric node: its feature with NaN and the zero band already sent the
+        node's default way (missing None: NaN as 0; NaN: NaN to its side; Zero: NaN and |x| <= kZeroThreshold to
+        its side), so a block of rows is one gather and one comparison for every numeric node."""
+        missing, left = self.node_missing, self.node_default_left
+        variant = np.where(missing == 0, 0, np.where(missing == 2, np.where(left, 1, 2), np.where(left, 3, 4)))
+        self.node_read = variant * n_features + self.node_feature
+        self.node_read[self.cat_nodes] = 0  # overwritten by the categorical decision
+
+    def _pattern_matrices(self) -> None:
+        """Sparse maps from the split sides (`sides`: nodes, rows, and a last row of ones for the constants) to
+        every leaf's pattern z = sum_k 2^k [the row takes the path's side at every split on feature k]. A feature
+        split once on the path is linear in the side (2^k left, or 2^k - 2^k left); one split more than once
+        counts its mismatches first (small integers): each of its splits must agree. Every sum is of distinct
+        powers of two (or of small integers), exact in float32 up to 2^24 (paths of up to 24 unique features),
+        else in float64 (up to 2^53, `supported`)."""
+        n_leaves, ones = len(self.leaf_value), len(self.node_feature)  # `ones`: the row of ones in `sides`
+        dtype = np.float32 if int(self.leaf_depth.max(initial=0)) <= 24 else np.float64
+        key = self.entry_leaf * 64 + self.entry_bit
+        _, pair, count = np.unique(key, return_inverse=True, return_counts=True)
+        once = count[pair] == 1
+        leaf, node, wants_left = self.entry_leaf[once], self.entry_node[once], self.entry_left[once]
+        weight = np.ldexp(1.0, self.entry_bit[once])
+        constant = np.bincount(leaf, weights=np.where(wants_left, 0.0, weight), minlength=n_leaves)
+        self.pattern_once = _sparse(
+            [np.where(wants_left, weight, -weight), constant],
+            [leaf, np.arange(n_leaves)],
+            [node, np.full(n_leaves, ones)],
+            (n_leaves, ones + 1),
+            dtype,
+        )
+        pair_id, pair = np.unique(key[~once], return_inverse=True)
+        wants_left = self.entry_left[~once]
+        self.repeat_mismatch = _sparse(
+            [np.where(wants_left, -1.0, 1.0), np.bincount(pair, weights=wants_left, minlength=len(pair_id))],
+            [pair, np.arange(len(pair_id))],
+            [self.entry_node[~once], np.full(len(pair_id), ones)],
+            (len(pair_id), ones + 1),
+            np.float32,
+        )
+        self.repeat_bits = _sparse(
+            [np.ldexp(1.0, pair_id % 64)], [pair_id // 64], [np.arange(len(pair_id))], (n_leaves, len(pair_id)), dtype
+        )
+        self.leaf_full = np.left_shift(1, self.leaf_depth) - 1  # the pattern of the leaf the row reaches
 
     def _add_leaf(self, path: list[tuple[int, bool, int, float]], entries: list) -> None:
         leaf = len(self.ratios)
@@ -129,16 +176,21 @@ class FamilyTreeShap:
         self.features.append(list(bit_of))
 
     def sides(self, X: np.ndarray) -> np.ndarray:
-        """(split nodes, rows) float32: 1 where the row goes left (LightGBM's Numerical/CategoricalDecision)."""
+        """(split nodes + 1, rows) float32: 1 where the row goes left (LightGBM's Numerical/CategoricalDecision);
+        the last row is ones (the constants of `patterns`)."""
         XT = np.ascontiguousarray(X.T, dtype=np.float64)
-        left = np.empty((len(self.node_feature), len(X)), dtype=np.float32)
-        n = self.num_nodes
-        v = XT[self.node_feature[n]]
-        nan = np.isnan(v)
-        missing = self.node_missing[n][:, None]
-        v = np.where(nan & (missing != 2), 0.0, v)  # NaN counts as zero unless NaN is the missing value
-        default = ((missing == 1) & (np.abs(v) <= _ZERO)) | ((missing == 2) & nan)
-        left[n] = np.where(default, self.node_default_left[n][:, None], v <= self.node_threshold[n][:, None])
+        left = np.empty((len(self.node_feature) + 1, len(X)), dtype=np.float32)
+        left[-1] = 1.0
+        nan = np.isnan(XT)
+        zero = np.where(nan, 0.0, XT)  # NaN counts as zero unless NaN is the missing value
+        band = np.abs(zero) <= _ZERO
+        # `_reads`' five variants of every feature; the default side is a value that every threshold sends
+        # there: -inf goes left, NaN right.
+        reads = np.concatenate(
+            [zero, np.where(nan, -np.inf, XT), XT, np.where(band, -np.inf, zero), np.where(band, np.nan, zero)]
+        )
+        with np.errstate(invalid="ignore"):
+            np.less_equal(reads[self.node_read], self.node_threshold[:, None], out=left[:-1], casting="unsafe")
         if len(self.cat_nodes):
             c = XT[self.node_feature[self.cat_nodes]]
             width = self.cat_left.shape[1]
@@ -148,14 +200,23 @@ class FamilyTreeShap:
             left[self.cat_nodes] = self.cat_left[np.arange(len(self.cat_nodes))[:, None], code]
         return left
 
+    def patterns(self, left: np.ndarray) -> np.ndarray:
+        """(leaves, rows) int64: each leaf's pattern z (bit k: the row agrees with every split on the leaf's k-th
+        path feature) from `sides` (exact sums of integers: the conversion truncates nothing)."""
+        z = self.pattern_once @ left
+        if self.repeat_bits.shape[1]:
+            agree = (self.repeat_mismatch @ left) == 0
+            z += self.repeat_bits @ agree.astype(z.dtype)
+        return z.astype(np.int64)
+
     def agrees(self, left: np.ndarray, leaves: np.ndarray) -> np.ndarray:
         """Per row: do `sides` send it down the leaf LightGBM's `pred_leaf` gives in every tree?"""
+        return self._reaches(self.patterns(left), leaves)
+
+    def _reaches(self, z: np.ndarray, leaves: np.ndarray) -> np.ndarray:
+        """`agrees` from the rows' `patterns`: a row reaches a leaf when it agrees with every split on its path."""
         mine = self.internal_of[leaves[:, self.split_trees] + np.asarray(self.tree_offsets)[self.split_trees]]
-        lengths = self.leaf_nodes[mine].ravel()
-        at = np.repeat(self.leaf_start[mine].ravel() - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        row = np.repeat(np.arange(len(leaves)), lengths.reshape(len(leaves), -1).sum(axis=1))
-        wrong = (left[self.entry_node[at], row] == 1) != self.entry_left[at]
-        return np.bincount(row[wrong], minlength=len(leaves)) == 0
+        return (z[mine, np.arange(len(leaves))[:, None]] == self.leaf_full[mine]).all(axis=1)
 
     def grouped(
         self, X: np.ndarray, groups: np.ndarray, n_groups: int, leaves: np.ndarray | None = None
@@ -166,10 +227,10 @@ class FamilyTreeShap:
         ok = np.ones(len(X), dtype=bool)
         for lo in range(0, len(X), CHUNK):
             rows = slice(lo, lo + CHUNK)
-            left = self.sides(X[rows])
+            z = self.patterns(self.sides(X[rows]))
             if leaves is not None:
-                ok[rows] = self.agrees(left, leaves[rows])
-            out[rows] = table.grouped(self, left)
+                ok[rows] = self._reaches(z, leaves[rows])
+            out[rows] = table.grouped(self, z)
         return out, ok
 
     def has_table(self, groups: np.ndarray, n_groups: int) -> bool:
@@ -194,23 +255,6 @@ class _GroupTable:
         self.n_groups = n_groups
         self.leaves = np.asarray([i for i, p in enumerate(present) if p], dtype=np.int64)  # the others add 0
         depth = shap.leaf_depth[self.leaves]
-        # The row's pattern at each visited leaf: mismatches per (leaf, path feature), then bits 2^k.
-        keep = np.isin(shap.entry_leaf, self.leaves)
-        position = np.full(len(shap.leaf_value), -1, dtype=np.int64)
-        position[self.leaves] = np.arange(len(self.leaves))
-        leaf, bit = position[shap.entry_leaf[keep]], shap.entry_bit[keep]
-        pair_id, pair = np.unique(leaf * 64 + bit, return_inverse=True)
-        wants_left = shap.entry_left[keep]
-        self.mismatch = sparse.csr_matrix(
-            (np.where(wants_left, -1.0, 1.0), (pair, shap.entry_node[keep])),
-            shape=(len(pair_id), len(shap.node_feature)),
-            dtype=np.float32,  # mismatch counts: small integers, exact
-        )
-        self.mismatch_base = np.bincount(pair, weights=wants_left, minlength=len(pair_id))[:, None].astype(np.float32)
-        self.bits = sparse.csr_matrix(  # float64: sums of distinct powers of two below 2^53 are exact
-            (np.left_shift(1, pair_id % 64).astype(np.float64), (pair_id // 64, np.arange(len(pair_id)))),
-            shape=(len(self.leaves), len(pair_id)),
-        )
         cap = MAX_TABLE_DEPTH
         n_present = np.asarray([len(present[i]) for i in self.leaves], dtype=np.int64)
         while cap > 0 and int((np.left_shift(1, depth) * n_present)[depth <= cap].sum()) > TABLE_BUDGET:
@@ -221,6 +265,7 @@ class _GroupTable:
         tab.sort()
         self.pair_group = np.asarray([g for g, _ in tab], dtype=np.int64)
         self.pair_leaf = np.asarray([j for _, j in tab], dtype=np.int64)  # position in self.leaves
+        self.pair_leaf_index = self.leaves[self.pair_leaf]  # the leaf itself, as `FamilyTreeShap.patterns` rows
         sizes = np.left_shift(1, depth[self.pair_leaf])
         self.pair_base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self.values = np.zeros(int(sizes.sum()))
@@ -265,15 +310,16 @@ class _GroupTable:
         """(pairs, depth): which of the leaf's path features are in the pair's group."""
         return np.asarray([[f == g for f in fam[i]] for i, g in zip(leaves, pair_group, strict=True)])
 
-    def grouped(self, shap: FamilyTreeShap, left: np.ndarray) -> np.ndarray:
-        """(rows, n_groups) from `FamilyTreeShap.sides`."""
-        agree = (self.mismatch @ left + self.mismatch_base) == 0  # (pairs, rows)
-        z = np.rint(self.bits @ agree.astype(np.float64)).astype(np.int64)  # (visited leaves, rows)
-        out = np.zeros((left.shape[1], self.n_groups))
+    def grouped(self, shap: FamilyTreeShap, patterns: np.ndarray) -> np.ndarray:
+        """(rows, n_groups) from `FamilyTreeShap.patterns` (every leaf's)."""
+        out = np.zeros((patterns.shape[1], self.n_groups))
         if len(self.pair_leaf):
-            values = np.take(self.values, self.pair_base[:, None] + z[self.pair_leaf])
+            values = np.take(self.values, self.pair_base[:, None] + patterns[self.pair_leaf_index])
             starts = self.group_start[self.groups_present]
             out[:, self.groups_present] = np.add.reduceat(values, starts, axis=0).T
+        if not self.halves and not self.deep:
+            return out
+        z = patterns[self.leaves]  # (visited leaves, rows)
         for halves in self.halves:
             out += halves.grouped(z)
         for d, j in self.deep.items():
@@ -307,6 +353,10 @@ class _Halves:
         fb, sb = np.take_along_axis(self.FB, b, axis=1), np.take_along_axis(self.SB, b, axis=1)
         per_pair = ((fa * fb * (sa + sb)) @ self.w) * self.value[:, None]  # (pairs, rows)
         return per_pair.T @ self.onehot
+
+
+def _sparse(values: list, rows: list, columns: list, shape: tuple[int, int], dtype: Any) -> sparse.csr_matrix:
+    return sparse.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))), shape, dtype)
 
 
 def _ratios(shap: FamilyTreeShap, leaves: np.ndarray) -> np.ndarray:

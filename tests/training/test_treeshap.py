@@ -218,3 +218,48 @@ def test_registered_tables_are_used_for_a_booster_without_building_them():
     with pytest.raises(TypeError, match="FamilyTreeShap"):
         treeshap.register_family_treeshap(twin, object())  # type: ignore[arg-type]
     assert treeshap.family_treeshap(twin) is built
+
+
+def _numerical_decision(x: float, threshold: float, default_left: bool, missing: int) -> bool:
+    """LightGBM's `Tree::NumericalDecision` for one value (missing: 0 None, 1 Zero, 2 NaN): True = left."""
+    if np.isnan(x) and missing != 2:
+        x = 0.0
+    if (missing == 1 and -treeshap._ZERO <= x <= treeshap._ZERO) or (missing == 2 and np.isnan(x)):
+        return default_left
+    return bool(x <= threshold)
+
+
+@pytest.mark.parametrize(
+    "case", ["binary, NaN missing", "binary, zero as missing", "binary, few features (splits repeat)"]
+)
+def test_sides_and_patterns_equal_a_row_by_row_walk(case):
+    """`sides` (one gather and one comparison for every numeric node) against LightGBM's decision value by value,
+    and `patterns` (a sparse product) against each leaf's pattern counted entry by entry: bit k set when every
+    split on the path's k-th feature agrees. The TreeSHAP sums read nothing else of the row, so equal patterns
+    mean bitwise the same contributions."""
+    core, X = _model(**CASES[case])
+    X = np.vstack([X[:40], X[10:20], X[20:30]])  # NaN rows and values in and around LightGBM's zero band
+    X[0, :] = np.inf
+    X[1, :] = -np.inf
+    X[2, :] = -0.0
+    shap = treeshap.family_treeshap(core.booster)
+    left = shap.sides(X)
+    assert left.shape == (len(shap.node_feature) + 1, len(X)) and (left[-1] == 1).all()
+    for node in shap.num_nodes:
+        f, thr = shap.node_feature[node], shap.node_threshold[node]
+        want = [_numerical_decision(x, thr, shap.node_default_left[node], shap.node_missing[node]) for x in X[:, f]]
+        assert (left[node] == np.asarray(want)).all(), node
+    disagree = np.zeros((len(shap.leaf_value), 64, len(X)), dtype=bool)
+    for leaf, node, goes_left, bit in zip(
+        shap.entry_leaf, shap.entry_node, shap.entry_left, shap.entry_bit, strict=True
+    ):
+        disagree[leaf, bit] |= (left[node] == 1) != goes_left
+    depth = shap.leaf_depth
+    want_z = np.zeros((len(shap.leaf_value), len(X)), dtype=np.int64)
+    for leaf in range(len(shap.leaf_value)):
+        for bit in range(depth[leaf]):
+            want_z[leaf] |= (~disagree[leaf, bit]).astype(np.int64) << bit
+    z = shap.patterns(left)
+    assert z.dtype == np.int64 and np.array_equal(z, want_z)
+    assert shap.repeat_bits.shape[1] > 0 or case != "binary, few features (splits repeat)"  # repeated splits exercised
+    assert shap.agrees(left, core.booster.predict(X, pred_leaf=True)).all()
