@@ -199,3 +199,29 @@ def test_a_batch_over_max_batch_is_left_to_pydantic():
     assert BIG_FAST.decode(text.encode()) is None
     with pytest.raises(ValidationError, match="at most 100"):
         BIG_REQUEST.model_validate_json(text)
+
+
+@pytest.mark.parametrize("order", ["registry", "reversed", "shuffled", "categories first"])
+def test_numeric_runs_convert_every_numeric_field_in_any_field_order(order):
+    """The numeric columns are converted run by run (views of adjacent struct fields): whatever the order of
+    the features, the runs cover the numeric fields once, in order, and give each column its own values."""
+    rng = np.random.default_rng(5)
+    features = {
+        "registry": list(FEATURES),
+        "reversed": list(FEATURES)[::-1],
+        "shuffled": [FEATURES[i] for i in rng.permutation(len(FEATURES))],
+        "categories first": sorted(FEATURES, key=lambda f: f.dtype != "category"),
+    }[order]
+    fast = FastRequests(features, MAX_BATCH)
+    assert [first + k for _, first, n in fast._numeric_runs for k in range(n)] == fast._numeric_at
+    assert [dst for dst, _, _ in fast._numeric_runs] == list(np.cumsum([0] + [n for *_, n in fast._numeric_runs])[:-1])
+    rows = [random_customer(rng) for _ in range(MAX_BATCH)]
+    got = fast.decode(json.dumps({"customers": rows}).encode())
+    assert got is not None and list(got.columns) == [f.name for f in features]
+    for f in features:
+        values = [r.get(f.name) for r in rows]
+        if f.dtype == "category":
+            assert got.columns[f.name].tolist() == values, f.name
+        else:
+            want = np.array([np.nan if v is None else float(v) for v in values])
+            np.testing.assert_array_equal(got.columns[f.name], want, err_msg=f.name)
