@@ -123,6 +123,7 @@ class FamilyTreeShap:
         its side), so a block of rows is one gather and one comparison for every numeric node."""
         missing, left = self.node_missing, self.node_default_left
         variant = np.where(missing == 0, 0, np.where(missing == 2, np.where(left, 1, 2), np.where(left, 3, 4)))
+        self.n_features = n_features
         self.node_read = variant * n_features + self.node_feature
         self.node_read[self.cat_nodes] = 0  # overwritten by the categorical decision
 
@@ -178,6 +179,8 @@ class FamilyTreeShap:
     def sides(self, X: np.ndarray) -> np.ndarray:
         """(split nodes + 1, rows) float32: 1 where the row goes left (LightGBM's Numerical/CategoricalDecision);
         the last row is ones (the constants of `patterns`)."""
+        if X.shape[1] != self.n_features:  # `_reads` indexes the variants by the booster's feature count
+            raise ValueError(f"expected {self.n_features} feature columns, got {X.shape[1]}")
         XT = np.ascontiguousarray(X.T, dtype=np.float64)
         left = np.empty((len(self.node_feature) + 1, len(X)), dtype=np.float32)
         left[-1] = 1.0
