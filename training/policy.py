@@ -635,14 +635,17 @@ def _thousands(x: np.ndarray) -> list[str]:
     with np.errstate(invalid="ignore"):
         k = np.rint(np.abs(x))
         fast = k < 2.0**53  # an exact int64 (NaN and inf are not)
-    rest = np.where(fast, k, 0.0).astype(np.int64)
-    group = rest % 1000
-    rest //= 1000
-    text = np.where(rest > 0, _GROUP[group], _LEAD[group])
-    while (more := rest > 0).any():
-        group = rest % 1000
+    whole = np.where(fast, k, 0.0).astype(np.int64)
+    text = _LEAD[whole % 1000]
+    at = np.flatnonzero(whole >= 1000)  # the values with more groups, and their groups so far
+    rest, tail = whole[at] // 1000, _GROUP[whole[at] % 1000]
+    while len(at):
+        lead = rest < 1000
+        text[at[lead]] = _LEAD[rest[lead]] + "," + tail[lead]
+        more = ~lead
+        at, rest, tail = at[more], rest[more], "," + tail[more]
+        tail = _GROUP[rest % 1000] + tail
         rest //= 1000
-        text = np.where(more, np.where(rest > 0, _GROUP[group], _LEAD[group]) + "," + text, text)
     return _signed(text, x, fast, lambda v: f"{v:,.0f}")
 
 
