@@ -286,9 +286,16 @@ class AppetitePosterior:
         has none."""
         plan = self._plan()
         mu = inp.profile @ self.theta_
-        ll = -0.5 * (GRID[None, :] - mu[:, None]) ** 2
+        # In place, one (n, G) pass per operation and no temporaries: the same operations in the same order as
+        # the expressions in the comments (so the same bits; tests/training/test_appetite.py), at ~2.5x less time
+        # for a batch (#18).
+        ll = np.subtract(GRID[None, :], mu[:, None])
+        np.square(ll, out=ll)
+        ll *= -0.5  # -0.5 * (GRID[None, :] - mu[:, None]) ** 2
         rows = inp.stated >= 0  # the questionnaire: log P(stated | a), by staleness bin
-        if rows.any():
+        if rows.all():
+            ll += plan.stated[inp.stale_bin, :, inp.stated]
+        elif rows.any():
             ll[rows] += plan.stated[inp.stale_bin[rows], :, inp.stated[rows]]
         if label is not None:
             table = self._ordinal(GRID, self.cuts_, self.label_sd_)
@@ -303,19 +310,26 @@ class AppetitePosterior:
             return ll + self._correlated_loglik(inp, U, plan) / temperature
         # the behaviour, tempered by `temperature` (chosen on review rows, see `_choose_temperature`)
         behaviour = ll if temperature == 1.0 else np.zeros_like(ll)  # in place at 1: the same bits as ever
+        term, squared = np.empty_like(ll), np.empty_like(ll)
         for k, coef in enumerate(plan.coefs):
             y = inp.measures[:, k]
             seen = np.isfinite(y)
             every = seen.all()  # then the same arithmetic without the row selections (one customer: each costs)
             by_power = (U if every else U[seen]) @ coef.T
-            mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * _GRID_SQUARED
-            term = -0.5 * (((y[:, None] if every else y[seen, None]) - mean) / self.emission_sd_[k]) ** 2 - np.log(
-                self.emission_sd_[k]
-            )
+            t, sq = term[: len(by_power)], squared[: len(by_power)]
+            np.multiply(by_power[:, 1:2], GRID[None, :], out=t)
+            t += by_power[:, :1]
+            np.multiply(by_power[:, 2:3], _GRID_SQUARED, out=sq)
+            t += sq  # mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * GRID**2
+            np.subtract((y if every else y[seen])[:, None], t, out=t)
+            t /= self.emission_sd_[k]
+            np.square(t, out=t)
+            t *= -0.5
+            t -= np.log(self.emission_sd_[k])  # -0.5 * ((y - mean) / sd) ** 2 - np.log(sd)
             if every:
-                behaviour += term
+                behaviour += t
             else:
-                behaviour[seen] += term
+                behaviour[seen] += t
         return ll if temperature == 1.0 else ll + behaviour / temperature
 
     @staticmethod
@@ -617,7 +631,10 @@ class AppetitePosterior:
     # -- scoring -----------------------------------------------------------------------------------
     def transform(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
         """(n, classes) P(class | profile, questionnaire, behaviour) for the rows of the model matrix `X`."""
-        w = self._weights(self._loglik(self.inputs(raw, X), temperature=getattr(self, "temperature_", 1.0)))
+        w = self._loglik(self.inputs(raw, X), temperature=getattr(self, "temperature_", 1.0))
+        w -= w.max(axis=1, keepdims=True)  # `_weights(ll)`, in place (ll is ours): the same operations
+        np.exp(w, out=w)
+        w /= w.sum(axis=1, keepdims=True)
         p = np.maximum(w @ self._plan().class_mass, _EPS)
         return p / p.sum(axis=1, keepdims=True)
 

@@ -18,12 +18,13 @@ from `features.vocab.MAX_RISK_LEVEL_FOR`, not from the policy, and a policy cann
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii as _escape
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -258,6 +259,11 @@ def _bools(values: Any, n: int) -> np.ndarray:
     """True/False, or None when missing (a condition on a missing flag is never met)."""
     if values is None:
         return np.full(n, None, dtype=object)
+    if n > SMALL_BATCH and isinstance(values, np.ndarray) and values.dtype.kind in "biuf" and values.shape == (n,):
+        out = (values != 0).astype(object)  # `bool(v)` of a number, as Python's True / False
+        if values.dtype.kind == "f":
+            out[np.isnan(values)] = None
+        return out
     return np.array([None if v is None or (isinstance(v, float) and v != v) else bool(v) for v in values], dtype=object)
 
 
@@ -338,6 +344,7 @@ class _Plan:
         self.ruled_index = np.array([j for j, _ in self.ruled], dtype=np.intp)
         # `_reason_templates` per answer to "does the book lack the aggressive-propensity column?"
         self.templates: dict[bool, list] = {}
+        self.pieces: dict[int, tuple[list, _Pieces]] = {}  # `_pieces`, per templates
         # Each action's name and channel as JSON strings (`arbitrate(as_json=True)`), and those of the
         # default action and of its channels (a class's service channel, or "none"): ~40 `json.dumps` a
         # request otherwise (#18).
@@ -452,7 +459,9 @@ def customer_inputs(cols: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
         "class": cls,
         "stage": stage,
         "stated": _strings(cols.get(STATED_RISK_COLUMN), n),
-        "hidden": np.array([bool(h) for h in hidden], dtype=bool),
+        "hidden": np.array([bool(h) for h in hidden], dtype=bool)
+        if n <= SMALL_BATCH
+        else np.asarray(hidden == True, dtype=bool),  # noqa: E712  # `bool(h)` of True, False or None
         "aum": _finite(_floats(cols.get(AUM_COLUMN), n)).clip(min=0),
         "trend": _finite(_floats(cols.get(AUM_CHANGE_COLUMN), n)).clip(-0.5, 0.5),
     }
@@ -589,50 +598,191 @@ def _json_action(action: str, channel: str, priority: float, reason: str) -> str
     )
 
 
-def arbitrate(
-    cols: Mapping[str, Any], n: int, policy: Policy | None = None, *, top_k: int | None = None, as_json: bool = False
-) -> dict[str, Any]:
-    """The ranked actions of every customer (`{column: array of n values}` in, columns out).
+# -- numbers as Python formats them, for a column of floats at once ---------------------------------
+# Python's `.0f` / `.2f` / `round(x, 2)` round the exact binary value half to even, which is what
+# `np.rint` does to a float (exactly) and to `100 * x` when that product's rounding error cannot cross a
+# half (checked per value); the digits then come from tables. Any value the tables cannot vouch for
+# (NaN, inf, huge, a near-tie) is formatted by Python itself (tests/training/test_policy_columns.py).
+_LEAD = np.array([str(i) for i in range(1000)], dtype=object)  # a leading group of digits
+_GROUP = np.array([f"{i:03d}" for i in range(1000)], dtype=object)  # a following group
+_CENTS = np.array([f".{i:02d}" for i in range(100)], dtype=object)  # `.2f`'s decimals
+_CENTS_REPR = np.array(["." + (f"{i:02d}".rstrip("0") or "0") for i in range(100)], dtype=object)  # repr's
 
-    Returns `service_class`, `next_action` (the first action), `next_action_reason` and
-    `actions` (per row a list of `{action, channel, priority, reason}`, best first, at most K).
-    A customer with no eligible, suitable action gets the policy's default action and a reason
-    that says so. With `as_json`, each row's `actions` is that list's `json.dumps` string, written
-    as it is ranked (a batch's 1,000 lists cost more as dicts then JSON than its ranking, #18).
-    """
-    policy = policy or default_policy()
-    k = top_k or policy.top_k
-    inp = customer_inputs(cols, n)
-    eligible, priority, prop, value = _matrices(policy, cols, n, inp)
-    ok = eligible & suitable_mask(_plan(policy).level, allowed_level(inp["stated"]), inp["hidden"])
-    ranked = np.where(ok, priority, -np.inf)
-    order = np.argsort(-ranked, axis=1, kind="stable")[:, :k]
-    next_action = np.empty(n, dtype=object)
+
+def _signed(text: np.ndarray, x: np.ndarray, fast: np.ndarray, python: Any) -> list[str]:
+    """`text` with a minus where `x` has its sign bit (-0.0 too: Python writes `-0`), and Python's
+    `python(v)` wherever `fast` is False."""
+    neg = np.signbit(x) & fast
+    if neg.any():
+        text = np.where(neg, "-" + text, text)
+    out = text.tolist()
+    for i in np.flatnonzero(~fast).tolist():
+        out[i] = python(float(x[i]))
+    return out
+
+
+def _integer_text(k: np.ndarray) -> np.ndarray:
+    """`str` of each non-negative int64."""
+    text = _LEAD[np.minimum(k, 999)]
+    big = k >= 1000
+    if big.any():
+        text[big] = [str(v) for v in k[big].tolist()]
+    return text
+
+
+def _thousands(x: np.ndarray) -> list[str]:
+    """`f"{v:,.0f}"` of each float."""
+    with np.errstate(invalid="ignore"):
+        k = np.rint(np.abs(x))
+        fast = k < 2.0**53  # an exact int64 (NaN and inf are not)
+    whole = np.where(fast, k, 0.0).astype(np.int64)
+    text = _LEAD[whole % 1000]
+    at = np.flatnonzero(whole >= 1000)  # the values with more groups, and their groups so far
+    rest, tail = whole[at] // 1000, _GROUP[whole[at] % 1000]
+    while len(at):
+        lead = rest < 1000
+        text[at[lead]] = _LEAD[rest[lead]] + "," + tail[lead]
+        more = ~lead
+        at, rest, tail = at[more], rest[more], "," + tail[more]
+        tail = _GROUP[rest % 1000] + tail
+        rest //= 1000
+    return _signed(text, x, fast, lambda v: f"{v:,.0f}")
+
+
+def _cents(x: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """|x| in hundredths rounded as `.2f` rounds (int64), and where that is certain and |x| < `limit`."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        hundred = np.abs(x) * 100.0  # within hundred * 2**-53 of the exact product
+        k = np.rint(hundred)
+        tie = np.abs(hundred - np.floor(hundred) - 0.5)
+        fast = (np.abs(x) < limit) & (tie > hundred * 2.0**-50)
+    return np.where(fast, k, 0.0).astype(np.int64), fast
+
+
+def _two_decimals(x: np.ndarray) -> list[str]:
+    """`f"{v:.2f}"` of each float."""
+    k, fast = _cents(x, 2.0**44)
+    return _signed(_integer_text(k // 100) + _CENTS[k % 100], x, fast, lambda v: f"{v:.2f}")
+
+
+def _rounded_repr(x: np.ndarray) -> list[str]:
+    """`_json_float(round(v, 2))` of each float: below 2**44 the float nearest a number of hundredths is
+    written as those hundredths, trailing zeros dropped (no shorter decimal lies within half a unit of it)."""
+    k, fast = _cents(x, 2.0**44)
+    return _signed(_integer_text(k // 100) + _CENTS_REPR[k % 100], x, fast, lambda v: _json_float(round(v, 2)))
+
+
+def _percent(x: np.ndarray) -> list[str]:
+    """`f"{v:+.0%}"` of each float (Python multiplies by 100, then formats `.0f`)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        k = np.rint(np.abs(x) * 100.0)
+        fast = k < 1000
+    text = np.where(np.signbit(x), "-", "+") + _LEAD[np.where(fast, k, 0.0).astype(np.int64)] + "%"
+    out = text.tolist()
+    for i in np.flatnonzero(~fast).tolist():
+        out[i] = f"{float(x[i]):+.0%}"
+    return out
+
+
+def _plain(text: Any) -> bool:
+    """Whether `json.dumps` writes the string as it is, between quotes (printable ASCII, no quote or
+    backslash; None stands for the text "None")."""
+    return text is None or (text.isascii() and text.isprintable() and '"' not in text and "\\" not in text)
+
+
+class _Pieces:
+    """Per action, the fixed text around a reason's numbers (from `_reason_templates`) and its JSON head, as
+    arrays over the actions so a batch gathers them per ranked item."""
+
+    def __init__(self, policy: Policy, templates: list[_Template]):
+        acts = policy.actions
+        obj = functools.partial(np.array, dtype=object)
+        before_ratio, before_value, lever, before_stated, after_stated = [], [], [], [], []
+        for head, column, take_up, lever_text, _staged, conditions, product in templates:
+            before_ratio.append(head + (take_up if column is None else f"{column} "))
+            before_value.append(("" if column is None else f" x {take_up}") + " x value ")
+            lever.append(lever_text)
+            before_stated.append(conditions + product)
+            after_stated.append(" limit" if product else "")
+        self.before_ratio, self.before_value, self.lever = obj(before_ratio), obj(before_value), obj(lever)
+        self.before_stated, self.after_stated = obj(before_stated), obj(after_stated)
+        self.has_column = np.array([t[1] is not None for t in templates], dtype=bool)
+        self.staged = np.array([t[4] for t in templates], dtype=bool)
+        self.has_product = np.array([bool(t[6]) for t in templates], dtype=bool)
+        self.base_rate = np.array([a.base_rate for a in acts], dtype=np.float64)
+        self.names = obj([a.name for a in acts])
+        self.channels = obj([a.channel for a in acts])
+        texts = zip(before_ratio, before_value, lever, before_stated, after_stated, strict=True)
+        self.plain = np.array([all(map(_plain, t)) for t in texts], dtype=bool)
+        encoded = _plan(policy).encoded
+        self.json_head = obj([f'{{"action": {name}, "channel": {channel}, "priority": ' for name, channel in encoded])
+
+
+def _pieces(policy: Policy, templates: list[_Template]) -> _Pieces:
+    """`_Pieces` of the policy for these templates, kept on its plan (one per `_reason_templates` case)."""
+    cache = _plan(policy).pieces
+    hit = cache.get(id(templates))
+    if hit is None or hit[0] is not templates:
+        hit = cache[id(templates)] = (templates, _Pieces(policy, templates))
+    return hit[1]
+
+
+class _RowTexts:
+    """Per customer, the parts of a reason that depend on the customer only: `f"{cls}"`, `f"{cls}, {stage}"`,
+    `f"{stated}"` and ` (aum <aum>, 3m trend <trend>`."""
+
+    def __init__(self, inp: dict[str, np.ndarray]):
+        def text(v: np.ndarray) -> np.ndarray:  # f"{v}": None -> "None" (the values are str or None)
+            return np.where(v == None, "None", v)  # noqa: E711
+
+        self.cls = text(inp["class"])
+        self.class_stage = self.cls + ", " + text(inp["stage"])
+        self.stated = text(inp["stated"])
+        parts = (self.cls.tolist(), inp["stage"].tolist(), self.stated.tolist())
+        if all(map(_plain, {v for part in parts for v in part})):  # the usual book: class names and stages
+            self.plain = np.ones(len(self.cls), dtype=bool)
+        else:
+            self.plain = np.array([all(map(_plain, row)) for row in zip(*parts, strict=True)], dtype=bool)
+        aum = np.array(_thousands(inp["aum"]), dtype=object)
+        self.amounts = " (aum " + aum + ", 3m trend " + np.array(_percent(inp["trend"]), dtype=object)
+
+
+class _Scores(NamedTuple):
+    """(n x A) eligible-and-suitable, priority, propensity and value; (n x K) each row's actions by priority."""
+
+    ok: np.ndarray
+    order: np.ndarray
+    priority: np.ndarray
+    prop: np.ndarray
+    value: np.ndarray
+
+
+# next_action, its reason, actions (None where a row has no action), the rows without one
+_Ranked = tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]
+
+
+def _ranked_rows(
+    policy: Policy, templates: list[_Template], scores: _Scores, inp: dict[str, np.ndarray], as_json: bool
+) -> _Ranked:
+    """Each customer's eligible and suitable actions in `order`, row by row (a few customers: each numpy
+    call on a handful of values would cost more than the Python below)."""
+    ok, order, priority, prop, value = scores
+    n = len(ok)
+    next_action = np.empty(n, dtype=object)  # None-filled
     reason = np.empty(n, dtype=object)
     actions = np.empty(n, dtype=object)  # one list per row (never a 2-D array, whatever the lengths)
-    plan = _plan(policy)
-    lacks_aggressive = cols.get(PROPENSITY_COLUMNS["revealed_aggressive"]) is None
-    templates = plan.templates.get(lacks_aggressive)
-    if templates is None:  # once per policy and case: a single customer's request would pay it each time
-        templates = plan.templates.setdefault(lacks_aggressive, _reason_templates(policy, cols))
     acts = policy.actions
+    encoded = _plan(policy).encoded
     # Flat lists of Python floats for the per-row loop: the same float64 values, formatted and rounded as
-    # numpy's scalars are, without indexing arrays element by element; flat, so the loop allocates no
-    # container per row (a list per row made the garbage collector run over the whole heap, #18).
+    # numpy's scalars are, without indexing arrays element by element.
     a = ok.shape[1]
-    ok_l, priority_l, prop_l, value_l = (
-        ok.ravel().tolist(),
-        priority.ravel().tolist(),
-        prop.ravel().tolist(),
-        value.ravel().tolist(),
-    )
+    ok_l, priority_l, prop_l, value_l = (x.ravel().tolist() for x in (ok, priority, prop, value))
     order_l, w = order.ravel().tolist(), order.shape[1]
     cls_l, stage_l, stated_l, aum_l, trend_l = (inp[k].tolist() for k in ("class", "stage", "stated", "aum", "trend"))
-    encoded = plan.encoded
+    missing = []
     for i in range(n):
         row: list = []
         base = i * a
-        first_reason = None
         for j in order_l[i * w : (i + 1) * w]:
             if not ok_l[base + j]:
                 break
@@ -649,25 +799,150 @@ def arbitrate(
                 aum_l[i],
                 trend_l[i],
             )
-            if first_reason is None:
-                next_action[i], first_reason = act.name, why
+            if not row:
+                next_action[i], reason[i] = act.name, why
             if as_json:
-                row.append(_json_action(*encoded[j], priority_ij, why))
+                name, channel = encoded[j]
+                row.append(_json_action(name, channel, priority_ij, why))
             else:
                 row.append({"action": act.name, "channel": act.channel, "priority": priority_ij, "reason": why})
-        if not row:
-            why = f"{policy.default_action}: no eligible and suitable action for class {inp['class'][i]}"
-            if eligible[i].any():
-                why += f" ({int(eligible[i].sum())} eligible action(s) blocked by suitability)"
-            sm = policy.service_models.get(inp["class"][i])
-            channel = sm.channel if sm is not None else "none"  # never null: keeps the Parquet type stable
-            if as_json:  # the one encoding of every row (`_json_action` = `json.dumps` of the item)
-                row.append(_json_action(plan.default_encoded, plan.channel_encoded[channel], 0.0, why))
-            else:
-                row.append({"action": policy.default_action, "channel": channel, "priority": 0.0, "reason": why})
-            next_action[i], first_reason = policy.default_action, why
-        actions[i] = "[" + ", ".join(row) + "]" if as_json else row
-        reason[i] = first_reason
+        if row:
+            actions[i] = "[" + ", ".join(row) + "]" if as_json else row
+        else:
+            missing.append(i)
+    return next_action, reason, actions, missing
+
+
+def _default_rows(
+    policy: Policy,
+    eligible: np.ndarray,
+    inp: dict[str, np.ndarray],
+    ranked: _Ranked,
+    as_json: bool,
+) -> None:
+    """The policy's default action, with a reason that says why, for each row left without an action (in place)."""
+    next_action, reason, actions, missing = ranked
+    for i in missing:
+        why = f"{policy.default_action}: no eligible and suitable action for class {inp['class'][i]}"
+        if eligible[i].any():
+            why += f" ({int(eligible[i].sum())} eligible action(s) blocked by suitability)"
+        sm = policy.service_models.get(inp["class"][i])
+        channel = sm.channel if sm is not None else "none"  # never null: keeps the Parquet type stable
+        if as_json:  # the one encoding of every row (`_json_action` = `json.dumps` of the item)
+            plan = _plan(policy)
+            actions[i] = "[" + _json_action(plan.default_encoded, plan.channel_encoded[channel], 0.0, why) + "]"
+        else:
+            actions[i] = [{"action": policy.default_action, "channel": channel, "priority": 0.0, "reason": why}]
+        next_action[i], reason[i] = policy.default_action, why
+
+
+def _ranked_columns(
+    policy: Policy, templates: list[_Template], scores: _Scores, inp: dict[str, np.ndarray], as_json: bool
+) -> _Ranked:
+    """`_ranked_rows` for a batch, column by column (#18: a 1,000-customer request ranks ~2,500 actions).
+
+    The ranked (row, action) items are gathered first, in row order; their numbers are formatted by
+    `_thousands`, `_two_decimals` and `_rounded_repr` (the strings Python's formats give, from digit tables),
+    each row's amounts once per row, and each action's fixed text once per policy (`_pieces`); the reason is
+    then one f-string per item from those parts, exactly `_reason_from`'s string."""
+    ok, order, priority, prop, value = scores
+    n, a = ok.shape
+    next_action = np.empty(n, dtype=object)  # None-filled
+    reason = np.empty(n, dtype=object)
+    actions = np.empty(n, dtype=object)
+    rows = np.arange(n)[:, None]
+    taken = np.logical_and.accumulate(ok[rows, order], axis=1)  # the ranked prefix of eligible, suitable actions
+    r, position = np.nonzero(taken)  # row-major: each row's items best first
+    if len(r) == 0:
+        return next_action, reason, actions, list(range(n))
+    j = order[r, position]
+    flat = r * a + j
+    pieces = _pieces(policy, templates)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ratio = prop.ravel()[flat] / pieces.base_rate[j]
+    ratio_s = np.where(pieces.has_column[j], np.array(_two_decimals(ratio), dtype=object), "")
+    value_s = _thousands(value.ravel()[flat])
+    per_row = _RowTexts(inp)
+    rule = np.where(pieces.staged[j], per_row.class_stage[r], per_row.cls[r])
+    stated = np.where(pieces.has_product[j], per_row.stated[r], "")
+    why = [
+        f"{p1}{ratio_}{p2}{value_}{amounts}{lever}{rule_}{p4}{stated_}{p5}"
+        for p1, ratio_, p2, value_, amounts, lever, rule_, p4, stated_, p5 in zip(
+            pieces.before_ratio[j].tolist(),
+            ratio_s.tolist(),
+            pieces.before_value[j].tolist(),
+            value_s,
+            per_row.amounts[r].tolist(),
+            pieces.lever[j].tolist(),
+            rule.tolist(),
+            pieces.before_stated[j].tolist(),
+            stated.tolist(),
+            pieces.after_stated[j].tolist(),
+            strict=True,
+        )
+    ]
+    counts = np.bincount(r, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    has = counts > 0
+    first = starts[has]
+    next_action[has] = pieces.names[j[first]]
+    why_array = np.array(why, dtype=object)
+    reason[has] = why_array[first]
+    priority_ij = priority.ravel()[flat]
+    items: list[Any]
+    if as_json:  # a reason of plain characters only is its own JSON string body (no escaping to do)
+        plain = (pieces.plain[j] & per_row.plain[r]).tolist()
+        items = [
+            f'{head}{p}, "reason": "{w}"}}' if plain_ else f'{head}{p}, "reason": {_escape(w)}}}'
+            for head, p, w, plain_ in zip(
+                pieces.json_head[j].tolist(), _rounded_repr(priority_ij), why, plain, strict=True
+            )
+        ]
+    else:
+        items = [
+            {"action": acts_name, "channel": channel, "priority": round(p, 2), "reason": w}
+            for acts_name, channel, p, w in zip(
+                pieces.names[j].tolist(), pieces.channels[j].tolist(), priority_ij.tolist(), why, strict=True
+            )
+        ]
+    bounds = zip(first.tolist(), (first + counts[has]).tolist(), strict=True)
+    if as_json:
+        actions[has] = ["[" + ", ".join(items[s:e]) + "]" for s, e in bounds]
+    else:
+        listed = np.empty(int(has.sum()), dtype=object)
+        listed[:] = [items[s:e] for s, e in bounds]
+        actions[has] = listed
+    return next_action, reason, actions, np.flatnonzero(~has).tolist()
+
+
+def arbitrate(
+    cols: Mapping[str, Any], n: int, policy: Policy | None = None, *, top_k: int | None = None, as_json: bool = False
+) -> dict[str, Any]:
+    """The ranked actions of every customer (`{column: array of n values}` in, columns out).
+
+    Returns `service_class`, `next_action` (the first action), `next_action_reason` and
+    `actions` (per row a list of `{action, channel, priority, reason}`, best first, at most K).
+    A customer with no eligible, suitable action gets the policy's default action and a reason
+    that says so. With `as_json`, each row's `actions` is that list's `json.dumps` string, written
+    as it is ranked (a batch's 1,000 lists cost more as dicts then JSON than its ranking, #18).
+    """
+    policy = policy or default_policy()
+    k = top_k or policy.top_k
+    inp = customer_inputs(cols, n)
+    eligible, priority, prop, value = _matrices(policy, cols, n, inp)
+    ok = eligible & suitable_mask(_plan(policy).level, allowed_level(inp["stated"]), inp["hidden"])
+    by_priority = np.where(ok, priority, -np.inf)
+    order = np.argsort(-by_priority, axis=1, kind="stable")[:, :k]
+    plan = _plan(policy)
+    lacks_aggressive = cols.get(PROPENSITY_COLUMNS["revealed_aggressive"]) is None
+    templates = plan.templates.get(lacks_aggressive)
+    if templates is None:  # once per policy and case: a single customer's request would pay it each time
+        templates = plan.templates.setdefault(lacks_aggressive, _reason_templates(policy, cols))
+    # A few customers: row by row on Python floats; a batch: column by column (the same strings).
+    ranked_items = _ranked_rows if n <= SMALL_BATCH else _ranked_columns
+    ranked = ranked_items(policy, templates, _Scores(ok, order, priority, prop, value), inp, as_json)
+    _default_rows(policy, eligible, inp, ranked, as_json)
+    next_action, reason, actions, _ = ranked
     return {
         SERVICE_CLASS_COLUMN: inp["class"],
         NEXT_ACTION_COLUMN: next_action,

@@ -174,8 +174,7 @@ def score_columns(
     out[T.STATED_RISK_COLUMN] = stated
     out[T.LIFECYCLE_COLUMN] = lifecycle
     out[T.DEPTH_COLUMN] = depth
-    out[T.SEGMENT_COLUMN] = segment_labels(asset_tier, risk_seg, lifecycle, depth)
-    out[T.BUSINESS_SEGMENT_COLUMN] = _business_segments(scheme, asset_tier, risk_seg, lifecycle, depth)
+    out[T.SEGMENT_COLUMN], out[T.BUSINESS_SEGMENT_COLUMN] = _segments(scheme, asset_tier, risk_seg, lifecycle, depth)
     # Ranked actions from the service policy (training/policy.py): class = the current asset tier.
     arb_cols = {**cols, **out, T.TIER.output: asset_tier}
     # `actions` leaves scoring as one JSON list per row: a plain string column in Parquet, CSV,
@@ -187,29 +186,44 @@ def score_columns(
     return out
 
 
-_SEGMENTS: dict[int, tuple[SegmentScheme, dict[tuple, str]]] = {}
+# Per scheme: each combination of the four classes seen -> its position in the segment and business-segment
+# arrays. An entry is replaced, never changed in place: another thread may be reading the old one.
+_SEGMENTS: dict[int, tuple[SegmentScheme, dict[tuple, int], np.ndarray, np.ndarray]] = {}
 
 
-def _business_segments(scheme: SegmentScheme, *dims: np.ndarray) -> np.ndarray:
-    """`scheme.assign(*dims)`, remembered per combination of the four classes: a row's segment depends on
-    its own four classes only, and a book has a few hundred combinations at most, while `assign` costs
-    ~0.3 ms even for one row (a single customer's request, #18)."""
+def _segments(scheme: SegmentScheme, *dims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`segment_labels(*dims)` and `scheme.assign(*dims)`, remembered per combination of the four classes: a
+    row's segment and business segment depend on its own four classes only, and a book has a few hundred
+    combinations at most, while `assign` costs ~0.3 ms even for one row (a single customer's request, #18)
+    and both are a Python loop over the rows (one dictionary look-up per row here)."""
     hit = _SEGMENTS.get(id(scheme))
     if hit is None or hit[0] is not scheme:
         if len(_SEGMENTS) > 16:
             _SEGMENTS.clear()
-        hit = _SEGMENTS[id(scheme)] = (scheme, {})
-    known = hit[1]
+        hit = _SEGMENTS[id(scheme)] = (scheme, {}, np.empty(0, dtype=object), np.empty(0, dtype=object))
     keys = list(zip(*dims, strict=True))
-    new = list(dict.fromkeys(k for k in keys if k not in known))
-    if new:
+    known = hit[1]
+    try:
+        at = [known[k] for k in keys]
+    except KeyError:
+        new = list(dict.fromkeys(k for k in keys if k not in known))
+        labels, business = hit[2], hit[3]
         if len(known) + len(new) > 10_000:  # not class combinations (free-text classes?): do not grow
-            known = {}  # a new dict, not cleared in place: another thread may be reading the old one
-            _SEGMENTS[id(scheme)] = (scheme, known)
+            known, labels, business = {}, labels[:0], business[:0]
             new = list(dict.fromkeys(keys))
         columns = [np.array(c, dtype=object) for c in zip(*new, strict=True)]
-        known.update(zip(new, scheme.assign(*columns), strict=True))
-    return np.array([known[k] for k in keys], dtype=object)
+        known = {**known, **{k: len(known) + i for i, k in enumerate(new)}}
+        labels = np.concatenate([labels, segment_labels(*columns)])
+        business = np.concatenate([business, scheme.assign(*columns)])
+        hit = _SEGMENTS[id(scheme)] = (scheme, known, labels, business)
+        at = [known[k] for k in keys]
+    index = np.array(at, dtype=np.intp)
+    return hit[2][index], hit[3][index]
+
+
+def _business_segments(scheme: SegmentScheme, *dims: np.ndarray) -> np.ndarray:
+    """`scheme.assign(*dims)` through `_segments`' cache."""
+    return _segments(scheme, *dims)[1]
 
 
 def load_models(tasks: list[str], alias: str = "champion") -> tuple[dict[str, Any], dict[str, str]]:

@@ -283,6 +283,19 @@ def test_the_gathered_inputs_equal_the_column_by_column_ones_bit_for_bit(fitted)
     np.testing.assert_array_equal(numbers._profile_raw(X32)[:, 0], np.nan_to_num(X32[:, 0], nan=0.0))
 
 
+def _prior_and_questionnaire_as_before(post: AppetitePosterior, inp) -> np.ndarray:
+    """The (n, G) prior and questionnaire terms of the log-likelihood, as first written."""
+    from training.appetite import GRID
+
+    plan = post._plan()
+    mu = inp.profile @ post.theta_
+    ll = -0.5 * (GRID[None, :] - mu[:, None]) ** 2
+    rows = inp.stated >= 0
+    if rows.any():
+        ll[rows] += plan.stated[inp.stale_bin[rows], :, inp.stated[rows]]
+    return ll
+
+
 def _transform_as_before(post: AppetitePosterior, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
     """`transform` as written before the single-customer helpers (column stacks, `np.clip`, `nan_to_num`,
     row selections on every measure): the reference the current one must equal bit for bit."""
@@ -292,11 +305,7 @@ def _transform_as_before(post: AppetitePosterior, raw: np.ndarray, X: np.ndarray
     years = np.zeros(len(X)) if post.age_index is None else np.nan_to_num(X[:, post.age_index], nan=0.0) / 365.25
     np.testing.assert_array_equal(inp.stale_bin, np.searchsorted(STALE_BINS, np.clip(years, 0, None)))
     plan = post._plan()
-    mu = inp.profile @ post.theta_
-    ll = -0.5 * (GRID[None, :] - mu[:, None]) ** 2
-    rows = inp.stated >= 0
-    if rows.any():
-        ll[rows] += plan.stated[inp.stale_bin[rows], :, inp.stated[rows]]
+    ll = _prior_and_questionnaire_as_before(post, inp)
     dummies = np.column_stack([(inp.stated == j).astype(float) for j in range(post.n_classes_ - 1)])
     U = np.column_stack([np.ones(len(inp.stated)), inp.covariates, dummies, inp.profile[:, 1:]])
     np.testing.assert_array_equal(post._row_design(inp), U)
@@ -335,3 +344,56 @@ def test_scoring_equals_the_column_stacking_code_bit_for_bit(fitted):
         post.temperature_ = temperature
         for sl in (slice(0, 1), slice(5, 6), slice(7, 12), slice(None)):
             np.testing.assert_array_equal(post.transform(raw[sl], X[sl]), _transform_as_before(post, raw[sl], X[sl]))
+
+
+def _loglik_as_before(post: AppetitePosterior, inp, label=None, anchor=None, temperature: float = 1.0) -> np.ndarray:
+    """`_loglik` as written before it worked in place (#18): one expression per term, each a new array."""
+    from training.appetite import _GRID_SQUARED, GRID
+
+    plan = post._plan()
+    ll = _prior_and_questionnaire_as_before(post, inp)
+    for given, sd in ((label, getattr(post, "label_sd_", None)), (anchor, getattr(post, "anchor_sd_", None))):
+        if given is not None:
+            table = post._ordinal(GRID, post.cuts_, sd)
+            rows = given >= 0
+            ll[rows] += np.log(table[:, given[rows]]).T
+    U = post._row_design(inp)
+    behaviour = ll if temperature == 1.0 else np.zeros_like(ll)
+    for k, coef in enumerate(plan.coefs):
+        y = inp.measures[:, k]
+        seen = np.isfinite(y)
+        every = seen.all()
+        by_power = (U if every else U[seen]) @ coef.T
+        mean = by_power[:, :1] + by_power[:, 1:2] * GRID[None, :] + by_power[:, 2:3] * _GRID_SQUARED
+        term = -0.5 * (((y[:, None] if every else y[seen, None]) - mean) / post.emission_sd_[k]) ** 2 - np.log(
+            post.emission_sd_[k]
+        )
+        if every:
+            behaviour += term
+        else:
+            behaviour[seen] += term
+    return ll if temperature == 1.0 else ll + behaviour / temperature
+
+
+def test_the_in_place_likelihood_equals_the_expressions_bit_for_bit(fitted):
+    """The fitting likelihood too (labels, review anchors, tempered behaviour, unknown questionnaires, missing
+    measures; all rows, one row, a few): `_loglik` in place gives exactly the bits of the expressions it replaced."""
+    bank, X, post = fitted
+    post = pickle.loads(pickle.dumps(post))
+    post.anchor_sd_ = 0.5  # what `fit(anchor=)` starts from
+    raw = _raw(bank["score"])
+    X = X.copy()
+    rng = np.random.default_rng(12)
+    for col, values in [("stated_risk", [np.nan, 7.0]), ("views_fixed_income_90d", [np.nan, np.inf, 5.0])]:
+        rows = rng.choice(len(X), size=60, replace=False)
+        X[rows, FEATURES.index(col)] = rng.choice(values, size=60)
+    inp = post.inputs(raw, X)
+    assert (inp.stated < 0).any() and (inp.stated >= 0).any() and not np.isfinite(inp.measures).all()
+    label = np.where(rng.random(len(X)) < 0.5, np.asarray(bank["label"]), -1)
+    anchor = np.where(rng.random(len(X)) < 0.1, rng.integers(0, 3, len(X)), -1)
+    for sl in (slice(None), slice(0, 1), slice(3, 40)):
+        part = type(inp)(**{f: getattr(inp, f)[sl] for f in inp.__dataclass_fields__})
+        for args in ((None, None), (label[sl], None), (label[sl], anchor[sl])):
+            for temperature in (1.0, 2.5):
+                got = post._loglik(part, *args, temperature=temperature)
+                np.testing.assert_array_equal(got, _loglik_as_before(post, part, *args, temperature=temperature))

@@ -92,3 +92,36 @@ def test_reasons_are_optional(models, panel_and_truth):
     assert len(out["reasons_churn"].iloc[0]) == 2 and {"feature", "value", "contribution"} <= set(
         out["reasons_risk"].iloc[0][0]
     )
+
+
+def test_segments_cached_per_combination_equal_the_labels_and_the_scheme():
+    """`_segments` (both segment columns from one look-up per row, #18) gives exactly `segment_labels` and
+    `scheme.assign`: missing and empty classes, unknown ones, one row, no rows, a second scheme, and a book of
+    free-text classes past the cache's cap."""
+    from training import scoring
+    from training.segments import DEFAULT_SCHEME, SegmentRule, SegmentScheme, segment_labels
+
+    rng = np.random.default_rng(3)
+
+    def book(n, extra=()):
+        return [
+            rng.choice(np.array(["mass", "affluent", "hnw", None, "", *extra], dtype=object), n),
+            rng.choice(np.array(["conservative", "balanced", "aggressive", None], dtype=object), n),
+            rng.choice(np.array(["young_professional", "family_growth", "retirement", "other", None], dtype=object), n),
+            rng.choice(np.array(["basic", "multi_product", "ecosystem", None], dtype=object), n),
+        ]
+
+    other = SegmentScheme(name="two", default="rest", segments=[SegmentRule(name="rich", tiers=["hnw"])])
+    for scheme in (DEFAULT_SCHEME, other, DEFAULT_SCHEME):
+        for dims in (book(500), book(500, extra=("platinum",)), book(1), book(0)):
+            seg, business = scoring._segments(scheme, *dims)
+            assert seg.dtype == business.dtype == object and len(seg) == len(dims[0])
+            assert seg.tolist() == segment_labels(*dims).tolist()
+            assert business.tolist() == scheme.assign(*dims).tolist()
+    free = book(10_050)
+    free[0] = np.array([f"tier {i}" for i in range(10_050)], dtype=object)  # 10,050 combinations: over the cap
+    seg, business = scoring._segments(DEFAULT_SCHEME, *free)
+    assert seg.tolist() == segment_labels(*free).tolist()
+    assert business.tolist() == DEFAULT_SCHEME.assign(*free).tolist()
+    again = book(300)
+    assert scoring._segments(DEFAULT_SCHEME, *again)[1].tolist() == DEFAULT_SCHEME.assign(*again).tolist()
