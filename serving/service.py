@@ -27,6 +27,10 @@ score` uses) on the request's column arrays, with the `TabularModel` cores of an
 Requests of up to `INLINE_MAX_CUSTOMERS` are scored on the event loop; bigger batches on one
 worker thread, so they never hold up health checks or small requests.
 
+With several workers, each new connection goes to the worker with the fewest open
+(`serving.accept`): BentoML's workers share one listening socket, and the first one awake used
+to accept every waiting connection.
+
 Every scored customer is appended to the inference log (`serving.inference_log`), which is
 written by a background thread: the durability guarantee and its bound are stated there.
 
@@ -489,8 +493,9 @@ def _settle_heap() -> None:
 
 def _balance_connections(workers: int) -> None:
     """In a server worker of several (this class is built on the loop uvicorn is about to listen
-    on, before it does): accept one connection at a time, so keep-alive clients spread over the
-    workers instead of piling onto the first awake (`serving.accept`)."""
+    on, before it does): one accept per wake-up, the worker with the fewest open connections
+    first, so keep-alive clients spread over the workers instead of piling onto the first one
+    awake (`serving.accept`)."""
     from bentoml._internal.context import server_context
 
     if workers < 2 or server_context.worker_index is None:

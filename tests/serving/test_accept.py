@@ -9,6 +9,7 @@ in most rounds: the first awake accepted both).
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -236,13 +237,26 @@ def test_only_the_next_plain_socket_server_is_replaced():
     asyncio.run(main())
 
 
+def published_pids(path: str) -> list[int]:
+    """The worker pids in a `ConnectionCounts` file (slots of int64 pid, count)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        data = f.read()
+    cells = memoryview(data[: len(data) // 8 * 8]).cast("q")
+    return [cells[i] for i in range(0, len(cells), 2) if cells[i] > 0]
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_two_keep_alive_connections_land_on_two_workers(serving_env, tmp_path):
+@pytest.mark.timeout(1200)
+def test_two_keep_alive_connections_land_on_two_workers(serving_env, tmp_path, latest, request_rows):
     import http.client
+    import json
+    import tempfile
 
     import psutil
 
+    from serving.inference_log import read_inference_log
     from serving.process import running_service
 
     env = {
@@ -250,6 +264,7 @@ def test_two_keep_alive_connections_land_on_two_workers(serving_env, tmp_path):
         "BENTOML_HOME": str(tmp_path / "bentoml"),  # its own metrics folder (BentoML wipes it at start)
         "CLIENTLENS_INFERENCE_LOG": str(tmp_path / "inference_log"),
         "CLIENTLENS_RELOAD_SECONDS": "0",
+        "CLIENTLENS_LOG_FLUSH_SECONDS": "3600",  # rows reach the log only at shutdown
         "CLIENTLENS_WORKERS": "2",
     }
     with running_service(env=env, log_path=tmp_path / "server.log", ready_timeout=600) as url:
@@ -259,11 +274,18 @@ def test_two_keep_alive_connections_land_on_two_workers(serving_env, tmp_path):
             for p in psutil.process_iter(["cmdline"])
             if "serving.arbiter" in (p.info["cmdline"] or []) and port in p.info["cmdline"]
         )
+        counts_file = tempfile.gettempdir() + f"/clientlens-connections-{arbiter.pid}-{port}"
         workers = arbiter.children()
         assert len(workers) == 2
-        splits = []
-        for _ in range(10):
-            conns = [http.client.HTTPConnection(host, int(port), timeout=30) for _ in range(2)]
+        # Ready is one worker answering; wait until both accept (each has its slot in the counts file).
+        deadline = time.monotonic() + 600
+        while set(published_pids(counts_file)) != {w.pid for w in workers}:
+            assert time.monotonic() < deadline, (published_pids(counts_file), [w.pid for w in workers])
+            time.sleep(0.5)
+        splits, request_ids = [], []
+        body = json.dumps({"customers": request_rows(latest.tail(1))}).encode()
+        for round_ in range(10):
+            conns = [http.client.HTTPConnection(host, int(port), timeout=60) for _ in range(2)]
             barrier = threading.Barrier(2)
 
             def call(conn, barrier=barrier):
@@ -277,13 +299,23 @@ def test_two_keep_alive_connections_land_on_two_workers(serving_env, tmp_path):
             for t in threads:
                 t.join()
             local_ports = {c.sock.getsockname()[1] for c in conns}
-            splits.append(
-                sorted(
-                    sum(1 for k in w.net_connections("tcp") if k.raddr and k.raddr.port in local_ports) for w in workers
-                )
-            )
+            split = [
+                sum(1 for k in w.net_connections("tcp") if k.raddr and k.raddr.port in local_ports) for w in workers
+            ]
+            splits.append(sorted(split))
+            if round_ == 9:  # one scored request on each connection (on both workers, when split)
+                for c in conns:
+                    c.request("POST", "/score", body=body, headers={"content-type": "application/json"})
+                    answer = c.getresponse()
+                    assert answer.status == 200
+                    request_ids.append(json.loads(answer.read())["request_id"])
             for c in conns:
                 c.close()
             time.sleep(0.2)
-        # Before: [0, 2] in most rounds. A scheduler hiccup on a busy machine may still pair them.
-        assert splits.count([1, 1]) >= 8, splits
+        assert os.path.exists(counts_file)
+    # Before: [0, 2] in most rounds. A scheduler hiccup on a busy machine may still pair them.
+    assert splits.count([1, 1]) >= 8, splits
+    # Both workers shut down in order: each wrote its rows, and the last one removed the counts file.
+    log = read_inference_log(root=tmp_path / "inference_log")
+    assert set(request_ids) <= set(log["request_id"])
+    assert not os.path.exists(counts_file)
