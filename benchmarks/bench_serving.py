@@ -29,6 +29,7 @@ import functools
 import http.client
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -283,6 +284,76 @@ def service_core(frame, cores, batch: int) -> dict:
     return out
 
 
+def ab_balance(
+    home: Path, env: dict, loads: list, per_thread: int, rounds: int, baseline: Path | None,
+    single_bodies: list[bytes], n_single: int,
+) -> int:  # fmt: skip
+    """`rounds` rounds, alternating between this checkout's server and `baseline`'s (both up for the
+    whole run, one measured at a time), of: the GET /livez floor and `n_single` single-customer
+    requests (p50 / p99, a new connection each), then 2-thread batch throughput on each load (JSON,
+    Arrow): customers/s and the busiest worker's share of the workers' CPU (0.5: the two
+    connections went to different workers). Prints one line per measurement, then the medians."""
+    from contextlib import ExitStack
+
+    from serving.process import PROJECT_ROOT, exit_on_signals, running_service
+
+    roots = {"branch": PROJECT_ROOT, **({"baseline": baseline.resolve()} if baseline else {})}
+    rows: list[dict] = []
+    with exit_on_signals(), ExitStack() as stack:
+        servers = {}
+        for name, root in roots.items():
+            # Each its own BentoML home (a server wipes its metrics folder at start), same models.
+            bento_home = home / f"bentoml-{name}"
+            if not bento_home.exists():
+                shutil.copytree(env["BENTOML_HOME"], bento_home, symlinks=True)
+            server_env = {**env, "BENTOML_HOME": str(bento_home),
+                          "CLIENTLENS_INFERENCE_LOG": str(home / f"inference_log_{name}")}  # fmt: skip
+            url = stack.enter_context(running_service(
+                env=server_env,
+                log_path=home / f"bench-server-{name}.log", ready_timeout=600, root=root))  # fmt: skip
+            parsed = urlparse(url)
+            servers[name] = (parsed.hostname, parsed.port, server_pid(parsed.port))
+        for r in range(rounds):
+            order = list(servers) if r % 2 == 0 else list(reversed(servers))
+            for name in order:
+                host, port, pid = servers[name]
+                floor = floor_latency(host, port, 300)
+                single = single_latency(host, port, single_bodies, {"content-type": "application/json"}, n_single)
+                rows.append({"round": r, "server": name, "load": "single", "floor_p50_ms": floor["p50_ms"],
+                             "p50_ms": single["p50_ms"], "p99_ms": single["p99_ms"],
+                             "loadavg_1m": os.getloadavg()[0]})  # fmt: skip
+                print(f"round {r} {name:<8} floor p50 {floor['p50_ms']:.2f} ms  single p50 {single['p50_ms']:.2f} "
+                      f"p99 {single['p99_ms']:.2f} ms ({single['p50_ms'] / floor['p50_ms']:.2f}x floor)  "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+                for bodies, headers, path, kind in loads:
+                    res = batch_throughput(host, port, bodies, headers, per_thread, 2, 1000, path, pid)
+                    cpu = res["worker_cpu_s"]
+                    share = max(cpu) / sum(cpu) if sum(cpu) > 0 else float("nan")
+                    row = {"round": r, "server": name, "load": kind, "customers_per_s": res["customers_per_s"],
+                           "worker_cpu_s": cpu, "busiest_share": share, "errors": res["errors"],
+                           "loadavg_1m": os.getloadavg()[0]}  # fmt: skip
+                    rows.append(row)
+                    print(f"round {r} {name:<8} {kind:<5} {row['customers_per_s']:>8,.0f} customers/s  workers' CPU "
+                          f"{cpu} s (busiest {share:.2f})  errors {row['errors']}  load {row['loadavg_1m']:.1f}",
+                          flush=True)  # fmt: skip
+    print(f"{'server':<9}{'floor p50':>10}{'single p50':>12}{'p99':>8}   (medians over rounds, ms)")
+    for name in roots:
+        mine = [r for r in rows if r["server"] == name and r["load"] == "single"]
+        print(f"{name:<9}" + "".join(f"{np.median([r[k] for r in mine]):>{w}.2f}"
+                                     for k, w in (("floor_p50_ms", 10), ("p50_ms", 12), ("p99_ms", 8))))  # fmt: skip
+    print(f"{'server':<9}{'load':<6}{'median customers/s':>20}{'rounds split ~evenly':>22}")
+    for name in roots:
+        for kind in sorted({r["load"] for r in rows} - {"single"}):
+            mine = [r for r in rows if r["server"] == name and r["load"] == kind]
+            even = sum(r["busiest_share"] <= 0.65 for r in mine)
+            print(
+                f"{name:<9}{kind:<6}{np.median([r['customers_per_s'] for r in mine]):>20,.0f}{even:>17} of {len(mine)}"
+            )
+    OUT_DIR.mkdir(exist_ok=True)
+    (OUT_DIR / "serving_ab.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def server_rss(pid: int) -> int:
     import psutil
 
@@ -442,6 +513,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sustain-seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=100.0, help="single-customer requests/s while sustained")
     parser.add_argument("--markdown", action="store_true", help="print the RESULTS.md section")
+    parser.add_argument("--ab-rounds", type=int, default=0,
+                        help="only the floor, single-customer latency and 2-thread batch throughput (JSON, Arrow) with "
+                             "each worker's CPU share, this many rounds; alternating with a server of "
+                             "--baseline-root when given")  # fmt: skip
+    parser.add_argument(
+        "--baseline-root",
+        type=Path,
+        help="with --ab-rounds: another checkout (e.g. `git archive main`) to serve side by side",
+    )
     args = parser.parse_args(argv)
 
     home = args.home or Path(tempfile.mkdtemp(prefix="clientlens-bench-serving-"))
@@ -480,9 +560,15 @@ def main(argv: list[str] | None = None) -> int:
     arrow_headers = {"content-type": ARROW_STREAM, "accept": ARROW_STREAM}
 
     import_models(env)  # the service's store; the in-process bound loads the same models from it
+    headers = {"content-type": "application/json"}
+    if args.ab_rounds:
+        serve_env = {**env, "CLIENTLENS_FEATURES_TABLE": str(latest_path), "CLIENTLENS_WORKERS": str(args.workers),
+                     "CLIENTLENS_RELOAD_SECONDS": "0"}  # fmt: skip
+        loads = [(batch_bodies, headers, "/score", "json"), (arrow_bodies, arrow_headers, "/score_arrow", "arrow")]
+        return ab_balance(home, serve_env, loads, args.batches, args.ab_rounds, args.baseline_root, single_bodies,
+                          args.single)  # fmt: skip
     print("in-process bound ...", file=sys.stderr)
     bound = in_process_bound(frame, batch, 2000)
-    headers = {"content-type": "application/json"}
     serve_env = {**env, "CLIENTLENS_FEATURES_TABLE": str(latest_path), "CLIENTLENS_WORKERS": str(args.workers),
                  "CLIENTLENS_RELOAD_SECONDS": "30"}  # fmt: skip
     result: dict = {

@@ -48,11 +48,11 @@ def service_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] 
     return env
 
 
-def serve_command(host: str, port: int, target: str = SERVICE) -> list[str]:
+def serve_command(host: str, port: int, target: str = SERVICE, root: Path = PROJECT_ROOT) -> list[str]:
     """`bentoml serve`, through `serving.arbiter` (the same CLI, plus a log line for every worker
-    that dies: which one, and its exit code or signal)."""
+    that dies: which one, and its exit code or signal), of the project at `root`."""
     return [sys.executable, "-m", "serving.arbiter", "serve", target, "--host", host, "--port", str(port),
-            "--working-dir", str(PROJECT_ROOT)]  # fmt: skip
+            "--working-dir", str(root)]  # fmt: skip
 
 
 def import_models(env: Mapping[str, str] | None = None, timeout: float = 300.0) -> dict[str, str]:
@@ -154,9 +154,11 @@ def running_service(
     log_path: Path | None = None,
     import_champions: bool = False,
     target: str = SERVICE,
+    root: Path = PROJECT_ROOT,
 ) -> Iterator[str]:
     """Run `bentoml serve <target>` (default `serving.service:Clientlens`; a Bento tag also works)
-    in a subprocess; yield its base URL once
+    in a subprocess, from the project at `root` (default: this one; another checkout, e.g. for
+    a benchmark against an older version); yield its base URL once
     `/readyz` answers 200; stop it cleanly on exit.
 
     The server itself copies the MLflow champions into the BentoML store at start-up (its
@@ -174,8 +176,8 @@ def running_service(
     else:
         log_file = tempfile.NamedTemporaryFile(prefix="clientlens-serve-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
-        serve_command(host, port, target),
-        cwd=PROJECT_ROOT,
+        serve_command(host, port, target, root),
+        cwd=root,
         env=service_env(env),
         stdout=log_file,
         stderr=subprocess.STDOUT,

@@ -27,6 +27,10 @@ score` uses) on the request's column arrays, with the `TabularModel` cores of an
 Requests of up to `INLINE_MAX_CUSTOMERS` are scored on the event loop; bigger batches on one
 worker thread, so they never hold up health checks or small requests.
 
+With several workers, each new connection goes to the worker with the fewest open
+(`serving.accept`): BentoML's workers share one listening socket, and the first one awake used
+to accept every waiting connection.
+
 Every scored customer is appended to the inference log (`serving.inference_log`), which is
 written by a background thread: the durability guarantee and its bound are stated there.
 
@@ -39,6 +43,7 @@ Run: `clientlens serve` or `bentoml serve serving.service:Clientlens`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import gc
@@ -62,7 +67,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.settings import Settings
 from features.registry import FEATURES
-from serving import arrow_io, models_store, observability
+from serving import accept, arrow_io, models_store, observability
 from serving.alerts_api import AlertsRequest, AlertsResponse, alerts_for
 from serving.fast_json import FastRequests
 from serving.feature_table import FeatureTable
@@ -486,6 +491,22 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
+def _balance_connections(workers: int) -> None:
+    """In a server worker of several (this class is built on the loop uvicorn is about to listen
+    on, before it does): one accept per wake-up, the worker with the fewest open connections
+    first, so keep-alive clients spread over the workers instead of piling onto the first one
+    awake (`serving.accept`)."""
+    from bentoml._internal.context import server_context
+
+    if workers < 2 or server_context.worker_index is None:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # built outside a server (tests, scripts)
+        return
+    accept.balance_accepts(loop, workers, server_context.worker_index)
+
+
 @bentoml.service(
     name="clientlens",
     workers=SETTINGS.workers,
@@ -518,6 +539,7 @@ class Clientlens:
         self._batch_limiter: anyio.CapacityLimiter | None = None
         self._stop = threading.Event()
         self.settings = settings = SETTINGS
+        _balance_connections(settings.workers)
         observability.install(KNOWN_PATHS)
         self.log = InferenceLogWriter(
             root=settings.inference_log,
