@@ -68,6 +68,7 @@ from core.tasks import (
 )
 from core.tasks import task as task_contract
 from monitoring.config import DriftConfig, DriftThresholds
+from monitoring.evidently_widgets import value_drift_widgets_skipped
 from monitoring.performance import class_score_columns, eligible, positive_score_column
 from monitoring.psi import psi_table
 from monitoring.stats import P_VALUE_METHODS, ColumnDrift, is_drift, table_drift
@@ -586,12 +587,13 @@ def evidently_snapshot(
     }
     preset = DataDriftPreset(columns=cols, drift_share=config.thresholds.share_drift)
     report = Report([preset], tags=tags, metadata=metadata)
-    snapshot = report.run(
-        Dataset.from_pandas(cur_s, data_definition=definition),
-        Dataset.from_pandas(ref_s, data_definition=definition),
-        name=f"clientlens drift {result.task or 'adhoc'} {result.created}",
-        timestamp=timestamp,
-    )
+    with value_drift_widgets_skipped():  # the per-column widgets the preset never shows
+        snapshot = report.run(
+            Dataset.from_pandas(cur_s, data_definition=definition),
+            Dataset.from_pandas(ref_s, data_definition=definition),
+            name=f"clientlens drift {result.task or 'adhoc'} {result.created}",
+            timestamp=timestamp,
+        )
     ours = {c.column: c for c in result.columns}
     disagreements, max_delta = [], 0.0
     for metric in snapshot.dict()["metrics"]:
