@@ -25,7 +25,9 @@ per run, so every run finds the same workspace history), this checkout against g
 exported with `git archive` and put first on PYTHONPATH), alternating, N rounds. Records wall, CPU-s
 (the command and every process it waited for) and load for each run, and that both give the same verdicts;
 writes `benchmarks/out/drift-demo-step.json`. The split time is the one the demo printed
-(`[drift] clientlens drift --task churn --split-at ...`).
+(`[drift] clientlens drift --task churn --split-at ...`). With `--window-widgets`: the later window rendered
+in this process, Evidently's per-column widgets built vs skipped (`monitoring.evidently_widgets`), alternating
+N rounds: CPU-s per render and the stored snapshot's size (`benchmarks/out/drift-demo-window-widgets.json`).
 """
 
 from __future__ import annotations
@@ -283,12 +285,76 @@ def demo_step(home: Path, split_at: str, against: str, rounds: int) -> dict:
     return out
 
 
+def window_widgets(home: Path, split_at: str, rounds: int) -> dict:
+    """The later window of the demo's drift step rendered in one process (Evidently's report, the workspace runs,
+    HTML + JSON), the per-column widgets built (as before `monitoring.evidently_widgets`) and skipped, alternating;
+    on a fresh copy of `home`. CPU-s per render, the stored snapshot's size, and that both give the same verdicts."""
+    import contextlib
+    import importlib
+    import shutil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "home"
+        shutil.copytree(home, copy, symlinks=True)
+        os.environ["CLIENTLENS_HOME"] = str(copy)
+        from core.settings import Settings
+        from monitoring import drift, sources
+        from monitoring.config import DriftConfig
+        from monitoring.workspace import open_project, read_workspace, workspace_dir
+
+        for module in drift._EVIDENTLY_MODULES:
+            importlib.import_module(module)
+        settings, config = Settings(), DriftConfig()
+        champ = sources.champion("churn", settings=settings)
+        window = drift._evaluate_window("churn", champ, split_at, None, config, None, settings, attach=False)
+        drift._WORKER["project"] = open_project("churn", settings=settings, ws=read_workspace(workspace_dir(settings)))
+        skipped = drift.value_drift_widgets_skipped
+        variants = {"widgets built": lambda: contextlib.nullcontext(False), "widgets skipped": skipped}
+        drift._render_window(window, Path(tmp) / "warm", config, settings, None)  # first-use costs, once
+        runs: dict[str, list[dict]] = {name: [] for name in variants}
+        try:
+            for r in range(rounds):
+                for name in list(variants) if r % 2 else list(variants)[::-1]:
+                    drift.value_drift_widgets_skipped = variants[name]  # type: ignore[assignment]
+                    load, c0 = os.getloadavg()[0], time.process_time()
+                    result = drift._render_window(window, Path(tmp) / f"{r}-{name}", config, settings, None)
+                    cpu = time.process_time() - c0
+                    ws = result.workspace or {}
+                    stored = next(Path(ws["workspace"]).glob(f"*/snapshots/{ws['snapshot_id']}.json"))
+                    runs[name].append(
+                        {
+                            "cpu_s": round(cpu, 3),
+                            "load_1m": round(load, 2),
+                            "snapshot_bytes": stored.stat().st_size,
+                            "html_bytes": result.report.stat().st_size if result.report else None,
+                            "verdicts": (result.status, result.drifted, result.evidently.get("disagreements")),
+                        }
+                    )
+        finally:
+            drift.value_drift_widgets_skipped = skipped
+    out: dict = {"runs": runs}
+    for name, mine in runs.items():
+        cpus = sorted(run["cpu_s"] for run in mine)
+        out[name] = {"cpu_s_median": cpus[len(cpus) // 2], "snapshot_bytes": mine[0]["snapshot_bytes"]}
+        print(f"{name:<16} CPU-s {[run['cpu_s'] for run in mine]} median {cpus[len(cpus) // 2]:.2f}; "
+              f"snapshot {mine[0]['snapshot_bytes']:,} B; HTML {mine[0]['html_bytes']:,} B")  # fmt: skip
+    verdicts = [run["verdicts"] for mine in runs.values() for run in mine]
+    out["same_verdicts"] = all(v == verdicts[0] for v in verdicts)
+    print(f"same verdicts in every run: {out['same_verdicts']}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo-home", type=Path, help="a finished demo's CLIENTLENS_HOME: time its drift step")
     parser.add_argument("--split-at", help="with --demo-home: the split time the demo's drift step used")
     parser.add_argument("--against", default="main", help="with --demo-home: git ref to compare with")
     parser.add_argument("--rounds", type=int, default=2, help="with --demo-home: runs of each variant")
+    parser.add_argument(
+        "--window-widgets",
+        action="store_true",
+        help="with --demo-home: one window rendered in process, per-column widgets built vs skipped",
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per window for clientlens")
     parser.add_argument("--evidently-rows", default="50000,100000", help="sizes for plain Evidently (comma-separated)")
     parser.add_argument("--max-evidently-rows", type=int, default=10_000, help="clientlens' Evidently sample per side")
@@ -309,10 +375,15 @@ def main(argv: list[str] | None = None) -> dict:
             "command": "uv run python -m benchmarks.bench_drift "
             + " ".join(argv if argv is not None else sys.argv[1:]),
         }
-        res = {"info": info, **demo_step(args.demo_home, args.split_at, args.against, args.rounds)}
+        if args.window_widgets:
+            res = {"info": info, **window_widgets(args.demo_home, args.split_at, args.rounds)}
+            name = "drift-demo-window-widgets.json"
+        else:
+            res = {"info": info, **demo_step(args.demo_home, args.split_at, args.against, args.rounds)}
+            name = "drift-demo-step.json"
         res["info"]["loadavg_1m_at_end"] = os.getloadavg()[0]
         OUT_DIR.mkdir(parents=True, exist_ok=True)
-        (OUT_DIR / "drift-demo-step.json").write_text(json.dumps(res, indent=1))
+        (OUT_DIR / name).write_text(json.dumps(res, indent=1, default=str))
         return res
 
     if args.child:
