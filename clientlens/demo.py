@@ -144,11 +144,15 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
             f"{u.get('f1', float('nan')):.3f} (naive exact name + birth date {u.get('naive_f1', float('nan')):.3f}); "
             f"report {u['report']}")  # fmt: skip
     # The MLflow store's schema is created by a side process while the raw tables are checked, so the three
-    # trainings can start on it side by side.
+    # trainings can start on it side by side. The features are built beside the check (`features` reads the raw
+    # tables through the same contract, so an invalid table fails both; the check's error is the one raised).
     store = create_store(settings)
-    run_stage("validate", ["validate", "--raw", str(raw)], run, say)
-    panel = run_stage("features", ["features", "--raw", str(raw), "--out", str(feats),
-                                   "--workers", str(cfg.workers)], run, say)  # fmt: skip
+    ((_,), (panel,)) = run_concurrently(
+        [[("validate", ["validate", "--raw", str(raw)])],
+         [("features", ["features", "--raw", str(raw), "--out", str(feats), "--workers", str(cfg.workers)])]],
+        run,
+        say,
+    )  # fmt: skip
     if store.wait() != 0:
         raise ClientlensError(f"demo: could not create the MLflow store at {settings.tracking_uri}")
     say(
