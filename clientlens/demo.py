@@ -144,11 +144,15 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
             f"{u.get('f1', float('nan')):.3f} (naive exact name + birth date {u.get('naive_f1', float('nan')):.3f}); "
             f"report {u['report']}")  # fmt: skip
     # The MLflow store's schema is created by a side process while the raw tables are checked, so the three
-    # trainings can start on it side by side.
+    # trainings can start on it side by side. The features are built beside the check (`features` reads the raw
+    # tables through the same contract, so an invalid table fails both; the check's error is the one raised).
     store = create_store(settings)
-    run_stage("validate", ["validate", "--raw", str(raw)], run, say)
-    panel = run_stage("features", ["features", "--raw", str(raw), "--out", str(feats),
-                                   "--workers", str(cfg.workers)], run, say)  # fmt: skip
+    ((_,), (panel,)) = run_concurrently(
+        [[("validate", ["validate", "--raw", str(raw)])],
+         [("features", ["features", "--raw", str(raw), "--out", str(feats), "--workers", str(cfg.workers)])]],
+        run,
+        say,
+    )  # fmt: skip
     if store.wait() != 0:
         raise ClientlensError(f"demo: could not create the MLflow store at {settings.tracking_uri}")
     say(
@@ -237,14 +241,14 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
 # Compile the given model versions' boosters into the service's content-addressed cache
 # (`serving.compiled`) and store their explanation tables beside them (`serving.models_store`), exactly as a
 # service worker would on start (the key is the model's content, so
-# a version compiled before it is promoted is found once it is the champion); a failure only means the
+# a version compiled before it is promoted is found once it is the champion), with the version's ready record
+# (`models_store.prepare_version`: the server's parent then skips loading them); a failure only means the
 # service compiles (or falls back to the booster) itself, so its exit status is not checked.
 _WARM = (
-    "import json, sys; from core.settings import Settings; from serving.compiled import compile_core; "
-    "from training.registry import load_model; from serving.models_store import prepare_explanations; "
-    "s = Settings(); cores = [load_model(t, v)[0] for t, v in json.loads(sys.argv[1]).items()]; "
-    "[(compile_core(c, s.compiled_dir, enabled=s.compiled_models), prepare_explanations(c, s.compiled_dir)) "
-    "for c in cores]"
+    "import json, sys; from core.settings import Settings; from training.registry import load_model; "
+    "from serving.models_store import prepare_version; s = Settings(); "
+    "models = [load_model(t, v) for t, v in json.loads(sys.argv[1]).items()]; "
+    "[prepare_version(c, i['name'], i['version'], i['run_id'], s) for c, i in models]"
 )
 
 

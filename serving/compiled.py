@@ -69,27 +69,31 @@ def _host_cpu_features(llvm: Any) -> str:
         return ""
 
 
-def _cache_key(model_text: str, opt: int) -> str:
+def host_parts() -> tuple[str, ...]:
+    """What a compiled object depends on besides its model text and code-generation level: the lleaves and
+    llvmlite versions and the host CPU (name and feature string)."""
     from importlib.metadata import version
 
     import llvmlite.binding as llvm
 
     llvm.initialize()
     llvm.initialize_native_target()
-    features = _host_cpu_features(llvm)
+    return version("lleaves"), version("llvmlite"), llvm.get_host_cpu_name(), _host_cpu_features(llvm)
+
+
+def _cache_key(model_text: str, opt: int) -> str:
+    lleaves_version, llvmlite_version, cpu, features = host_parts()
     h = hashlib.sha256()
-    parts = (
-        model_text,
-        version("lleaves"),
-        version("llvmlite"),
-        f"codegen-O{opt}",
-        llvm.get_host_cpu_name(),
-        features,
-    )
+    parts = (model_text, lleaves_version, llvmlite_version, f"codegen-O{opt}", cpu, features)
     for part in parts:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:32]
+
+
+def object_path(model_text: str, directory: Path) -> Path:
+    """Where `compile_booster` caches the compiled object of the model with this text."""
+    return directory / f"{_cache_key(model_text, codegen_opt(model_text))}.o"
 
 
 def _walk(node: dict[str, Any], numeric: dict[int, set[float]], categorical: dict[int, set[int]]) -> None:
@@ -204,7 +208,7 @@ def compile_booster(booster: Any, directory: Path) -> Callable[[np.ndarray], np.
     directory.mkdir(parents=True, exist_ok=True)
     text = booster.model_to_string()
     level = codegen_opt(text)
-    obj = directory / f"{_cache_key(text, level)}.o"
+    obj = object_path(text, directory)
     with tempfile.TemporaryDirectory(dir=directory, prefix=".compile-") as tmp:
         model_file = Path(tmp) / "model.txt"
         model_file.write_text(text)

@@ -244,10 +244,12 @@ def load_stored(bento_model, *, compile_trees: bool = True, settings: Settings |
     core = getattr(python_model, "core", None)
     if core is None:
         raise ClientlensError(f"{bento_model.tag}: the MLflow model carries no `core` TabularModel")
+    labels, meta = bento_model.info.labels, bento_model.info.metadata
     if compile_trees:
         compiled.compile_core(core, settings.compiled_dir, enabled=settings.compiled_models)
     prepare_explanations(core, settings.compiled_dir)
-    labels, meta = bento_model.info.labels, bento_model.info.metadata
+    if compile_trees:
+        mark_ready(core, labels, settings)
     return LoadedModel(
         task=labels.get("task") or bento_model.tag.name.removeprefix("clientlens-"),
         core=core,
@@ -302,6 +304,11 @@ def _attach_explanations(core: Any, paths: Any, shap: Any) -> None:
         register_family_treeshap(core.booster, shap)
 
 
+def explanation_path(booster: Any, directory: Path) -> Path:
+    """Where `prepare_explanations` stores `booster`'s tables in `directory`."""
+    return Path(directory) / f"{explanation_key(booster)}{EXPLANATION_SUFFIX}"
+
+
 def prepare_explanations(core: Any, directory: Path | None) -> bool:
     """Give a binary or ordinal `core` its explanation tables (churn: also the drivers'), read from `directory`
     when stored there for this booster and this code, else built (and stored when `directory` is given).
@@ -313,7 +320,7 @@ def prepare_explanations(core: Any, directory: Path | None) -> bool:
     from core.io import write_atomic
 
     try:
-        path = Path(directory) / f"{explanation_key(core.booster)}{EXPLANATION_SUFFIX}" if directory else None
+        path = explanation_path(core.booster, directory) if directory else None
     except OSError:  # the building code's source is not readable (e.g. bytecode only): build, never store
         logger.warning("cannot key the explanation tables on their code; building them", exc_info=True)
         path = None
@@ -334,6 +341,99 @@ def prepare_explanations(core: Any, directory: Path | None) -> bool:
         except OSError:
             logger.warning("could not store the explanation tables at %s", path, exc_info=True)
     return False
+
+
+# --- ready records ------------------------------------------------------------------------------------
+# The server's parent loads every champion before its workers start (`service.import_champions`), only so that
+# each booster is compiled and its explanation tables stored once rather than in every worker: 3-4 s of every
+# `clientlens serve` when all of that is cached already (#18). A ready record says so for one MLflow model
+# version without loading it: written once its compiled object and tables are in `Settings.compiled_dir`, and
+# named by the version (name, number, run id), the compiling host and the code that keys and builds both, so a
+# new version, host or code has no record. A record whose files are gone does not count; and a wrong answer
+# only costs time, never a stale model: each worker still loads, compiles (or reads the cache) and verifies.
+READY_DIR = "ready"
+_READY_CODE = ("serving.compiled", "serving.models_store", *_TABLE_CODE)
+
+
+def ready_path(labels: Mapping[str, str], settings: Settings) -> Path | None:
+    """The ready record of the MLflow version a stored model's `labels` name (None without those labels)."""
+    import hashlib
+    import importlib.util
+
+    from serving.compiled import host_parts
+
+    facts = [labels.get("mlflow_name"), labels.get("mlflow_version"), labels.get("mlflow_run_id")]
+    if not all(facts):
+        return None
+    h = hashlib.sha256()
+    for part in (*facts, f"compiled={settings.compiled_models}", *(host_parts() if settings.compiled_models else ())):
+        h.update(str(part).encode() + b"\0")
+    for name in _READY_CODE:
+        spec = importlib.util.find_spec(name)
+        h.update(Path(spec.origin if spec and spec.origin else name).read_bytes() + b"\0")
+    return settings.compiled_dir / READY_DIR / f"{h.hexdigest()[:32]}.json"
+
+
+def mark_ready(core: Any, labels: Mapping[str, str], settings: Settings) -> bool:
+    """Write the ready record of `core` (compiled per `settings.compiled_models`, its tables prepared) when its
+    object and tables are in `settings.compiled_dir`; True if written."""
+    import json
+
+    from core.io import write_atomic
+    from serving.compiled import object_path
+
+    try:
+        path = ready_path(labels, settings)
+        if path is None or (settings.compiled_models and getattr(core, "predictor", None) is None):
+            return False  # not compiled (off, failed or disagreeing): a worker would try again, so no record
+        files = [object_path(core.booster.model_to_string(), settings.compiled_dir)] if settings.compiled_models else []
+        if core.kind in ("binary", "ordinal"):  # the kinds with explanation tables (`prepare_explanations`)
+            files.append(explanation_path(core.booster, settings.compiled_dir))
+        if not all(f.is_file() for f in files):
+            return False
+        body = json.dumps({"model": dict(labels), "files": [f.name for f in files]}, sort_keys=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: tmp.write_text(body))
+        return True
+    except OSError:
+        logger.warning("could not write the ready record of %s", labels, exc_info=True)
+        return False
+
+
+def is_ready(labels: Mapping[str, str], settings: Settings) -> bool:
+    """True if the MLflow version `labels` name has a ready record whose files are all still there."""
+    import json
+
+    try:
+        path = ready_path(labels, settings)
+        if path is None or not path.is_file():
+            return False
+        files = json.loads(path.read_text())["files"]
+        return all((settings.compiled_dir / name).is_file() for name in files)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def serving_ready(tasks: Iterable[str] = TASK_NAMES, settings: Settings | None = None) -> bool:
+    """Every task's latest stored model is compiled and has its explanation tables in the cache (its ready
+    record, `is_ready`), checked without loading any model."""
+    settings = settings or Settings()
+    for task in tasks:
+        model = latest_stored(task, settings)
+        if model is None or not is_ready(model.info.labels, settings):
+            return False
+    return True
+
+
+def prepare_version(core: Any, name: str, version: str, run_id: str, settings: Settings) -> None:
+    """Compile `core` (MLflow model `name` version `version` of run `run_id`) and prepare its explanation
+    tables in `settings.compiled_dir`, as a worker loading it would, and write its ready record (the demo
+    does this for each new model while the next trains)."""
+    from serving import compiled
+
+    compiled.compile_core(core, settings.compiled_dir, enabled=settings.compiled_models)
+    prepare_explanations(core, settings.compiled_dir)
+    mark_ready(core, {"mlflow_name": name, "mlflow_version": str(version), "mlflow_run_id": str(run_id)}, settings)
 
 
 def load_task(task: str, *, compile_trees: bool = True, settings: Settings | None = None) -> LoadedModel:

@@ -528,7 +528,10 @@ class Clientlens:
         try:
             tags = models_store.import_champions()
             logger.info("champions in the BentoML store: %s", tags)
-            models_store.load_model_set()  # compiles each booster once, into the cache the workers read
+            if models_store.serving_ready():
+                logger.info("every champion compiled, with its explanation tables, in the cache the workers read")
+            else:
+                models_store.load_model_set()  # compiles each booster once, into the cache the workers read
         except Exception as exc:
             logger.warning("could not import champions from MLflow (%s); serving the BentoML store", exc)
 

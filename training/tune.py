@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,6 +42,21 @@ def lgb_threads(settings: Settings | None = None) -> int:
     2 OpenMP threads and other work running, a trial was measured ~10x slower (busy-waiting).
     """
     return (settings or Settings()).lgbm_threads
+
+
+@contextmanager
+def blas_threads(threads: int | None = None) -> Iterator[None]:
+    """numpy's BLAS (OpenBLAS) on `threads` threads (default `lgb_threads()`) inside the block, as LightGBM is.
+
+    OpenBLAS starts one thread per core and spins them between calls; beside another training on this 2-core
+    machine that made the risk posterior's EM (12,000 rows x 121 grid values, small matrix products) 3.5x
+    the CPU: 20-22 CPU-s against 5.7-6.4 on one thread (load 2-5), with bitwise the same fitted posterior
+    (#18, `benchmarks/bench_train_threads.py`). OpenBLAS splits a product's output between its threads, so
+    the thread count does not change what each output sums."""
+    from threadpoolctl import threadpool_limits  # scikit-learn's dependency (it limits BLAS the same way)
+
+    with threadpool_limits(limits=threads or lgb_threads(), user_api="blas"):
+        yield
 
 
 def objective_of(kind: str, n_classes: int) -> tuple[dict[str, Any], str, str]:

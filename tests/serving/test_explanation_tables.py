@@ -7,7 +7,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from serving.models_store import EXPLANATION_SUFFIX, explanation_key, prepare_explanations
+from serving.models_store import EXPLANATION_SUFFIX, explanation_key, is_ready, prepare_explanations
 from training.model import TabularModel, path_attribution
 from training.segments import DEFAULT_DRIVERS, _family_groups, churn_drivers
 from training.treeshap import family_treeshap
@@ -91,8 +91,11 @@ def test_the_demos_compiler_stores_the_tables_the_service_reads(use_serving_env,
     settings = Settings(compiled_dir=tmp_path / "compiled")
     version = use_serving_env.versions["churn"]
     assert warm_compiled_models(settings, {"churn": version}).wait() == 0
-    core = load_model("churn", version)[0]
+    core, info = load_model("churn", version)
     stored = settings.compiled_dir / f"{explanation_key(core.booster)}{EXPLANATION_SUFFIX}"
     assert stored.is_file()
     assert list(settings.compiled_dir.glob("*.o"))  # and the compiled object, as before
     assert prepare_explanations(core, settings.compiled_dir) is True
+    # and the version's ready record, which lets the server's parent skip loading it (`serving_ready`)
+    labels = {"mlflow_name": info["name"], "mlflow_version": info["version"], "mlflow_run_id": info["run_id"]}
+    assert is_ready(labels, settings)
