@@ -12,7 +12,7 @@ the ~2.8 CPU-s of a 20-column report at 3k rows) and stored in the snapshot (hal
 `value_drift_widgets_skipped()`: while a report runs, a `ValueDrift` metric computes its drift
 test only (Evidently's own test, chosen and called as Evidently chooses and calls it) and builds an
 empty widget. The metric values, the top-level widgets, the HTML and what the UI shows are
-unchanged (`tests/monitoring/test_drift.py` compares both ways on the demo's kind of data). If an
+unchanged (`tests/monitoring/test_evidently_widgets.py` compares both ways on the demo's kind of data). If an
 Evidently upgrade moves either hook, nothing is skipped and the report is the full one.
 """
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -273,12 +273,20 @@ _TABLE_CODE = ("training.model", "training.treeshap", "training.segments")
 def explanation_key(booster: Any) -> str:
     """The content key of `booster`'s explanation tables: its model text and the source of the code building them."""
     import hashlib
-    import importlib
 
     h = hashlib.sha256(booster.model_to_string().encode())
-    for name in _TABLE_CODE:
-        h.update(b"\0" + Path(importlib.import_module(name).__file__ or name).read_bytes())
+    for source in _module_sources(_TABLE_CODE):
+        h.update(b"\0" + source)
     return h.hexdigest()[:32]
+
+
+def _module_sources(names: Iterable[str]) -> Iterator[bytes]:
+    """The source file of each module named, found without importing it (OSError where it is not readable)."""
+    import importlib.util
+
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        yield Path(spec.origin if spec and spec.origin else name).read_bytes()
 
 
 def _build_explanations(core: Any) -> tuple[Any, Any]:
@@ -358,7 +366,6 @@ _READY_CODE = ("serving.compiled", "serving.models_store", *_TABLE_CODE)
 def ready_path(labels: Mapping[str, str], settings: Settings) -> Path | None:
     """The ready record of the MLflow version a stored model's `labels` name (None without those labels)."""
     import hashlib
-    import importlib.util
 
     from serving.compiled import host_parts
 
@@ -368,9 +375,8 @@ def ready_path(labels: Mapping[str, str], settings: Settings) -> Path | None:
     h = hashlib.sha256()
     for part in (*facts, f"compiled={settings.compiled_models}", *(host_parts() if settings.compiled_models else ())):
         h.update(str(part).encode() + b"\0")
-    for name in _READY_CODE:
-        spec = importlib.util.find_spec(name)
-        h.update(Path(spec.origin if spec and spec.origin else name).read_bytes() + b"\0")
+    for source in _module_sources(_READY_CODE):
+        h.update(source + b"\0")
     return settings.compiled_dir / READY_DIR / f"{h.hexdigest()[:32]}.json"
 
 

@@ -930,10 +930,10 @@ def arbitrate(
     k = top_k or policy.top_k
     inp = customer_inputs(cols, n)
     eligible, priority, prop, value = _matrices(policy, cols, n, inp)
-    ok = eligible & suitable_mask(_plan(policy).level, allowed_level(inp["stated"]), inp["hidden"])
+    plan = _plan(policy)
+    ok = eligible & suitable_mask(plan.level, allowed_level(inp["stated"]), inp["hidden"])
     by_priority = np.where(ok, priority, -np.inf)
     order = np.argsort(-by_priority, axis=1, kind="stable")[:, :k]
-    plan = _plan(policy)
     lacks_aggressive = cols.get(PROPENSITY_COLUMNS["revealed_aggressive"]) is None
     templates = plan.templates.get(lacks_aggressive)
     if templates is None:  # once per policy and case: a single customer's request would pay it each time

@@ -221,11 +221,6 @@ def _segments(scheme: SegmentScheme, *dims: np.ndarray) -> tuple[np.ndarray, np.
     return hit[2][index], hit[3][index]
 
 
-def _business_segments(scheme: SegmentScheme, *dims: np.ndarray) -> np.ndarray:
-    """`scheme.assign(*dims)` through `_segments`' cache."""
-    return _segments(scheme, *dims)[1]
-
-
 def load_models(tasks: list[str], alias: str = "champion") -> tuple[dict[str, Any], dict[str, str]]:
     """Load each task's model by alias: `({task: TabularModel}, {task: version})`."""
     from training.registry import load_model

@@ -113,7 +113,7 @@ FAMILIES = {
 
 
 def test_business_segments_cached_per_combination_equal_the_scheme():
-    from training.scoring import _business_segments
+    from training.scoring import _segments
     from training.segments import DEFAULT_SCHEME
 
     rng = np.random.default_rng(1)
@@ -126,9 +126,9 @@ def test_business_segments_cached_per_combination_equal_the_scheme():
     want = DEFAULT_SCHEME.assign(*dims)
     assert len(set(want)) > 2
     for _ in range(2):  # cold, then every combination cached
-        assert (_business_segments(DEFAULT_SCHEME, *dims) == want).all()
+        assert (_segments(DEFAULT_SCHEME, *dims)[1] == want).all()
     one = [d[:1] for d in dims]
-    assert (_business_segments(DEFAULT_SCHEME, *one) == DEFAULT_SCHEME.assign(*one)).all()
+    assert (_segments(DEFAULT_SCHEME, *one)[1] == DEFAULT_SCHEME.assign(*one)).all()
 
 
 def test_registered_path_attribution_is_returned_for_a_booster_without_building_it():
