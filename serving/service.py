@@ -53,6 +53,7 @@ import logging
 import threading
 import time
 import uuid
+from itertools import chain, repeat
 from typing import Any
 
 import anyio
@@ -410,61 +411,98 @@ def _no_models() -> JSONResponse:
     return _unavailable("no champion models loaded yet: train and promote tier, churn and risk")
 
 
+class Encoded(bytes):
+    """JSON already encoded: `_json` puts these bytes in the body as they are."""
+
+
 def _json(body: dict[str, Any]) -> Response:
-    """A response body of plain Python values, serialised once by pydantic-core."""
-    return Response(to_json(body), media_type="application/json")
+    """A response body of plain Python values, serialised once by pydantic-core; a value that is
+    `Encoded` (the results of `_results`) goes in as its bytes. The same bytes as `to_json(body)`
+    of the decoded values: `to_json` writes compact JSON, keys in insertion order."""
+    if not any(isinstance(v, Encoded) for v in body.values()):
+        return Response(to_json(body), media_type="application/json")
+    fields = (to_json(k) + b":" + (v if isinstance(v, Encoded) else to_json(v)) for k, v in body.items())
+    return Response(b"{" + b",".join(fields) + b"}", media_type="application/json")
 
 
-def _results(ids: list[int], out: pd.DataFrame | dict[str, Any], explain: bool) -> list[dict[str, Any]]:
-    """`score_columns` (or `score_frame`) output as response items (plain Python values, serialised once)."""
+def _scalars(values: list) -> list[bytes]:
+    """Each number, bool or None of `values` as `to_json` writes it (one call for the whole list:
+    none of them contains a comma)."""
+    return to_json(values)[1:-1].split(b",") if values else []
+
+
+def _labels(values: list) -> list[bytes]:
+    """Each string or None of `values` as `to_json` writes it, encoding each distinct value once."""
+    try:
+        encoded = {v: to_json(v) for v in set(values)}
+    except TypeError:  # an unhashable value: one call each
+        return [to_json(v) for v in values]
+    return list(map(encoded.__getitem__, values))
+
+
+def _results(ids: list[int], out: pd.DataFrame | dict[str, Any], explain: bool) -> Encoded:
+    """`score_columns` (or `score_frame`) output as the JSON array of response items, built column by
+    column: each column's values encoded in one pass, then the rows joined from byte pieces (no dict
+    per customer, #18). The bytes `to_json` writes for the items as dicts of plain Python values
+    (`tests/serving/test_results_json.py` compares them on every kind of column)."""
     from core import tasks as T  # column names of the task contract (imported here: cached, no work at import)
 
     tier_classes = T.TIER.classes_of(out)
     risk_classes = T.RISK.classes_of(out)
-    # Only the columns an item shows become Python lists (not the actions' JSON, reasons of the log ...).
-    shown = {
-        "tier", "churn_proba", "churn", "risk_appetite", "next_action", T.UPGRADE_COLUMN, T.RISK_GAP_COLUMN,
-        T.CHURN_DRIVER_COLUMN, T.HIDDEN_AGGRESSIVE_COLUMN, T.STATED_RISK_COLUMN, T.LIFECYCLE_COLUMN, T.DEPTH_COLUMN,
-        T.SEGMENT_COLUMN, T.BUSINESS_SEGMENT_COLUMN, *(T.TIER.score_column(c) for c in tier_classes),
-        *(T.RISK.score_column(c) for c in risk_classes), *(T.reasons_column(t) for t in T.TASK_NAMES),
-    }  # fmt: skip
-    col = {c: (v if isinstance(v, list) else v.tolist()) for c, v in out.items() if c in shown}
-    tier_p = [col[T.TIER.score_column(c)] for c in tier_classes]
-    risk_p = [col[T.RISK.score_column(c)] for c in risk_classes]
-    upgrade = [None if v != v else v for v in col[T.UPGRADE_COLUMN]]  # NaN when the current tier is unknown
-    gap = [None if v != v else int(v) for v in col[T.RISK_GAP_COLUMN]]  # NaN when either class is unknown
-    reasons = {t: col[T.reasons_column(t)] for t in T.TASK_NAMES if T.reasons_column(t) in col} if explain else None
-    items = []
-    for i, cid in enumerate(ids):
-        item = {
-            "customer_id": cid,
-            "tier": {
-                "label": col["tier"][i],
-                "probabilities": {c: p[i] for c, p in zip(tier_classes, tier_p, strict=True)},
-                "upgrade_probability": upgrade[i],
-            },
-            "churn": {
-                "probability": col["churn_proba"][i],
-                "flag": bool(col["churn"][i]),
-                "driver": col[T.CHURN_DRIVER_COLUMN][i],
-            },
-            "risk_appetite": {
-                "label": col["risk_appetite"][i],
-                "probabilities": {c: p[i] for c, p in zip(risk_classes, risk_p, strict=True)},
-                "hidden_aggressive": bool(col[T.HIDDEN_AGGRESSIVE_COLUMN][i]),
-                "stated": col[T.STATED_RISK_COLUMN][i],
-                "gap": gap[i],
-            },
-            "lifecycle_stage": col[T.LIFECYCLE_COLUMN][i],
-            "relationship_depth": col[T.DEPTH_COLUMN][i],
-            "segment": col[T.SEGMENT_COLUMN][i],
-            "business_segment": col[T.BUSINESS_SEGMENT_COLUMN][i],
-            "next_action": col["next_action"][i],
-        }
-        if reasons is not None:
-            item["reasons"] = {task: rows[i] for task, rows in reasons.items()}
-        items.append(item)
-    return items
+
+    def values(column: str) -> list:
+        v = out[column]
+        return v if isinstance(v, list) else v.tolist()
+
+    def flags(column: str) -> list[bytes]:
+        return [b"true" if v else b"false" for v in values(column)]
+
+    def key(name: str) -> bytes:
+        return to_json(name) + b":"
+
+    upgrade = [None if v != v else v for v in values(T.UPGRADE_COLUMN)]  # NaN when the current tier is unknown
+    gap = [None if v != v else int(v) for v in values(T.RISK_GAP_COLUMN)]  # NaN when either class is unknown
+
+    def probabilities(task: Any, classes: list[str]) -> list[bytes | list[bytes]]:
+        opened: list[bytes | list[bytes]] = [b',"probabilities":{']
+        for i, c in enumerate(classes):
+            opened += [(b"," if i else b"") + key(c), _scalars(values(task.score_column(c)))]
+        return [*opened, b"}"]
+
+    pieces: list[bytes | list[bytes]] = [
+        b',{"customer_id":',
+        _scalars(ids),
+        b',"tier":{"label":',
+        _labels(values("tier")),
+    ]
+    pieces += probabilities(T.TIER, tier_classes)
+    pieces += [
+        b',"upgrade_probability":', _scalars(upgrade),
+        b'},"churn":{"probability":', _scalars(values("churn_proba")),
+        b',"flag":', flags("churn"),
+        b',"driver":', _labels(values(T.CHURN_DRIVER_COLUMN)),
+        b'},"risk_appetite":{"label":', _labels(values("risk_appetite")),
+    ]  # fmt: skip
+    pieces += probabilities(T.RISK, risk_classes)
+    pieces += [
+        b',"hidden_aggressive":', flags(T.HIDDEN_AGGRESSIVE_COLUMN),
+        b',"stated":', _labels(values(T.STATED_RISK_COLUMN)),
+        b',"gap":', _scalars(gap),
+        b'},"lifecycle_stage":', _labels(values(T.LIFECYCLE_COLUMN)),
+        b',"relationship_depth":', _labels(values(T.DEPTH_COLUMN)),
+        b',"segment":', _labels(values(T.SEGMENT_COLUMN)),
+        b',"business_segment":', _labels(values(T.BUSINESS_SEGMENT_COLUMN)),
+        b',"next_action":', _labels(values("next_action")),
+    ]  # fmt: skip
+    if explain:
+        pieces.append(b',"reasons":{')
+        for i, t in enumerate(t for t in T.TASK_NAMES if T.reasons_column(t) in out):
+            pieces += [(b"," if i else b"") + key(t), list(map(to_json, values(T.reasons_column(t))))]
+        pieces.append(b"}")
+    pieces.append(b"}")
+    streams = [repeat(p) if isinstance(p, bytes) else p for p in pieces]
+    rows = b"".join(chain.from_iterable(zip(*streams)))  # ",{...},{...}"
+    return Encoded(b"[" + rows[1:] + b"]")
 
 
 fastapi_app = FastAPI(title="clientlens", docs_url=None, redoc_url=None, openapi_url=None)
@@ -641,7 +679,7 @@ class Clientlens:
 
     def _score(
         self, models: models_store.ModelSet, ids: np.ndarray, columns: dict[str, np.ndarray], explain: bool, top_k: int
-    ) -> tuple[str, list[dict[str, Any]]]:
+    ) -> tuple[str, Encoded]:
         """`_predict`, shaped as the JSON response items."""
         request_id, out = self._predict(models, ids, columns, explain, top_k)
         return request_id, _results(ids.tolist(), out, explain)
@@ -689,7 +727,7 @@ class Clientlens:
              "error": f"unknown customer_id (not in the feature table as of {snap.as_of})"}
             for i in np.flatnonzero(~found)
         ]  # fmt: skip
-        results: list[dict[str, Any]] = []
+        results: Encoded | list = []
         request_id = uuid.uuid4().hex
         if found.any():
             rows = pos[found]
