@@ -432,11 +432,15 @@ def _scalars(values: list) -> list[bytes]:
 
 
 def _labels(values: list) -> list[bytes]:
-    """Each string or None of `values` as `to_json` writes it, encoding each distinct value once."""
+    """Each string or None of `values` as `to_json` writes it, encoding each distinct value once
+    (anything else one by one: 1, 1.0 and True are one key of a dict, three different JSON values)."""
     try:
-        encoded = {v: to_json(v) for v in set(values)}
-    except TypeError:  # an unhashable value: one call each
+        distinct = set(values)
+    except TypeError:  # an unhashable value
+        distinct = {0}
+    if not all(v is None or type(v) is str for v in distinct):
         return [to_json(v) for v in values]
+    encoded = {v: to_json(v) for v in distinct}
     return list(map(encoded.__getitem__, values))
 
 

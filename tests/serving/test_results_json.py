@@ -124,6 +124,13 @@ def test_unhashable_labels_are_encoded_one_by_one():
     _assert_same([5, 6, 7, 8], out, False)
 
 
+def test_labels_equal_as_keys_but_not_as_json_are_each_their_own():
+    out = _synthetic(5, np.random.default_rng(3))
+    out["segment"] = np.array([1, True, 1.0, "1", None], dtype=object)
+    out["next_action"] = [0, False, 0.0, -0.0, "x"]
+    _assert_same([1, 2, 3, 4, 5], out, False)
+
+
 def test_json_keeps_the_order_of_the_fields_around_encoded_results():
     results = service._results([1], _synthetic(1, np.random.default_rng(2)), False)
     body = {"request_id": "r", "versions": {"tier": "1"}, "as_of": None, "results": results,
