@@ -1,7 +1,9 @@
 """The whole main job on embedded defaults, stage by stage, through the real CLI.
 
 Each stage runs as `clientlens <command> --json` in a subprocess, exactly as a scheduler
-would run it, so the demo exercises the command-line contract rather than a private path.
+would run it, so the demo exercises the command-line contract rather than a private path. The drift step's
+process is started early (`prime_command`): it imports while the service runs, then runs its command line
+through the same entry point (`clientlens.cli.main`).
 The summary of every stage (the last stdout line, one JSON object) is kept and the paths
 of every output are printed at the end.
 """
@@ -50,15 +52,24 @@ class DemoRun:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # user + system of the stage's process tree
+    primed: dict[str, subprocess.Popen] = field(default_factory=dict)  # stage name -> `prime_command` process
 
 
-def run_command(args: list[str]) -> tuple[int, str, str, float]:
+def run_command(args: list[str], primed: subprocess.Popen | None = None) -> tuple[int, str, str, float]:
     """Run `args`; (exit status, stdout, stderr, CPU seconds of the process and the children it waited for).
-    The CPU time comes from `os.wait4`, so a stage's cost is known even while other stages run beside it."""
+    The CPU time comes from `os.wait4`, so a stage's cost is known even while other stages run beside it.
+    `primed`: a `prime_command` process still waiting for its arguments (sent as JSON on its stdin): it runs
+    `args` (a `clientlens` command line, without `python -m clientlens`) instead of a new process."""
     import os
     import threading
 
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if primed is not None:
+        proc = primed
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(args) + "\n")
+        proc.stdin.close()
+    else:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     streams: dict[str, str] = {}
     readers = [
         threading.Thread(target=lambda key=key, f=f: streams.__setitem__(key, f.read()))
@@ -77,7 +88,13 @@ def run_stage(name: str, args: list[str], run: DemoRun, say: Callable[[str], Non
     """Run `clientlens ARGS --json`; keep and return its summary, or fail naming the stage."""
     say(f"[{name}] clientlens {' '.join(args)}")
     started = time.perf_counter()
-    code, stdout, stderr, cpu = run_command([sys.executable, "-m", "clientlens", *args, "--json"])
+    primed = run.primed.pop(name, None)
+    if primed is not None and primed.poll() is None:
+        code, stdout, stderr, cpu = run_command([*args, "--json"], primed=primed)
+    else:  # not primed, or its process has ended (an import failed): a process of its own
+        if primed is not None:
+            primed.communicate()
+        code, stdout, stderr, cpu = run_command([sys.executable, "-m", "clientlens", *args, "--json"])
     run.seconds[name], run.cpu_seconds[name] = time.perf_counter() - started, cpu
     lines = stdout.strip().splitlines()
     summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
@@ -86,6 +103,52 @@ def run_stage(name: str, args: list[str], run: DemoRun, say: Callable[[str], Non
         raise ClientlensError(f"demo stage '{name}' failed (exit {code}): {reason}")
     run.summaries[name] = summary
     return summary
+
+
+# What `clientlens drift --task T` imports (the CLI imports itself first): the statistics, MLflow's client, the
+# inference log's reader and the Evidently modules of `monitoring.drift._EVIDENTLY_MODULES` (the renderer it
+# forks then finds them imported). No store is opened and nothing is read before the command line arrives.
+DRIFT_IMPORTS = [
+    "monitoring.drift",
+    "monitoring.sources",
+    "monitoring.workspace",
+    "serving.inference_log",
+    "training.registry",
+    "mlflow.tracking",
+    "mlflow.exceptions",
+    "evidently.presets",
+    "evidently.metrics",
+    "evidently.sdk.panels",
+    "evidently.ui.workspace",
+]
+
+# A `clientlens` process that imports `modules` (argv[1], JSON) and then waits for its command line (one JSON
+# list on stdin) and runs it through the same entry point as `python -m clientlens ARGS` (`clientlens.cli.main`);
+# stdin closed without a line: it exits, having run nothing.
+_PRIMED = (
+    "import importlib, json, sys; from clientlens.cli import main; "
+    "[importlib.import_module(m) for m in json.loads(sys.argv[1])]; line = sys.stdin.readline(); "
+    "line or sys.exit(0); sys.argv[1:] = json.loads(line); main()"
+)
+
+
+def prime_command(modules: list[str]) -> subprocess.Popen:
+    """Start a `clientlens` process that imports `modules` now and runs its command line once `run_command`
+    sends it: the imports of a stage whose arguments are not known yet, done while other stages run."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _PRIMED, json.dumps(modules)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def release_primed(run: DemoRun) -> None:
+    """End the primed processes no stage used (their stdin closed: they exit without running anything)."""
+    for proc in run.primed.values():
+        proc.communicate()  # closes its stdin, reads its output until it exits
+    run.primed.clear()
 
 
 Stage = tuple[str, list[str]]
@@ -204,21 +267,32 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None], settings: Settings | N
         started = time.perf_counter()
         compiler.wait()
         run.seconds["wait for compiled models"] = time.perf_counter() - started
-        boundary = call_service(run, feats, earlier, say)
-        ((_, r),) = batch.result()
+        # The drift step's process imports what it needs (the CLI, MLflow's client, Evidently: about half of
+        # its CPU) while the service runs, and runs `clientlens drift ...` once the split time is known.
+        run.primed["drift"] = prime_command(DRIFT_IMPORTS)
+        try:
+            boundary = call_service(run, feats, earlier, say)
+            ((_, r),) = batch.result()
+        except BaseException:
+            release_primed(run)
+            raise
     for line in book_summary(scores):
         say("         " + line)
     # Two drift windows split at the boundary, so the Evidently UI shows each panel over time (in order: one
     # workspace), in one process (the imports and the champion once); the alerts read neither, so they run beside.
+    # The drift step runs in its primed process (the same command line and entry point, its imports done).
     since = (pd.Timestamp(as_of[-1]) - pd.Timedelta(days=30)).date().isoformat()
-    ((drift,), (a,)) = run_concurrently(
-        [
-            [("drift", ["drift", "--task", "churn", "--split-at", boundary])],
-            [("alerts", ["alerts", "--raw", str(raw), "--since", since, "--out", str(demo / "alerts.parquet")])],
-        ],
-        run,
-        say,
-    )  # fmt: skip
+    try:
+        ((drift,), (a,)) = run_concurrently(
+            [
+                [("drift", ["drift", "--task", "churn", "--split-at", boundary])],
+                [("alerts", ["alerts", "--raw", str(raw), "--since", since, "--out", str(demo / "alerts.parquet")])],
+            ],
+            run,
+            say,
+        )  # fmt: skip
+    finally:
+        release_primed(run)
     for d in drift["windows"]:
         say(f"         drift status: {d.get('status')} (share drifted {d.get('share_drifted'):.3f})")
     say(f"         drift over time: uv run evidently ui --workspace {settings.home_dir / 'evidently_workspace'}")

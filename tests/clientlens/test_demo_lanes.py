@@ -88,3 +88,35 @@ def test_a_deferred_model_compiles_with_the_next_one_trained_in_any_lane(tmp_pat
     alone.after("train risk")
     alone.wait()  # nothing trained after it: wait() starts it
     assert started == [{"risk": "1"}]
+
+
+def test_a_primed_stage_runs_its_command_line_as_its_own_process_would(tmp_path, monkeypatch):
+    """The drift step's primed process (#18: imports done while the service runs) runs the command line it is
+    sent through the CLI's entry point: the same summary, exit status and error as a new process; a primed
+    process no stage used exits without running anything."""
+    from clientlens.demo import prime_command, release_primed, run_stage
+
+    monkeypatch.setenv("CLIENTLENS_HOME", str(tmp_path))
+    missing = str(tmp_path / "no-such-raw")
+    outcomes = {}
+    for primed in (False, True):
+        run = DemoRun(settings=Settings(home=tmp_path))
+        if primed:
+            run.primed["bad"] = prime_command(["monitoring.config"])
+        with pytest.raises(ClientlensError) as error:
+            run_stage("bad", ["validate", "--raw", missing], run, lambda line: None)
+        assert run.primed == {}  # used
+        outcomes[primed] = str(error.value)
+    assert outcomes[True] == outcomes[False]
+    assert "(exit 2)" in outcomes[True]
+    run = DemoRun(settings=Settings(home=tmp_path))
+    proc = run.primed["unused"] = prime_command([])
+    release_primed(run)
+    assert proc.returncode == 0 and run.primed == {}
+
+
+def test_the_drift_step_is_primed_with_the_evidently_modules_its_renderer_imports():
+    from clientlens.demo import DRIFT_IMPORTS
+    from monitoring.drift import _EVIDENTLY_MODULES
+
+    assert set(_EVIDENTLY_MODULES) <= set(DRIFT_IMPORTS)
