@@ -51,6 +51,7 @@ STALE_BINS = np.array([1.0, 2.0, 4.0, 7.0, 12.0])  # years since the questionnai
 # 8e307 made every grid value -inf and the probabilities NaN: found by the serving fuzz test). No real row
 # comes near it, so every real row scores exactly as before.
 Z_MAX = 1e6
+_FEW_ROWS = 32  # up to this many rows, `_loglik` adds the behaviour of all measures in one block
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -115,6 +116,8 @@ class _ScoringPlan:
     stated: np.ndarray  # (staleness bin, G, class) log P(stated | a)
     coefs: list[np.ndarray]  # per measure, (3, row terms): coefficient of a^power on each row term
     class_mass: np.ndarray  # (G, class)
+    emission_sd: np.ndarray  # (measure,) `emission_sd_` as float64
+    log_emission_sd: np.ndarray  # (measure,) `np.log(emission_sd_[k])` of each, as the per-measure loop takes it
     # correlated residuals: per pattern of observed measures (a tuple of bools), the whitening matrix W of the
     # observed block (W' W = its inverse covariance) and the log-determinant of that block; None = independent
     whiten: dict[tuple[bool, ...], tuple[np.ndarray, float]] | None = None
@@ -308,6 +311,8 @@ class AppetitePosterior:
         U = self._row_design(inp)
         if plan.whiten is not None:
             return ll + self._correlated_loglik(inp, U, plan) / temperature
+        if temperature == 1.0 and len(ll) <= _FEW_ROWS and np.isfinite(inp.measures).all():
+            return self._behaviour_of_few(ll, inp, U, plan)
         # the behaviour, tempered by `temperature` (chosen on review rows, see `_choose_temperature`)
         behaviour = ll if temperature == 1.0 else np.zeros_like(ll)  # in place at 1: the same bits as ever
         term, squared = np.empty_like(ll), np.empty_like(ll)
@@ -331,6 +336,27 @@ class AppetitePosterior:
             else:
                 behaviour[seen] += t
         return ll if temperature == 1.0 else ll + behaviour / temperature
+
+    def _behaviour_of_few(self, ll: np.ndarray, inp: PosteriorInputs, U: np.ndarray, plan: _ScoringPlan) -> np.ndarray:
+        """`_loglik`'s behaviour terms added to `ll` (in place) for a few rows with every measure observed, all
+        measures at once on a (measure, row, G) block: each element goes through the same operations in the same
+        order as the per-measure loop (so the same bits; tests/training/test_appetite.py), in ~10 numpy calls
+        instead of ~10 per measure (a single customer's request, #18)."""
+        k = len(plan.coefs)
+        by_power = np.empty((k, len(ll), 3))
+        for m, coef in enumerate(plan.coefs):
+            np.matmul(U, coef.T, out=by_power[m])  # = `U @ coef.T`, the loop's product
+        t = by_power[:, :, 1:2] * GRID  # (k, n, G)
+        t += by_power[:, :, :1]
+        t += by_power[:, :, 2:3] * _GRID_SQUARED
+        np.subtract(inp.measures.T[:, :, None], t, out=t)
+        t /= plan.emission_sd[:, None, None]
+        np.square(t, out=t)
+        t *= -0.5
+        t -= plan.log_emission_sd[:, None, None]
+        for m in range(k):  # measure by measure, in the loop's order
+            ll += t[m]
+        return ll
 
     @staticmethod
     def _residuals(inp: PosteriorInputs, U: np.ndarray, coefs: list[np.ndarray]) -> np.ndarray:
@@ -667,7 +693,15 @@ class AppetitePosterior:
                         o = np.array(pattern)
                         chol = np.linalg.cholesky(cov[np.ix_(o, o)])
                         whiten[pattern] = (np.linalg.inv(chol), 2.0 * float(np.sum(np.log(np.diag(chol)))))
-            plan = _ScoringPlan(stated=stated, coefs=coefs, class_mass=self._class_mass(), whiten=whiten)
+            sd = np.asarray(self.emission_sd_, dtype=np.float64)
+            plan = _ScoringPlan(
+                stated=stated,
+                coefs=coefs,
+                class_mass=self._class_mass(),
+                emission_sd=sd,
+                log_emission_sd=np.array([np.log(self.emission_sd_[k]) for k in range(len(sd))], dtype=np.float64),
+                whiten=whiten,
+            )
             self.__dict__["_plan_cache"] = plan
         return plan
 

@@ -397,3 +397,24 @@ def test_the_in_place_likelihood_equals_the_expressions_bit_for_bit(fitted):
             for temperature in (1.0, 2.5):
                 got = post._loglik(part, *args, temperature=temperature)
                 np.testing.assert_array_equal(got, _loglik_as_before(post, part, *args, temperature=temperature))
+
+
+def test_the_behaviour_of_a_few_rows_in_one_block_equals_the_loop_bit_for_bit(fitted, monkeypatch):
+    """One customer and a few (every measure observed): the one-block behaviour
+    terms (`_behaviour_of_few`, the single-customer path, #18) give exactly the bits of the expressions, and
+    `transform` exactly those of the code before the single-customer helpers."""
+    bank, X, post = fitted
+    raw = _raw(bank["score"])
+    inp = post.inputs(raw, X)
+    seen = np.flatnonzero(np.isfinite(inp.measures).all(axis=1))
+    calls = []
+    real = AppetitePosterior._behaviour_of_few
+    monkeypatch.setattr(AppetitePosterior, "_behaviour_of_few", lambda *a: calls.append(1) or real(*a))
+    blocks = [seen[i : i + 1] for i in range(0, 150)] + [seen[:2], seen[5:21], seen[40:72]]
+    for rows in blocks:
+        part = type(inp)(**{f: getattr(inp, f)[rows] for f in inp.__dataclass_fields__})
+        np.testing.assert_array_equal(post._loglik(part), _loglik_as_before(post, part))
+        np.testing.assert_array_equal(
+            post.transform(raw[rows], X[rows]), _transform_as_before(post, raw[rows], X[rows])
+        )
+    assert len(calls) == 2 * len(blocks)  # the block path ran every time (none of the rows lacks a measure)
