@@ -139,7 +139,12 @@ class Calibrator:
             two[:, 0] = 1.0 - p1
             two[:, 1] = p1
             return two
-        if self.method == "sigmoid" and proba.ndim == 2 and proba.shape[1] == len(self.params_):
+        if (
+            self.method == "sigmoid"
+            and proba.dtype == np.float64  # float32 stays float32 class by class (Python-float parameters)
+            and proba.ndim == 2
+            and proba.shape[1] == len(self.params_)
+        ):
             # every class at once on the (n, classes) block: element by element the same operations as
             # `_one` per column (a, b broadcast by column), in a few numpy calls instead of a few per class (#18)
             slope, intercept = self._slopes()
