@@ -494,7 +494,7 @@ class TabularModel:
         state = {
             k: v
             for k, v in self.__dict__.items()
-            if k not in ("booster", "_lookup", "_index", "_predictor", "_feature_lookups")
+            if k not in ("booster", "_lookup", "_index", "_predictor", "_feature_lookups", "_features_cache")
         }
         state["booster_model"] = self.booster.model_to_string()
         return state
@@ -516,7 +516,9 @@ class TabularModel:
 
     def matrix(self, data: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """Raw features (a frame or a mapping of column → array) to the float matrix the booster was trained on."""
-        missing = [f for f in self.features if f not in data]
+        # a dict holding every feature (a request's columns): one set comparison instead of a look-up per feature
+        covered = type(data) is dict and data.keys() >= self._feature_set()
+        missing = [] if covered else [f for f in self.features if f not in data]
         if missing:
             raise InputError(f"model {self.task}: missing feature column(s) {missing[:10]}")
         n = len(data[self.features[0]])
@@ -525,6 +527,12 @@ class TabularModel:
             if X is not None:
                 return X
         return self._column_matrix(data)
+
+    def _feature_set(self) -> frozenset[str]:
+        cached = self.__dict__.get("_features_cache")
+        if cached is None or cached[0] is not self.features:
+            cached = self.__dict__["_features_cache"] = (self.features, frozenset(self.features))
+        return cached[1]
 
     def _column_matrix(self, data: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """`matrix` one feature at a time: the general path (and the reference `_small_matrix` is tested

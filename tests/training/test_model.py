@@ -504,3 +504,19 @@ def test_few_row_matrix_equals_the_per_column_conversion(binary_model, x):
         np.testing.assert_array_equal(core.matrix(frame), core._column_matrix(frame))
         frame.index = [7, 3, 9, 1][: len(frame)]  # rows are taken by position, not by label
         np.testing.assert_array_equal(core.matrix(frame), core._column_matrix(frame))
+
+
+def test_matrix_names_the_missing_features_of_a_dict_a_frame_and_a_mapping(binary_model):
+    """The one set comparison for a dict of columns (#18) still finds every missing feature, as the per-feature
+    look-up does for a frame or another mapping; the feature set is not pickled."""
+    import pickle
+    from types import MappingProxyType
+
+    core, frame, _ = binary_model
+    cols = {c: frame[c].to_numpy()[:1] for c in core.features}
+    np.testing.assert_array_equal(core.matrix(cols), core.matrix(frame.head(1)))
+    short = {c: v for c, v in cols.items() if c != "colour"}
+    for data in (short, MappingProxyType(short), frame.drop(columns="colour")):
+        with pytest.raises(InputError, match=r"missing feature column\(s\) \['colour'\]"):
+            core.matrix(data)
+    assert "_features_cache" not in pickle.loads(pickle.dumps(core)).__dict__
