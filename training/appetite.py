@@ -34,6 +34,8 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -251,18 +253,35 @@ class AppetitePosterior:
             if len(plan.covariates)
             else np.zeros((len(X), 0))
         )
-        code = X[:, self.stated_index]
-        ok = np.isfinite(code) & (code >= 0) & (code < len(self.stated_codes))
-        stated = np.full(len(X), -1)
-        stated[ok] = self.stated_codes[code[ok].astype(int)]
-        years = np.zeros(len(X)) if self.age_index is None else _nan_to_zero(X[:, self.age_index]) / 365.25
+        stated, stale_bin = self._questionnaire_of_one(X) if len(X) == 1 else self._questionnaire(X)
         return PosteriorInputs(
             profile=_columns(np.ones(len(X)), prof),
             measures=meas,
             covariates=covariates,
             stated=stated,
-            stale_bin=STALE_BINS.searchsorted(np.maximum(years, 0)),
+            stale_bin=stale_bin,
         )
+
+    def _questionnaire(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) stated class index (-1 unknown) and (n,) staleness bin of each row of `X`."""
+        code = X[:, self.stated_index]
+        ok = np.isfinite(code) & (code >= 0) & (code < len(self.stated_codes))
+        stated = np.full(len(X), -1)
+        stated[ok] = self.stated_codes[code[ok].astype(int)]
+        years = np.zeros(len(X)) if self.age_index is None else _nan_to_zero(X[:, self.age_index]) / 365.25
+        return stated, STALE_BINS.searchsorted(np.maximum(years, 0))
+
+    def _questionnaire_of_one(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_questionnaire` of one row on Python floats (a single customer's request, #18): the same rule
+        (`nan_to_num`: NaN -> 0, +-inf -> the largest floats), the same float64 division; same values, dtypes."""
+        code = float(X[0, self.stated_index])
+        known = math.isfinite(code) and 0 <= code < len(self.stated_codes)
+        stated = int(self.stated_codes[int(code)]) if known else -1
+        days = 0.0 if self.age_index is None else float(X[0, self.age_index])
+        if not math.isfinite(days):
+            days = 0.0 if days != days else math.copysign(sys.float_info.max, days)
+        years = days / 365.25
+        return np.array([stated]), STALE_BINS.searchsorted(np.array([max(years, 0.0)]))
 
     # -- the model's pieces ------------------------------------------------------------------------
     @staticmethod

@@ -418,3 +418,25 @@ def test_the_behaviour_of_a_few_rows_in_one_block_equals_the_loop_bit_for_bit(fi
             post.transform(raw[rows], X[rows]), _transform_as_before(post, raw[rows], X[rows])
         )
     assert len(calls) == 2 * len(blocks)  # the block path ran every time (none of the rows lacks a measure)
+
+
+def test_one_rows_questionnaire_equals_the_batch_rule(fitted):
+    """One customer's stated class and staleness bin (Python floats, #18) are the batch's, for every kind of
+    code and questionnaire age a request can bring: known classes, unknown codes, NaN, negative, fractional,
+    infinite and absurd ages."""
+    _bank, X, post = fitted
+    n = 14
+    odd = np.repeat(X[:1], n, axis=0)
+    codes = [0.0, 1.0, 2.0, 2.5, -0.5, -0.0, 99.0, np.nan, np.inf, -np.inf, 1.0, 0.0, 2.0, 1.0]
+    days = [0.0, 400.0, 1e4, np.nan, np.inf, -np.inf, -5.0, 8e307, 1.7e308, 365.25, 730.5, 2556.75, 4383.0, 1.0]
+    odd[:, post.stated_index] = codes
+    assert post.age_index is not None
+    odd[:, post.age_index] = days
+    stated, stale = post._questionnaire(odd)
+    assert len(set(stale.tolist())) > 3 and (stated < 0).any() and (stated >= 0).any()
+    for i in range(n):
+        one_stated, one_stale = post._questionnaire_of_one(odd[i : i + 1])
+        assert one_stated.dtype == stated.dtype and one_stale.dtype == stale.dtype
+        assert (one_stated.tolist(), one_stale.tolist()) == ([stated[i]], [stale[i]]), i
+        got = post.inputs(_raw(np.full(1, 0.3)), odd[i : i + 1])
+        assert (got.stated.tolist(), got.stale_bin.tolist()) == ([stated[i]], [stale[i]])
