@@ -12,6 +12,7 @@ directly; `matrix` + `proba_from_matrix` are the hot path (numpy only).
 
 from __future__ import annotations
 
+import math
 import operator
 import warnings
 import weakref
@@ -104,6 +105,19 @@ class Calibrator:
             return floor
         return _EPS if getattr(self, "n_classes_", 2) == 2 else _TAIL
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_slopes_cache", None)
+        return state
+
+    def _slopes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sigmoid parameters of every class as two float64 rows (slopes, intercepts), built once."""
+        cached = self.__dict__.get("_slopes_cache")
+        if cached is None or cached[0] is not self.params_:
+            a, b = (np.array([float(prm[i]) for prm in self.params_], dtype=np.float64) for i in (0, 1))
+            cached = self.__dict__["_slopes_cache"] = (self.params_, a, b)
+        return cached[1], cached[2]
+
     def _z(self, p: np.ndarray) -> np.ndarray:
         return _logit(p, self._floor())
 
@@ -125,10 +139,21 @@ class Calibrator:
             two[:, 0] = 1.0 - p1
             two[:, 1] = p1
             return two
-        cols = [self._one(proba[:, c], prm) for c, prm in enumerate(self.params_)]
-        out = np.empty((len(proba), len(cols)), dtype=np.result_type(*cols))
-        for c, col in enumerate(cols):
-            out[:, c] = col
+        if (
+            self.method == "sigmoid"
+            and proba.dtype == np.float64  # float32 stays float32 class by class (Python-float parameters)
+            and proba.ndim == 2
+            and proba.shape[1] == len(self.params_)
+        ):
+            # every class at once on the (n, classes) block: element by element the same operations as
+            # `_one` per column (a, b broadcast by column), in a few numpy calls instead of a few per class (#18)
+            slope, intercept = self._slopes()
+            out = _expit(slope * self._z(proba) + intercept)
+        else:
+            cols = [self._one(proba[:, c], prm) for c, prm in enumerate(self.params_)]
+            out = np.empty((len(proba), len(cols)), dtype=np.result_type(*cols))
+            for c, col in enumerate(cols):
+                out[:, c] = col
         out = _clip(out, _TAIL)
         return out / out.sum(axis=1, keepdims=True)
 
@@ -281,7 +306,25 @@ class RankPrior:
 
     def margin(self, X: np.ndarray) -> np.ndarray:
         """The starting score (log-odds) of each row of the model matrix `X`."""
+        if len(X) == 1 and 1 <= len(self.index) < 8:
+            return self._margin_of_one(X)
         return self._margin_of_ranks(self.ranks(X))
+
+    def _margin_of_one(self, X: np.ndarray) -> np.ndarray:
+        """`margin` of one row with Python floats (a single customer's request, #18): the same ranks, and their
+        mean summed in order from 0.0, as numpy's reduction sums a row of fewer than 8 values (8 or more: it
+        sums in 8 lanes), so the same bits (tests/training/test_model.py)."""
+        row = X[0]
+        ranks = []
+        for j, u, c, s in zip(self.index, self.values, self.shares, self.signs, strict=True):
+            v = float(row[j])
+            r = float(c[u.searchsorted(v if v == v else -np.inf, side="right")])
+            ranks.append(r if s > 0 else 1.0 - r)
+        total = 0.0
+        for r in ranks:
+            total += r
+        mean = total / len(ranks)
+        return _logit(np.array([min(max(mean, self.EPS), 1 - self.EPS)]))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """(n, k) exact Shapley values of the prior's columns, against a median customer (every rank
@@ -373,6 +416,11 @@ class TransitionPrior:
     def current(self, X: np.ndarray) -> np.ndarray:
         """(n,) class index of each row's current class; k where it is missing or not a class."""
         k = self.log_transition.shape[1]
+        if len(X) == 1:  # one customer (#18): the same rule on one Python float, without ~8 numpy calls
+            one = float(X[0, self.index[0]])
+            at = int(one) if math.isfinite(one) and 0 <= one < len(self.codes) else len(self.codes)
+            cls = self.codes[at] if at < len(self.codes) else -1
+            return np.array([k if cls < 0 else cls], dtype=np.int64)
         code = np.asarray(X[:, self.index[0]], dtype=np.float64)
         table = np.append(np.asarray(self.codes, dtype=np.int64), -1)
         ok = np.isfinite(code) & (code >= 0) & (code < len(self.codes))
@@ -446,7 +494,7 @@ class TabularModel:
         state = {
             k: v
             for k, v in self.__dict__.items()
-            if k not in ("booster", "_lookup", "_index", "_predictor", "_feature_lookups")
+            if k not in ("booster", "_lookup", "_index", "_predictor", "_feature_lookups", "_features_cache")
         }
         state["booster_model"] = self.booster.model_to_string()
         return state
@@ -468,7 +516,9 @@ class TabularModel:
 
     def matrix(self, data: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """Raw features (a frame or a mapping of column → array) to the float matrix the booster was trained on."""
-        missing = [f for f in self.features if f not in data]
+        # a dict holding every feature (a request's columns): one set comparison instead of a look-up per feature
+        covered = type(data) is dict and data.keys() >= self._feature_set()
+        missing = [] if covered else [f for f in self.features if f not in data]
         if missing:
             raise InputError(f"model {self.task}: missing feature column(s) {missing[:10]}")
         n = len(data[self.features[0]])
@@ -477,6 +527,12 @@ class TabularModel:
             if X is not None:
                 return X
         return self._column_matrix(data)
+
+    def _feature_set(self) -> frozenset[str]:
+        cached = self.__dict__.get("_features_cache")
+        if cached is None or cached[0] is not self.features:
+            cached = self.__dict__["_features_cache"] = (self.features, frozenset(self.features))
+        return cached[1]
 
     def _column_matrix(self, data: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """`matrix` one feature at a time: the general path (and the reference `_small_matrix` is tested

@@ -340,6 +340,18 @@ class _Plan:
         self.benefit = np.array([1 + policy.customer_weight * a.customer_benefit for a in acts], dtype=np.float64)
         self.sources = [a.propensity for a in acts]
         self.source_index = np.array([_SOURCE_ORDER[src] for src in self.sources], dtype=np.intp)
+        # the same constants per action as Python floats, for `_one_customer_values`
+        self.per_action = list(
+            zip(
+                self.base_rate.tolist(),
+                self.source_index.tolist(),
+                self.value_fixed.tolist(),
+                self.value_aum_rate.tolist(),
+                self.benefit.tolist(),
+                self.lever.tolist(),
+                strict=True,
+            )
+        )
         self.ruled = [(j, a.when) for j, a in enumerate(acts) if a.when]
         self.ruled_index = np.array([j for j, _ in self.ruled], dtype=np.intp)
         # `_reason_templates` per answer to "does the book lack the aggressive-propensity column?"
@@ -512,6 +524,10 @@ def _matrices(
             m = eligible[:, j]  # a view: the conditions narrow the column in place
             for cond in when:
                 m &= _condition_mask(cond, cols, n, cache, plan.any_of.get(id(cond)), small=small)
+    if n == 1:
+        one = _one_customer_values(policy, plan, cols, inp)
+        if one is not None:
+            return eligible, *one
     by_source = _propensities(policy, cols, n)
     prop = plan.base_rate[None, :] * by_source[:, plan.source_index]
     trend_factor = 1 + policy.trend_weight * inp["trend"]
@@ -519,6 +535,40 @@ def _matrices(
     value = bank * plan.benefit[None, :]
     priority = prop * value * plan.lever[None, :]
     return eligible, priority, prop, value
+
+
+def _one_customer_values(
+    policy: Policy, plan: _Plan, cols: Mapping[str, Any], inp: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """`_matrices`' (priority, propensity, value) of ONE customer on Python floats (a single customer's
+    request, #18: ~15 numpy calls on arrays of one row otherwise): the same float64 operations in the same
+    order, so the same bits (tests/training/test_policy_fast.py). None when a propensity column is not a
+    one-value array (`_matrices` then takes its array path)."""
+    by_source = [1.0]
+    for source, column in PROPENSITY_COLUMNS.items():
+        values = cols.get(column)
+        if values is None and source == "revealed_aggressive":
+            values = cols.get(HIDDEN_AGGRESSIVE_COLUMN)
+        if values is None:
+            x = 0.0  # NaN, then `_finite`'s 0
+        elif isinstance(values, np.ndarray) and values.shape == (1,):
+            v = values[0]
+            x = 0.0 if v is None else float(v)  # `_floats`: float(v), None missing
+            # `_finite` then `clip(0, 1)` (which keeps -0.0, as min(max()) does): NaN -> 0, +-inf -> 1 / 0
+            x = 0.0 if x != x else min(max(x, 0.0), 1.0)
+        else:
+            return None
+        by_source.append(x)
+    aum, trend = float(inp["aum"][0]), float(inp["trend"][0])
+    trend_factor = 1 + policy.trend_weight * trend
+    prop, value, priority = [], [], []
+    for base_rate, source, fixed, rate, benefit, lever in plan.per_action:
+        p = base_rate * by_source[source]
+        v = (fixed + (rate * aum) * trend_factor) * benefit
+        prop.append(p)
+        value.append(v)
+        priority.append(p * v * lever)
+    return np.array([priority]), np.array([prop]), np.array([value])
 
 
 def _reason(act: Action, i: int, prop: float, value: float, policy: Policy, cols: Mapping[str, Any], inp) -> str:

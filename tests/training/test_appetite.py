@@ -397,3 +397,46 @@ def test_the_in_place_likelihood_equals_the_expressions_bit_for_bit(fitted):
             for temperature in (1.0, 2.5):
                 got = post._loglik(part, *args, temperature=temperature)
                 np.testing.assert_array_equal(got, _loglik_as_before(post, part, *args, temperature=temperature))
+
+
+def test_the_behaviour_of_a_few_rows_in_one_block_equals_the_loop_bit_for_bit(fitted, monkeypatch):
+    """One customer and a few (every measure observed): the one-block behaviour
+    terms (`_behaviour_of_few`, the single-customer path, #18) give exactly the bits of the expressions, and
+    `transform` exactly those of the code before the single-customer helpers."""
+    bank, X, post = fitted
+    raw = _raw(bank["score"])
+    inp = post.inputs(raw, X)
+    seen = np.flatnonzero(np.isfinite(inp.measures).all(axis=1))
+    calls = []
+    real = AppetitePosterior._behaviour_of_few
+    monkeypatch.setattr(AppetitePosterior, "_behaviour_of_few", lambda *a: calls.append(1) or real(*a))
+    blocks = [seen[i : i + 1] for i in range(0, 150)] + [seen[:2], seen[5:21], seen[40:72]]
+    for rows in blocks:
+        part = type(inp)(**{f: getattr(inp, f)[rows] for f in inp.__dataclass_fields__})
+        np.testing.assert_array_equal(post._loglik(part), _loglik_as_before(post, part))
+        np.testing.assert_array_equal(
+            post.transform(raw[rows], X[rows]), _transform_as_before(post, raw[rows], X[rows])
+        )
+    assert len(calls) == 2 * len(blocks)  # the block path ran every time (none of the rows lacks a measure)
+
+
+def test_one_rows_questionnaire_equals_the_batch_rule(fitted):
+    """One customer's stated class and staleness bin (Python floats, #18) are the batch's, for every kind of
+    code and questionnaire age a request can bring: known classes, unknown codes, NaN, negative, fractional,
+    infinite and absurd ages."""
+    _bank, X, post = fitted
+    n = 14
+    odd = np.repeat(X[:1], n, axis=0)
+    codes = [0.0, 1.0, 2.0, 2.5, -0.5, -0.0, 99.0, np.nan, np.inf, -np.inf, 1.0, 0.0, 2.0, 1.0]
+    days = [0.0, 400.0, 1e4, np.nan, np.inf, -np.inf, -5.0, 8e307, 1.7e308, 365.25, 730.5, 2556.75, 4383.0, 1.0]
+    odd[:, post.stated_index] = codes
+    assert post.age_index is not None
+    odd[:, post.age_index] = days
+    stated, stale = post._questionnaire(odd)
+    assert len(set(stale.tolist())) > 3 and (stated < 0).any() and (stated >= 0).any()
+    for i in range(n):
+        one_stated, one_stale = post._questionnaire_of_one(odd[i : i + 1])
+        assert one_stated.dtype == stated.dtype and one_stale.dtype == stale.dtype
+        assert (one_stated.tolist(), one_stale.tolist()) == ([stated[i]], [stale[i]]), i
+        got = post.inputs(_raw(np.full(1, 0.3)), odd[i : i + 1])
+        assert (got.stated.tolist(), got.stale_bin.tolist()) == ([stated[i]], [stale[i]])

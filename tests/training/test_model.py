@@ -125,6 +125,36 @@ def test_multiclass_calibrator_rows_sum_to_one():
         assert (cal > 0).all()
 
 
+def _multiclass_transform_per_class(cal: Calibrator, proba: np.ndarray) -> np.ndarray:
+    """`Calibrator.transform` of a multiclass calibrator as written before it took every class at once (#18):
+    one `_one` per class column, stacked; the reference the block path must equal bit for bit."""
+    cols = [cal._one(proba[:, c], prm) for c, prm in enumerate(cal.params_)]
+    out = np.clip(np.column_stack(cols), 1e-300, None)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def test_multiclass_sigmoid_calibrator_takes_every_class_at_once_bit_for_bit():
+    """One customer, a few and a batch, with probabilities at 0, 1, tiny, NaN and a class absent from the
+    calibration rows (identity parameters as Python floats): the same bits as class by class, and a pickled
+    calibrator (the block's parameters are not pickled) the same again."""
+    import pickle
+
+    rng = np.random.default_rng(3)
+    raw = rng.dirichlet([1, 0.3, 0.05], size=400)
+    y = np.array([rng.choice(3, p=r) for r in raw])
+    fitted = Calibrator("sigmoid").fit(raw, y)
+    absent = Calibrator("sigmoid").fit(raw, np.where(y == 2, 1, y))  # class 2 never seen: (1.0, 0.0)
+    raw[:5] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1 - 1e-12, 1e-12, 0.0], [np.nan, 0.5, 0.5], [0.2, 0.3, 0.5]]
+    assert absent.params_[2] == (1.0, 0.0)
+    for cal in (fitted, absent):
+        for rows in (slice(0, 1), slice(3, 4), slice(0, 7), slice(None)):
+            want = _multiclass_transform_per_class(cal, raw[rows])
+            np.testing.assert_array_equal(cal.transform(raw[rows]), want)
+        back = pickle.loads(pickle.dumps(cal))
+        assert "_slopes_cache" not in back.__dict__
+        np.testing.assert_array_equal(back.transform(raw), cal.transform(raw))
+
+
 def test_multiclass_sigmoid_calibrator_keeps_the_order_of_tiny_probabilities():
     """A tier model boosted from persistence gives most stayers P(move) far below 1e-6. The calibrator
     must not floor them to one value: at a 1e-6 floor 90% of the demo bank's mass customers shared one
@@ -386,6 +416,43 @@ def test_transition_prior_is_the_persistence_baselines_transition_matrix():
         type(core.prior).fit(X, y, core.features, core.categories, "aum", core.classes)
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 7, 8, 9])
+def test_rank_prior_of_one_row_equals_the_batch_bit_for_bit(k):
+    """One customer's starting score (Python floats, #18) has the bits of the batch's: ties, missing values,
+    values outside the training range, negative columns; 8 or more columns take the batch path."""
+    from training.model import RankPrior
+
+    rng = np.random.default_rng(k)
+    X = np.round(rng.normal(size=(300, 10)) * 3, 1)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    features = [f"f{i}" for i in range(10)]
+    prior = RankPrior.fit(X[:200], features, features[: (k + 1) // 2], features[(k + 1) // 2 : k])
+    assert len(prior.index) == k
+    test = np.vstack([X[200:], np.full((1, 10), np.nan), np.full((1, 10), 1e9), np.full((1, 10), -1e9)])
+    batch = prior.margin(test)
+    for i in range(len(test)):
+        one = prior.margin(test[i : i + 1])
+        np.testing.assert_array_equal(one, batch[i : i + 1])
+        np.testing.assert_array_equal(one, prior._margin_of_ranks(prior.ranks(test[i : i + 1])))
+
+
+def test_transition_prior_of_one_row_equals_the_batch_rule():
+    """One customer's current class (the Python rule of a single request, #18) is the batch's for every kind of
+    code: each class, a category that is not a class, missing, negative, fractional, too large, infinite."""
+    core, _frame, X, _y = _transition_model()
+    prior = core.prior
+    prior = type(prior)(prior.columns[0], prior.index[0], [*prior.codes, -1], prior.log_transition, prior.log_share)
+    odd = np.repeat(X[:1], 12, axis=0)
+    codes = [0.0, 1.0, 2.0, 3.0, np.nan, -1.0, -0.0, 1.7, 4.0, 99.0, np.inf, -np.inf]
+    odd[:, prior.index[0]] = codes
+    batch = prior.current(odd)
+    assert set(batch.tolist()) == {0, 1, 2, 3}  # a class each, and 3 = unknown (not a class, missing, out of range)
+    for i in range(len(odd)):
+        one = prior.current(odd[i : i + 1])
+        assert one.dtype == batch.dtype and one.tolist() == [batch[i]], codes[i]
+        np.testing.assert_array_equal(prior.margin(odd[i : i + 1]), prior.margin(odd)[i : i + 1])
+
+
 @pytest.mark.parametrize("calibration", ["sigmoid", "temperature"])  # the tier spec ships temperature
 def test_transition_prior_is_added_at_every_prediction_path(calibration):
     """softmax(booster raw + prior) through the booster, a predictor returning Booster.predict's
@@ -437,3 +504,19 @@ def test_few_row_matrix_equals_the_per_column_conversion(binary_model, x):
         np.testing.assert_array_equal(core.matrix(frame), core._column_matrix(frame))
         frame.index = [7, 3, 9, 1][: len(frame)]  # rows are taken by position, not by label
         np.testing.assert_array_equal(core.matrix(frame), core._column_matrix(frame))
+
+
+def test_matrix_names_the_missing_features_of_a_dict_a_frame_and_a_mapping(binary_model):
+    """The one set comparison for a dict of columns (#18) still finds every missing feature, as the per-feature
+    look-up does for a frame or another mapping; the feature set is not pickled."""
+    import pickle
+    from types import MappingProxyType
+
+    core, frame, _ = binary_model
+    cols = {c: frame[c].to_numpy()[:1] for c in core.features}
+    np.testing.assert_array_equal(core.matrix(cols), core.matrix(frame.head(1)))
+    short = {c: v for c, v in cols.items() if c != "colour"}
+    for data in (short, MappingProxyType(short), frame.drop(columns="colour")):
+        with pytest.raises(InputError, match=r"missing feature column\(s\) \['colour'\]"):
+            core.matrix(data)
+    assert "_features_cache" not in pickle.loads(pickle.dumps(core)).__dict__

@@ -159,6 +159,33 @@ def test_small_path_equals_vectorised_path_and_the_previous_code(columns):
             assert column.any() and not column.all(), name
 
 
+@pytest.mark.parametrize("columns", ["all", "no_flags"])
+def test_one_customers_values_are_the_batch_rows_bit_for_bit(columns):
+    """One customer's priority, propensity and value (Python floats, #18) have the bits of that row of the
+    vectorised path and of the previous code: signed zeros, inf / NaN amounts and propensities included."""
+    policy, cols = _policy(), _book()
+    cols["upgrade_proba"] = np.array([-0.0, 0.15, np.inf, 0.2, 0.5, -np.inf, 0.3, 0.11, -1.0])
+    cols["aum_change_3m"] = np.array([-0.0, -0.02, -0.9, np.nan, 0.1, 0.0, 0.3, -0.1, 0.7])
+    if columns == "no_flags":
+        for c in ("hidden_aggressive", "risk_proba_aggressive"):
+            cols.pop(c)
+    n = len(cols["tier"])
+    inp = customer_inputs(cols, n)
+    batch = P._matrices(policy, cols, n, inp, small=False)
+    reference = _reference_matrices(policy, cols, n, inp)
+    calls = []
+    real = P._one_customer_values
+    for i in range(n):
+        one = {k: v[i : i + 1] for k, v in cols.items()}
+        one_inp = customer_inputs(one, 1)
+        calls.append(real(policy, P._plan(policy), one, one_inp) is not None)
+        got = P._matrices(policy, one, 1, one_inp)
+        for g, b, r in zip(got, batch, reference, strict=True):
+            assert g.shape == (1, b.shape[1]) and g.dtype == b.dtype
+            assert g.tobytes() == b[i : i + 1].tobytes() == r[i : i + 1].tobytes(), i
+    assert all(calls)
+
+
 def test_each_customer_alone_ranks_as_in_a_big_batch():
     """A batch above SMALL_BATCH takes the vectorised path; each customer alone takes the small one."""
     policy, cols = _policy(), _book()
