@@ -313,6 +313,12 @@ def read_inference_log(
     return frame
 
 
+def _item_rows(item: pd.DataFrame | tuple) -> int:
+    """Rows of one buffered item: a frame (`append`) or a request's tuple (`append_scored`, whose
+    third field is the customer ids; the tuple's own length is its field count)."""
+    return len(item[2]) if isinstance(item, tuple) else len(item)
+
+
 class InferenceLogWriter:
     """Buffers log rows in memory; a daemon thread writes a part every `flush_seconds`
     or as soon as `flush_rows` rows are waiting. `close()` flushes what is left.
@@ -432,10 +438,10 @@ class InferenceLogWriter:
                     self._pending_rows += len(frame)
                     self._writing_rows = 0
                     while self._pending_rows > self.max_rows and self._pending:
-                        dropped = self._pending.pop(0)
-                        self._pending_rows -= len(dropped)
-                        self.rows_dropped += len(dropped)
-                        logger.error("inference log buffer full: dropped %d rows", len(dropped))
+                        dropped = _item_rows(self._pending.pop(0))
+                        self._pending_rows -= dropped
+                        self.rows_dropped += dropped
+                        logger.error("inference log buffer full: dropped %d rows", dropped)
                 return []
             self.rows_written += len(frame)
             return paths

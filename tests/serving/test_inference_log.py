@@ -121,6 +121,41 @@ def test_writer_keeps_rows_when_a_write_fails(tmp_path):
     assert len(writer.flush()) == 1 and writer.rows_written == 3
 
 
+def test_a_full_buffer_drops_the_oldest_requests_and_counts_their_customers(tmp_path, monkeypatch):
+    """The log folder unwritable and requests arriving while a write fails: once more than `max_rows` wait,
+    the oldest items go first, and a dropped request counts its customers (not its buffered tuple's
+    fields), so rows dropped plus rows buffered is every row accepted."""
+    import serving.inference_log as inference_log
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the log folder should be")
+    writer = InferenceLogWriter(blocked, flush_seconds=3600, max_rows=10)
+
+    def request(i: int, n: int) -> None:
+        writer.append_scored(
+            ts=datetime(2026, 11, 29, 9, 30, tzinfo=UTC), request_id=f"r{i}", customer_ids=np.arange(n),
+            features={"aum": np.arange(n, dtype=float)}, outputs={"churn_proba": np.full(n, 0.5)},
+            versions={"tier": "1", "churn": "1", "risk": "1"},
+        )  # fmt: skip
+
+    real_write = inference_log.write_part
+
+    def write_while_requests_arrive(frame, root):
+        request(1, 7)  # answered while the (failing) write of the first request is under way
+        request(2, 5)
+        return real_write(frame, root)
+
+    monkeypatch.setattr(inference_log, "write_part", write_while_requests_arrive)
+    request(0, 8)
+    assert writer.flush() == []
+    # 20 waiting > 10: the failed 8-row frame goes, then the 7-customer request; the 5 newest stay.
+    assert (writer.rows_dropped, writer.buffered_rows) == (15, 5)
+    monkeypatch.setattr(inference_log, "write_part", real_write)
+    blocked.unlink()
+    assert len(writer.flush()) == 1 and writer.rows_written == 5 and writer.buffered_rows == 0
+    assert read_inference_log(root=blocked)["request_id"].unique().tolist() == ["r2"]
+
+
 def test_buffered_requests_merge_as_their_log_columns_concatenated():
     """The writer's merge of many buffered requests (#18: one array per column, not ~190 per request) gives
     each request's `log_columns`, concatenated column by column, in the same column order, with None where
