@@ -23,6 +23,7 @@ against the working directory at read time. Every location defaults to a folder 
 | `CLIENTLENS_MAX_BATCH` | `max_batch` | 10,000 customers per request |
 | `CLIENTLENS_LOG_FLUSH_SECONDS` | `log_flush_seconds` | 2 |
 | `CLIENTLENS_LOG_FLUSH_ROWS` | `log_flush_rows` | 20,000 |
+| `CLIENTLENS_TRACING` | `tracing` | false (BentoML's OpenTelemetry middleware left out) |
 | `CLIENTLENS_LGBM_THREADS` | `lgbm_threads` | 1 (LightGBM threads per tuning trial) |
 | `CLIENTLENS_SHARED_DATA` | `shared_data` | unset (specs' `shared/data/` paths as written) |
 """

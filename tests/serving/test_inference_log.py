@@ -9,9 +9,11 @@ import pandas as pd
 
 from serving.inference_log import (
     InferenceLogWriter,
+    _to_table,
     list_parts,
     log_columns,
     log_frame,
+    log_table,
     merge_records,
     read_inference_log,
     write_part,
@@ -154,6 +156,66 @@ def test_a_full_buffer_drops_the_oldest_requests_and_counts_their_customers(tmp_
     blocked.unlink()
     assert len(writer.flush()) == 1 and writer.rows_written == 5 and writer.buffered_rows == 0
     assert read_inference_log(root=blocked)["request_id"].unique().tolist() == ["r2"]
+
+
+def _scored_like_the_service(i: int, n: int) -> tuple:
+    """A request's buffered item with every kind of column scoring gives (floats with NaN, ints, bools,
+    text and None, a column that is None throughout, JSON text)."""
+    rng = np.random.default_rng(i)
+    aum = rng.lognormal(10, 1, n)
+    aum[::3] = np.nan
+    features = {"aum": aum, "tenure_months": rng.integers(0, 200, n), "region": np.array(["metro", None, "rural"] * n, dtype=object)[:n],
+                "has_mortgage": rng.random(n) < 0.5}  # fmt: skip
+    outputs = {
+        "tier": np.array(["mass", "affluent"] * n, dtype=object)[:n],
+        "churn_proba": rng.random(n),
+        "churn": rng.random(n) < 0.2,
+        "churn_driver": np.array([None, "rates"] * n, dtype=object)[:n],
+        "note": np.full(n, None, dtype=object),
+        "upgrade_proba": np.where(rng.random(n) < 0.3, np.nan, rng.random(n)),
+        "actions": np.array(['[{"action": "call"}]'] * n, dtype=object),
+    }
+    return (np.datetime64(1_764_000_000_000_000_000 + i, "ns"), f"r{i}", np.arange(n) + 10 * i, features, outputs,
+            {"tier": "3", "churn": "5", "risk": str(i)})  # fmt: skip
+
+
+def test_buffered_requests_become_the_table_pandas_would_make_of_their_frame():
+    """The writer builds a part's Arrow table from the merged columns (#18); it is the table
+    `pa.Table.from_pandas` made of their frame: the same types and values (NaN and None as nulls)."""
+    items = [_scored_like_the_service(i, n) for i, n in enumerate([1, 5, 2, 1])]
+    data = merge_records(items)
+    frame = pd.DataFrame(data)
+    frame["ts"] = frame["ts"].dt.tz_localize("UTC")
+    want, got = _to_table(frame), log_table(data)
+    assert got.schema.remove_metadata() == want.schema.remove_metadata()
+    assert got.equals(want) and got.column("aum").null_count == want.column("aum").null_count > 0
+
+
+def test_the_writer_reads_back_what_it_was_given(tmp_path):
+    writer = InferenceLogWriter(tmp_path, flush_seconds=3600)
+    items = [_scored_like_the_service(i, n) for i, n in enumerate([3, 1, 4])]
+    for item in items:
+        ts, rid, ids, features, outputs, versions = item
+        writer.append_scored(ts=ts, request_id=rid, customer_ids=ids, features=features, outputs=outputs,
+                             versions=versions)  # fmt: skip
+    writer.close()
+    want = pd.concat([log_frame(f, o, customer_ids=ids, request_id=r, versions=v, ts=ts)
+                      for ts, r, ids, f, o, v in items], ignore_index=True)  # fmt: skip
+    got = read_inference_log(root=tmp_path)
+    pd.testing.assert_frame_equal(got, want[got.columns])
+    assert list(got.columns) == list(want.columns)
+
+
+def test_rows_that_cannot_form_one_table_are_counted_as_dropped_and_the_writer_goes_on(tmp_path):
+    writer = InferenceLogWriter(tmp_path, flush_seconds=3600)
+    ts, rid, ids, features, outputs, versions = _scored_like_the_service(0, 2)
+    writer.append_scored(ts=ts, request_id="bad", customer_ids=ids, features=features,
+                         outputs={**outputs, "tier": np.array([1.5, "text"], dtype=object)}, versions=versions)  # fmt: skip
+    assert writer.flush() == [] and writer.rows_dropped == 2 and writer.buffered_rows == 0
+    writer.append_scored(ts=ts, request_id="good", customer_ids=ids, features=features, outputs=outputs,
+                         versions=versions)  # fmt: skip
+    assert len(writer.flush()) == 1 and writer.rows_written == 2
+    assert read_inference_log(root=tmp_path)["request_id"].tolist() == ["good", "good"]
 
 
 def test_buffered_requests_merge_as_their_log_columns_concatenated():
