@@ -140,6 +140,7 @@ def test_json_keeps_the_order_of_the_fields_around_encoded_results():
     assert service._json(decoded).body == to_json(decoded)  # no encoded value: `to_json` as it is
 
 
+@pytest.mark.slow  # trains the session's champions and starts the service (~50 s of setup)
 @pytest.mark.parametrize("explain,top_k", [(False, 3), (True, 1), (True, 3), (True, 20)])
 def test_champions_output_gives_the_same_bytes(service, use_serving_env, latest, request_rows, explain, top_k):
     from features.registry import FEATURES
