@@ -249,12 +249,11 @@ def write_part(frame: pd.DataFrame | pa.Table, root: Path | None = None) -> list
     if len(frame) == 0:
         return []
     root = Path(root) if root is not None else Settings().inference_log
-    if isinstance(frame, pa.Table):
-        ts = frame.column("ts").to_numpy()  # UTC
-        days = ts if ts.dtype.kind == "M" else pd.to_datetime(ts, utc=True).tz_convert(None).to_numpy()
+    if isinstance(frame, pa.Table):  # `log_table` / `_to_table`: `ts` is timestamp[ns, UTC]
+        ts = frame.column("ts").to_numpy()
     else:
-        days = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(None).to_numpy()
-    days = days.astype("datetime64[D]")  # UTC day of each row, vectorised
+        ts = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(None).to_numpy()
+    days = ts.astype("datetime64[D]")  # UTC day of each row, vectorised
     unique = np.unique(days)
     parts = [(unique[0], frame)] if len(unique) == 1 else [(d, _rows_of(frame, days == d)) for d in unique]
     written: list[Path] = []
@@ -342,8 +341,8 @@ def read_inference_log(
 
 
 def _item_rows(item: pd.DataFrame | pa.Table | tuple) -> int:
-    """Rows of one buffered item: a frame (`append`), a table (a failed write's) or a request's tuple (`append_scored`, whose
-    third field is the customer ids; the tuple's own length is its field count)."""
+    """Rows of one buffered item: a frame (`append`), a table (a failed write's) or a request's tuple
+    (`append_scored`, whose third field is the customer ids; the tuple's own length is its field count)."""
     return len(item[2]) if isinstance(item, tuple) else len(item)
 
 

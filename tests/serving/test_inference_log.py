@@ -206,6 +206,16 @@ def test_the_writer_reads_back_what_it_was_given(tmp_path):
     assert list(got.columns) == list(want.columns)
 
 
+def test_the_writer_splits_requests_of_two_utc_days_into_two_parts(tmp_path):
+    writer = InferenceLogWriter(tmp_path, flush_seconds=3600)
+    for i, stamp in enumerate(["2026-11-29T23:59:59.999999999", "2026-11-30T00:00:00"]):
+        _, _, ids, features, outputs, versions = _scored_like_the_service(i, 2)
+        writer.append_scored(ts=np.datetime64(stamp, "ns"), request_id=f"r{i}", customer_ids=ids,
+                             features=features, outputs=outputs, versions=versions)  # fmt: skip
+    assert [p.parent.name for p in writer.flush()] == ["date=2026-11-29", "date=2026-11-30"]
+    assert read_inference_log("2026-11-30", root=tmp_path)["request_id"].tolist() == ["r1", "r1"]
+
+
 def test_rows_that_cannot_form_one_table_are_counted_as_dropped_and_the_writer_goes_on(tmp_path):
     writer = InferenceLogWriter(tmp_path, flush_seconds=3600)
     ts, rid, ids, features, outputs, versions = _scored_like_the_service(0, 2)
