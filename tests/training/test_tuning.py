@@ -170,6 +170,32 @@ def test_bootstrap_interval_brackets_the_metric_and_shrinks_with_rows():
     assert bootstrap_ci("binary", "roc_auc", y, p, seed=0) == ci  # seeded
 
 
+def test_a_log_loss_interval_is_the_one_recomputing_the_metric_on_each_resample():
+    """`bootstrap_ci` resamples per-row log losses (`core.metrics.row_values`); the interval is the one
+    computing sklearn's log loss on each resample, bit for bit, with weights and with skipped resamples."""
+    from core import metrics as M
+
+    rng = np.random.default_rng(1)
+    n = 60
+    y = np.where(rng.random(n) < 0.05, 2, rng.integers(0, 2, n))  # a rare class: some resamples lack it
+    proba = rng.dirichlet([1, 1, 0.2], n)
+    weight = rng.random(n)
+
+    def recomputed(w, seed, samples=300):
+        r, values = np.random.default_rng(seed), []
+        for _ in range(samples):
+            idx = r.integers(0, n, n)
+            if len(np.unique(y[idx])) < 2:
+                continue
+            values.append(M.task_metric("multiclass", "log_loss", y[idx], proba[idx], None if w is None else w[idx]))
+        v, tail = np.asarray(values), (1 - 0.95) / 2  # bootstrap_ci's tail (0.025000000000000022)
+        return {"low": float(np.quantile(v, tail)), "high": float(np.quantile(v, 1 - tail)), "samples": float(len(v))}
+
+    for w in (None, weight):
+        for seed in (0, 7):
+            assert bootstrap_ci("multiclass", "log_loss", y, proba, w, seed=seed, samples=300) == recomputed(w, seed)
+
+
 def test_uncertainty_and_repeats_cover_model_and_both_baselines(one_trial):
     spec, frame, r = one_trial
     u = holdout_uncertainty(r)
