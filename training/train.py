@@ -771,14 +771,14 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     n = len(y)
     values = []
-    rows = M.row_values(kind, metric, y, proba)  # a mean of per-row values (log loss): resample those
+    fast = M.resampled_metric(kind, metric, y, proba, weight)  # log loss, ROC AUC: without sklearn's per-call cost
     for _ in range(samples):
         idx = rng.integers(0, n, n)
         yb, wb = y[idx], _take(weight, idx)
         if kind != "regression" and len(np.unique(yb)) < 2:
             continue
-        if rows is not None:
-            values.append(float(np.average(rows[idx], weights=wb)))
+        if fast is not None:
+            values.append(fast(idx))
         else:
             values.append(M.task_metric(kind, metric, yb, proba[idx], wb))  # that metric alone, not all of the kind's
     v = np.asarray([x for x in values if np.isfinite(x)])
