@@ -73,7 +73,7 @@ MULTICLASS: dict[str, Metric] = {
 # The class metrics that are a (weighted) mean of one value per row, that value: a bootstrap resamples these
 # values instead of recomputing the metric on each resample (`row_values`), which gives the same numbers as
 # MULTICLASS on the resampled rows (sklearn's per-row terms, then its `np.average`; tests/core/test_metrics.py)
-# at a small part of the cost (sklearn's input checks were ~85% of a tier training's 600 log losses).
+# at a small part of the cost (sklearn's input checks were ~83% of a tier training's 600 log losses).
 _EPS = float(np.finfo(np.float64).eps)
 ROW_MEANS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     # skm.log_loss: -sum(xlogy(one-hot, clip(p, eps, 1 - eps))) per row = -log of the true class's clipped p
@@ -98,7 +98,7 @@ def _resampled_auc(y: np.ndarray, score: np.ndarray, weight: np.ndarray | None) 
     """`roc_auc_score(y[idx], score[idx], sample_weight=weight[idx])` of resamples `idx`, from one sort of the
     scores: a resample is the rows weighted by how often it drew each, and the AUC is the weighted share of
     (positive, negative) pairs ranked right, ties counting half, which is the area under sklearn's ROC steps.
-    Equal to sklearn's to rounding (~1e-16; tests/core/test_metrics.py) at ~1/50 of its cost, since sklearn's
+    Equal to sklearn's to rounding (~1e-16; tests/core/test_metrics.py) at 1/19-1/40 of its CPU, since sklearn's
     input checks dominate a bootstrap of hundreds of small resamples. None for what sklearn would reject or
     treat otherwise (labels other than 0/1, non-finite scores, negative weights): the caller asks sklearn."""
     y, score = np.asarray(y), np.asarray(score)
@@ -135,9 +135,7 @@ def resampled_metric(
     if rows is not None:
         return lambda idx: float(np.average(rows[idx], weights=None if weight is None else weight[idx]))
     if name == "roc_auc" and kind in ("binary", "ordinal"):
-        if kind == "binary":
-            return _resampled_auc(y, proba[:, 1] if proba.ndim == 2 else proba, weight)
-        return _resampled_auc((y.astype(int) == proba.shape[1] - 1).astype(int), proba[:, -1], weight)
+        return _resampled_auc(*_ranked(kind, y, proba), weight)
     return None
 
 
@@ -156,17 +154,25 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray, weight: np.ndarray | Non
     }
 
 
+def _ranked(kind: str, y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 0/1 labels and the score a binary or ordinal task's ranking metrics (ROC AUC, ...) read: binary, the
+    positive class's probability; ordinal (ordered classes from one score), whether a row is in the top
+    class and that class's probability."""
+    if kind == "ordinal":
+        return (y.astype(int) == proba.shape[1] - 1).astype(int), proba[:, -1]
+    return y, proba[:, 1] if proba.ndim == 2 else proba
+
+
 def task_metrics(kind: str, y: np.ndarray, proba: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:
     """The headline metrics of a task kind; `proba` is (n, 2) / (n, k) probabilities or (n,) predictions."""
     if kind == "binary":
-        return binary_metrics(y, proba[:, 1] if proba.ndim == 2 else proba, weight)
+        return binary_metrics(*_ranked(kind, y, proba), weight)
     if kind == "multiclass":
         return multiclass_metrics(y.astype(int), proba, weight)
     if kind == "ordinal":  # ordered classes from one score: the class metrics + how the score ranks the top class
-        top = (y.astype(int) == proba.shape[1] - 1).astype(int)
         return {
             **multiclass_metrics(y.astype(int), proba, weight),
-            "roc_auc": binary_metrics(top, proba[:, -1], weight)["roc_auc"],
+            "roc_auc": binary_metrics(*_ranked(kind, y, proba), weight)["roc_auc"],
         }
     return regression_metrics(y, proba, weight)
 
@@ -174,10 +180,9 @@ def task_metrics(kind: str, y: np.ndarray, proba: np.ndarray, weight: np.ndarray
 def task_metric(kind: str, name: str, y: np.ndarray, proba: np.ndarray, weight: np.ndarray | None = None) -> float:
     """`task_metrics(kind, y, proba, weight)[name]` computed alone (the same definition); NaN for a name the
     kind does not have."""
-    if kind == "binary" and name in BINARY:
-        return BINARY[name](y, proba[:, 1] if proba.ndim == 2 else proba, weight)
-    if kind == "ordinal" and name == "roc_auc":  # as task_metrics: how the score ranks the top class
-        return BINARY[name]((y.astype(int) == proba.shape[1] - 1).astype(int), proba[:, -1], weight)
+    # ordinal as task_metrics: ROC AUC of how the score ranks the top class
+    if (kind == "binary" and name in BINARY) or (kind == "ordinal" and name == "roc_auc"):
+        return BINARY[name](*_ranked(kind, y, proba), weight)
     if kind in ("multiclass", "ordinal") and name in MULTICLASS:
         return MULTICLASS[name](y.astype(int), proba, weight)
     if kind == "regression":

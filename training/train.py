@@ -774,13 +774,13 @@ def bootstrap_ci(
     fast = M.resampled_metric(kind, metric, y, proba, weight)  # log loss, ROC AUC: without sklearn's per-call cost
     for _ in range(samples):
         idx = rng.integers(0, n, n)
-        yb, wb = y[idx], _take(weight, idx)
+        yb = y[idx]
         if kind != "regression" and len(np.unique(yb)) < 2:
             continue
         if fast is not None:
             values.append(fast(idx))
-        else:
-            values.append(M.task_metric(kind, metric, yb, proba[idx], wb))  # that metric alone, not all of the kind's
+        else:  # that metric alone, not all of the kind's
+            values.append(M.task_metric(kind, metric, yb, proba[idx], _take(weight, idx)))
     v = np.asarray([x for x in values if np.isfinite(x)])
     if len(v) == 0:
         return {"low": float("nan"), "high": float("nan"), "samples": 0.0}
