@@ -7,6 +7,11 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: LightGBM trains on one thread per process (training/tune.py `lgb_threads`), so one
+# serial run left a core idle most of the time. Units of work and their order: tests/conftest.py.
+# `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 2
+XDIST = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: demo test test-fast check sync clean
 
@@ -25,12 +30,12 @@ check: sync
 
 # Everything CI runs: the checks, then every test (unit, data, property, model, slow end-to-end).
 test: check
-	$(UV) run --locked pytest $(PYTEST_ARGS)
+	$(UV) run --locked pytest $(XDIST) $(PYTEST_ARGS)
 
 # The fast lane while you work: ruff, then the tests not marked slow (under 3 minutes here).
 test-fast: sync
 	$(UV) run --locked ruff check .
-	$(UV) run --locked pytest -m "not slow" $(PYTEST_ARGS)
+	$(UV) run --locked pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 clean:
 	rm -rf .clientlens .pytest_cache
