@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # serial run left a core idle most of the time. Units of work and their order: tests/conftest.py.
 # `make test PYTEST_WORKERS=0` runs in one process.
 PYTEST_WORKERS ?= 2
-XDIST = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+XDIST = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: demo test test-fast check sync clean
 

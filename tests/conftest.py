@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -19,13 +18,15 @@ def isolated_home(tmp_path, monkeypatch):
     return home
 
 
-# `make test` runs the suite on 2 pytest-xdist workers (`--dist loadgroup --no-loadscope-reorder`, see the
+# `make test` runs the suite on 2 pytest-xdist workers (`--dist loadfile --no-loadscope-reorder`, see the
 # Makefile): one test file is one unit of work, so its module fixtures are built once, except that all of
 # tests/serving is one unit (one session service, and `test_service_shutdown.py` must run after the other
-# serving tests) and so is tests/integration (one PostgreSQL and one MLflow server). The units that take
-# longest go first, so that neither worker is left with a long one at the end (times from a serial CI run
-# on this 2-core machine, 2026-12-03: serving 420 s of 1,371, the notebooks 183, test_simulated 131,
-# integration 108, test_real_data 73, test_distributed 54, test_retrain 48); the others keep their collection order.
+# serving tests) and so is tests/integration (one PostgreSQL and one MLflow server): the scheduler below.
+# (xdist's own `--dist loadgroup` marks do nothing under pytest 9.2: xdist 3.8 renames `item._nodeid`, which
+# pytest no longer reads.) The units that take longest go first, so that neither worker is left with a long
+# one at the end (times from a serial CI run on this 2-core machine, 2026-12-03: serving 420 s of 1,371, the
+# notebooks 183, test_simulated 131, integration 108, test_real_data 73, test_distributed 54, test_retrain
+# 48); the others keep their collection order.
 LONG_FIRST = (
     "serving",
     "notebooks/test_notebooks.py",
@@ -35,20 +36,29 @@ LONG_FIRST = (
     "training/test_distributed.py",
     "monitoring/test_retrain.py",
 )
-TESTS = Path(__file__).resolve().parent
+SHARED_UNITS = ("serving", "integration")
 
 
-def unit_of(path: Path) -> str:
-    """The xdist group of a test file: its directory for tests/serving and tests/integration, else the file."""
-    rel = path.resolve().relative_to(TESTS)
-    return rel.parts[0] if rel.parts[0] in ("serving", "integration") else rel.as_posix()
+def unit_of(nodeid: str) -> str:
+    """The unit of work of a test: its directory for tests/serving and tests/integration, else its file."""
+    path = nodeid.split("::", 1)[0].removeprefix("tests/")
+    top = path.split("/", 1)[0]
+    return top if top in SHARED_UNITS else path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    return ByUnit(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
-    units = {item: unit_of(Path(item.path)) for item in items}
-    for item, unit in units.items():
-        item.add_marker(pytest.mark.xdist_group(unit))
     if os.environ.get("PYTEST_XDIST_WORKER"):  # set in each xdist worker, where the collection happens
         rank = {unit: i for i, unit in enumerate(LONG_FIRST)}
-        order = {item: i for i, item in enumerate(items)}
-        items.sort(key=lambda item: (rank.get(units[item], len(rank)), order[item]))
+        order = {item.nodeid: i for i, item in enumerate(items)}
+        items.sort(key=lambda item: (rank.get(unit_of(item.nodeid), len(rank)), order[item.nodeid]))
