@@ -60,5 +60,4 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):  # set in each xdist worker, where the collection happens
         rank = {unit: i for i, unit in enumerate(LONG_FIRST)}
-        order = {item.nodeid: i for i, item in enumerate(items)}
-        items.sort(key=lambda item: (rank.get(unit_of(item.nodeid), len(rank)), order[item.nodeid]))
+        items.sort(key=lambda item: rank.get(unit_of(item.nodeid), len(rank)))  # stable: the rest keep their order
