@@ -73,6 +73,7 @@ class ConnectionCounts:
         finally:
             os.close(fd)
         self._cells = memoryview(self._map).cast("q")  # 8-byte aligned: each write is atomic
+        self._closed = False
         self._me = worker_id - 1
         self._pid = os.getpid()
         self._cells[2 * self._me + 1] = 0
@@ -85,7 +86,10 @@ class ConnectionCounts:
         return cls(Path(tempfile.gettempdir()) / f"clientlens-connections-{os.getppid()}-{port}", slots, worker_id)
 
     def publish(self, count: int) -> None:
-        self._cells[2 * self._me + 1] = count
+        """This worker's open connections; nothing once it has left (`close`): a connection closed after
+        its server (uvicorn's shutdown closes the server, then the connections) reports to no one."""
+        if not self._closed:
+            self._cells[2 * self._me + 1] = count
 
     def fewest_elsewhere(self) -> int | None:
         """The fewest open connections of another live worker (None: no other is up)."""
@@ -102,6 +106,7 @@ class ConnectionCounts:
         self._cells[2 * self._me] = 0
         self._cells[2 * self._me + 1] = 0
         others = self.fewest_elsewhere()
+        self._closed = True
         self._cells.release()
         self._map.close()
         if others is None:
@@ -149,6 +154,11 @@ class AcceptOneAtATime:
         self._watch()
         self._publish()
         return self
+
+    def watching(self) -> bool:
+        """Whether this worker is watching the socket for a connection now: serving, and not paused (a
+        deferral or a retry after an accept error, during which only the other workers take connections)."""
+        return self._serving and self._rearm is None
 
     def open_connections(self) -> int:
         for transport in [t for t in self._transports if t.is_closing()]:

@@ -32,14 +32,18 @@ class LoopThread:
     """An event loop in a thread, serving `sock` through `balance_accepts` as worker `worker_id`
     of two (a worker's loop, with the socket it shares with the other workers)."""
 
-    def __init__(self, sock: socket.socket, worker_id: int, defer_s: float, new_loop=asyncio.new_event_loop):
+    def __init__(
+        self, sock: socket.socket, worker_id: int, defer_s: float, new_loop=asyncio.new_event_loop, protocol=Echo
+    ):
         self.loop = new_loop()
         self.server: AcceptOneAtATime | None = None
+        self.errors: list[dict] = []  # what the loop's exception handler was given
+        self.loop.set_exception_handler(lambda loop, context: self.errors.append(context))
         ready = threading.Event()
 
         async def start():
             balance_accepts(self.loop, 2, worker_id, defer_s)
-            self.server = await self.loop.create_server(Echo, sock=sock, backlog=100)
+            self.server = await self.loop.create_server(protocol, sock=sock, backlog=100)
             ready.set()
 
         self.thread = threading.Thread(target=self._run, args=(start,), daemon=True)
@@ -51,12 +55,20 @@ class LoopThread:
         self.loop.run_until_complete(start())
         self.loop.run_forever()
 
-    def stop(self):
+    def close_server(self):
         async def close():
             self.server.close()
             await self.server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+
+    def settle(self):
+        """Return once the loop has run every callback already scheduled."""
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(10)
+
+    def stop(self):
+        if self.server.is_serving():
+            self.close_server()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
@@ -92,10 +104,17 @@ LOOPS = pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_
 @LOOPS
 def test_each_new_connection_goes_to_the_worker_with_fewest(listener, new_loop):
     workers = [LoopThread(listener, k, 0.5, new_loop) for k in (1, 2)]  # long: the other takes it first
+
+    def connect():
+        # A worker that deferred a connection watches the socket again only after its deferral, so each
+        # connection starts with both watching; else the two deferrals race (which timer fires first).
+        wait_for(lambda: all(w.server.watching() for w in workers))
+        clients.append(socket.create_connection(listener.getsockname()))
+
     try:
         clients = []
         for n in range(1, 5):
-            clients.append(socket.create_connection(listener.getsockname()))
+            connect()
             wait_for(lambda n=n: sum(w.server.accepted for w in workers) == n)
             assert sorted(w.server.accepted for w in workers) == [n // 2, (n + 1) // 2]
         assert [echo(c, b"ping %d" % i) for i, c in enumerate(clients)] == [b"ping %d" % i for i in range(4)]
@@ -107,7 +126,7 @@ def test_each_new_connection_goes_to_the_worker_with_fewest(listener, new_loop):
         wait_for(lambda: sum(w.server.counts.fewest_elsewhere() for w in workers) == 3)
         fewer = workers[0] if workers[0].server.open_connections() < on_first else workers[1]
         before = fewer.server.accepted
-        clients.append(socket.create_connection(listener.getsockname()))
+        connect()
         wait_for(lambda: sum(w.server.accepted for w in workers) == 5)
         assert fewer.server.accepted == before + 1
         for c in clients:
@@ -148,6 +167,30 @@ def test_a_stuck_worker_holds_a_connection_back_for_the_deferral_only(listener):
     finally:
         worker.stop()
         stuck.close()
+
+
+@LOOPS
+def test_a_connection_closed_after_its_server_reports_to_no_one(listener, new_loop):
+    """uvicorn's shutdown closes the server, then the open connections: their `connection_lost` must
+    not write to the counts the server has left (it raised in the loop's exception handler)."""
+    lost = threading.Event()
+
+    class Noting(Echo):
+        def connection_lost(self, exc):
+            lost.set()
+
+    worker = LoopThread(listener, 1, 0.0, new_loop, protocol=Noting)
+    try:
+        client = socket.create_connection(listener.getsockname())
+        assert echo(client, b"a") == b"a"
+        worker.close_server()
+        assert not worker.server.watching()
+        client.close()
+        assert lost.wait(10)
+        worker.settle()  # the rest of the connection_lost callback has run
+        assert worker.errors == []
+    finally:
+        worker.stop()
 
 
 def test_a_dead_workers_slot_does_not_count(tmp_path):
