@@ -424,6 +424,24 @@ def sustained(host, port, single_bodies, batch_body, headers, seconds: float, ra
     }  # fmt: skip
 
 
+def single_rows(single: dict, floor: dict) -> list[str]:
+    """The floor and single-customer rows of the table, each target judged on its own."""
+
+    def met(ok: bool) -> str:
+        return "yes" if ok else "no"
+
+    p50, p99, ratio = single["p50_ms"], single["p99_ms"], single["p50_ms"] / floor["p50_ms"]
+    return [
+        f"| floor: GET /livez, new connection per request, p50 / p99 | {floor['p50_ms']:.2f} / {floor['p99_ms']:.2f} ms "
+        "| | |",
+        f"| single customer POST /score (3 models), p50 | {p50:.2f} ms | <= {TARGETS['p50_ms']} ms "
+        f"| {met(p50 <= TARGETS['p50_ms'])} |",
+        f"| single customer p50 / floor p50 | {ratio:.1f}x | <= {TARGETS['p50_over_floor']}x "
+        f"| {met(ratio <= TARGETS['p50_over_floor'])} |",
+        f"| single customer, p99 | {p99:.2f} ms | <= {TARGETS['p99_ms']} ms | {met(p99 <= TARGETS['p99_ms'])} |",
+    ]
+
+
 def markdown(result: dict) -> str:
     m, s, b, lb, sus = (result["machine"], result["single"], result["batch"], result["in_process"], result["sustained"])
     fl = result["floor_livez"]
@@ -443,12 +461,7 @@ def markdown(result: dict) -> str:
         "",
         "| measure | value | target | met |",
         "|---|---|---|---|",
-        f"| floor: GET /livez, new connection per request, p50 / p99 | {fl['p50_ms']:.2f} / {fl['p99_ms']:.2f} ms | | |",
-        f"| single customer POST /score (3 models), p50 | {s['p50_ms']:.2f} ms = {s['p50_ms'] / fl['p50_ms']:.1f}x floor "
-        f"| <= {TARGETS['p50_ms']} ms, <= {TARGETS['p50_over_floor']}x floor "
-        f"| {'yes' if s['p50_ms'] <= TARGETS['p50_ms'] else 'no'} |",
-        f"| single customer, p99 | {s['p99_ms']:.2f} ms | <= {TARGETS['p99_ms']} ms "
-        f"| {'yes' if s['p99_ms'] <= TARGETS['p99_ms'] else 'no'} |",
+        *single_rows(s, fl),
     ]
     for r in b:
         body = "JSON, POST /score" if r["path"] == "/score" else "Arrow in/out, POST /score_arrow"
