@@ -49,14 +49,20 @@ def register(app: typer.Typer) -> None:
             )
 
         def human(s: dict) -> None:
-            typer.echo("\nWhere everything is:")
-            for key, value in s.items():
-                if key == "models":
-                    for task, ref in value.items():
-                        typer.echo(f"  {'model ' + task:<16}{ref} (alias champion)")
-                elif key not in ("seconds", "cpu_seconds"):
-                    typer.echo(f"  {key:<16}{value}")
-            typer.echo("  seconds         " + ", ".join(f"{k} {v}" for k, v in s["seconds"].items()))
-            typer.echo("  cpu seconds     " + ", ".join(f"{k} {v}" for k, v in s["cpu_seconds"].items()))
+            typer.echo("\n" + "\n".join(where_lines(s)))
 
         run(action, as_json=as_json, debug=debug, human=human)
+
+
+def where_lines(summary: dict) -> list[str]:
+    """The demo's closing table: each output's label, padded to the longest, then where it is."""
+    rows: list[tuple[str, str]] = []
+    for key, value in summary.items():
+        if key == "models":
+            rows += [(f"model {task}", f"{ref} (alias champion)") for task, ref in value.items()]
+        elif key not in ("seconds", "cpu_seconds"):
+            rows.append((key, str(value)))
+    rows.append(("seconds", ", ".join(f"{k} {v}" for k, v in summary["seconds"].items())))
+    rows.append(("cpu seconds", ", ".join(f"{k} {v}" for k, v in summary["cpu_seconds"].items())))
+    width = max(len(label) for label, _ in rows) + 2
+    return ["Where everything is:", *(f"  {label:<{width}}{value}" for label, value in rows)]
