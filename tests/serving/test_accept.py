@@ -143,7 +143,7 @@ def test_a_worker_alone_accepts_every_connection_at_once(listener, new_loop):
         t = time.monotonic()
         clients = [socket.create_connection(listener.getsockname()) for _ in range(5)]
         assert [echo(c, b"x%d" % i) for i, c in enumerate(clients)] == [b"x%d" % i for i in range(5)]
-        assert time.monotonic() - t < 1.0  # never deferred (2 s each)
+        assert time.monotonic() - t < 2.0  # never deferred (one deferral alone takes 2 s)
         assert (worker.server.accepted, worker.server.deferred) == (5, 0)
         for c in clients:
             c.close()

@@ -24,15 +24,16 @@ SCRIPT = textwrap.dedent(
 
     guard = sys.argv[1] == "guarded"
     server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
-    print(server.pid, flush=True)
     if guard:
         with exit_on_signals():
             try:
+                print(server.pid, flush=True)  # the handlers are installed, and the stop is armed
                 time.sleep(600)
             finally:
                 stop(server, timeout=10)
     else:
         try:
+            print(server.pid, flush=True)
             time.sleep(600)
         finally:
             stop(server, timeout=10)
@@ -58,8 +59,7 @@ def _run(mode: str, sig: int, settle: float = 10.0) -> tuple[int, int]:
     )  # fmt: skip
     assert script.stdout is not None
     server = int(script.stdout.readline())
-    time.sleep(0.5)  # inside the sleep, signal handlers installed
-    script.send_signal(sig)
+    script.send_signal(sig)  # the script printed the pid with its handlers (if any) installed
     code = script.wait(30)
     deadline = time.monotonic() + settle
     while _alive(server) and time.monotonic() < deadline:
