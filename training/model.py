@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import operator
-import warnings
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -915,19 +914,17 @@ def _as_key(v: Any) -> Any:
     return v if isinstance(v, str) else str(v)
 
 
-with warnings.catch_warnings():
-    # MLflow suggests type hints on `predict`; the signature is given explicitly at logging instead.
-    warnings.simplefilter("ignore", UserWarning)
+class ClientlensPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]  # mlflow.pyfunc re-exports it lazily
+    """The one registered artefact: a pyfunc whose `core` is the `TabularModel`.
 
-    class ClientlensPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]  # mlflow.pyfunc re-exports it lazily
-        """The one registered artefact: a pyfunc whose `core` is the `TabularModel`.
+    `predict` returns `prediction` and probability columns; serving should call `core`. Its input is
+    hinted `pd.DataFrame`, a hint MLflow infers no schema from (the signature is given at logging) and
+    validates nothing by; without a hint MLflow warned at every import that one should be added.
+    """
 
-        `predict` returns `prediction` and probability columns; serving should call `core`.
-        """
+    def __init__(self, core: TabularModel):
+        self.core = core
 
-        def __init__(self, core: TabularModel):
-            self.core = core
-
-        def predict(self, context, model_input, params=None):
-            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-            return self.core.predict_frame(frame)
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return self.core.predict_frame(frame)

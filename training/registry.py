@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +107,46 @@ def _finite(d: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in d.items() if v is not None and np.isfinite(v)}
 
 
+# What MLflow's `log_model` tells the console that this module answers by design, so that `clientlens train`
+# shows clientlens' report and the registry's lines only (README, "Data scientists"):
+MODEL_LOGGING_NOTES = (
+    "Passing a Python object as `python_model`",  # the pyfunc wraps the fitted model (cloudpickle), by design
+    "Failed to resolve installed pip version",  # `.venv` is made by uv, without pip; requirements are pinned
+    "Detected uv project",  # INFO lines on the files it copies beside the model
+    "Copied uv.lock",
+    "Copied pyproject.toml",
+    "Validating input example against model signature",
+)
+
+
+class _DropNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(note in message for note in MODEL_LOGGING_NOTES)
+
+
+@contextmanager
+def quiet_model_logging() -> Iterator[None]:
+    """Leave out `MODEL_LOGGING_NOTES`, as warnings or as records reaching the `mlflow` logger's handlers
+    (where MLflow prints; it does not propagate to the root logger). Everything else passes."""
+    handlers = logging.getLogger("mlflow").handlers
+    drop = _DropNotes()
+    with warnings.catch_warnings():
+        for note in MODEL_LOGGING_NOTES:
+            warnings.filterwarnings("ignore", message=".*" + re.escape(note), category=UserWarning)
+        for handler in handlers:
+            handler.addFilter(drop)
+        try:
+            yield
+        finally:
+            for handler in handlers:
+                handler.removeFilter(drop)
+
+
 def log_training(result, *, plots: bool = True) -> dict[str, Any]:
     """Log a `TrainResult` as one MLflow run, register the model and give it alias `challenger`."""
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
 
     from training.model import ClientlensPyfunc
 
@@ -166,21 +206,27 @@ def log_training(result, *, plots: bool = True) -> dict[str, Any]:
                 mlflow.log_figure(fig, f"plots/{fname}")
                 plt.close(fig)
         example = _input_example(result.model, result.reference)
-        signature = infer_signature(example, result.model.predict_frame(example))
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=ClientlensPyfunc(result.model),
-            signature=signature,
-            input_example=example,
-            registered_model_name=name,
-            pip_requirements=PIP_REQUIREMENTS,
-            metadata={
-                "task": spec.name,
-                "kind": result.model.kind,
-                "classes": result.model.classes,
-                "features": len(result.model.features),
-            },
-        )
+        # The inputs' schema on its own, so that MLflow's hint on integer columns (which cannot be missing at
+        # inference) is shown when it is about a feature; the outputs' integers (the predicted class) never are.
+        inputs = infer_signature(example).inputs
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Inferred schema contains integer", category=UserWarning)
+            outputs = infer_signature(result.model.predict_frame(example)).inputs
+        with quiet_model_logging():
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=ClientlensPyfunc(result.model),
+                signature=ModelSignature(inputs=inputs, outputs=outputs),
+                input_example=example,
+                registered_model_name=name,
+                pip_requirements=PIP_REQUIREMENTS,
+                metadata={
+                    "task": spec.name,
+                    "kind": result.model.kind,
+                    "classes": result.model.classes,
+                    "features": len(result.model.features),
+                },
+            )
         version = str(info.registered_model_version)
         run_id = run.info.run_id
     c.set_registered_model_alias(name, CHALLENGER, version)
