@@ -8,11 +8,16 @@ Each command lives in its own module under `clientlens.commands` and exposes
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 import typer
 
 from clientlens import commands
+
+# MLflow draws a progress bar for every artefact it fetches, local files included (promote, drift, serve): noise
+# in a console or a log. `MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true` brings it back.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 app = typer.Typer(
     name="clientlens",

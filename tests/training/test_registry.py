@@ -24,20 +24,22 @@ def _json(result) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _cli(*args: str) -> tuple[dict, str]:
+    """`clientlens ARGS --json` as a user runs it (its own process): the summary and the console (stderr)."""
+    done = subprocess.run([sys.executable, "-m", "clientlens", *args, "--json"], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
 @pytest.mark.slow
 def test_train_register_promote_load_and_score(features_dir, tmp_path):
     # The first training as a data scientist runs it: its console carries clientlens' output and MLflow's
     # registry lines, not MLflow's notes on what this module does by design.
-    done = subprocess.run(
-        [sys.executable, "-m", "clientlens", "train", "churn", "--features", str(features_dir), "--trials", "2",
-         "--seed", "1", "--json"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    first = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "Created version '1' of model 'clientlens-churn'" in done.stderr
-    assert "Warning" not in done.stderr and "WARNING" not in done.stderr, done.stderr  # Python's or MLflow's
-    assert [note for note in R.MODEL_LOGGING_NOTES if note in done.stderr] == [], done.stderr
+    first, console = _cli("train", "churn", "--features", str(features_dir), "--trials", "2", "--seed", "1")
+    assert "Created version '1' of model 'clientlens-churn'" in console
+    assert "Warning" not in console and "WARNING" not in console, console  # Python's or MLflow's
+    assert [note for note in R.MODEL_LOGGING_NOTES if note in console] == [], console
     assert {"task", "model", "version", "run_id", "metrics", "baseline"} <= set(first)
     assert first["model"] == "clientlens-churn" and first["version"] == "1"
     assert set(first["metrics"]) == {"roc_auc", "pr_auc", "ks", "brier", "lift_at_10"}
@@ -63,7 +65,9 @@ def test_train_register_promote_load_and_score(features_dir, tmp_path):
         )
     )
     assert second["version"] == "2" and second["metrics"] == first["metrics"]
-    p2 = _json(runner.invoke(app, ["promote", "churn", "--margin", "0.001", "--json"]))
+    # (the champion's and the challenger's holdouts are read: no progress bar on the console for them)
+    p2, console = _cli("promote", "churn", "--margin", "0.001")
+    assert "Downloading artifacts" not in console, console
     assert p2["promoted"] is False and p2["champion"] == "1"
     tags = c.get_model_version("clientlens-churn", "2").tags
     assert tags["promotion_decision"] == "rejected"
