@@ -463,6 +463,9 @@ class AppetitePosterior:
             keep = np.sort(np.random.default_rng(0).choice(len(X), MAX_FIT_ROWS, replace=False))
             raw, X, label = np.atleast_2d(raw)[keep], X[keep], np.asarray(label)[keep]
             anchor = None if anchor is None else np.asarray(anchor)[keep]
+        if anchor is not None and not np.any(np.asarray(anchor) >= 0):  # e.g. a bank with no reviews yet
+            log.info("risk posterior: no row has a review: fitted without the anchor")
+            anchor = None
         if anchor is not None:
             anchor = np.asarray(anchor, dtype=int)
             self.anchor_sd_ = 0.5

@@ -5,6 +5,7 @@ same way on every path (subsets, a compiled predictor, after pickling)."""
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import lightgbm as lgb
 import numpy as np
@@ -192,6 +193,19 @@ def test_a_posterior_column_that_is_not_a_feature_is_an_input_error():
             measures=["views_deposits_90d"],
             covariates=[],
         )
+
+
+def test_an_anchor_without_a_review_is_no_anchor(fitted):
+    """A bank with no suitability review yet (the shipped spec anchors on them): the anchor column is all -1.
+    The fit is the one without an anchor, untempered, with no warning (it took the mean of no rows, and the
+    temperature was the first of eight NaN scores)."""
+    bank, X, post = fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        none_reviewed = _posterior().fit(_raw(bank["score"]), X, bank["label"], anchor=np.full(len(X), -1))
+    assert none_reviewed.temperature_ == 1.0 and not hasattr(none_reviewed, "anchor_sd_")
+    raw = _raw(bank["score"])
+    np.testing.assert_array_equal(none_reviewed.transform(raw, X), post.transform(raw, X))
 
 
 def test_correlated_residuals_and_a_review_anchor_are_fitted_from_their_own_story():
