@@ -1,11 +1,11 @@
 # The two README commands. Each bootstraps uv if missing, syncs the locked environment, then runs.
 SHELL := /bin/bash
 PYTHON ?= python3
-# uv on PATH if there is one, else the uv that pip installs into $(PYTHON) (run as `python -m uv`).
-UV := $(shell command -v uv 2>/dev/null)
-ifeq ($(UV),)
-UV := $(PYTHON) -m uv
-endif
+# uv: the one on PATH if there is one, else a copy that `make sync` bootstraps into .uv/ (pip --target works
+# where pip refuses `--user` and system installs, as Debian's python3 does under PEP 668), else the uv that pip
+# installed into $(PYTHON) (run as `python -m uv`). Expanded at each use (`=`): the copy may appear mid-run.
+UV_HOME := .uv
+UV = $(or $(shell command -v uv 2>/dev/null),$(wildcard $(UV_HOME)/bin/uv),$(PYTHON) -m uv)
 PYTEST_ARGS ?=
 # Two pytest-xdist workers: LightGBM trains on one thread per process (training/tune.py `lgb_threads`), so one
 # serial run left a core idle most of the time. Units of work and their order: tests/conftest.py.
@@ -13,10 +13,13 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 XDIST = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: demo test test-fast check sync clean
+.PHONY: demo test test-fast check sync uv clean
 
-sync:
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv 2>/dev/null || $(PYTHON) -m pip install --quiet uv
+# A separate target so that sync's recipe is expanded after uv is there.
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(UV_HOME) uv
+
+sync: uv
 	$(UV) sync --locked --quiet
 
 demo: sync
@@ -38,4 +41,4 @@ test-fast: sync
 	$(UV) run --locked pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 clean:
-	rm -rf .clientlens .pytest_cache
+	rm -rf .clientlens .pytest_cache $(UV_HOME)
