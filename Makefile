@@ -17,7 +17,7 @@ XDIST = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # A separate target so that sync's recipe is expanded after uv is there.
 uv:
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(UV_HOME) uv
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(UV_HOME) uv
 
 sync: uv
 	$(UV) sync --locked --quiet
